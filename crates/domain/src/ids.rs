@@ -1,0 +1,124 @@
+//! Typed identifiers. Every id is a UUID wrapped in its own type, so a school id can never be
+//! passed where a person id is expected.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A new, time-ordered (UUIDv7) identifier.
+            #[must_use]
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// Wraps an existing UUID.
+            #[must_use]
+            pub const fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+
+            /// The UUID inside.
+            #[must_use]
+            pub const fn as_uuid(&self) -> &Uuid {
+                &self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // Lowercase, hyphenated: the form used in canonical (hashed) bytes.
+                fmt::Display::fmt(&self.0.hyphenated(), f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0.hyphenated())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+        }
+
+        impl From<$name> for Uuid {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A school (istituzione scolastica). Every fact belongs to exactly one school and nothing
+    /// crosses schools.
+    SchoolId
+);
+uuid_id!(
+    /// A person known to a school: staff member, student or family member. Also the data
+    /// subject (interessato) whose sealed data is encrypted with a key of its own.
+    PersonId
+);
+uuid_id!(
+    /// One stored event.
+    EventId
+);
+uuid_id!(
+    /// Ties together all the events caused, directly or not, by one request.
+    CorrelationId
+);
+uuid_id!(
+    /// The command or event that directly caused an event.
+    CausationId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_their_text_form() {
+        let id = SchoolId::new();
+        let parsed: SchoolId = id.to_string().parse().unwrap();
+        assert_eq!(id, parsed);
+        assert_eq!(id.to_string(), id.as_uuid().hyphenated().to_string());
+    }
+
+    #[test]
+    fn new_ids_are_version_7_and_time_ordered() {
+        let a = EventId::new();
+        let b = EventId::new();
+        assert_eq!(a.as_uuid().get_version_num(), 7);
+        assert!(a < b);
+    }
+
+    #[test]
+    fn a_malformed_id_is_rejected() {
+        assert!("not-a-uuid".parse::<PersonId>().is_err());
+    }
+}

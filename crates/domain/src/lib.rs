@@ -1,0 +1,11 @@
+//! The domain of the school register: identifiers, roles, and (in later milestones) commands,
+//! events and the pure `decide`/`evolve` functions.
+//!
+//! This crate is synchronous and does no IO: outside facts are looked up by the caller and put
+//! into the command, so that replaying events is deterministic.
+
+pub mod ids;
+pub mod role;
+
+pub use ids::{CausationId, CorrelationId, EventId, PersonId, SchoolId};
+pub use role::{Role, UnknownRole};

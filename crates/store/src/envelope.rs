@@ -1,0 +1,415 @@
+//! The event envelope: what is appended, what is stored, what is read back.
+
+use std::fmt;
+
+use registro_domain::{CausationId, CorrelationId, EventId, PersonId, Role, SchoolId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::error::StoreError;
+
+/// The most events one append may carry.
+pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
+/// The largest canonical data one event may carry, in bytes. Attachments are stored by content
+/// hash elsewhere; events carry facts, not files.
+pub const MAX_DATA_BYTES: usize = 256 * 1024;
+
+macro_rules! checked_name {
+    ($(#[$doc:meta])* $name:ident, $max:expr, $what:expr, $valid:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks and wraps a name.
+            ///
+            /// # Errors
+            /// [`StoreError::InvalidEvent`] when it is empty, too long, or has a character
+            /// outside the allowed set.
+            pub fn parse(s: impl Into<String>) -> Result<Self, StoreError> {
+                let s = s.into();
+                let valid: fn(&str) -> bool = $valid;
+                if s.is_empty() || s.len() > $max || !valid(&s) {
+                    return Err(StoreError::InvalidEvent(format!(
+                        "{} {:?} is not valid (1 to {} characters of {})",
+                        stringify!($name),
+                        s,
+                        $max,
+                        $what
+                    )));
+                }
+                Ok(Self(s))
+            }
+
+            /// The name as text.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Self::parse(String::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
+}
+
+checked_name!(
+    /// A stream: the unit of optimistic concurrency, e.g. `student-<uuid>-2025` or
+    /// `class-<uuid>-2025`. Unique within a school.
+    StreamId,
+    200,
+    "A-Z a-z 0-9 - _ . :",
+    |s| s.chars().all(is_name_char)
+);
+checked_name!(
+    /// An event type name, e.g. `AbsenceRecorded`. Starts with a letter.
+    EventType,
+    100,
+    "A-Z a-z 0-9 _ . (starting with a letter)",
+    |s| s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
+);
+checked_name!(
+    /// The client-chosen key that makes a command safe to retry (`Idempotency-Key` header).
+    /// Unique within a school.
+    IdempotencyKey,
+    255,
+    "A-Z a-z 0-9 - _ . :",
+    |s| s.chars().all(is_name_char)
+);
+
+/// What the caller believes about the stream before appending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's version.
+    Any,
+    /// The stream must not exist yet (version 0).
+    NoStream,
+    /// The stream's last event must have exactly this version (versions start at 1).
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream at `actual` (0 = no events) satisfies this expectation.
+    #[must_use]
+    pub fn admits(self, actual: u64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::NoStream => actual == 0,
+            Self::Exact(n) => actual == n,
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("any version"),
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(n) => write!(f, "version {n}"),
+        }
+    }
+}
+
+/// A field of an event's data to be sealed (encrypted) with the key of a data subject:
+/// special-category data such as a health reason or a disability note.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedField {
+    /// RFC 6901 JSON pointer to the field, e.g. `/reason/text`. Must point at an existing value.
+    pub pointer: String,
+    /// The data subject whose key seals it (interessato).
+    pub subject: PersonId,
+}
+
+/// One event to append.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    /// Generated by the caller (UUIDv7), so that a command knows its events' ids.
+    pub event_id: EventId,
+    /// The event's type.
+    pub event_type: EventType,
+    /// The version of this type's data schema; older versions are upcast on read.
+    pub schema_version: u32,
+    /// The event's data. Numbers must be integers (grades are stored in hundredths).
+    pub data: Value,
+    /// Business time: when the fact happened (e.g. the lesson hour of an absence).
+    pub occurred_at: OffsetDateTime,
+    /// Fields to seal before storing.
+    pub sealed: Vec<SealedField>,
+}
+
+impl NewEvent {
+    /// A new event with a fresh id, schema version 1 and nothing sealed.
+    #[must_use]
+    pub fn new(event_type: EventType, data: Value, occurred_at: OffsetDateTime) -> Self {
+        Self {
+            event_id: EventId::new(),
+            event_type,
+            schema_version: 1,
+            data,
+            occurred_at,
+            sealed: Vec::new(),
+        }
+    }
+
+    /// Seals the field at `pointer` with the key of `subject`.
+    #[must_use]
+    pub fn seal(mut self, pointer: impl Into<String>, subject: PersonId) -> Self {
+        self.sealed.push(SealedField {
+            pointer: pointer.into(),
+            subject,
+        });
+        self
+    }
+}
+
+/// Who did it, and why: the metadata shared by all the events of one append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandMetadata {
+    /// The person who issued the command; `None` for the software itself.
+    pub actor_id: Option<PersonId>,
+    /// The role they acted in.
+    pub actor_role: Role,
+    /// Ties together the events of one request.
+    pub correlation_id: CorrelationId,
+    /// The command or event that caused these events.
+    pub causation_id: Option<CausationId>,
+}
+
+impl CommandMetadata {
+    /// Metadata for an action of the software itself, with a fresh correlation id.
+    #[must_use]
+    pub fn system() -> Self {
+        Self {
+            actor_id: None,
+            actor_role: Role::System,
+            correlation_id: CorrelationId::new(),
+            causation_id: None,
+        }
+    }
+
+    /// Metadata for an action of `actor` acting as `role`, with a fresh correlation id.
+    #[must_use]
+    pub fn by(actor: PersonId, role: Role) -> Self {
+        Self {
+            actor_id: Some(actor),
+            actor_role: role,
+            correlation_id: CorrelationId::new(),
+            causation_id: None,
+        }
+    }
+}
+
+/// One atomic append: all its events are stored, or none.
+#[derive(Clone, Debug)]
+pub struct AppendRequest {
+    /// The school; nothing crosses schools.
+    pub school: SchoolId,
+    /// The stream appended to.
+    pub stream: StreamId,
+    /// The optimistic-concurrency expectation.
+    pub expected: ExpectedVersion,
+    /// The events, in order (at least one).
+    pub events: Vec<NewEvent>,
+    /// Who and why.
+    pub metadata: CommandMetadata,
+    /// Makes the append safe to retry: a repeated key returns the first result.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// The result of a successful append.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendOutcome {
+    /// The stream's version after the append (the last event's `stream_version`).
+    pub stream_version: u64,
+    /// The `school_seq` of the first event appended.
+    pub first_seq: u64,
+    /// The `school_seq` of the last event appended: the position to wait for when reading
+    /// one's own writes.
+    pub last_seq: u64,
+    /// True when this is the stored result of an earlier append with the same idempotency key:
+    /// nothing new was written.
+    pub replayed: bool,
+}
+
+/// A global read position for subscriptions: events are delivered in `(tx, id)` order.
+/// PostgreSQL fills `tx` with the appending transaction's id (xid8); SQLite, whose single writer
+/// commits in id order, leaves it 0.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Position {
+    /// The appending transaction (PostgreSQL xid8), 0 on SQLite.
+    pub tx: u64,
+    /// The row's insertion id.
+    pub id: u64,
+}
+
+impl Position {
+    /// Before the first event.
+    pub const START: Position = Position { tx: 0, id: 0 };
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.tx, self.id)
+    }
+}
+
+/// A SHA-256 digest in the hash chain.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    /// The `prev_hash` of a school's first event: 32 zero bytes.
+    pub const GENESIS: Hash = Hash([0; 32]);
+
+    /// Lowercase hex, as printed and exported.
+    #[must_use]
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses lowercase or uppercase hex of 64 digits.
+    ///
+    /// # Errors
+    /// When the text is not 32 bytes of hex.
+    pub fn from_hex(s: &str) -> Result<Self, hex::FromHexError> {
+        let mut out = [0; 32];
+        hex::decode_to_slice(s, &mut out)?;
+        Ok(Self(out))
+    }
+
+    /// From a stored byte string, which must be 32 bytes long.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] for any other length.
+    pub fn from_slice(b: &[u8]) -> Result<Self, StoreError> {
+        <[u8; 32]>::try_from(b)
+            .map(Self)
+            .map_err(|_| StoreError::internal(format!("stored hash has {} bytes, not 32", b.len())))
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", self.to_hex())
+    }
+}
+
+/// A stored event, as read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedEvent {
+    /// Where the event stands in the global subscription order.
+    pub position: Position,
+    /// The event's id.
+    pub event_id: EventId,
+    /// The school.
+    pub school_id: SchoolId,
+    /// Dense per-school sequence, from 1.
+    pub school_seq: u64,
+    /// The stream.
+    pub stream_id: StreamId,
+    /// The event's version within its stream, from 1.
+    pub stream_version: u64,
+    /// The event's type.
+    pub event_type: EventType,
+    /// The version of the type's data schema.
+    pub schema_version: u32,
+    /// The data, opened: sealed fields are decrypted, or replaced by the erased marker
+    /// (`{"$erased": {"subject": "<id>"}}`) when their key was destroyed.
+    pub data: Value,
+    /// The data exactly as stored and hashed: canonical JSON with sealed fields as ciphertext.
+    pub stored_data: String,
+    /// The person who caused it; `None` for the software itself.
+    pub actor_id: Option<PersonId>,
+    /// The role they acted in.
+    pub actor_role: Role,
+    /// The correlation id of the request.
+    pub correlation_id: CorrelationId,
+    /// What caused it.
+    pub causation_id: Option<CausationId>,
+    /// Business time.
+    pub occurred_at: OffsetDateTime,
+    /// Server time of the append.
+    pub recorded_at: OffsetDateTime,
+    /// The idempotency key of the append that stored it.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// The hash of the school's previous event ([`Hash::GENESIS`] for the first).
+    pub prev_hash: Hash,
+    /// `SHA-256(prev_hash || canonical bytes)`: see `docs/event-format.md`.
+    pub hash: Hash,
+}
+
+/// A school's last event: how many there are and the chain's head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchoolHead {
+    /// The last `school_seq` (= the number of events).
+    pub last_seq: u64,
+    /// The hash of the last event.
+    pub hash: Hash,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_accept_their_charset_and_reject_others() {
+        assert!(StreamId::parse("student-0190-2025:a_b.c").is_ok());
+        assert!(StreamId::parse("").is_err());
+        assert!(StreamId::parse("with space").is_err());
+        assert!(StreamId::parse("x".repeat(201)).is_err());
+        assert!(EventType::parse("AbsenceRecorded").is_ok());
+        assert!(EventType::parse("register.absence_recorded").is_ok());
+        assert!(EventType::parse("1Absence").is_err());
+        assert!(EventType::parse("Absence-Recorded").is_err());
+        assert!(IdempotencyKey::parse("0190a3b4-justify").is_ok());
+        assert!(IdempotencyKey::parse("key\"quote").is_err());
+    }
+
+    #[test]
+    fn expected_versions_admit_what_they_say() {
+        assert!(ExpectedVersion::Any.admits(0));
+        assert!(ExpectedVersion::Any.admits(7));
+        assert!(ExpectedVersion::NoStream.admits(0));
+        assert!(!ExpectedVersion::NoStream.admits(1));
+        assert!(ExpectedVersion::Exact(3).admits(3));
+        assert!(!ExpectedVersion::Exact(3).admits(4));
+    }
+
+    #[test]
+    fn hashes_round_trip_through_hex() {
+        let h = Hash([0xab; 32]);
+        assert_eq!(Hash::from_hex(&h.to_hex()).unwrap(), h);
+        assert!(Hash::from_hex("abc").is_err());
+        assert!(Hash::from_slice(&[1, 2]).is_err());
+    }
+}

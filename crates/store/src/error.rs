@@ -1,0 +1,77 @@
+//! The store's error contract.
+//!
+//! A rejection that the caller can act on ([`StoreError::Conflict`],
+//! [`StoreError::IdempotencyMismatch`], [`StoreError::InvalidEvent`],
+//! [`StoreError::SubjectErased`]) is never confused with an infrastructure failure
+//! ([`StoreError::Unavailable`], [`StoreError::Internal`]).
+
+use registro_domain::{PersonId, SchoolId};
+
+use crate::envelope::{ExpectedVersion, StreamId};
+
+/// Everything an [`crate::EventStore`] call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stream was not at the expected version: somebody else appended first. Nothing was
+    /// written. The caller reloads and decides again (HTTP 409).
+    #[error("stream {stream} was expected at {expected} but is at version {actual}")]
+    Conflict {
+        /// The stream appended to.
+        stream: StreamId,
+        /// What the caller expected.
+        expected: ExpectedVersion,
+        /// The version the stream actually has.
+        actual: u64,
+    },
+    /// The idempotency key was already used for a different request. Nothing was written
+    /// (HTTP 422).
+    #[error("idempotency key {key:?} was already used for a different request")]
+    IdempotencyMismatch {
+        /// The reused key.
+        key: String,
+    },
+    /// The events cannot be stored as given (empty batch, malformed type name, data that is not
+    /// canonicalisable JSON, a sealed-field pointer that points nowhere...). Nothing was written
+    /// (HTTP 422).
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    /// Sealed data was given for a data subject whose key was destroyed (erased at the end of
+    /// retention). Nothing was written (HTTP 409).
+    #[error("the sealed data of subject {subject} in school {school} was erased")]
+    SubjectErased {
+        /// The school.
+        school: SchoolId,
+        /// The data subject.
+        subject: PersonId,
+    },
+    /// The database could not be reached or did not answer in time. Nothing was written, or, if
+    /// the failure struck during commit, the caller cannot know: it retries with the same
+    /// idempotency key (HTTP 503).
+    #[error("the event store is unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The schema is not what this binary expects: an applied migration was edited, or the
+    /// database was migrated by a newer version. The service must not start.
+    #[error("migration check failed: {0}")]
+    Migration(String),
+    /// Anything else: a bug, or stored data this binary cannot read (HTTP 500, cause logged).
+    #[error("internal event store error: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Wraps any error as [`StoreError::Internal`].
+    pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(e.into())
+    }
+
+    /// Wraps any error as [`StoreError::Unavailable`].
+    pub fn unavailable(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Unavailable(e.into())
+    }
+
+    /// True for failures that a retry (with the same idempotency key) may cure.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}

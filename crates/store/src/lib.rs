@@ -1,0 +1,221 @@
+//! The event store: an append-only, hash-chained, per-school log of immutable events.
+//!
+//! [`EventStore`] is the port; [`postgres::PgStore`] (production) and [`sqlite::SqliteStore`]
+//! (the embedded default) are its adapters, held to the same conformance suite
+//! (`tests/conformance`). [`open`] picks one from configuration.
+//!
+//! Guarantees every adapter gives:
+//! * an append is atomic, checks the stream's expected version, and with an idempotency key is
+//!   safe to retry (the first result is returned, nothing is appended again);
+//! * each school has a dense sequence `school_seq` (1, 2, 3...) and a SHA-256 hash chain over
+//!   the canonical bytes of its events ([`canonical`], `docs/event-format.md`);
+//! * [`EventStore::read_all`] delivers every committed event exactly once, in an order that
+//!   never lets a late-committing transaction slip behind a reader ([`subscription`]);
+//! * sealed fields are encrypted per data subject and erasable by destroying a key ([`seal`]).
+
+pub mod canonical;
+pub mod envelope;
+pub mod error;
+pub mod migrate;
+mod plan;
+pub mod postgres;
+pub mod seal;
+pub mod sqlite;
+pub mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod verify;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use registro_domain::{PersonId, SchoolId};
+use tokio::sync::watch;
+
+pub use envelope::{
+    AppendOutcome, AppendRequest, CommandMetadata, EventType, ExpectedVersion, Hash,
+    IdempotencyKey, NewEvent, Position, RecordedEvent, SchoolHead, SealedField, StreamId,
+};
+pub use error::StoreError;
+pub use migrate::MigrationStatus;
+pub use seal::MasterKey;
+
+/// The most events one read returns; larger `limit`s are lowered to this.
+pub const MAX_PAGE: usize = 10_000;
+
+/// What a read does with sealed fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sealed {
+    /// Decrypt them, or mark them erased when their key was destroyed.
+    Open,
+    /// Leave them as stored (ciphertext).
+    Keep,
+}
+
+/// Which adapter a store is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL: concurrent writers, one per school at a time.
+    Postgres,
+    /// SQLite: one writer for the whole file.
+    Sqlite,
+}
+
+impl Backend {
+    /// `"postgres"` or `"sqlite"`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// The event store port.
+///
+/// # Error contract
+/// Every method returns [`StoreError`]:
+/// * [`StoreError::Conflict`], [`StoreError::IdempotencyMismatch`],
+///   [`StoreError::InvalidEvent`], [`StoreError::SubjectErased`]: the request was refused and
+///   **nothing was written**; only [`EventStore::append`] returns them.
+/// * [`StoreError::Unavailable`]: the database could not be reached or timed out. An append
+///   may or may not have committed; retrying with the same idempotency key is always safe.
+/// * [`StoreError::Migration`]: the schema does not match this binary.
+/// * [`StoreError::Internal`]: a bug or unreadable stored data; log it, tell the client nothing.
+///
+/// No method ever turns a unique-constraint violation into anything but
+/// [`StoreError::Conflict`].
+#[async_trait]
+pub trait EventStore: Send + Sync + fmt::Debug {
+    /// Which adapter this is.
+    fn backend(&self) -> Backend;
+
+    /// Appends the request's events atomically, after checking the stream's expected version.
+    /// With an idempotency key already used by the same request, returns the first outcome with
+    /// `replayed: true` and appends nothing; used by a different request, fails with
+    /// [`StoreError::IdempotencyMismatch`]. The key check comes before the version check, so a
+    /// retry of a successful `Exact(n)` append is not a conflict.
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError>;
+
+    /// Up to `limit` events of one stream with `stream_version >= from_version`, in order.
+    async fn read_stream(
+        &self,
+        school: SchoolId,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events of one school with `school_seq >= from_seq`, in order (export,
+    /// verification). With [`Sealed::Keep`], `data` holds the stored form (sealed fields as
+    /// ciphertext) and no key is touched, so an auditor needs no master key to verify.
+    async fn read_school(
+        &self,
+        school: SchoolId,
+        from_seq: u64,
+        limit: usize,
+        sealed: Sealed,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The subscription read: up to `limit` committed events after `after`, across all
+    /// schools, in [`Position`] order. Calling it again with the last returned position never
+    /// skips nor repeats an event, even when transactions commit out of order.
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The school's last `school_seq` and chain head, or `None` if it has no events.
+    async fn school_head(&self, school: SchoolId) -> Result<Option<SchoolHead>, StoreError>;
+
+    /// Destroys the key of one data subject (crypto-shredding): from now on their sealed fields
+    /// read as erased, and sealing new data for them is refused. Returns `false` if there was
+    /// no live key. The caller records the erasure as an event.
+    async fn destroy_subject_key(
+        &self,
+        school: SchoolId,
+        subject: PersonId,
+    ) -> Result<bool, StoreError>;
+
+    /// A hint that new events may have been committed: the value changes after commits that
+    /// this process saw or was notified of. Subscribers also poll, so a missed hint only
+    /// delays them.
+    fn wake_signal(&self) -> watch::Receiver<u64>;
+
+    /// Which migrations are applied and which are pending; fails with
+    /// [`StoreError::Migration`] when an applied migration was edited or is unknown.
+    async fn migration_status(&self) -> Result<MigrationStatus, StoreError>;
+
+    /// Applies the pending migrations, each in its own transaction, recording version and
+    /// checksum; returns the versions applied. Refuses (and applies nothing) when an applied
+    /// migration was edited.
+    async fn migrate(&self) -> Result<Vec<u32>, StoreError>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Where the events live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A PostgreSQL database URL (`postgres://user@host:port/db`).
+    Postgres {
+        /// The connection URL.
+        url: String,
+        /// The most connections the pool opens.
+        max_connections: usize,
+    },
+    /// An SQLite file, created if missing.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+}
+
+/// How to open a store.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Where the events live.
+    pub location: StoreLocation,
+    /// The master key that wraps the data subjects' keys.
+    pub master_key: MasterKey,
+    /// Apply pending migrations when opening.
+    pub migrate: bool,
+}
+
+/// Opens the configured store, applying pending migrations if asked.
+///
+/// # Errors
+/// [`StoreError::Unavailable`] when the database cannot be reached or the file cannot be
+/// opened; [`StoreError::Migration`] when an applied migration was edited.
+pub async fn open(config: StoreConfig) -> Result<Arc<dyn EventStore>, StoreError> {
+    let store: Arc<dyn EventStore> = match config.location {
+        StoreLocation::Postgres {
+            url,
+            max_connections,
+        } => Arc::new(postgres::PgStore::connect(&url, max_connections, config.master_key).await?),
+        StoreLocation::Sqlite { path } => {
+            Arc::new(sqlite::SqliteStore::open(&path, config.master_key).await?)
+        }
+    };
+    if config.migrate {
+        let applied = store.migrate().await?;
+        if !applied.is_empty() {
+            tracing::info!(
+                ?applied,
+                backend = store.backend().as_str(),
+                "applied migrations"
+            );
+        }
+    } else {
+        let status = store.migration_status().await?;
+        if !status.pending.is_empty() {
+            tracing::warn!(pending = ?status.pending, "migrations are pending; run `registro migrate`");
+        }
+    }
+    Ok(store)
+}

@@ -1,0 +1,815 @@
+//! The PostgreSQL adapter (production).
+//!
+//! * Appends of one school are serialised by a transaction-scoped advisory lock keyed by the
+//!   school, which makes `school_seq` dense and lets the append extend the school's hash chain
+//!   inside its own transaction. Appends of different schools take different locks and never
+//!   wait for each other.
+//! * The statements of an append are pipelined: after `BEGIN`, one round trip takes the lock and
+//!   reads the idempotency record, the stream's version and the school's head; a second inserts
+//!   the events, the head, the idempotency record and the notification; then `COMMIT`.
+//! * Subscriptions read in `(tx, id)` order below the fence
+//!   `pg_snapshot_xmin(pg_current_snapshot())` (see [`crate::subscription`]); `NOTIFY
+//!   registro_events` wakes them, polling is the fallback.
+//! * Every pooled connection sets `idle_in_transaction_session_timeout`, so that one stuck
+//!   transaction cannot hold the fence (and with it every subscriber) for long.
+
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use futures_util::StreamExt as _;
+use registro_domain::{PersonId, Role, SchoolId};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+use uuid::Uuid;
+
+use crate::envelope::{
+    AppendOutcome, AppendRequest, EventType, Hash, IdempotencyKey, Position, RecordedEvent,
+    SchoolHead, StreamId,
+};
+use crate::error::StoreError;
+use crate::migrate::{self, AppliedMigration, MigrationStatus};
+use crate::plan::{AppendPlan, school_lock_key};
+use crate::seal::{KeyState, MasterKey, SubjectKey, may_hold_sealed, open_fields, sealed_subjects};
+use crate::{Backend, EventStore, MAX_PAGE, Sealed};
+
+/// The channel `NOTIFY`ed after every append.
+pub const NOTIFY_CHANNEL: &str = "registro_events";
+/// How long a session may sit idle inside a transaction before PostgreSQL ends it.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request waits for a pooled connection before answering "unavailable".
+pub const POOL_WAIT: Duration = Duration::from_secs(5);
+/// The advisory lock (two-key form, apart from the per-school one-key locks) held while
+/// migrating.
+const MIGRATION_LOCK: (i32, i32) = (0x7265_6769, 1);
+
+const COLUMNS: &str = "(tx::text)::bigint, id, school_id, school_seq, stream_id, stream_version, \
+    event_id, event_type, schema_version, data, actor_id, actor_role, correlation_id, \
+    causation_id, occurred_at, recorded_at, idempotency_key, prev_hash, hash";
+
+/// The PostgreSQL event store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: Pool,
+    master: MasterKey,
+    wake: watch::Sender<u64>,
+    listener: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PgStore {
+    /// Connects a pool of at most `max_connections` to `url` and starts listening for
+    /// notifications.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the URL is malformed or the database cannot be reached.
+    pub async fn connect(
+        url: &str,
+        max_connections: usize,
+        master: MasterKey,
+    ) -> Result<Self, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::unavailable(format!("invalid database URL: {e}")))?;
+        config
+            .application_name("registro")
+            .connect_timeout(Duration::from_secs(5))
+            .options(format!(
+                "-c idle_in_transaction_session_timeout={}",
+                IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+            ));
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(StoreError::internal)?;
+        let (wake, _) = watch::channel(0);
+        let listener = tokio::spawn(listen(config, wake.clone()));
+        let store = Self {
+            inner: Arc::new(Inner {
+                pool,
+                master,
+                wake,
+                listener,
+            }),
+        };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.inner.pool.get().await.map_err(pool_err)
+    }
+
+    /// Appends, optionally holding the transaction open at `gate` before committing.
+    async fn append_gated(
+        &self,
+        request: AppendRequest,
+        #[cfg(feature = "testing")] gate: Option<crate::testing::Gate>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let plan = AppendPlan::new(request)?;
+        let school = plan.school();
+        let keys = self.keys_for_sealing(school, &plan.subjects).await?;
+        let stored = plan.seal(&keys)?;
+
+        let r = &plan.request;
+        let school_uuid = *school.as_uuid();
+        let stream = r.stream.as_str();
+        let idem_key = r.idempotency_key.as_ref().map(IdempotencyKey::as_str);
+
+        let mut client = self.client().await?;
+        let (lock_st, idem_st, version_st, head_st, insert_st, head_up_st, idem_up_st, notify_st) =
+            tokio::try_join!(
+                client.prepare_cached("SELECT pg_advisory_xact_lock($1)"),
+                client.prepare_cached(
+                    "SELECT fingerprint, stream_version, first_seq, last_seq \
+                     FROM idempotency_keys WHERE school_id = $1 AND key = $2"
+                ),
+                client.prepare_cached(
+                    "SELECT coalesce(max(stream_version), 0) FROM events \
+                     WHERE school_id = $1 AND stream_id = $2"
+                ),
+                client.prepare_cached(
+                    "SELECT last_seq, last_hash FROM school_heads WHERE school_id = $1"
+                ),
+                client.prepare_cached(
+                    "INSERT INTO events (school_id, stream_id, actor_id, actor_role, \
+                     correlation_id, causation_id, recorded_at, idempotency_key, school_seq, \
+                     stream_version, event_id, event_type, schema_version, data, occurred_at, \
+                     prev_hash, hash) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, u.* FROM unnest($9::bigint[], \
+                     $10::bigint[], $11::uuid[], $12::text[], $13::int[], $14::text[], \
+                     $15::timestamptz[], $16::bytea[], $17::bytea[]) AS u"
+                ),
+                client.prepare_cached(
+                    "INSERT INTO school_heads (school_id, last_seq, last_hash) VALUES ($1, $2, $3) \
+                     ON CONFLICT (school_id) DO UPDATE \
+                     SET last_seq = excluded.last_seq, last_hash = excluded.last_hash"
+                ),
+                client.prepare_cached(
+                    "INSERT INTO idempotency_keys (school_id, key, fingerprint, stream_version, \
+                     first_seq, last_seq) VALUES ($1, $2, $3, $4, $5, $6)"
+                ),
+                client.prepare_cached("SELECT pg_notify($1, '')"),
+            )
+            .map_err(pg_err)?;
+
+        let tx = client.transaction().await.map_err(pg_err)?;
+        // One round trip: the lock first (statements run in order), then the reads under it.
+        let lock_key = school_lock_key(school);
+        let (_, idem, version, head) = tokio::try_join!(
+            async { tx.execute(&lock_st, &[&lock_key]).await },
+            async {
+                match idem_key {
+                    Some(k) => tx.query_opt(&idem_st, &[&school_uuid, &k]).await,
+                    None => Ok(None),
+                }
+            },
+            async { tx.query_one(&version_st, &[&school_uuid, &stream]).await },
+            async { tx.query_opt(&head_st, &[&school_uuid]).await },
+        )
+        .map_err(pg_err)?;
+
+        if let Some(row) = idem {
+            let fingerprint: &[u8] = row.get(0);
+            if fingerprint != plan.fingerprint {
+                return Err(StoreError::IdempotencyMismatch {
+                    key: idem_key.unwrap_or_default().to_owned(),
+                });
+            }
+            return Ok(AppendOutcome {
+                stream_version: to_u64(row.get(1)),
+                first_seq: to_u64(row.get(2)),
+                last_seq: to_u64(row.get(3)),
+                replayed: true,
+            });
+        }
+        let current = to_u64(version.get(0));
+        if !r.expected.admits(current) {
+            return Err(StoreError::Conflict {
+                stream: r.stream.clone(),
+                expected: r.expected,
+                actual: current,
+            });
+        }
+        let head = head
+            .map(|row| -> Result<SchoolHead, StoreError> {
+                Ok(SchoolHead {
+                    last_seq: to_u64(row.get(0)),
+                    hash: Hash::from_slice(row.get(1))?,
+                })
+            })
+            .transpose()?;
+        let rows = plan.rows(stored, head, current, OffsetDateTime::now_utc())?;
+        let (first, last) = match (rows.first(), rows.last()) {
+            (Some(f), Some(l)) => (f.clone(), l.clone()),
+            _ => return Err(StoreError::internal("an append planned no rows")),
+        };
+
+        let seqs: Vec<i64> = rows.iter().map(|e| to_i64(e.school_seq)).collect();
+        let versions: Vec<i64> = rows.iter().map(|e| to_i64(e.stream_version)).collect();
+        let ids: Vec<Uuid> = rows.iter().map(|e| *e.event_id.as_uuid()).collect();
+        let types: Vec<&str> = rows.iter().map(|e| e.event_type.as_str()).collect();
+        let schemas: Vec<i32> = rows
+            .iter()
+            .map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX))
+            .collect();
+        let datas: Vec<&str> = rows.iter().map(|e| e.stored_data.as_str()).collect();
+        let occurred: Vec<OffsetDateTime> = rows.iter().map(|e| e.occurred_at).collect();
+        let prevs: Vec<&[u8]> = rows.iter().map(|e| e.prev_hash.0.as_slice()).collect();
+        let hashes: Vec<&[u8]> = rows.iter().map(|e| e.hash.0.as_slice()).collect();
+        let actor = r.metadata.actor_id.map(Uuid::from);
+        let role = r.metadata.actor_role.as_str();
+        let correlation = Uuid::from(r.metadata.correlation_id);
+        let causation = r.metadata.causation_id.map(Uuid::from);
+        let last_seq = to_i64(last.school_seq);
+        let last_version = to_i64(last.stream_version);
+        let first_seq = to_i64(first.school_seq);
+        let fingerprint = plan.fingerprint.as_slice();
+
+        // Second round trip: everything the append writes.
+        let inserted = tokio::try_join!(
+            async {
+                tx.execute(
+                    &insert_st,
+                    &[
+                        &school_uuid,
+                        &stream,
+                        &actor,
+                        &role,
+                        &correlation,
+                        &causation,
+                        &first.recorded_at,
+                        &idem_key,
+                        &seqs,
+                        &versions,
+                        &ids,
+                        &types,
+                        &schemas,
+                        &datas,
+                        &occurred,
+                        &prevs,
+                        &hashes,
+                    ],
+                )
+                .await
+            },
+            async {
+                tx.execute(
+                    &head_up_st,
+                    &[&school_uuid, &last_seq, &last.hash.0.as_slice()],
+                )
+                .await
+            },
+            async {
+                match idem_key {
+                    Some(k) => {
+                        tx.execute(
+                            &idem_up_st,
+                            &[
+                                &school_uuid,
+                                &k,
+                                &fingerprint,
+                                &last_version,
+                                &first_seq,
+                                &last_seq,
+                            ],
+                        )
+                        .await
+                    }
+                    None => Ok(0),
+                }
+            },
+            async { tx.execute(&notify_st, &[&NOTIFY_CHANNEL]).await },
+        );
+        if let Err(e) = inserted {
+            return Err(if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                StoreError::Conflict {
+                    stream: r.stream.clone(),
+                    expected: r.expected,
+                    actual: current,
+                }
+            } else {
+                pg_err(e)
+            });
+        }
+
+        #[cfg(feature = "testing")]
+        if let Some(gate) = gate {
+            let _ = gate.appended.send(());
+            let _ = gate.release.await;
+        }
+
+        tx.commit().await.map_err(pg_err)?;
+        self.inner.wake.send_modify(|v| *v = v.wrapping_add(1));
+        Ok(AppendOutcome {
+            stream_version: last.stream_version,
+            first_seq: first.school_seq,
+            last_seq: last.school_seq,
+            replayed: false,
+        })
+    }
+
+    /// The keys of `subjects`, created where missing. Refuses subjects whose key was destroyed.
+    async fn keys_for_sealing(
+        &self,
+        school: SchoolId,
+        subjects: &BTreeSet<PersonId>,
+    ) -> Result<HashMap<PersonId, SubjectKey>, StoreError> {
+        if subjects.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut ids = Vec::with_capacity(subjects.len());
+        let mut wrapped = Vec::with_capacity(subjects.len());
+        for s in subjects {
+            ids.push(*s.as_uuid());
+            wrapped.push(self.inner.master.new_subject_key(school, *s)?.1);
+        }
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO subject_keys (school_id, subject_id, wrapped_key) \
+                 SELECT $1, s, w FROM unnest($2::uuid[], $3::bytea[]) AS u(s, w) \
+                 ON CONFLICT (school_id, subject_id) DO NOTHING",
+                &[school.as_uuid(), &ids, &wrapped],
+            )
+            .await
+            .map_err(pg_err)?;
+        let states = self.key_states(&client, school, &ids).await?;
+        let mut keys = HashMap::with_capacity(states.len());
+        for (subject, state) in states {
+            match state {
+                KeyState::Present(k) => {
+                    keys.insert(subject, k);
+                }
+                KeyState::Erased => return Err(StoreError::SubjectErased { school, subject }),
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn key_states(
+        &self,
+        client: &Object,
+        school: SchoolId,
+        subjects: &[Uuid],
+    ) -> Result<HashMap<PersonId, KeyState>, StoreError> {
+        let rows = client
+            .query(
+                "SELECT subject_id, wrapped_key FROM subject_keys \
+                 WHERE school_id = $1 AND subject_id = ANY($2)",
+                &[school.as_uuid(), &subjects],
+            )
+            .await
+            .map_err(pg_err)?;
+        rows.iter()
+            .map(|row| {
+                let subject = PersonId::from_uuid(row.get(0));
+                let state = match row.get::<_, Option<&[u8]>>(1) {
+                    Some(w) => {
+                        KeyState::Present(self.inner.master.unwrap_subject_key(school, subject, w)?)
+                    }
+                    None => KeyState::Erased,
+                };
+                Ok((subject, state))
+            })
+            .collect()
+    }
+
+    /// Maps rows to events and opens their sealed fields.
+    async fn events(
+        &self,
+        client: &Object,
+        rows: Vec<Row>,
+        sealed: Sealed,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = rows
+            .iter()
+            .map(row_to_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        if sealed == Sealed::Keep {
+            return Ok(events);
+        }
+        let mut needed: HashMap<SchoolId, BTreeSet<PersonId>> = HashMap::new();
+        for e in events.iter().filter(|e| may_hold_sealed(&e.stored_data)) {
+            needed
+                .entry(e.school_id)
+                .or_default()
+                .extend(sealed_subjects(&e.data));
+        }
+        for (school, subjects) in needed {
+            let ids: Vec<Uuid> = subjects.iter().map(|s| *s.as_uuid()).collect();
+            let keys = self.key_states(client, school, &ids).await?;
+            for e in events.iter_mut().filter(|e| e.school_id == school) {
+                if may_hold_sealed(&e.stored_data) {
+                    open_fields(&mut e.data, school, e.event_id, &keys)?;
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    async fn select_events(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        sealed: Sealed,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+        let rows = client.query(&stmt, params).await.map_err(pg_err)?;
+        self.events(&client, rows, sealed).await
+    }
+}
+
+#[async_trait]
+impl EventStore for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    #[tracing::instrument(skip_all, fields(school = %request.school, stream = %request.stream))]
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        self.append_gated(
+            request,
+            #[cfg(feature = "testing")]
+            None,
+        )
+        .await
+    }
+
+    async fn read_stream(
+        &self,
+        school: SchoolId,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE school_id = $1 AND stream_id = $2 \
+             AND stream_version >= $3 ORDER BY stream_version LIMIT $4"
+        );
+        self.select_events(
+            &sql,
+            &[
+                school.as_uuid(),
+                &stream.as_str(),
+                &to_i64(from_version),
+                &page(limit),
+            ],
+            Sealed::Open,
+        )
+        .await
+    }
+
+    async fn read_school(
+        &self,
+        school: SchoolId,
+        from_seq: u64,
+        limit: usize,
+        sealed: Sealed,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE school_id = $1 AND school_seq >= $2 \
+             ORDER BY school_seq LIMIT $3"
+        );
+        self.select_events(
+            &sql,
+            &[school.as_uuid(), &to_i64(from_seq), &page(limit)],
+            sealed,
+        )
+        .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // The fence: only transactions older than every running one are final. See
+        // docs/decisions/0003-subscription-fence.md.
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events \
+             WHERE (tx, id) > ($1::text::xid8, $2) \
+               AND tx < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY tx, id LIMIT $3"
+        );
+        self.select_events(
+            &sql,
+            &[&after.tx.to_string(), &to_i64(after.id), &page(limit)],
+            Sealed::Open,
+        )
+        .await
+    }
+
+    async fn school_head(&self, school: SchoolId) -> Result<Option<SchoolHead>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT last_seq, last_hash FROM school_heads WHERE school_id = $1",
+                &[school.as_uuid()],
+            )
+            .await
+            .map_err(pg_err)?;
+        row.map(|row| {
+            Ok(SchoolHead {
+                last_seq: to_u64(row.get(0)),
+                hash: Hash::from_slice(row.get(1))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn destroy_subject_key(
+        &self,
+        school: SchoolId,
+        subject: PersonId,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let destroyed = client
+            .execute(
+                "UPDATE subject_keys SET wrapped_key = NULL, erased_at = now() \
+                 WHERE school_id = $1 AND subject_id = $2 AND wrapped_key IS NOT NULL",
+                &[school.as_uuid(), subject.as_uuid()],
+            )
+            .await
+            .map_err(pg_err)?;
+        // A subject with no key yet gets an erased one, so nothing is sealed for them later.
+        client
+            .execute(
+                "INSERT INTO subject_keys (school_id, subject_id, wrapped_key, erased_at) \
+                 VALUES ($1, $2, NULL, now()) ON CONFLICT DO NOTHING",
+                &[school.as_uuid(), subject.as_uuid()],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(destroyed == 1)
+    }
+
+    fn wake_signal(&self) -> watch::Receiver<u64> {
+        self.inner.wake.subscribe()
+    }
+
+    async fn migration_status(&self) -> Result<MigrationStatus, StoreError> {
+        let client = self.client().await?;
+        let applied = applied_migrations(&client).await?;
+        migrate::check(migrate::POSTGRES, &applied)
+    }
+
+    async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
+        let mut client = self.client().await?;
+        client
+            .execute(
+                "SELECT pg_advisory_lock($1, $2)",
+                &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1],
+            )
+            .await
+            .map_err(pg_err)?;
+        let result = migrate_locked(&mut client).await;
+        let unlock = client
+            .execute(
+                "SELECT pg_advisory_unlock($1, $2)",
+                &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1],
+            )
+            .await;
+        let applied = result?;
+        unlock.map_err(pg_err)?;
+        Ok(applied)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(pg_err)?;
+        Ok(())
+    }
+}
+
+async fn applied_migrations(client: &Object) -> Result<Vec<AppliedMigration>, StoreError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('registro_migrations') IS NOT NULL", &[])
+        .await
+        .map_err(pg_err)?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT version, checksum FROM registro_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| AppliedMigration {
+            version: u32::try_from(r.get::<_, i32>(0)).unwrap_or(0),
+            checksum: r.get(1),
+        })
+        .collect())
+}
+
+async fn migrate_locked(client: &mut Object) -> Result<Vec<u32>, StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS registro_migrations (
+                 version    integer PRIMARY KEY,
+                 name       text NOT NULL,
+                 checksum   text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .map_err(pg_err)?;
+    let status = migrate::check(migrate::POSTGRES, &applied_migrations(client).await?)?;
+    let mut done = Vec::new();
+    for m in migrate::POSTGRES
+        .iter()
+        .filter(|m| status.pending.contains(&m.version))
+    {
+        let tx = client.transaction().await.map_err(pg_err)?;
+        tx.batch_execute(m.sql).await.map_err(|e| {
+            StoreError::Migration(format!(
+                "migration {} ({}) failed: {}",
+                m.version,
+                m.name,
+                describe(&e)
+            ))
+        })?;
+        tx.execute(
+            "INSERT INTO registro_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            &[
+                &i32::try_from(m.version).unwrap_or(i32::MAX),
+                &m.name,
+                &m.checksum(),
+            ],
+        )
+        .await
+        .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)?;
+        done.push(m.version);
+    }
+    Ok(done)
+}
+
+/// Keeps a LISTEN connection open, turning notifications into wake-ups; reconnects after
+/// failures. Subscribers poll as well, so a gap here only delays them.
+async fn listen(config: tokio_postgres::Config, wake: watch::Sender<u64>) {
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let forward = wake.clone();
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(Ok(message)) = messages.next().await {
+                        if let AsyncMessage::Notification(_) = message {
+                            forward.send_modify(|v| *v = v.wrapping_add(1));
+                        }
+                    }
+                });
+                match client
+                    .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+                    .await
+                {
+                    Ok(()) => {
+                        // Wake subscribers once: notifications may have been missed while
+                        // (re)connecting.
+                        wake.send_modify(|v| *v = v.wrapping_add(1));
+                        let _ = driver.await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN failed");
+                        driver.abort();
+                    }
+                }
+                tracing::debug!("notification connection closed; reconnecting");
+            }
+            Err(e) => tracing::debug!(error = %e, "notification connection failed; retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
+    let stored: String = row.get(9);
+    let data = serde_json::from_str(&stored)
+        .map_err(|e| StoreError::internal(format!("stored event data is not JSON: {e}")))?;
+    let role: &str = row.get(11);
+    Ok(RecordedEvent {
+        position: Position {
+            tx: to_u64(row.get(0)),
+            id: to_u64(row.get(1)),
+        },
+        school_id: SchoolId::from_uuid(row.get(2)),
+        school_seq: to_u64(row.get(3)),
+        stream_id: StreamId::parse(row.get::<_, String>(4)).map_err(StoreError::internal)?,
+        stream_version: to_u64(row.get(5)),
+        event_id: row.get::<_, Uuid>(6).into(),
+        event_type: EventType::parse(row.get::<_, String>(7)).map_err(StoreError::internal)?,
+        schema_version: u32::try_from(row.get::<_, i32>(8)).map_err(StoreError::internal)?,
+        data,
+        stored_data: stored,
+        actor_id: row.get::<_, Option<Uuid>>(10).map(PersonId::from_uuid),
+        actor_role: Role::from_str(role).map_err(StoreError::internal)?,
+        correlation_id: row.get::<_, Uuid>(12).into(),
+        causation_id: row.get::<_, Option<Uuid>>(13).map(Into::into),
+        occurred_at: row.get(14),
+        recorded_at: row.get(15),
+        idempotency_key: row
+            .get::<_, Option<String>>(16)
+            .map(IdempotencyKey::parse)
+            .transpose()
+            .map_err(StoreError::internal)?,
+        prev_hash: Hash::from_slice(row.get(17))?,
+        hash: Hash::from_slice(row.get(18))?,
+    })
+}
+
+/// The server's message and code, without the statement or parameters.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// Maps a driver error: connection trouble, timeouts and overload are
+/// [`StoreError::Unavailable`]; everything else is [`StoreError::Internal`].
+fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    let transient = match e.code() {
+        None => true, // I/O, closed connection, timeouts: no server answer at all
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08") // connection exception
+                || c.starts_with("53") // insufficient resources (too many connections...)
+                || c.starts_with("57") // operator intervention (shutdown, cancel, timeout)
+                || c == SqlState::T_R_SERIALIZATION_FAILURE.code()
+                || c == SqlState::T_R_DEADLOCK_DETECTED.code()
+        }
+    };
+    if transient {
+        StoreError::unavailable(e)
+    } else {
+        StoreError::internal(e)
+    }
+}
+
+fn pool_err(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Backend(e) => pg_err(e),
+        PoolError::Timeout(_) => {
+            StoreError::unavailable("timed out waiting for a database connection")
+        }
+        other => StoreError::unavailable(other.to_string()),
+    }
+}
+
+fn page(limit: usize) -> i64 {
+    to_i64(limit.clamp(1, MAX_PAGE) as u64)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+#[cfg(feature = "testing")]
+#[async_trait]
+impl crate::testing::HoldAppends for PgStore {
+    async fn append_held(&self, request: AppendRequest) -> crate::testing::HeldAppend {
+        let store = self.clone();
+        crate::testing::HeldAppend::start(move |gate| async move {
+            store.append_gated(request, Some(gate)).await
+        })
+    }
+}

@@ -1,0 +1,724 @@
+//! The SQLite adapter: the embedded default, one file in the data directory.
+//!
+//! WAL mode with `synchronous = FULL` (an acknowledged append survives a power cut). SQLite has
+//! one writer per file, so appends of all schools are serialised (by a mutex in this process,
+//! by `BEGIN IMMEDIATE` and the busy timeout across processes) and run on a blocking thread.
+//! Because there is one writer, rows commit in `id` order and `id` alone orders subscriptions
+//! without gaps. Reads use a small pool of their own connections and never wait for a write.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use registro_domain::{PersonId, Role, SchoolId};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params,
+};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::canonical::{format_timestamp, parse_timestamp};
+use crate::envelope::{
+    AppendOutcome, AppendRequest, EventType, Hash, IdempotencyKey, Position, RecordedEvent,
+    SchoolHead, StreamId,
+};
+use crate::error::StoreError;
+use crate::migrate::{self, AppliedMigration, MigrationStatus};
+use crate::plan::AppendPlan;
+use crate::seal::{KeyState, MasterKey, SubjectKey, may_hold_sealed, open_fields, sealed_subjects};
+use crate::{Backend, EventStore, MAX_PAGE, Sealed};
+
+/// How long a statement waits for another process's write lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many idle read connections are kept.
+const READERS_KEPT: usize = 8;
+
+const COLUMNS: &str = "id, school_id, school_seq, stream_id, stream_version, event_id, \
+    event_type, schema_version, data, actor_id, actor_role, correlation_id, causation_id, \
+    occurred_at, recorded_at, idempotency_key, prev_hash, hash";
+
+/// The SQLite event store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    master: MasterKey,
+    wake: watch::Sender<u64>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`, and its directory.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the file cannot be created or opened.
+    pub async fn open(path: &Path, master: MasterKey) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        blocking(move || {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::unavailable(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let writer = connect(&path, false)?;
+            writer
+                .pragma_update(None, "journal_mode", "WAL")
+                .map_err(sqlite_err)?;
+            let (wake, _) = watch::channel(0);
+            Ok(Self {
+                inner: Arc::new(Inner {
+                    path,
+                    writer: Mutex::new(writer),
+                    readers: Mutex::new(Vec::new()),
+                    master,
+                    wake,
+                }),
+            })
+        })
+        .await
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` with the writer connection on a blocking thread.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner, &mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&inner, &mut conn)
+        })
+        .await
+    }
+
+    /// Runs `f` with a read connection on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner, &Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => connect(&inner.path, true)?,
+            };
+            let result = f(&inner, &conn);
+            let mut readers = inner.readers.lock().unwrap_or_else(PoisonError::into_inner);
+            if readers.len() < READERS_KEPT {
+                readers.push(conn);
+            }
+            result
+        })
+        .await
+    }
+
+    async fn append_gated(
+        &self,
+        request: AppendRequest,
+        #[cfg(feature = "testing")] gate: Option<crate::testing::Gate>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let plan = AppendPlan::new(request)?;
+        let outcome = self
+            .write(move |inner, conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_err)?;
+                let outcome = append_in(inner, &tx, &plan)?;
+                if outcome.replayed {
+                    return Ok(outcome);
+                }
+                #[cfg(feature = "testing")]
+                if let Some(gate) = gate {
+                    let _ = gate.appended.send(());
+                    let _ = gate.release.blocking_recv();
+                }
+                tx.commit().map_err(sqlite_err)?;
+                Ok(outcome)
+            })
+            .await?;
+        if !outcome.replayed {
+            self.inner.wake.send_modify(|v| *v = v.wrapping_add(1));
+        }
+        Ok(outcome)
+    }
+
+    fn select_events(
+        inner: &Inner,
+        conn: &Connection,
+        sql: &str,
+        params: impl rusqlite::Params,
+        sealed: Sealed,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut stmt = conn.prepare_cached(sql).map_err(sqlite_err)?;
+        let mut events = stmt
+            .query_map(params, |row| Ok(row_to_event(row)))
+            .map_err(sqlite_err)?
+            .map(|r| r.map_err(sqlite_err).and_then(|e| e))
+            .collect::<Result<Vec<_>, _>>()?;
+        if sealed == Sealed::Keep {
+            return Ok(events);
+        }
+        let mut needed: HashMap<SchoolId, BTreeSet<PersonId>> = HashMap::new();
+        for e in events.iter().filter(|e| may_hold_sealed(&e.stored_data)) {
+            needed
+                .entry(e.school_id)
+                .or_default()
+                .extend(sealed_subjects(&e.data));
+        }
+        for (school, subjects) in needed {
+            let keys = key_states(inner, conn, school, &subjects)?;
+            for e in events.iter_mut().filter(|e| e.school_id == school) {
+                if may_hold_sealed(&e.stored_data) {
+                    open_fields(&mut e.data, school, e.event_id, &keys)?;
+                }
+            }
+        }
+        Ok(events)
+    }
+}
+
+/// The body of an append, inside the writer's transaction.
+fn append_in(
+    inner: &Inner,
+    tx: &rusqlite::Transaction<'_>,
+    plan: &AppendPlan,
+) -> Result<AppendOutcome, StoreError> {
+    let r = &plan.request;
+    let school = r.school.to_string();
+    if let Some(key) = &r.idempotency_key {
+        let found = tx
+            .query_row(
+                "SELECT fingerprint, stream_version, first_seq, last_seq FROM idempotency_keys \
+                 WHERE school_id = ?1 AND key = ?2",
+                params![school, key.as_str()],
+                |row| {
+                    Ok((
+                        row.get::<_, Vec<u8>>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, i64>(3)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(sqlite_err)?;
+        if let Some((fingerprint, version, first, last)) = found {
+            if fingerprint != plan.fingerprint {
+                return Err(StoreError::IdempotencyMismatch {
+                    key: key.as_str().to_owned(),
+                });
+            }
+            return Ok(AppendOutcome {
+                stream_version: to_u64(version),
+                first_seq: to_u64(first),
+                last_seq: to_u64(last),
+                replayed: true,
+            });
+        }
+    }
+    let current: i64 = tx
+        .query_row(
+            "SELECT coalesce(max(stream_version), 0) FROM events WHERE school_id = ?1 AND stream_id = ?2",
+            params![school, r.stream.as_str()],
+            |row| row.get(0),
+        )
+        .map_err(sqlite_err)?;
+    let current = to_u64(current);
+    if !r.expected.admits(current) {
+        return Err(StoreError::Conflict {
+            stream: r.stream.clone(),
+            expected: r.expected,
+            actual: current,
+        });
+    }
+    let keys = keys_for_sealing(inner, tx, r.school, &plan.subjects)?;
+    let stored = plan.seal(&keys)?;
+    let head = tx
+        .query_row(
+            "SELECT last_seq, last_hash FROM school_heads WHERE school_id = ?1",
+            params![school],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
+        )
+        .optional()
+        .map_err(sqlite_err)?
+        .map(|(seq, hash)| -> Result<SchoolHead, StoreError> {
+            Ok(SchoolHead {
+                last_seq: to_u64(seq),
+                hash: Hash::from_slice(&hash)?,
+            })
+        })
+        .transpose()?;
+    let rows = plan.rows(stored, head, current, OffsetDateTime::now_utc())?;
+    let conflict = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict {
+            stream: r.stream.clone(),
+            expected: r.expected,
+            actual: current,
+        },
+        _ => sqlite_err(e),
+    };
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO events (school_id, school_seq, stream_id, stream_version, event_id, \
+                 event_type, schema_version, data, actor_id, actor_role, correlation_id, \
+                 causation_id, occurred_at, recorded_at, idempotency_key, prev_hash, hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            )
+            .map_err(sqlite_err)?;
+        let actor = r.metadata.actor_id.map(|a| a.to_string());
+        let correlation = r.metadata.correlation_id.to_string();
+        let causation = r.metadata.causation_id.map(|c| c.to_string());
+        for e in &rows {
+            insert
+                .execute(params![
+                    school,
+                    to_i64(e.school_seq),
+                    r.stream.as_str(),
+                    to_i64(e.stream_version),
+                    e.event_id.to_string(),
+                    e.event_type.as_str(),
+                    e.schema_version,
+                    e.stored_data,
+                    actor,
+                    r.metadata.actor_role.as_str(),
+                    correlation,
+                    causation,
+                    format_timestamp(e.occurred_at),
+                    format_timestamp(e.recorded_at),
+                    r.idempotency_key.as_ref().map(IdempotencyKey::as_str),
+                    e.prev_hash.0.as_slice(),
+                    e.hash.0.as_slice(),
+                ])
+                .map_err(conflict)?;
+        }
+    }
+    let (first, last) = match (rows.first(), rows.last()) {
+        (Some(f), Some(l)) => (f, l),
+        _ => return Err(StoreError::internal("an append planned no rows")),
+    };
+    tx.execute(
+        "INSERT INTO school_heads (school_id, last_seq, last_hash) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (school_id) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash",
+        params![school, to_i64(last.school_seq), last.hash.0.as_slice()],
+    )
+    .map_err(sqlite_err)?;
+    if let Some(key) = &r.idempotency_key {
+        tx.execute(
+            "INSERT INTO idempotency_keys (school_id, key, fingerprint, stream_version, first_seq, last_seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                school,
+                key.as_str(),
+                plan.fingerprint.as_slice(),
+                to_i64(last.stream_version),
+                to_i64(first.school_seq),
+                to_i64(last.school_seq)
+            ],
+        )
+        .map_err(conflict)?;
+    }
+    Ok(AppendOutcome {
+        stream_version: last.stream_version,
+        first_seq: first.school_seq,
+        last_seq: last.school_seq,
+        replayed: false,
+    })
+}
+
+fn keys_for_sealing(
+    inner: &Inner,
+    conn: &Connection,
+    school: SchoolId,
+    subjects: &BTreeSet<PersonId>,
+) -> Result<HashMap<PersonId, SubjectKey>, StoreError> {
+    if subjects.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO subject_keys (school_id, subject_id, wrapped_key) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (school_id, subject_id) DO NOTHING",
+        )
+        .map_err(sqlite_err)?;
+    for s in subjects {
+        let (_, wrapped) = inner.master.new_subject_key(school, *s)?;
+        insert
+            .execute(params![school.to_string(), s.to_string(), wrapped])
+            .map_err(sqlite_err)?;
+    }
+    key_states(inner, conn, school, subjects)?
+        .into_iter()
+        .map(|(subject, state)| match state {
+            KeyState::Present(k) => Ok((subject, k)),
+            KeyState::Erased => Err(StoreError::SubjectErased { school, subject }),
+        })
+        .collect()
+}
+
+fn key_states(
+    inner: &Inner,
+    conn: &Connection,
+    school: SchoolId,
+    subjects: &BTreeSet<PersonId>,
+) -> Result<HashMap<PersonId, KeyState>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT wrapped_key FROM subject_keys WHERE school_id = ?1 AND subject_id = ?2",
+        )
+        .map_err(sqlite_err)?;
+    let mut states = HashMap::with_capacity(subjects.len());
+    for s in subjects {
+        let wrapped: Option<Option<Vec<u8>>> = stmt
+            .query_row(params![school.to_string(), s.to_string()], |row| row.get(0))
+            .optional()
+            .map_err(sqlite_err)?;
+        match wrapped {
+            Some(Some(w)) => {
+                states.insert(
+                    *s,
+                    KeyState::Present(inner.master.unwrap_subject_key(school, *s, &w)?),
+                );
+            }
+            Some(None) => {
+                states.insert(*s, KeyState::Erased);
+            }
+            None => {}
+        }
+    }
+    Ok(states)
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    #[tracing::instrument(skip_all, fields(school = %request.school, stream = %request.stream))]
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        self.append_gated(
+            request,
+            #[cfg(feature = "testing")]
+            None,
+        )
+        .await
+    }
+
+    async fn read_stream(
+        &self,
+        school: SchoolId,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let stream = stream.as_str().to_owned();
+        self.read(move |inner, conn| {
+            SqliteStore::select_events(
+                inner,
+                conn,
+                &format!(
+                    "SELECT {COLUMNS} FROM events WHERE school_id = ?1 AND stream_id = ?2 \
+                     AND stream_version >= ?3 ORDER BY stream_version LIMIT ?4"
+                ),
+                params![
+                    school.to_string(),
+                    stream,
+                    to_i64(from_version),
+                    page(limit)
+                ],
+                Sealed::Open,
+            )
+        })
+        .await
+    }
+
+    async fn read_school(
+        &self,
+        school: SchoolId,
+        from_seq: u64,
+        limit: usize,
+        sealed: Sealed,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read(move |inner, conn| {
+            SqliteStore::select_events(
+                inner,
+                conn,
+                &format!(
+                    "SELECT {COLUMNS} FROM events WHERE school_id = ?1 AND school_seq >= ?2 \
+                     ORDER BY school_seq LIMIT ?3"
+                ),
+                params![school.to_string(), to_i64(from_seq), page(limit)],
+                sealed,
+            )
+        })
+        .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // One writer commits in id order: id alone is a gap-free order.
+        self.read(move |inner, conn| {
+            SqliteStore::select_events(
+                inner,
+                conn,
+                &format!("SELECT {COLUMNS} FROM events WHERE id > ?1 ORDER BY id LIMIT ?2"),
+                params![to_i64(after.id), page(limit)],
+                Sealed::Open,
+            )
+        })
+        .await
+    }
+
+    async fn school_head(&self, school: SchoolId) -> Result<Option<SchoolHead>, StoreError> {
+        self.read(move |_, conn| {
+            conn.query_row(
+                "SELECT last_seq, last_hash FROM school_heads WHERE school_id = ?1",
+                params![school.to_string()],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()
+            .map_err(sqlite_err)?
+            .map(|(seq, hash)| {
+                Ok(SchoolHead {
+                    last_seq: to_u64(seq),
+                    hash: Hash::from_slice(&hash)?,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn destroy_subject_key(
+        &self,
+        school: SchoolId,
+        subject: PersonId,
+    ) -> Result<bool, StoreError> {
+        self.write(move |_, conn| {
+            let tx = conn.transaction().map_err(sqlite_err)?;
+            let now = format_timestamp(OffsetDateTime::now_utc());
+            let destroyed = tx
+                .execute(
+                    "UPDATE subject_keys SET wrapped_key = NULL, erased_at = ?3 \
+                     WHERE school_id = ?1 AND subject_id = ?2 AND wrapped_key IS NOT NULL",
+                    params![school.to_string(), subject.to_string(), now],
+                )
+                .map_err(sqlite_err)?;
+            tx.execute(
+                "INSERT INTO subject_keys (school_id, subject_id, wrapped_key, erased_at) \
+                 VALUES (?1, ?2, NULL, ?3) ON CONFLICT DO NOTHING",
+                params![school.to_string(), subject.to_string(), now],
+            )
+            .map_err(sqlite_err)?;
+            tx.commit().map_err(sqlite_err)?;
+            Ok(destroyed == 1)
+        })
+        .await
+    }
+
+    fn wake_signal(&self) -> watch::Receiver<u64> {
+        self.inner.wake.subscribe()
+    }
+
+    async fn migration_status(&self) -> Result<MigrationStatus, StoreError> {
+        self.read(|_, conn| migrate::check(migrate::SQLITE, &applied_migrations(conn)?))
+            .await
+    }
+
+    async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
+        self.write(|_, conn| {
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS registro_migrations (
+                     version    INTEGER PRIMARY KEY,
+                     name       TEXT NOT NULL,
+                     checksum   TEXT NOT NULL,
+                     applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                 ) STRICT",
+            )
+            .map_err(sqlite_err)?;
+            let status = migrate::check(migrate::SQLITE, &applied_migrations(conn)?)?;
+            let mut done = Vec::new();
+            for m in migrate::SQLITE
+                .iter()
+                .filter(|m| status.pending.contains(&m.version))
+            {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_err)?;
+                tx.execute_batch(m.sql).map_err(|e| {
+                    StoreError::Migration(format!(
+                        "migration {} ({}) failed: {e}",
+                        m.version, m.name
+                    ))
+                })?;
+                tx.execute(
+                    "INSERT INTO registro_migrations (version, name, checksum) VALUES (?1, ?2, ?3)",
+                    params![m.version, m.name, m.checksum()],
+                )
+                .map_err(sqlite_err)?;
+                tx.commit().map_err(sqlite_err)?;
+                done.push(m.version);
+            }
+            Ok(done)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|_, conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(sqlite_err)
+        })
+        .await
+    }
+}
+
+fn applied_migrations(conn: &Connection) -> Result<Vec<AppliedMigration>, StoreError> {
+    let exists: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'registro_migrations'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(sqlite_err)?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn
+        .prepare("SELECT version, checksum FROM registro_migrations ORDER BY version")
+        .map_err(sqlite_err)?;
+    stmt.query_map([], |row| {
+        Ok(AppliedMigration {
+            version: row.get(0)?,
+            checksum: row.get(1)?,
+        })
+    })
+    .map_err(sqlite_err)?
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(sqlite_err)
+}
+
+fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::unavailable(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sqlite_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sqlite_err)?;
+    Ok(conn)
+}
+
+fn row_to_event(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
+    let text = |i: usize| row.get::<_, String>(i).map_err(sqlite_err);
+    let opt_text = |i: usize| row.get::<_, Option<String>>(i).map_err(sqlite_err);
+    let int = |i: usize| row.get::<_, i64>(i).map_err(sqlite_err);
+    let blob = |i: usize| row.get::<_, Vec<u8>>(i).map_err(sqlite_err);
+    let uuid = |s: String| uuid::Uuid::parse_str(&s).map_err(StoreError::internal);
+    let stored = text(8)?;
+    let data = serde_json::from_str(&stored)
+        .map_err(|e| StoreError::internal(format!("stored event data is not JSON: {e}")))?;
+    Ok(RecordedEvent {
+        position: Position {
+            tx: 0,
+            id: to_u64(int(0)?),
+        },
+        school_id: SchoolId::from_uuid(uuid(text(1)?)?),
+        school_seq: to_u64(int(2)?),
+        stream_id: StreamId::parse(text(3)?).map_err(StoreError::internal)?,
+        stream_version: to_u64(int(4)?),
+        event_id: uuid(text(5)?)?.into(),
+        event_type: EventType::parse(text(6)?).map_err(StoreError::internal)?,
+        schema_version: u32::try_from(int(7)?).map_err(StoreError::internal)?,
+        data,
+        stored_data: stored,
+        actor_id: opt_text(9)?.map(uuid).transpose()?.map(PersonId::from_uuid),
+        actor_role: Role::from_str(&text(10)?).map_err(StoreError::internal)?,
+        correlation_id: uuid(text(11)?)?.into(),
+        causation_id: opt_text(12)?.map(uuid).transpose()?.map(Into::into),
+        occurred_at: parse_timestamp(&text(13)?)?,
+        recorded_at: parse_timestamp(&text(14)?)?,
+        idempotency_key: opt_text(15)?
+            .map(IdempotencyKey::parse)
+            .transpose()
+            .map_err(StoreError::internal)?,
+        prev_hash: Hash::from_slice(&blob(16)?)?,
+        hash: Hash::from_slice(&blob(17)?)?,
+    })
+}
+
+/// Busy, locked, full or unopenable databases are [`StoreError::Unavailable`]; everything else
+/// is [`StoreError::Internal`].
+fn sqlite_err(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen
+            | ErrorCode::SystemIoFailure,
+        ) => StoreError::unavailable(e),
+        _ => StoreError::internal(e),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::internal(format!("blocking task failed: {e}")))?
+}
+
+fn page(limit: usize) -> i64 {
+    to_i64(limit.clamp(1, MAX_PAGE) as u64)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+#[cfg(feature = "testing")]
+#[async_trait]
+impl crate::testing::HoldAppends for SqliteStore {
+    async fn append_held(&self, request: AppendRequest) -> crate::testing::HeldAppend {
+        let store = self.clone();
+        crate::testing::HeldAppend::start(move |gate| async move {
+            store.append_gated(request, Some(gate)).await
+        })
+    }
+}

@@ -1,0 +1,364 @@
+//! A real PostgreSQL for tests; see the crate documentation for where it comes from.
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use registro_store::migrate::POSTGRES;
+use registro_store::postgres::PgStore;
+use registro_store::{EventStore as _, MasterKey};
+use tokio::sync::OnceCell;
+use tokio_postgres::NoTls;
+
+/// The local server tried when `DATABASE_URL` is not set.
+pub const LOCAL_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+static SERVER: OnceCell<String> = OnceCell::const_new();
+
+const HOW_TO_INSTALL: &str = "PostgreSQL is needed for the integration tests. Install it \
+    (Debian/Ubuntu: `sudo apt-get install postgresql`), or set DATABASE_URL to a server where \
+    the user may create databases. `./scripts/test` does this for you.";
+
+/// A database of its own for one test, cloned from the migrated template; dropped (with
+/// `WITH (FORCE)`) when the value is dropped.
+#[derive(Debug)]
+pub struct TestDb {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    /// Creates a migrated database for one test.
+    ///
+    /// # Panics
+    /// When no PostgreSQL can be found or started, with instructions.
+    pub async fn new() -> Self {
+        match Self::try_new().await {
+            Ok(db) => db,
+            Err(e) => panic!("{e:#}\n\n{HOW_TO_INSTALL}"),
+        }
+    }
+
+    async fn try_new() -> anyhow::Result<Self> {
+        let admin_url = server_url().await?;
+        let template = template(&admin_url).await?;
+        let name = format!("registro_test_{}", uuid::Uuid::now_v7().simple());
+        let admin = connect(&admin_url).await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .await
+            .with_context(|| format!("creating test database {name} from {template}"))?;
+        let url = with_database(&admin_url, &name);
+        Ok(Self {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    /// The database's URL.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The database's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A store on this database with a fresh master key.
+    ///
+    /// # Panics
+    /// If it cannot connect.
+    pub async fn store(&self) -> PgStore {
+        self.store_with_key(MasterKey::generate()).await
+    }
+
+    /// A store on this database with the given master key.
+    ///
+    /// # Panics
+    /// If it cannot connect.
+    pub async fn store_with_key(&self, key: MasterKey) -> PgStore {
+        PgStore::connect(&self.url, 20, key)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// A plain client on this database, for tests that look under the store.
+    ///
+    /// # Panics
+    /// If it cannot connect.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop may run inside a runtime: do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    if let Ok(admin) = connect(&admin_url).await {
+                        let _ = admin
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// The URL of the server tests use (see the crate documentation), found once per process.
+///
+/// # Errors
+/// When no server can be found or started.
+pub async fn server_url() -> anyhow::Result<String> {
+    SERVER
+        .get_or_try_init(|| async {
+            if let Ok(url) = std::env::var("DATABASE_URL") {
+                connect(&url)
+                    .await
+                    .with_context(|| "DATABASE_URL is set but its server does not answer")?;
+                return Ok(url);
+            }
+            if connect(LOCAL_SERVER).await.is_ok() {
+                return Ok(LOCAL_SERVER.to_owned());
+            }
+            tokio::task::spawn_blocking(private_cluster).await?
+        })
+        .await
+        .cloned()
+}
+
+async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let mut config: tokio_postgres::Config = url.parse().context("parsing the database URL")?;
+    config.connect_timeout(Duration::from_secs(3));
+    let (client, connection) = config.connect(NoTls).await.with_context(|| {
+        let safe = url.split('@').next_back().unwrap_or("?");
+        format!("connecting to PostgreSQL at {safe}")
+    })?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// `url` with its database name replaced by `db`.
+#[must_use]
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(i) => &base[..authority_start + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+/// Creates (once, under an advisory lock, for this migration set) the migrated template and
+/// returns its name.
+async fn template(admin_url: &str) -> anyhow::Result<String> {
+    let mut digest = String::new();
+    for m in POSTGRES {
+        digest.push_str(&m.checksum());
+    }
+    let tag =
+        registro_store::canonical::chain_hash(&registro_store::Hash::GENESIS, &digest).to_hex();
+    let name = format!("registro_tpl_{}", &tag[..16]);
+    let admin = connect(admin_url).await?;
+    admin
+        .execute("SELECT pg_advisory_lock(7265676973747231)", &[])
+        .await?;
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        let building = format!("{name}_building");
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+            .await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {building}"))
+            .await?;
+        {
+            let store = PgStore::connect(
+                &with_database(admin_url, &building),
+                2,
+                MasterKey::generate(),
+            )
+            .await
+            .context("connecting to the template database")?;
+            store
+                .migrate()
+                .await
+                .context("migrating the template database")?;
+        }
+        // The store's connections close asynchronously; end any that linger.
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&building],
+            )
+            .await?;
+        admin
+            .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+            .await?;
+    }
+    admin
+        .execute("SELECT pg_advisory_unlock(7265676973747231)", &[])
+        .await?;
+    Ok(name)
+}
+
+/// The private cluster's directory; `scripts/test` stops it after the suite.
+#[must_use]
+pub fn private_cluster_dir() -> PathBuf {
+    std::env::temp_dir().join("registro-test-pg")
+}
+
+/// Starts (or finds running) a throwaway cluster under [`private_cluster_dir`], shared by all
+/// test processes of this machine, and returns its URL.
+fn private_cluster() -> anyhow::Result<String> {
+    let dir = private_cluster_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let lock = File::create(dir.join("lock"))?;
+    lock.lock()
+        .context("locking the private cluster directory")?;
+    let data = dir.join("data");
+    let port_file = dir.join("port");
+    let bin = pg_bin_dir().context("no initdb found on PATH or under /usr/lib/postgresql/*/bin")?;
+    let as_root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    if as_root {
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir))?;
+    }
+    let pg = |tool: &str| {
+        let exe = bin.join(tool);
+        if as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    };
+    if !data.join("PG_VERSION").exists() {
+        run(pg("initdb").arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]))?;
+    }
+    let running = pg("pg_ctl")
+        .arg("status")
+        .arg("-D")
+        .arg(&data)
+        .output()?
+        .status
+        .success();
+    if !running || !port_file.exists() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
+            dir.display()
+        );
+        run(pg("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.join("server.log"))
+            .args(["-o", &options, "-w", "start"]))?;
+        std::fs::write(&port_file, port.to_string())?;
+    }
+    let port = std::fs::read_to_string(&port_file)?;
+    Ok(format!(
+        "postgres://postgres@127.0.0.1:{}/postgres",
+        port.trim()
+    ))
+}
+
+fn pg_bin_dir() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .find(|p| p.join("initdb").is_file() && p.join("pg_ctl").is_file())
+    });
+    on_path.or_else(|| {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").is_file())
+            .collect();
+        versions.sort_by_key(|p| {
+            p.parent()
+                .and_then(Path::file_name)
+                .and_then(|v| v.to_str())
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        versions.pop()
+    })
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_names_are_replaced_in_urls() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "t1"),
+            "postgres://u@h:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/db?sslmode=disable", "t2"),
+            "postgres://u@h/t2?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:1", "t3"),
+            "postgres://u@h:1/t3"
+        );
+    }
+}
