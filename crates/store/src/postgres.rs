@@ -183,7 +183,9 @@ impl PgStore {
         let tx = client.transaction().await.map_err(pg_err)?;
         // One round trip: the lock first (statements run in order), then the reads under it.
         let lock_key = school_lock_key(school);
-        let (_, idem, version, head) = tokio::try_join!(
+        // `join!`, not `try_join!`: once one statement fails the later ones report "transaction
+        // aborted", so errors are taken in statement order to keep the root cause.
+        let (lock, idem, version, head) = tokio::join!(
             async { tx.execute(&lock_st, &[&lock_key]).await },
             async {
                 match idem_key {
@@ -193,8 +195,13 @@ impl PgStore {
             },
             async { tx.query_one(&version_st, &[&school_uuid, &stream]).await },
             async { tx.query_opt(&head_st, &[&school_uuid]).await },
-        )
-        .map_err(pg_err)?;
+        );
+        lock.map_err(pg_err)?;
+        let (idem, version, head) = (
+            idem.map_err(pg_err)?,
+            version.map_err(pg_err)?,
+            head.map_err(pg_err)?,
+        );
 
         if let Some(row) = idem {
             let fingerprint: &[u8] = row.get(0);
@@ -254,7 +261,7 @@ impl PgStore {
         let fingerprint = plan.fingerprint.as_slice();
 
         // Second round trip: everything the append writes.
-        let inserted = tokio::try_join!(
+        let (inserted, head_written, idem_written, notified) = tokio::join!(
             async {
                 tx.execute(
                     &insert_st,
@@ -308,8 +315,8 @@ impl PgStore {
             },
             async { tx.execute(&notify_st, &[&NOTIFY_CHANNEL]).await },
         );
-        if let Err(e) = inserted {
-            return Err(if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        let unique_to_conflict = |e: tokio_postgres::Error| {
+            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
                 StoreError::Conflict {
                     stream: r.stream.clone(),
                     expected: r.expected,
@@ -317,8 +324,12 @@ impl PgStore {
                 }
             } else {
                 pg_err(e)
-            });
-        }
+            }
+        };
+        inserted.map_err(unique_to_conflict)?;
+        head_written.map_err(unique_to_conflict)?;
+        idem_written.map_err(unique_to_conflict)?;
+        notified.map_err(pg_err)?;
 
         #[cfg(feature = "testing")]
         if let Some(gate) = gate {

@@ -4,7 +4,8 @@
 //!   per migration set. The server is, in order: `DATABASE_URL` when set; a server already
 //!   listening on 127.0.0.1:5432 that accepts `postgres` without a password; otherwise a private
 //!   throwaway cluster started with the machine's `initdb`/`pg_ctl` (as the `postgres` user when
-//!   run as root, since PostgreSQL refuses to run as root). Without any of them the tests fail
+//!   run as root, since PostgreSQL refuses to run as root; `REGISTRO_TEST_PRIVATE_PG=1` forces
+//!   this path). Without any of them the tests fail
 //!   and say how to install PostgreSQL; they never skip.
 //! * [`TempDir`]: a directory removed when dropped, for SQLite files.
 

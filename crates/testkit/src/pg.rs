@@ -16,6 +16,9 @@ use tokio_postgres::NoTls;
 /// The local server tried when `DATABASE_URL` is not set.
 pub const LOCAL_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// Set to `1` to skip the local server and use the private cluster (to test that path).
+pub const FORCE_PRIVATE: &str = "REGISTRO_TEST_PRIVATE_PG";
+
 static SERVER: OnceCell<String> = OnceCell::const_new();
 
 const HOW_TO_INSTALL: &str = "PostgreSQL is needed for the integration tests. Install it \
@@ -137,7 +140,8 @@ pub async fn server_url() -> anyhow::Result<String> {
                     .with_context(|| "DATABASE_URL is set but its server does not answer")?;
                 return Ok(url);
             }
-            if connect(LOCAL_SERVER).await.is_ok() {
+            let forced_private = std::env::var_os(FORCE_PRIVATE).is_some_and(|v| v == "1");
+            if !forced_private && connect(LOCAL_SERVER).await.is_ok() {
                 return Ok(LOCAL_SERVER.to_owned());
             }
             tokio::task::spawn_blocking(private_cluster).await?

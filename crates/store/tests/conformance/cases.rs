@@ -1,0 +1,845 @@
+//! The cases, each written once against the port.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use registro_domain::{CausationId, PersonId, Role, SchoolId};
+use registro_store::seal::{ERASED_TAG, SEALED_TAG, is_erased};
+use registro_store::subscription::Subscription;
+use registro_store::verify::{Verification, verify_school};
+use registro_store::{
+    AppendOutcome, AppendRequest, Backend, CommandMetadata, EventType, ExpectedVersion,
+    IdempotencyKey, MasterKey, NewEvent, Position, RecordedEvent, Sealed, StoreError, StreamId,
+};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+use crate::harness::Harness;
+
+/// A bound for waits that must end; reaching it is a failure, not a speed measure.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn event(kind: &str, data: Value) -> NewEvent {
+    NewEvent::new(
+        EventType::parse(kind).unwrap(),
+        data,
+        datetime!(2025-09-15 08:00:00.123456789 UTC),
+    )
+}
+
+fn stream(name: &str) -> StreamId {
+    StreamId::parse(name).unwrap()
+}
+
+fn request(
+    school: SchoolId,
+    s: &str,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> AppendRequest {
+    AppendRequest {
+        school,
+        stream: stream(s),
+        expected,
+        events,
+        metadata: CommandMetadata::system(),
+        idempotency_key: None,
+    }
+}
+
+async fn append_n(h: &Harness, school: SchoolId, s: &str, n: usize) -> AppendOutcome {
+    let events = (0..n)
+        .map(|i| event("Numbered", json!({ "n": i })))
+        .collect();
+    h.store
+        .append(request(school, s, ExpectedVersion::Any, events))
+        .await
+        .unwrap()
+}
+
+async fn whole_stream(h: &Harness, school: SchoolId, s: &str) -> Vec<RecordedEvent> {
+    h.store
+        .read_stream(school, &stream(s), 1, 10_000)
+        .await
+        .unwrap()
+}
+
+/// Follows the log from the start until `n` events have come. On PostgreSQL the fence is
+/// cluster-wide: an open transaction anywhere (another test's database included) holds delivery
+/// back until it ends, so delivery is awaited, never assumed immediate.
+async fn read_all_eventually(h: &Harness, n: usize) -> Vec<RecordedEvent> {
+    let mut sub = Subscription::new(
+        Arc::clone(&h.store),
+        Position::START,
+        1_000,
+        Duration::from_millis(20),
+    );
+    let mut out = Vec::new();
+    while out.len() < n {
+        let batch = tokio::time::timeout(PATIENCE, sub.next_batch())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} events were delivered", out.len()))
+            .unwrap();
+        out.extend(batch);
+    }
+    assert_eq!(out.len(), n, "more events than expected");
+    out
+}
+
+async fn head_seq(h: &Harness, school: SchoolId) -> u64 {
+    h.store
+        .school_head(school)
+        .await
+        .unwrap()
+        .map_or(0, |h| h.last_seq)
+}
+
+pub async fn appended_events_read_back_exactly(h: &Harness) {
+    let school = SchoolId::new();
+    let actor = PersonId::new();
+    let mut metadata = CommandMetadata::by(actor, Role::Teacher);
+    metadata.causation_id = Some(CausationId::new());
+    let events = vec![
+        event(
+            "AbsenceRecorded",
+            json!({"student": "s1", "hours": 5, "note": "é \"q\" \n"}),
+        ),
+        event(
+            "LateEntryRecorded",
+            json!({"student": "s1", "at": "09:10", "list": [1, -2, null, true]}),
+        ),
+    ];
+    let req = AppendRequest {
+        school,
+        stream: stream("student-s1-2025"),
+        expected: ExpectedVersion::NoStream,
+        events: events.clone(),
+        metadata: metadata.clone(),
+        idempotency_key: Some(IdempotencyKey::parse("k-1").unwrap()),
+    };
+    let before = OffsetDateTime::now_utc();
+    let outcome = h.store.append(req).await.unwrap();
+    assert_eq!(
+        outcome,
+        AppendOutcome {
+            stream_version: 2,
+            first_seq: 1,
+            last_seq: 2,
+            replayed: false
+        }
+    );
+
+    let read = whole_stream(h, school, "student-s1-2025").await;
+    assert_eq!(read.len(), 2);
+    for (i, (got, sent)) in read.iter().zip(&events).enumerate() {
+        let n = i as u64 + 1;
+        assert_eq!(got.event_id, sent.event_id);
+        assert_eq!(got.school_id, school);
+        assert_eq!((got.school_seq, got.stream_version), (n, n));
+        assert_eq!(got.event_type, sent.event_type);
+        assert_eq!(got.schema_version, 1);
+        assert_eq!(got.data, sent.data);
+        assert_eq!(got.actor_id, Some(actor));
+        assert_eq!(got.actor_role, Role::Teacher);
+        assert_eq!(got.correlation_id, metadata.correlation_id);
+        assert_eq!(got.causation_id, metadata.causation_id);
+        assert_eq!(
+            got.idempotency_key.as_ref().map(|k| k.as_str()),
+            Some("k-1")
+        );
+        // Business time is kept to the microsecond; server time is the append's.
+        assert_eq!(got.occurred_at, datetime!(2025-09-15 08:00:00.123456 UTC));
+        assert!(got.recorded_at >= before - Duration::from_secs(1));
+    }
+    assert_eq!(read[0].prev_hash, registro_store::Hash::GENESIS);
+    assert_eq!(read[1].prev_hash, read[0].hash);
+    assert_eq!(
+        read[0].stored_data,
+        r#"{"hours":5,"note":"é \"q\" \n","student":"s1"}"#
+    );
+    let head = h.store.school_head(school).await.unwrap().unwrap();
+    assert_eq!((head.last_seq, head.hash), (2, read[1].hash));
+    // Other schools see nothing of it.
+    assert!(
+        whole_stream(h, SchoolId::new(), "student-s1-2025")
+            .await
+            .is_empty()
+    );
+    assert_eq!(h.store.school_head(SchoolId::new()).await.unwrap(), None);
+}
+
+pub async fn two_writers_with_the_same_expected_version_exactly_one_wins(h: &Harness) {
+    let school = SchoolId::new();
+    append_n(h, school, "class-3a", 1).await;
+    let writers = (0..8).map(|i| {
+        let store = Arc::clone(&h.store);
+        tokio::spawn(async move {
+            store
+                .append(request(
+                    school,
+                    "class-3a",
+                    ExpectedVersion::Exact(1),
+                    vec![event("Signed", json!({"w": i}))],
+                ))
+                .await
+        })
+    });
+    let results: Vec<_> = futures_util::future::join_all(writers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let winners = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(winners, 1, "exactly one writer wins: {results:?}");
+    for r in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, StoreError::Conflict { actual: 2, .. }),
+                "losers get a typed conflict: {e:?}"
+            );
+        }
+    }
+    assert_eq!(whole_stream(h, school, "class-3a").await.len(), 2);
+    assert_eq!(head_seq(h, school).await, 2);
+}
+
+pub async fn a_wrong_expected_version_is_a_conflict_and_writes_nothing(h: &Harness) {
+    let school = SchoolId::new();
+    append_n(h, school, "s", 2).await;
+    for expected in [
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(1),
+        ExpectedVersion::Exact(3),
+    ] {
+        let err = h
+            .store
+            .append(request(school, "s", expected, vec![event("X", json!({}))]))
+            .await
+            .unwrap_err();
+        match err {
+            StoreError::Conflict {
+                stream: s,
+                expected: e,
+                actual,
+            } => {
+                assert_eq!((s.as_str(), e, actual), ("s", expected, 2));
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+    let err = h
+        .store
+        .append(request(
+            school,
+            "new",
+            ExpectedVersion::Exact(1),
+            vec![event("X", json!({}))],
+        ))
+        .await;
+    assert!(matches!(err, Err(StoreError::Conflict { actual: 0, .. })));
+    assert_eq!(head_seq(h, school).await, 2, "nothing was written");
+    let ok = h
+        .store
+        .append(request(
+            school,
+            "s",
+            ExpectedVersion::Exact(2),
+            vec![event("X", json!({}))],
+        ))
+        .await
+        .unwrap();
+    assert_eq!((ok.stream_version, ok.last_seq), (3, 3));
+}
+
+pub async fn an_idempotent_retry_returns_the_first_result_and_appends_nothing(h: &Harness) {
+    let school = SchoolId::new();
+    append_n(h, school, "s", 1).await;
+    let justify = event(
+        "JustificationSubmitted",
+        json!({"absence": "a1", "reason": "family"}),
+    );
+    let mut req = request(
+        school,
+        "s",
+        ExpectedVersion::Exact(1),
+        vec![justify.clone()],
+    );
+    req.idempotency_key = Some(IdempotencyKey::parse("tap-1").unwrap());
+    let first = h.store.append(req.clone()).await.unwrap();
+    assert!(!first.replayed);
+
+    // The double tap: same key, same request, even with the now stale expected version.
+    let again = h.store.append(req.clone()).await.unwrap();
+    assert_eq!(
+        again,
+        AppendOutcome {
+            replayed: true,
+            ..first.clone()
+        }
+    );
+    assert_eq!(whole_stream(h, school, "s").await.len(), 2);
+
+    // Concurrent retries: still one append.
+    let retries = (0..6).map(|_| {
+        let (store, req) = (Arc::clone(&h.store), req.clone());
+        tokio::spawn(async move { store.append(req).await })
+    });
+    for r in futures_util::future::join_all(retries).await {
+        assert_eq!(r.unwrap().unwrap().last_seq, first.last_seq);
+    }
+    assert_eq!(head_seq(h, school).await, 2);
+
+    // The same key for another request is refused.
+    let mut other = request(
+        school,
+        "s",
+        ExpectedVersion::Any,
+        vec![event("JustificationSubmitted", json!({"absence": "a2"}))],
+    );
+    other.idempotency_key = req.idempotency_key.clone();
+    assert!(
+        matches!(h.store.append(other).await, Err(StoreError::IdempotencyMismatch { key }) if key == "tap-1")
+    );
+    // Keys belong to a school: another school may use the same key.
+    let mut elsewhere = req.clone();
+    elsewhere.school = SchoolId::new();
+    elsewhere.expected = ExpectedVersion::Any;
+    assert!(!h.store.append(elsewhere).await.unwrap().replayed);
+    assert_eq!(head_seq(h, school).await, 2);
+}
+
+pub async fn an_append_is_atomic(h: &Harness) {
+    let school = SchoolId::new();
+    let first = event("X", json!({}));
+    h.store
+        .append(request(
+            school,
+            "a",
+            ExpectedVersion::Any,
+            vec![first.clone()],
+        ))
+        .await
+        .unwrap();
+    // The second event reuses a stored event id: the whole batch fails, nothing of it stays.
+    let batch = vec![
+        event("Y", json!({"i": 1})),
+        NewEvent {
+            event_id: first.event_id,
+            ..event("Y", json!({"i": 2}))
+        },
+    ];
+    let err = h
+        .store
+        .append(request(school, "b", ExpectedVersion::Any, batch))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { .. }),
+        "a unique violation is a conflict: {err:?}"
+    );
+    assert!(whole_stream(h, school, "b").await.is_empty());
+    assert_eq!(head_seq(h, school).await, 1);
+    // The chain goes on from where it was.
+    append_n(h, school, "b", 2).await;
+    assert!(matches!(
+        verify_school(h.store.as_ref(), school).await.unwrap(),
+        Verification::Intact { events: 3, .. }
+    ));
+}
+
+pub async fn invalid_events_are_rejected_and_nothing_is_written(h: &Harness) {
+    let school = SchoolId::new();
+    append_n(h, school, "s", 1).await;
+    let bad: Vec<(Vec<NewEvent>, &str)> = vec![
+        (vec![], "at least one event"),
+        (vec![event("Graded", json!({"value": 6.25}))], "integer"),
+        (
+            vec![event("Graded", json!({"value": 9_007_199_254_740_992_u64}))],
+            "integer",
+        ),
+        (vec![event("Noted", json!({"text": "a\u{0}b"}))], "U+0000"),
+        (
+            vec![event("Noted", json!(["not", "an", "object"]))],
+            "object",
+        ),
+        (
+            vec![event("Noted", json!({"text": "x".repeat(300 * 1024)}))],
+            "bytes",
+        ),
+        (
+            vec![event("Noted", json!({"a": 1})).seal("/missing", PersonId::new())],
+            "points at nothing",
+        ),
+        (
+            vec![event("Ok", json!({})), event("Graded", json!({"v": 0.5}))],
+            "integer",
+        ),
+    ];
+    for (events, why) in bad {
+        match h
+            .store
+            .append(request(school, "s", ExpectedVersion::Any, events))
+            .await
+        {
+            Err(StoreError::InvalidEvent(msg)) => {
+                assert!(msg.contains(why), "{msg:?} should mention {why:?}")
+            }
+            other => panic!("expected InvalidEvent ({why}), got {other:?}"),
+        }
+    }
+    assert_eq!(head_seq(h, school).await, 1);
+}
+
+pub async fn school_sequences_are_dense_under_concurrency(h: &Harness) {
+    let schools = [SchoolId::new(), SchoolId::new(), SchoolId::new()];
+    let events_of = |i: usize| 1 + (i / 3) % 3;
+    let tasks = (0..30).map(|i| {
+        let store = Arc::clone(&h.store);
+        let school = schools[i % 3];
+        tokio::spawn(async move {
+            let events = (0..events_of(i))
+                .map(|j| event("E", json!({"i": i, "j": j})))
+                .collect();
+            store
+                .append(request(
+                    school,
+                    &format!("s{}", i % 5),
+                    ExpectedVersion::Any,
+                    events,
+                ))
+                .await
+                .unwrap()
+        })
+    });
+    futures_util::future::join_all(tasks).await;
+    let mut all = Vec::new();
+    for (k, school) in schools.into_iter().enumerate() {
+        let expected: usize = (0..30).filter(|i| i % 3 == k).map(events_of).sum();
+        let events = h
+            .store
+            .read_school(school, 1, 10_000, Sealed::Keep)
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = events.iter().map(|e| e.school_seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "dense from 1"
+        );
+        assert_eq!(seqs.len(), expected, "10 appends of 1, 2 or 3 events");
+        let verified = verify_school(h.store.as_ref(), school).await.unwrap();
+        assert!(
+            matches!(verified, Verification::Intact { events, .. } if events == expected as u64)
+        );
+        all.extend(events.into_iter().map(|e| e.event_id));
+    }
+    // The subscription sees each of the 60 events once, in strictly increasing positions.
+    let read = read_all_eventually(h, all.len()).await;
+    assert!(read.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(
+        read.iter().map(|e| e.event_id).collect::<HashSet<_>>(),
+        all.into_iter().collect()
+    );
+}
+
+pub async fn the_chain_verifies_and_a_changed_byte_is_found_at_its_school_seq(h: &Harness) {
+    let school = SchoolId::new();
+    let other = SchoolId::new();
+    append_n(h, school, "a", 3).await;
+    append_n(h, other, "a", 2).await;
+    append_n(h, school, "b", 2).await;
+    let head = h.store.school_head(school).await.unwrap().unwrap();
+    assert_eq!(
+        verify_school(h.store.as_ref(), school).await.unwrap(),
+        Verification::Intact {
+            events: 5,
+            head: Some(head.hash)
+        }
+    );
+    assert_eq!(
+        verify_school(h.store.as_ref(), SchoolId::new())
+            .await
+            .unwrap(),
+        Verification::Intact {
+            events: 0,
+            head: None
+        }
+    );
+    // One byte: "n":2 becomes "n":3 in the third event.
+    let third = &h
+        .store
+        .read_school(school, 3, 1, Sealed::Keep)
+        .await
+        .unwrap()[0];
+    assert_eq!(third.stored_data, r#"{"n":2}"#);
+    h.tamper_data(school, 3, r#"{"n":3}"#).await;
+    match verify_school(h.store.as_ref(), school).await.unwrap() {
+        Verification::Broken { school_seq, reason } => {
+            assert_eq!(school_seq, 3);
+            assert!(reason.contains("altered"), "{reason}");
+        }
+        intact => panic!("tampering went unnoticed: {intact:?}"),
+    }
+    // The other school's chain is its own and still verifies.
+    assert!(matches!(
+        verify_school(h.store.as_ref(), other).await.unwrap(),
+        Verification::Intact { events: 2, .. }
+    ));
+}
+
+pub async fn a_removed_last_event_is_found(h: &Harness) {
+    let school = SchoolId::new();
+    append_n(h, school, "a", 4).await;
+    h.tamper_delete(school, 4).await;
+    match verify_school(h.store.as_ref(), school).await.unwrap() {
+        Verification::Broken { school_seq, reason } => {
+            assert_eq!(school_seq, 4);
+            assert!(reason.contains("removed"), "{reason}");
+        }
+        intact => panic!("a removed event went unnoticed: {intact:?}"),
+    }
+    append_n(h, SchoolId::new(), "x", 1).await; // the store still works
+}
+
+/// On PostgreSQL an append held open in school A does not stop school B: B commits while A
+/// waits. SQLite has one writer per file: B waits for A's commit, and still succeeds after it.
+pub async fn an_open_append_in_one_school_and_an_append_in_another(h: &Harness) {
+    let (a, b) = (SchoolId::new(), SchoolId::new());
+    let mut held = h
+        .held
+        .append_held(request(
+            a,
+            "s",
+            ExpectedVersion::Any,
+            vec![event("A", json!({}))],
+        ))
+        .await;
+    held.wait_appended().await;
+    let store = Arc::clone(&h.store);
+    let b_append = tokio::spawn(async move {
+        store
+            .append(request(
+                b,
+                "s",
+                ExpectedVersion::Any,
+                vec![event("B", json!({}))],
+            ))
+            .await
+    });
+    match h.backend() {
+        Backend::Postgres => {
+            let b_outcome = tokio::time::timeout(PATIENCE, b_append)
+                .await
+                .expect("school B waited for school A's open transaction")
+                .unwrap()
+                .unwrap();
+            assert_eq!(b_outcome.last_seq, 1);
+            assert_eq!(held.commit().await.unwrap().last_seq, 1);
+        }
+        Backend::Sqlite => {
+            assert_eq!(held.commit().await.unwrap().last_seq, 1);
+            let b_outcome = tokio::time::timeout(PATIENCE, b_append)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert_eq!(b_outcome.last_seq, 1);
+            // One writer: A committed first, so A comes first in the log.
+            let all = read_all_eventually(h, 2).await;
+            assert_eq!(
+                all.iter().map(|e| e.school_id).collect::<Vec<_>>(),
+                vec![a, b]
+            );
+        }
+    }
+    assert_eq!(head_seq(h, a).await, 1);
+    assert_eq!(head_seq(h, b).await, 1);
+}
+
+/// The delayed-commit case. Transaction A appends (school A) and waits before committing;
+/// B appends (school B) and commits meanwhile (on SQLite, B waits for A: one writer). A
+/// subscriber polling meanwhile must not pass A's event, and must deliver both, each once,
+/// after A commits.
+///
+/// This test fails when the fence `tx < pg_snapshot_xmin(pg_current_snapshot())` is removed
+/// from the PostgreSQL subscription read: the subscriber then delivers B, moves its checkpoint
+/// past B's `(tx, id)`, and A, whose transaction id is lower, is skipped forever once it
+/// commits.
+pub async fn a_subscriber_never_passes_a_transaction_that_commits_late(h: &Harness) {
+    let (a, b) = (SchoolId::new(), SchoolId::new());
+    let mut sub = Subscription::new(
+        Arc::clone(&h.store),
+        Position::START,
+        100,
+        Duration::from_millis(20),
+    );
+    assert!(sub.try_next_batch().await.unwrap().is_none());
+
+    let event_a = event("A", json!({}));
+    let event_b = event("B", json!({}));
+    let mut held = h
+        .held
+        .append_held(request(a, "s", ExpectedVersion::Any, vec![event_a.clone()]))
+        .await;
+    held.wait_appended().await;
+    let store = Arc::clone(&h.store);
+    let req_b = request(b, "s", ExpectedVersion::Any, vec![event_b.clone()]);
+    let b_append = tokio::spawn(async move { store.append(req_b).await });
+    if h.backend() == Backend::Postgres {
+        tokio::time::timeout(PATIENCE, b_append)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        // B is committed, A is not: the subscriber must deliver nothing yet.
+        for _ in 0..5 {
+            assert!(
+                sub.try_next_batch().await.unwrap().is_none(),
+                "the subscriber passed the open transaction A"
+            );
+        }
+        held.commit().await.unwrap();
+    } else {
+        assert!(sub.try_next_batch().await.unwrap().is_none());
+        held.commit().await.unwrap();
+        tokio::time::timeout(PATIENCE, b_append)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+
+    let mut delivered = Vec::new();
+    while delivered.len() < 2 {
+        let batch = tokio::time::timeout(PATIENCE, sub.next_batch())
+            .await
+            .expect("the subscriber never delivered both events")
+            .unwrap();
+        delivered.extend(batch.into_iter().map(|e| e.event_id));
+    }
+    assert_eq!(
+        delivered,
+        vec![event_a.event_id, event_b.event_id],
+        "both, once, in commit-safe order"
+    );
+    assert!(
+        sub.try_next_batch().await.unwrap().is_none(),
+        "nothing is delivered twice"
+    );
+}
+
+pub async fn large_reads_come_in_pages(h: &Harness) {
+    let school = SchoolId::new();
+    for _ in 0..5 {
+        append_n(h, school, "big", 500).await;
+    }
+    let mut seen = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = h
+            .store
+            .read_school(school, from, 1_000, Sealed::Open)
+            .await
+            .unwrap();
+        assert!(page.len() <= 1_000);
+        if page.is_empty() {
+            break;
+        }
+        from = page.last().unwrap().school_seq + 1;
+        seen.extend(page.iter().map(|e| e.school_seq));
+    }
+    assert_eq!(seen, (1..=2_500).collect::<Vec<_>>());
+    let stream_page = h
+        .store
+        .read_stream(school, &stream("big"), 2_001, 300)
+        .await
+        .unwrap();
+    assert_eq!(stream_page.len(), 300);
+    assert_eq!(stream_page[0].stream_version, 2_001);
+    // A limit beyond the maximum page is lowered, not an error.
+    assert_eq!(
+        h.store
+            .read_school(school, 1, 1_000_000, Sealed::Keep)
+            .await
+            .unwrap()
+            .len(),
+        2_500
+    );
+
+    let mut sub = Subscription::new(
+        Arc::clone(&h.store),
+        Position::START,
+        700,
+        Duration::from_millis(20),
+    );
+    let mut count = 0;
+    while count < 2_500 {
+        let batch = tokio::time::timeout(PATIENCE, sub.next_batch())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(batch.len() <= 700);
+        count += batch.len();
+    }
+    assert_eq!(count, 2_500);
+    assert!(sub.try_next_batch().await.unwrap().is_none());
+    assert!(matches!(
+        verify_school(h.store.as_ref(), school).await.unwrap(),
+        Verification::Intact { events: 2_500, .. }
+    ));
+}
+
+pub async fn sealed_fields_round_trip_and_erasure_keeps_the_chain_verifiable(h: &Harness) {
+    let school = SchoolId::new();
+    let (anna, marco) = (PersonId::new(), PersonId::new());
+    let justification =
+        json!({"absence": "a1", "category": "health", "text": "visita specialistica"});
+    let e1 = event("JustificationSubmitted", justification.clone()).seal("/text", anna);
+    let e2 = event(
+        "NoteRecorded",
+        json!({"student": "m", "disability": {"plan": "PEI"}}),
+    )
+    .seal("/disability", marco);
+    h.store
+        .append(request(school, "s", ExpectedVersion::Any, vec![e1, e2]))
+        .await
+        .unwrap();
+
+    let read = whole_stream(h, school, "s").await;
+    assert_eq!(read[0].data, justification, "opened with the key");
+    assert_eq!(read[1].data["disability"], json!({"plan": "PEI"}));
+    assert!(
+        !read[0].stored_data.contains("specialistica"),
+        "stored in clear: {}",
+        read[0].stored_data
+    );
+    let kept = h
+        .store
+        .read_school(school, 1, 10, Sealed::Keep)
+        .await
+        .unwrap();
+    assert!(kept[0].data["text"].get(SEALED_TAG).is_some());
+    assert_eq!(
+        kept[0].data["category"], "health",
+        "only the sealed field is hidden"
+    );
+    let before = verify_school(h.store.as_ref(), school).await.unwrap();
+
+    assert!(h.store.destroy_subject_key(school, anna).await.unwrap());
+    assert!(
+        !h.store.destroy_subject_key(school, anna).await.unwrap(),
+        "already destroyed"
+    );
+    let read = whole_stream(h, school, "s").await;
+    assert!(is_erased(&read[0].data["text"]), "{}", read[0].data);
+    assert_eq!(
+        read[0].data["text"][ERASED_TAG]["subject"],
+        anna.to_string()
+    );
+    assert_eq!(read[0].data["category"], "health");
+    assert_eq!(
+        read[1].data["disability"],
+        json!({"plan": "PEI"}),
+        "other subjects are untouched"
+    );
+    assert_eq!(
+        verify_school(h.store.as_ref(), school).await.unwrap(),
+        before,
+        "erasure never breaks the chain"
+    );
+    let all = read_all_eventually(h, 2).await;
+    assert!(is_erased(&all[0].data["text"]));
+
+    // No new sealed data for an erased subject; nothing is written.
+    let again = event("JustificationSubmitted", json!({"text": "x"})).seal("/text", anna);
+    let err = h
+        .store
+        .append(request(school, "s", ExpectedVersion::Any, vec![again]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::SubjectErased { subject, .. } if subject == anna));
+    // Erasing a subject who never had sealed data also bars it for the future.
+    let luca = PersonId::new();
+    assert!(!h.store.destroy_subject_key(school, luca).await.unwrap());
+    let err = h
+        .store
+        .append(request(
+            school,
+            "s",
+            ExpectedVersion::Any,
+            vec![event("N", json!({"t": 1})).seal("/t", luca)],
+        ))
+        .await;
+    assert!(matches!(err, Err(StoreError::SubjectErased { .. })));
+    assert_eq!(head_seq(h, school).await, 2);
+    // Keys belong to a school: the same person id elsewhere has a key of its own.
+    let other = SchoolId::new();
+    h.store
+        .append(request(
+            other,
+            "s",
+            ExpectedVersion::Any,
+            vec![event("N", json!({"t": 1})).seal("/t", anna)],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(whole_stream(h, other, "s").await[0].data["t"], 1);
+}
+
+pub async fn sealed_data_does_not_open_with_another_master_key(h: &Harness) {
+    let school = SchoolId::new();
+    let subject = PersonId::new();
+    h.store
+        .append(request(
+            school,
+            "s",
+            ExpectedVersion::Any,
+            vec![event("N", json!({"t": "x"})).seal("/t", subject)],
+        ))
+        .await
+        .unwrap();
+    let stranger = h.reopen_with(MasterKey::generate()).await;
+    let err = stranger
+        .read_stream(school, &stream("s"), 1, 10)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+    assert!(err.to_string().contains("master key"), "{err}");
+    // Verification needs no key at all.
+    assert!(matches!(
+        verify_school(stranger.as_ref(), school).await.unwrap(),
+        Verification::Intact { events: 1, .. }
+    ));
+    let friend = h.reopen_with(h.master.clone()).await;
+    assert_eq!(
+        friend
+            .read_stream(school, &stream("s"), 1, 10)
+            .await
+            .unwrap()[0]
+            .data["t"],
+        "x"
+    );
+}
+
+pub async fn migrations_are_recorded_and_an_edited_one_is_refused(h: &Harness) {
+    let status = h.store.migration_status().await.unwrap();
+    assert!(status.is_current());
+    assert_eq!(status.applied, vec![1]);
+    assert!(
+        h.store.migrate().await.unwrap().is_empty(),
+        "nothing left to apply"
+    );
+    h.raw("UPDATE registro_migrations SET checksum = 'edited' WHERE version = 1")
+        .await;
+    for err in [
+        h.store.migration_status().await.unwrap_err(),
+        h.store.migrate().await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(err, StoreError::Migration(ref m) if m.contains("was edited")),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! One store per test, with a back door for the few cases that must act as a tamperer.
+
+use std::sync::Arc;
+
+use registro_domain::SchoolId;
+use registro_store::sqlite::SqliteStore;
+use registro_store::testing::HoldAppends;
+use registro_store::{Backend, EventStore, MasterKey};
+use registro_testkit::TempDir;
+use registro_testkit::pg::TestDb;
+
+/// What a test holds.
+pub struct Harness {
+    /// The store under test.
+    pub store: Arc<dyn EventStore>,
+    /// The same store, able to hold an append open.
+    pub held: Arc<dyn HoldAppends + Send + Sync>,
+    /// The master key the store was opened with.
+    pub master: MasterKey,
+    place: Place,
+}
+
+enum Place {
+    Postgres(TestDb),
+    Sqlite(TempDir),
+}
+
+impl Harness {
+    pub async fn postgres() -> Self {
+        let db = TestDb::new().await;
+        let master = MasterKey::generate();
+        let store = db.store_with_key(master.clone()).await;
+        Self {
+            store: Arc::new(store.clone()),
+            held: Arc::new(store),
+            master,
+            place: Place::Postgres(db),
+        }
+    }
+
+    pub async fn sqlite() -> Self {
+        let dir = TempDir::new();
+        let master = MasterKey::generate();
+        let store = SqliteStore::open(&dir.path().join("events.db"), master.clone())
+            .await
+            .expect("open sqlite");
+        store.migrate().await.expect("migrate sqlite");
+        Self {
+            store: Arc::new(store.clone()),
+            held: Arc::new(store),
+            master,
+            place: Place::Sqlite(dir),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.store.backend()
+    }
+
+    /// Another store on the same database, opened with `master`.
+    pub async fn reopen_with(&self, master: MasterKey) -> Arc<dyn EventStore> {
+        match &self.place {
+            Place::Postgres(db) => Arc::new(db.store_with_key(master).await),
+            Place::Sqlite(dir) => Arc::new(
+                SqliteStore::open(&dir.path().join("events.db"), master)
+                    .await
+                    .expect("reopen sqlite"),
+            ),
+        }
+    }
+
+    /// Runs raw SQL beside the store, as an operator (or a tamperer) with database access.
+    pub async fn raw(&self, sql: &str) {
+        match &self.place {
+            Place::Postgres(db) => db.client().await.batch_execute(sql).await.expect("raw sql"),
+            Place::Sqlite(dir) => {
+                let conn = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
+                conn.execute_batch(sql).expect("raw sql");
+            }
+        }
+    }
+
+    /// Changes the stored data of one event by hand, getting past the immutability trigger
+    /// first as a tamperer would.
+    pub async fn tamper_data(&self, school: SchoolId, seq: u64, data: &str) {
+        let disable = match self.backend() {
+            Backend::Postgres => "ALTER TABLE events DISABLE TRIGGER events_immutable;",
+            Backend::Sqlite => "DROP TRIGGER events_no_update;",
+        };
+        self.raw(&format!(
+            "{disable} UPDATE events SET data = '{}' WHERE school_id = '{school}' AND school_seq = {seq};",
+            data.replace('\'', "''")
+        ))
+        .await;
+    }
+
+    /// Removes one event by hand, getting past the immutability trigger first.
+    pub async fn tamper_delete(&self, school: SchoolId, seq: u64) {
+        let disable = match self.backend() {
+            Backend::Postgres => "ALTER TABLE events DISABLE TRIGGER events_immutable;",
+            Backend::Sqlite => "DROP TRIGGER events_no_delete;",
+        };
+        self.raw(&format!(
+            "{disable} DELETE FROM events WHERE school_id = '{school}' AND school_seq = {seq};"
+        ))
+        .await;
+    }
+}

@@ -1,0 +1,47 @@
+//! The conformance suite: every case runs against both adapters, PostgreSQL (a database of its
+//! own per test, see `registro-testkit`) and SQLite (a file of its own per test).
+
+mod cases;
+mod harness;
+
+/// Declares each case once per adapter: `postgres::<case>` and `sqlite::<case>`.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let h = crate::harness::Harness::postgres().await;
+                    crate::cases::$case(&h).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let h = crate::harness::Harness::sqlite().await;
+                    crate::cases::$case(&h).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    appended_events_read_back_exactly,
+    two_writers_with_the_same_expected_version_exactly_one_wins,
+    a_wrong_expected_version_is_a_conflict_and_writes_nothing,
+    an_idempotent_retry_returns_the_first_result_and_appends_nothing,
+    an_append_is_atomic,
+    invalid_events_are_rejected_and_nothing_is_written,
+    school_sequences_are_dense_under_concurrency,
+    the_chain_verifies_and_a_changed_byte_is_found_at_its_school_seq,
+    a_removed_last_event_is_found,
+    an_open_append_in_one_school_and_an_append_in_another,
+    a_subscriber_never_passes_a_transaction_that_commits_late,
+    large_reads_come_in_pages,
+    sealed_fields_round_trip_and_erasure_keeps_the_chain_verifiable,
+    sealed_data_does_not_open_with_another_master_key,
+    migrations_are_recorded_and_an_edited_one_is_refused,
+);
