@@ -343,8 +343,9 @@ pub struct RecordedEvent {
     pub event_type: EventType,
     /// The version of the type's data schema.
     pub schema_version: u32,
-    /// The data, opened: sealed fields are decrypted, or replaced by the erased marker
-    /// (`{"$erased": {"subject": "<id>"}}`) when their key was destroyed.
+    /// The data. Opened by default: sealed fields are decrypted, or replaced by the erased
+    /// marker (`{"$erased": {"subject": "<id>"}}`) when their key was destroyed; as stored
+    /// (sealed fields as ciphertext) when read with [`crate::Sealed::Keep`].
     pub data: Value,
     /// The data exactly as stored and hashed: canonical JSON with sealed fields as ciphertext.
     pub stored_data: String,

@@ -843,3 +843,31 @@ pub async fn migrations_are_recorded_and_an_edited_one_is_refused(h: &Harness) {
         );
     }
 }
+
+/// A commit wakes subscribers: on PostgreSQL through LISTEN/NOTIFY, so a store in another
+/// process (here: another instance with its own connections) is woken too; on SQLite through
+/// the in-process signal (other processes poll).
+pub async fn a_commit_wakes_subscribers(h: &Harness) {
+    let school = SchoolId::new();
+    let watcher = match h.backend() {
+        Backend::Postgres => h.reopen_with(h.master.clone()).await,
+        Backend::Sqlite => Arc::clone(&h.store),
+    };
+    let mut wake = watcher.wake_signal();
+    // The listener connects in the background: a commit before it listens is only seen by
+    // polling. Commit until one wakes the watcher; each wait is short, the whole is bounded.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        wake.borrow_and_update();
+        append_n(h, school, "s", 1).await;
+        if tokio::time::timeout(Duration::from_millis(500), wake.changed()).await.is_ok() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no wake-up after a commit");
+    }
+    // That wake-up may have been the listener's own (it wakes everyone when it connects); now
+    // that it listens, one more commit must wake the watcher by itself.
+    wake.borrow_and_update();
+    append_n(h, school, "s", 1).await;
+    tokio::time::timeout(PATIENCE, wake.changed()).await.expect("no wake-up after a commit").unwrap();
+}

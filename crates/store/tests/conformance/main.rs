@@ -44,4 +44,5 @@ conformance!(
     sealed_fields_round_trip_and_erasure_keeps_the_chain_verifiable,
     sealed_data_does_not_open_with_another_master_key,
     migrations_are_recorded_and_an_edited_one_is_refused,
+    a_commit_wakes_subscribers,
 );
