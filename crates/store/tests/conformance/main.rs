@@ -1,6 +1,8 @@
 //! The conformance suite: every case runs against both adapters, PostgreSQL (a database of its
 //! own per test, see `registro-testkit`) and SQLite (a file of its own per test).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 mod cases;
 mod harness;
 
