@@ -364,6 +364,32 @@ mod tests {
         );
     }
 
+    /// Known answers, computed outside this code (Python's `json.dumps(sort_keys=True,
+    /// separators=(',', ':'), ensure_ascii=False)` and `hashlib.sha256`); the same example is
+    /// worked in `docs/event-format.md`.
+    #[test]
+    fn known_answer_chain_of_two_events() {
+        let first = canonical_bytes(&sample(r#"{"name":"Liceo"}"#)).unwrap();
+        let h1 = chain_hash(&Hash::GENESIS, &first);
+        assert_eq!(
+            h1.to_hex(),
+            "7fa62ffad9c3e98f78e3eb8cc99ff690bad684294d32b97b787702a485e77ef4"
+        );
+        let data = to_canonical_json(&json!({"note": "è \"ok\"\n"})).unwrap();
+        let second = canonical_bytes(&CanonicalEnvelope {
+            event_id: "0190a3b4-0000-7000-8000-000000000004",
+            school_seq: 2,
+            stream_version: 2,
+            ..sample(&data)
+        })
+        .unwrap();
+        let h2 = chain_hash(&h1, &second);
+        assert_eq!(
+            h2.to_hex(),
+            "0badd24d01d678bdb4787aac3d160bb99e9cd9955dfe7b77646d69c1a7561457"
+        );
+    }
+
     #[test]
     fn the_chain_hash_is_sha256_of_prev_and_bytes() {
         // Known answer: SHA-256 of 32 zero bytes followed by "abc".

@@ -860,14 +860,23 @@ pub async fn a_commit_wakes_subscribers(h: &Harness) {
     loop {
         wake.borrow_and_update();
         append_n(h, school, "s", 1).await;
-        if tokio::time::timeout(Duration::from_millis(500), wake.changed()).await.is_ok() {
+        if tokio::time::timeout(Duration::from_millis(500), wake.changed())
+            .await
+            .is_ok()
+        {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no wake-up after a commit");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no wake-up after a commit"
+        );
     }
     // That wake-up may have been the listener's own (it wakes everyone when it connects); now
     // that it listens, one more commit must wake the watcher by itself.
     wake.borrow_and_update();
     append_n(h, school, "s", 1).await;
-    tokio::time::timeout(PATIENCE, wake.changed()).await.expect("no wake-up after a commit").unwrap();
+    tokio::time::timeout(PATIENCE, wake.changed())
+        .await
+        .expect("no wake-up after a commit")
+        .unwrap();
 }
