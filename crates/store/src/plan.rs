@@ -15,7 +15,7 @@ use crate::envelope::{
     AppendRequest, Hash, MAX_DATA_BYTES, MAX_EVENTS_PER_APPEND, RecordedEvent, SchoolHead,
 };
 use crate::error::StoreError;
-use crate::seal::{SubjectKey, check_sealed_fields, seal_fields};
+use crate::seal::{ERASED_TAG, SEALED_TAG, SubjectKey, check_sealed_fields, seal_fields};
 
 /// A validated append, before the school's head is known.
 #[derive(Debug)]
@@ -45,12 +45,30 @@ impl AppendPlan {
         fp.update(b"registro/idempotency/v1\0");
         fp.update(request.stream.as_str().as_bytes());
         fp.update(format!("\0{:?}\0", request.expected).as_bytes());
+        // The same key from another person is another request, never their replay.
+        let m = &request.metadata;
+        fp.update(format!("{:?}\0{}\0", m.actor_id, m.actor_role).as_bytes());
         let mut subjects = BTreeSet::new();
         for e in &request.events {
             if !e.data.is_object() {
                 return Err(StoreError::InvalidEvent(format!(
                     "the data of event {} ({}) must be a JSON object",
                     e.event_id, e.event_type
+                )));
+            }
+            if e.schema_version == 0 || i32::try_from(e.schema_version).is_err() {
+                return Err(StoreError::InvalidEvent(format!(
+                    "schema_version {} of event {} is not between 1 and {}",
+                    e.schema_version,
+                    e.event_id,
+                    i32::MAX
+                )));
+            }
+            if let Some(tag) = reserved_member(&e.data) {
+                return Err(StoreError::InvalidEvent(format!(
+                    "the data of event {} holds a member named {tag:?}, which is reserved for \
+                     sealed fields: name the field to seal in `sealed` instead",
+                    e.event_id
                 )));
             }
             check_sealed_fields(&e.data, &e.sealed)?;
@@ -162,6 +180,19 @@ impl AppendPlan {
     /// The school of the request.
     pub fn school(&self) -> SchoolId {
         self.request.school
+    }
+}
+
+/// The first reserved member name (`$sealed`, `$erased`) found anywhere in `v`: only the store
+/// writes them, so data given to it must not hold them.
+fn reserved_member(v: &serde_json::Value) -> Option<&'static str> {
+    match v {
+        serde_json::Value::Object(map) => [SEALED_TAG, ERASED_TAG]
+            .into_iter()
+            .find(|tag| map.contains_key(*tag))
+            .or_else(|| map.values().find_map(reserved_member)),
+        serde_json::Value::Array(items) => items.iter().find_map(reserved_member),
+        _ => None,
     }
 }
 

@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{AsyncMessage, NoTls, Row};
+use tokio_postgres::{AsyncMessage, GenericClient, NoTls, Row};
 use uuid::Uuid;
 
 use crate::envelope::{
@@ -135,8 +135,6 @@ impl PgStore {
     ) -> Result<AppendOutcome, StoreError> {
         let plan = AppendPlan::new(request)?;
         let school = plan.school();
-        let keys = self.keys_for_sealing(school, &plan.subjects).await?;
-        let stored = plan.seal(&keys)?;
 
         let r = &plan.request;
         let school_uuid = *school.as_uuid();
@@ -225,6 +223,10 @@ impl PgStore {
                 actual: current,
             });
         }
+        // Keys inside the transaction, after the checks: a replay or a conflict creates none,
+        // and `FOR SHARE` makes a concurrent erasure wait for this commit (or be seen first).
+        let keys = self.keys_for_sealing(&tx, school, &plan.subjects).await?;
+        let stored = plan.seal(&keys)?;
         let head = head
             .map(|row| -> Result<SchoolHead, StoreError> {
                 Ok(SchoolHead {
@@ -347,9 +349,11 @@ impl PgStore {
         })
     }
 
-    /// The keys of `subjects`, created where missing. Refuses subjects whose key was destroyed.
+    /// The keys of `subjects`, created where missing, locked against erasure until `tx`
+    /// ends. Refuses subjects whose key was destroyed.
     async fn keys_for_sealing(
         &self,
+        tx: &tokio_postgres::Transaction<'_>,
         school: SchoolId,
         subjects: &BTreeSet<PersonId>,
     ) -> Result<HashMap<PersonId, SubjectKey>, StoreError> {
@@ -362,17 +366,15 @@ impl PgStore {
             ids.push(*s.as_uuid());
             wrapped.push(self.inner.master.new_subject_key(school, *s)?.1);
         }
-        let client = self.client().await?;
-        client
-            .execute(
-                "INSERT INTO subject_keys (school_id, subject_id, wrapped_key) \
+        tx.execute(
+            "INSERT INTO subject_keys (school_id, subject_id, wrapped_key) \
                  SELECT $1, s, w FROM unnest($2::uuid[], $3::bytea[]) AS u(s, w) \
                  ON CONFLICT (school_id, subject_id) DO NOTHING",
-                &[school.as_uuid(), &ids, &wrapped],
-            )
-            .await
-            .map_err(pg_err)?;
-        let states = self.key_states(&client, school, &ids).await?;
+            &[school.as_uuid(), &ids, &wrapped],
+        )
+        .await
+        .map_err(pg_err)?;
+        let states = self.key_states(tx, school, &ids, true).await?;
         let mut keys = HashMap::with_capacity(states.len());
         for (subject, state) in states {
             match state {
@@ -387,16 +389,20 @@ impl PgStore {
 
     async fn key_states(
         &self,
-        client: &Object,
+        client: &impl GenericClient,
         school: SchoolId,
         subjects: &[Uuid],
+        lock: bool,
     ) -> Result<HashMap<PersonId, KeyState>, StoreError> {
+        let sql = if lock {
+            "SELECT subject_id, wrapped_key FROM subject_keys \
+             WHERE school_id = $1 AND subject_id = ANY($2) FOR SHARE"
+        } else {
+            "SELECT subject_id, wrapped_key FROM subject_keys \
+             WHERE school_id = $1 AND subject_id = ANY($2)"
+        };
         let rows = client
-            .query(
-                "SELECT subject_id, wrapped_key FROM subject_keys \
-                 WHERE school_id = $1 AND subject_id = ANY($2)",
-                &[school.as_uuid(), &subjects],
-            )
+            .query(sql, &[school.as_uuid(), &subjects])
             .await
             .map_err(pg_err)?;
         rows.iter()
@@ -436,7 +442,7 @@ impl PgStore {
         }
         for (school, subjects) in needed {
             let ids: Vec<Uuid> = subjects.iter().map(|s| *s.as_uuid()).collect();
-            let keys = self.key_states(client, school, &ids).await?;
+            let keys = self.key_states(&***client, school, &ids, false).await?;
             for e in events.iter_mut().filter(|e| e.school_id == school) {
                 if may_hold_sealed(&e.stored_data) {
                     open_fields(&mut e.data, school, e.event_id, &keys)?;

@@ -268,12 +268,17 @@ fn append_in(
         })
         .transpose()?;
     let rows = plan.rows(stored, head, current, OffsetDateTime::now_utc())?;
-    let conflict = |e: rusqlite::Error| match e.sqlite_error_code() {
-        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict {
-            stream: r.stream.clone(),
-            expected: r.expected,
-            actual: current,
-        },
+    let conflict = |e: rusqlite::Error| match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            StoreError::Conflict {
+                stream: r.stream.clone(),
+                expected: r.expected,
+                actual: current,
+            }
+        }
         _ => sqlite_err(e),
     };
     {

@@ -256,9 +256,9 @@ fn private_cluster() -> anyhow::Result<String> {
         .map(|m| m.uid() == 0)
         .unwrap_or(false);
     if as_root {
-        run(Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir))?;
+        // Only the directory itself (the server writes its log and socket there): a recursive
+        // chown would race with the files of running tests.
+        run(Command::new("chown").arg("postgres:postgres").arg(&dir))?;
     }
     let pg = |tool: &str| {
         let exe = bin.join(tool);

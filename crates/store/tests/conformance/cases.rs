@@ -302,6 +302,13 @@ pub async fn an_idempotent_retry_returns_the_first_result_and_appends_nothing(h:
     assert!(
         matches!(h.store.append(other).await, Err(StoreError::IdempotencyMismatch { key }) if key == "tap-1")
     );
+    // ... and so is the same request under the same key from another person.
+    let mut someone_else = req.clone();
+    someone_else.metadata = CommandMetadata::by(PersonId::new(), Role::Guardian);
+    assert!(matches!(
+        h.store.append(someone_else).await,
+        Err(StoreError::IdempotencyMismatch { .. })
+    ));
     // Keys belong to a school: another school may use the same key.
     let mut elsewhere = req.clone();
     elsewhere.school = SchoolId::new();
@@ -375,6 +382,33 @@ pub async fn invalid_events_are_rejected_and_nothing_is_written(h: &Harness) {
         (
             vec![event("Ok", json!({})), event("Graded", json!({"v": 0.5}))],
             "integer",
+        ),
+        // Only the store writes sealed and erased markers: a forged one would make every read
+        // of the log fail on a key that does not exist.
+        (
+            vec![event(
+                "Forged",
+                json!({"r": {"$sealed": {"subject": PersonId::new().to_string()}}}),
+            )],
+            "reserved",
+        ),
+        (
+            vec![event("Forged", json!({"list": [{"$erased": {}}]}))],
+            "reserved",
+        ),
+        (
+            vec![NewEvent {
+                schema_version: 0,
+                ..event("Versioned", json!({}))
+            }],
+            "schema_version",
+        ),
+        (
+            vec![NewEvent {
+                schema_version: u32::MAX,
+                ..event("Versioned", json!({}))
+            }],
+            "schema_version",
         ),
     ];
     for (events, why) in bad {
@@ -702,10 +736,9 @@ pub async fn sealed_fields_round_trip_and_erasure_keeps_the_chain_verifiable(h: 
         json!({"student": "m", "disability": {"plan": "PEI"}}),
     )
     .seal("/disability", marco);
-    h.store
-        .append(request(school, "s", ExpectedVersion::Any, vec![e1, e2]))
-        .await
-        .unwrap();
+    let mut sealed_request = request(school, "s", ExpectedVersion::Any, vec![e1, e2]);
+    sealed_request.idempotency_key = Some(IdempotencyKey::parse("justify-1").unwrap());
+    let first = h.store.append(sealed_request.clone()).await.unwrap();
 
     let read = whole_stream(h, school, "s").await;
     assert_eq!(read[0].data, justification, "opened with the key");
@@ -752,6 +785,14 @@ pub async fn sealed_fields_round_trip_and_erasure_keeps_the_chain_verifiable(h: 
     let all = read_all_eventually(h, 2).await;
     assert!(is_erased(&all[0].data["text"]));
 
+    // A retry of the original append still gets its first result.
+    assert_eq!(
+        h.store.append(sealed_request).await.unwrap(),
+        AppendOutcome {
+            replayed: true,
+            ..first
+        }
+    );
     // No new sealed data for an erased subject; nothing is written.
     let again = event("JustificationSubmitted", json!({"text": "x"})).seal("/text", anna);
     let err = h
