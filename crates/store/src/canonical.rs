@@ -390,6 +390,42 @@ mod tests {
         );
     }
 
+    /// The third event of `docs/event-format.md` §8: actor, causation, no idempotency key,
+    /// schema version 2 and a sealed field, chained onto the second.
+    #[test]
+    fn known_answer_third_event_with_a_sealed_field() {
+        let h2 = Hash::from_hex("0badd24d01d678bdb4787aac3d160bb99e9cd9955dfe7b77646d69c1a7561457")
+            .unwrap();
+        let data = r#"{"date":"2025-10-06","hours":2,"kind":"absence","reason":{"$sealed":{"alg":"XChaCha20-Poly1305","ct":"r5hA2edn1sVoeejeyu1EsTPBkj4UdpUEizjyclyOBqArBN1uycXD5NJhvncWE+dqTX0JZr+i6Us=","nonce":"oKGio6SlpqeoqaqrrK2ur7CxsrO0tba3","subject":"0190a3b4-0000-7000-8000-0000000000aa","v":1}}}"#;
+        assert_eq!(
+            to_canonical_json(&serde_json::from_str(data).unwrap()).unwrap(),
+            data
+        );
+        let third = canonical_bytes(&CanonicalEnvelope {
+            actor_id: Some("0190a3b4-0000-7000-8000-0000000000bb"),
+            actor_role: "guardian",
+            causation_id: Some("0190a3b4-0000-7000-8000-0000000000cc"),
+            correlation_id: "0190a3b4-0000-7000-8000-0000000000dd",
+            data,
+            event_id: "0190a3b4-0000-7000-8000-000000000005",
+            event_type: "AbsenceJustified",
+            idempotency_key: None,
+            occurred_at: "2025-10-06T06:30:00.000000Z",
+            recorded_at: "2025-10-06T07:12:45.123456Z",
+            schema_version: 2,
+            school_id: "0190a3b4-0000-7000-8000-000000000003",
+            school_seq: 3,
+            stream_id: "student-0190a3b4-0000-7000-8000-0000000000aa-2025",
+            stream_version: 1,
+        })
+        .unwrap();
+        assert_eq!(third.len(), 834);
+        assert_eq!(
+            chain_hash(&h2, &third).to_hex(),
+            "99d17314d7bc6e2cbf7a48dbbf6b190a6643e5b1cc575b8fac4258bd69bef2c5"
+        );
+    }
+
     #[test]
     fn the_chain_hash_is_sha256_of_prev_and_bytes() {
         // Known answer: SHA-256 of 32 zero bytes followed by "abc".

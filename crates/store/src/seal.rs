@@ -509,6 +509,23 @@ mod tests {
         );
     }
 
+    /// The sealed field of `docs/event-format.md` §8, opened with the example key (bytes
+    /// 0x20..=0x3f) at its place (school ...03, subject ...aa, event ...05, pointer /reason).
+    #[test]
+    fn known_answer_sealed_field_opens() {
+        let key: [u8; 32] = std::array::from_fn(|i| 0x20 + i as u8);
+        let school: SchoolId = "0190a3b4-0000-7000-8000-000000000003".parse().unwrap();
+        let subject: PersonId = "0190a3b4-0000-7000-8000-0000000000aa".parse().unwrap();
+        let event: EventId = "0190a3b4-0000-7000-8000-000000000005".parse().unwrap();
+        let mut data: Value = serde_json::from_str(r#"{"hours":2,"reason":{"$sealed":{"alg":"XChaCha20-Poly1305","ct":"r5hA2edn1sVoeejeyu1EsTPBkj4UdpUEizjyclyOBqArBN1uycXD5NJhvncWE+dqTX0JZr+i6Us=","nonce":"oKGio6SlpqeoqaqrrK2ur7CxsrO0tba3","subject":"0190a3b4-0000-7000-8000-0000000000aa","v":1}}}"#).unwrap();
+        let keys = HashMap::from([(subject, KeyState::Present(SubjectKey(Key(key))))]);
+        open_fields(&mut data, school, event, &keys).unwrap();
+        assert_eq!(
+            data,
+            json!({"hours": 2, "reason": {"code": "health", "text": "visita medica"}})
+        );
+    }
+
     #[test]
     fn bad_pointers_are_rejected_before_anything_is_sealed() {
         let s = PersonId::new();
