@@ -19,6 +19,7 @@ pub mod error;
 pub mod migrate;
 mod plan;
 pub mod postgres;
+mod rows;
 pub mod seal;
 pub mod sqlite;
 pub mod subscription;

@@ -38,8 +38,9 @@ use crate::envelope::{
 use crate::error::StoreError;
 use crate::migrate::{self, AppliedMigration, MigrationStatus};
 use crate::plan::{AppendPlan, school_lock_key};
-use crate::seal::{KeyState, MasterKey, SubjectKey, may_hold_sealed, open_fields, sealed_subjects};
-use crate::{Backend, EventStore, MAX_PAGE, Sealed};
+use crate::rows::{open_school_events, page, subjects_by_school, to_i64, to_u64};
+use crate::seal::{KeyState, MasterKey, SubjectKey};
+use crate::{Backend, EventStore, Sealed};
 
 /// The channel `NOTIFY`ed after every append.
 pub const NOTIFY_CHANNEL: &str = "registro_events";
@@ -433,21 +434,10 @@ impl PgStore {
         if sealed == Sealed::Keep {
             return Ok(events);
         }
-        let mut needed: HashMap<SchoolId, BTreeSet<PersonId>> = HashMap::new();
-        for e in events.iter().filter(|e| may_hold_sealed(&e.stored_data)) {
-            needed
-                .entry(e.school_id)
-                .or_default()
-                .extend(sealed_subjects(&e.data));
-        }
-        for (school, subjects) in needed {
+        for (school, subjects) in subjects_by_school(&events) {
             let ids: Vec<Uuid> = subjects.iter().map(|s| *s.as_uuid()).collect();
             let keys = self.key_states(&***client, school, &ids, false).await?;
-            for e in events.iter_mut().filter(|e| e.school_id == school) {
-                if may_hold_sealed(&e.stored_data) {
-                    open_fields(&mut e.data, school, e.event_id, &keys)?;
-                }
-            }
+            open_school_events(&mut events, school, &keys)?;
         }
         Ok(events)
     }
@@ -806,18 +796,6 @@ fn pool_err(e: PoolError) -> StoreError {
         }
         other => StoreError::unavailable(other.to_string()),
     }
-}
-
-fn page(limit: usize) -> i64 {
-    to_i64(limit.clamp(1, MAX_PAGE) as u64)
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 #[cfg(feature = "testing")]
