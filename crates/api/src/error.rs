@@ -1,0 +1,157 @@
+//! One error type for the whole API, rendered as RFC 9457 problem details.
+
+use std::any::Any;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use registro_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::context;
+
+/// The media type of problem details.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+/// An RFC 9457 problem details document.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem (`about:blank` when the status says it all).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong with this request, for a person to read.
+    pub detail: String,
+    /// The path of the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The request id, also in the `x-request-id` header and the server's logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// Everything a handler can fail with. Each variant's status is in its doc.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 404: no such route or resource.
+    #[error("not found")]
+    NotFound,
+    /// 405: the route exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 400: the request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 409: the request conflicts with the current state (a concurrent write; erased data).
+    #[error("{0}")]
+    Conflict(String),
+    /// 422: the request is well formed but cannot be accepted.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 503: the service cannot answer now; retry later (`Retry-After` is set).
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected failure. The cause is logged; the client is told nothing
+    /// about it.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::NotFound => "There is nothing at this address.".into(),
+            Self::MethodNotAllowed => "This address does not accept this method.".into(),
+            Self::Internal(_) => {
+                "Something went wrong on our side. It has been logged; quote the request id if you \
+                 report it."
+                    .into()
+            }
+            Self::BadRequest(d)
+            | Self::Conflict(d)
+            | Self::Unprocessable(d)
+            | Self::Unavailable(d) => d.clone(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { .. } | StoreError::SubjectErased { .. } => {
+                Self::Conflict(e.to_string())
+            }
+            StoreError::IdempotencyMismatch { .. } | StoreError::InvalidEvent(_) => {
+                Self::Unprocessable(e.to_string())
+            }
+            StoreError::Unavailable(_) | StoreError::Migration(_) => {
+                tracing::warn!(error = %e, "store unavailable");
+                Self::Unavailable("The register's database is unavailable; retry shortly.".into())
+            }
+            StoreError::Internal(_) => Self::Internal(e.into()),
+        }
+    }
+}
+
+/// A problem response for `status` with `detail`, in the current request's context.
+pub fn problem_response(status: StatusCode, detail: String) -> Response {
+    let ctx = context::current();
+    let problem = Problem {
+        kind: "about:blank".into(),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail,
+        instance: ctx.as_ref().map(|c| c.path.clone()),
+        request_id: ctx.map(|c| c.id),
+    };
+    let mut response = (status, Json(problem)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
+    }
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(error = ?cause, "internal error");
+        }
+        problem_response(self.status(), self.detail())
+    }
+}
+
+/// The response to a handler that panicked: a 500 problem; the panic is logged.
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    ApiError::Internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
+}

@@ -1,0 +1,148 @@
+//! The routes and their OpenAPI description.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::error::{ApiError, Problem, problem_response};
+use crate::{AppState, docs, metrics};
+
+/// The OpenAPI document of the API.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "registro",
+        description = "The API of registro, the event-sourced Italian school electronic register \
+                       (registro elettronico). Errors are RFC 9457 problem details; every \
+                       response carries an `x-request-id` header."
+    ),
+    paths(healthz, readyz, metrics_text, openapi_json, docs_page),
+    components(schemas(Problem, Health, Readiness, Checks)),
+    tags((name = "operations", description = "Health, readiness, metrics and the API's own description"))
+)]
+pub struct ApiDoc;
+
+/// All routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
+        .route("/docs", get(docs_page))
+}
+
+/// The process is alive.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// The outcome of each readiness check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Checks {
+    /// `ok` when the database answers.
+    database: &'static str,
+    /// `ok` when every migration is applied.
+    migrations: &'static str,
+}
+
+/// The service can take traffic.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// Always `ready`.
+    status: &'static str,
+    /// The checks that passed.
+    checks: Checks,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is alive", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the database answers and every migration is applied.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready to take traffic", body = Readiness),
+        (status = 503, description = "Not ready: the database does not answer or migrations are \
+            pending; `Retry-After` is set", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn readyz(State(state): State<AppState>) -> Response {
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "readiness: database does not answer");
+        return problem_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The database does not answer.".into(),
+        );
+    }
+    match state.store.migration_status().await {
+        Ok(status) if status.is_current() => Json(Readiness {
+            status: "ready",
+            checks: Checks {
+                database: "ok",
+                migrations: "ok",
+            },
+        })
+        .into_response(),
+        Ok(status) => problem_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "Migrations {:?} are pending: run `registro migrate`.",
+                status.pending
+            ),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness: migration check failed");
+            problem_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database schema does not match this version of registro.".into(),
+            )
+        }
+    }
+}
+
+/// Prometheus metrics of this process (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "The metrics", body = String,
+            content_type = "application/openmetrics-text"),
+        (status = 500, description = "Internal error", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+async fn metrics_text(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = state
+        .metrics
+        .encode()
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(metrics::CONTENT_TYPE),
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// This API's OpenAPI 3.1 description.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// A browsable page of the API, self-contained: it loads nothing from other sites.
+#[utoipa::path(get, path = "/docs", tag = "operations",
+    responses((status = 200, description = "The page", content_type = "text/html")))]
+async fn docs_page() -> Html<&'static str> {
+    Html(docs::PAGE)
+}
