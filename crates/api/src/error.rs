@@ -155,3 +155,66 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .unwrap_or("(no message)");
     ApiError::Internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_internal_error_tells_the_client_nothing_about_its_cause() {
+        let response = ApiError::Internal(anyhow::anyhow!("SELECT secret FROM pg_shadow failed"))
+            .into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body = axum::body::to_bytes(response.into_body(), 10_000)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            !text.contains("secret") && !text.contains("SELECT"),
+            "{text}"
+        );
+        assert!(text.contains("\"status\":500"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_500_problem() {
+        let response = panic_response(Box::new("index out of bounds"));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 10_000)
+            .await
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("index out of bounds"));
+    }
+
+    #[test]
+    fn store_errors_map_to_their_statuses() {
+        use registro_store::{ExpectedVersion, StreamId};
+        let conflict = StoreError::Conflict {
+            stream: StreamId::parse("s").unwrap(),
+            expected: ExpectedVersion::Exact(1),
+            actual: 2,
+        };
+        assert_eq!(ApiError::from(conflict).status(), StatusCode::CONFLICT);
+        assert_eq!(
+            ApiError::from(StoreError::InvalidEvent("x".into())).status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            ApiError::from(StoreError::IdempotencyMismatch { key: "k".into() }).status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            ApiError::from(StoreError::unavailable("down")).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ApiError::from(StoreError::Migration("edited".into())).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ApiError::from(StoreError::internal("bug")).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+}

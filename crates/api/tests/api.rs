@@ -1,0 +1,275 @@
+//! The API over real HTTP, on real stores: SQLite files and PostgreSQL databases of their own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+
+use registro_api::{ApiConfig, ApiDoc, build};
+use registro_store::postgres::PgStore;
+use registro_store::sqlite::SqliteStore;
+use registro_store::{EventStore, MasterKey};
+use registro_testkit::TempDir;
+use registro_testkit::pg::TestDb;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use utoipa::OpenApi as _;
+
+/// A running API and what it needs kept alive.
+struct TestApp {
+    base: String,
+    client: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+    _dir: Option<TempDir>,
+    _db: Option<TestDb>,
+}
+
+impl TestApp {
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+async fn spawn(store: Arc<dyn EventStore>) -> (String, oneshot::Sender<()>) {
+    let app = build(
+        ApiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+        },
+        store,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    (base, stop)
+}
+
+/// The API on a migrated SQLite file of its own (or an unmigrated one).
+async fn spawn_sqlite(migrated: bool) -> TestApp {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(&dir.path().join("registro.db"), MasterKey::generate())
+        .await
+        .unwrap();
+    if migrated {
+        store.migrate().await.unwrap();
+    }
+    let (base, stop) = spawn(Arc::new(store)).await;
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        _stop: stop,
+        _dir: Some(dir),
+        _db: None,
+    }
+}
+
+async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+#[tokio::test]
+async fn healthz_answers_ok() {
+    let app = spawn_sqlite(true).await;
+    let r = app.get("/healthz").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
+}
+
+#[tokio::test]
+async fn readyz_is_ready_once_migrated_and_not_before() {
+    let app = spawn_sqlite(true).await;
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["checks"]["migrations"], "ok");
+
+    let unmigrated = spawn_sqlite(false).await;
+    let r = unmigrated.get("/readyz").await;
+    assert_eq!(r.headers()["retry-after"], "5");
+    let body = assert_problem(r, 503).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("pending"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn readyz_on_postgres_follows_the_database() {
+    let db = TestDb::new().await;
+    let store = PgStore::connect(db.url(), 4, MasterKey::generate())
+        .await
+        .unwrap();
+    let (base, stop) = spawn(Arc::new(store)).await;
+    let app = TestApp {
+        base,
+        client: reqwest::Client::new(),
+        _stop: stop,
+        _dir: None,
+        _db: None,
+    };
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    // The database goes away: not ready, and nothing internal is told.
+    drop(db);
+    let body = assert_problem(app.get("/readyz").await, 503).await;
+    assert_eq!(body["detail"], "The database does not answer.");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template() {
+    let app = spawn_sqlite(true).await;
+    app.get("/healthz").await;
+    app.get("/no/such/thing").await;
+    let r = app.get("/metrics").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"registro_http_requests_total{method="GET",route="/healthz",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+    assert!(
+        !text.contains("/no/such/thing"),
+        "raw paths never become labels"
+    );
+    assert!(
+        text.contains("registro_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            r#"registro_build_info{{version="{}"}} 1"#,
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn openapi_is_3_1_and_describes_every_route() {
+    let app = spawn_sqlite(true).await;
+    let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
+        assert!(
+            spec["paths"][path]["get"].is_object(),
+            "{path} is not described"
+        );
+    }
+    assert_eq!(
+        spec["paths"]["/readyz"]["get"]["responses"]["503"]["content"]["application/problem+json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/Problem"
+    );
+}
+
+/// The served spec equals the committed snapshot, so that every change to the API is seen in
+/// review. After a deliberate change: `UPDATE_SNAPSHOTS=1 cargo test -p registro-api`.
+#[test]
+fn openapi_matches_the_snapshot() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/openapi.json");
+    let current = ApiDoc::openapi().to_pretty_json().unwrap() + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &current).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == current,
+        "the OpenAPI document changed; review it and run `UPDATE_SNAPSHOTS=1 cargo test -p registro-api` \
+         to accept it.\n--- committed\n{committed}\n--- current\n{current}"
+    );
+}
+
+#[tokio::test]
+async fn docs_page_is_self_contained_html() {
+    let app = spawn_sqlite(true).await;
+    let r = app.get("/docs").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = r.text().await.unwrap();
+    assert!(html.contains("/openapi.json"));
+    for third_party in ["http://", "https://", "//cdn", "<link"] {
+        assert!(
+            !html.contains(third_party),
+            "the page must load nothing from elsewhere: {third_party}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems() {
+    let app = spawn_sqlite(true).await;
+    let body = assert_problem(app.get("/nowhere").await, 404).await;
+    assert_eq!(body["instance"], "/nowhere");
+    let r = app
+        .client
+        .post(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 405).await;
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_when_sane_and_generated_otherwise() {
+    let app = spawn_sqlite(true).await;
+    let sent = app
+        .client
+        .get(format!("{}/nowhere", app.base))
+        .header("x-request-id", "client-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.headers()["x-request-id"], "client-42");
+    assert_eq!(
+        sent.json::<Value>().await.unwrap()["request_id"],
+        "client-42"
+    );
+
+    let generated = app.get("/healthz").await;
+    let id = generated.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 7);
+
+    let too_long = "x".repeat(200);
+    let replaced = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .header("x-request-id", &too_long)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(replaced.headers()["x-request-id"], too_long.as_str());
+}
