@@ -1,1 +1,10 @@
+//! End-to-end tests: the real `registro` binary, run as an operator runs it, against real
+//! storage (an SQLite file in a fresh data directory, a PostgreSQL database of its own).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod support;
+
+mod migrate;
+mod serve;
+mod verify;

@@ -1,0 +1,96 @@
+//! `registro serve` on a fresh machine, as the README promises.
+
+use registro_testkit::TempDir;
+use registro_testkit::pg::TestDb;
+
+use crate::support::{Server, run, stderr};
+
+/// With nothing configured but where to listen and keep data, `serve` starts on the embedded
+/// default, answers its operational endpoints, and stops cleanly on SIGTERM.
+#[tokio::test]
+async fn serve_starts_on_the_embedded_default_and_stops_on_sigterm() {
+    let data = TempDir::new();
+    let dir = data.path().join("fresh"); // does not exist yet
+    let server = Server::start(&["--data-dir", dir.to_str().unwrap()]).await;
+    for path in ["/healthz", "/readyz", "/openapi.json", "/docs"] {
+        let r = reqwest::get(format!("{}{path}", server.base))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let spec: serde_json::Value = reqwest::get(format!("{}/openapi.json", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    assert!(
+        dir.join("registro.db").is_file(),
+        "the embedded database was created"
+    );
+    let key = dir.join("master.key");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let status = server.terminate().await;
+    assert!(status.success(), "a clean stop exits 0, got {status}");
+
+    // A second start reuses the same key and database.
+    let key_before = std::fs::read_to_string(&key).unwrap();
+    let again = Server::start(&["--data-dir", dir.to_str().unwrap()]).await;
+    assert!(again.terminate().await.success());
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), key_before);
+}
+
+#[tokio::test]
+async fn serve_runs_on_postgres_with_a_master_key_and_refuses_without_one() {
+    let db = TestDb::new().await;
+    let refused = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        db.url(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("master key is required"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        !stderr(&refused).contains(db.url()),
+        "the database URL is never printed"
+    );
+
+    let key = registro_store::MasterKey::generate().to_base64();
+    let server = Server::start(&["--database-url", db.url(), "--master-key", &key]).await;
+    let r = reqwest::get(format!("{}/readyz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(server.terminate().await.success());
+}
+
+#[tokio::test]
+async fn a_bad_master_key_is_refused_without_echoing_it() {
+    let data = TempDir::new();
+    let out = run(&[
+        "serve",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--master-key",
+        "c2VjcmV0LXNob3J0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid master key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("c2VjcmV0LXNob3J0"));
+}
