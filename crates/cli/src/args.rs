@@ -73,7 +73,7 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The school whose chain to verify.
-    #[arg(long)]
+    #[arg(long, env = "REGISTRO_SCHOOL")]
     pub school: uuid::Uuid,
     /// Storage.
     #[command(flatten)]
