@@ -10,6 +10,29 @@ use registro_testkit::pg::TestDb;
 
 use crate::support::{run, school_with_events, sqlite_file, stderr, stdout};
 
+/// Runs `registro verify` and checks that it reports `events` intact events; returns its line.
+fn assert_intact(school: &str, storage: &[&str], events: u64) -> String {
+    let out = run(&[&["verify", "--school", school], storage].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = stdout(&out).trim().to_owned();
+    assert!(
+        line.starts_with(&format!("OK {events} events, head ")),
+        "{line}"
+    );
+    line
+}
+
+/// Runs `registro verify` and checks that it names `school_seq` as the first broken event.
+fn assert_broken_at(school: &str, storage: &[&str], school_seq: u64) {
+    let out = run(&[&["verify", "--school", school], storage].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let line = stdout(&out);
+    assert!(
+        line.starts_with(&format!("BROKEN at school_seq {school_seq}: ")),
+        "{line}"
+    );
+}
+
 #[tokio::test]
 async fn verify_names_the_event_changed_by_hand_in_sqlite() {
     let data = TempDir::new();
@@ -23,12 +46,9 @@ async fn verify_names_the_event_changed_by_hand_in_sqlite() {
     };
     let school = school.to_string();
 
-    let ok = run(&["verify", "--school", &school, "--data-dir", dir]);
-    assert!(ok.status.success(), "{}", stderr(&ok));
-    let line = stdout(&ok);
-    assert!(line.starts_with("OK 3 events, head "), "{line}");
+    let line = assert_intact(&school, &["--data-dir", dir], 3);
     assert_eq!(
-        line.trim().rsplit(' ').next().unwrap().len(),
+        line.rsplit(' ').next().unwrap().len(),
         64,
         "the head is a SHA-256 in hex"
     );
@@ -45,13 +65,7 @@ async fn verify_names_the_event_changed_by_hand_in_sqlite() {
     assert_eq!(changed, 1);
     drop(conn);
 
-    let broken = run(&["verify", "--school", &school, "--data-dir", dir]);
-    assert_eq!(broken.status.code(), Some(1), "{}", stderr(&broken));
-    assert!(
-        stdout(&broken).starts_with("BROKEN at school_seq 2: "),
-        "{}",
-        stdout(&broken)
-    );
+    assert_broken_at(&school, &["--data-dir", dir], 2);
 }
 
 #[tokio::test]
@@ -64,13 +78,7 @@ async fn verify_names_the_event_changed_by_hand_in_postgres() {
         school_with_events(&store, 3).await
     };
     let school = school.to_string();
-    let ok = run(&["verify", "--school", &school, "--database-url", db.url()]);
-    assert!(ok.status.success(), "{}", stderr(&ok));
-    assert!(
-        stdout(&ok).starts_with("OK 3 events, head "),
-        "{}",
-        stdout(&ok)
-    );
+    assert_intact(&school, &["--database-url", db.url()], 3);
 
     let tamper = format!(
         "ALTER TABLE events DISABLE TRIGGER events_immutable; \
@@ -86,13 +94,7 @@ async fn verify_names_the_event_changed_by_hand_in_postgres() {
         Err(_) => db.client().await.batch_execute(&tamper).await.unwrap(),
     }
 
-    let broken = run(&["verify", "--school", &school, "--database-url", db.url()]);
-    assert_eq!(broken.status.code(), Some(1), "{}", stderr(&broken));
-    assert!(
-        stdout(&broken).starts_with("BROKEN at school_seq 2: "),
-        "{}",
-        stdout(&broken)
-    );
+    assert_broken_at(&school, &["--database-url", db.url()], 2);
 }
 
 #[tokio::test]
