@@ -6,6 +6,7 @@
 
 pub mod fiscal_code;
 pub mod ids;
+pub mod people;
 pub mod role;
 
 pub use fiscal_code::{FiscalCode, FiscalCodeError};
