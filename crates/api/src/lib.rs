@@ -8,6 +8,7 @@
 //! also appears on every log line of the request; every error is an RFC 9457 problem
 //! ([`ApiError`]).
 
+pub mod auth;
 mod context;
 mod docs;
 mod error;

@@ -1,0 +1,19 @@
+//! Authentication: bearer tokens (JWT) from an OpenID Connect provider, i.e. the identity
+//! gateway in front of SPID, CIE and eIDAS, or, in embedded mode, from registro's own local
+//! issuer ([`LocalIssuer`]).
+//!
+//! [`TokenVerifier`] accepts only RS256 and ES256, checks the signature against the issuer's
+//! JWKS ([`KeySet`], refreshed when a token names an unknown `kid`), the issuer, the audience,
+//! `exp` and `nbf` with a small leeway, and reads the person's fiscal code from a configurable
+//! claim (SPID's `TINIT-` prefix removed). Finding the person by school and fiscal code, and
+//! the HTTP middleware, come with the rest of the identity issue.
+
+mod keys;
+mod local;
+#[cfg(test)]
+mod tests;
+mod verify;
+
+pub use keys::{JwksSource, KeySet};
+pub use local::{LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer};
+pub use verify::{AuthError, Identity, TokenVerifier, VerifierConfig};
