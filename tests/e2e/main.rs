@@ -7,4 +7,5 @@ mod support;
 
 mod migrate;
 mod serve;
+mod token;
 mod verify;

@@ -32,6 +32,9 @@ pub use routes::ApiDoc;
 pub struct ApiConfig {
     /// The address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// The public keys of registro's local token issuer, served at `/.well-known/jwks.json`
+    /// (embedded mode, when no external identity provider is configured).
+    pub local_jwks: Option<jsonwebtoken::jwk::JwkSet>,
 }
 
 /// What every handler can reach. Cheap to clone.
@@ -41,6 +44,8 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
     /// The Prometheus metrics of this process.
     pub metrics: Arc<metrics::Metrics>,
+    /// The local issuer's public keys, if it is in use.
+    pub local_jwks: Option<Arc<jsonwebtoken::jwk::JwkSet>>,
 }
 
 /// The API, bound to its address and ready to serve.
@@ -59,6 +64,7 @@ pub async fn build(config: ApiConfig, store: Arc<dyn EventStore>) -> anyhow::Res
     let state = AppState {
         store,
         metrics: Arc::new(metrics::Metrics::new()),
+        local_jwks: config.local_jwks.map(Arc::new),
     };
     let router = router(state);
     let listener = TcpListener::bind(config.listen).await?;

@@ -21,7 +21,7 @@ use crate::{AppState, docs, metrics};
                        (registro elettronico). Errors are RFC 9457 problem details; every \
                        response carries an `x-request-id` header."
     ),
-    paths(healthz, readyz, metrics_text, openapi_json, docs_page),
+    paths(healthz, readyz, metrics_text, openapi_json, docs_page, jwks),
     components(schemas(Problem, Health, Readiness, Checks)),
     tags((name = "operations", description = "Health, readiness, metrics and the API's own description"))
 )]
@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs_page))
+        .route("/.well-known/jwks.json", get(jwks))
 }
 
 /// The process is alive.
@@ -145,4 +146,17 @@ async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     responses((status = 200, description = "The page", content_type = "text/html")))]
 async fn docs_page() -> Html<&'static str> {
     Html(docs::PAGE)
+}
+
+/// The public keys of registro's local token issuer (JWKS), used when no external identity
+/// provider is configured.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations",
+    responses(
+        (status = 200, description = "The key set", content_type = "application/json"),
+        (status = 404, description = "No local issuer: tokens come from the identity provider",
+            body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let keys = state.local_jwks.ok_or(ApiError::NotFound)?;
+    Ok(Json(&*keys).into_response())
 }

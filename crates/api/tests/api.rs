@@ -37,6 +37,7 @@ async fn spawn(store: Arc<dyn EventStore>) -> (String, oneshot::Sender<()>) {
     let app = build(
         ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
+            local_jwks: None,
         },
         store,
     )
@@ -174,7 +175,14 @@ async fn openapi_is_3_1_and_describes_every_route() {
     let app = spawn_sqlite(true).await;
     let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
     assert_eq!(spec["openapi"], "3.1.0");
-    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/.well-known/jwks.json",
+    ] {
         assert!(
             spec["paths"][path]["get"].is_object(),
             "{path} is not described"
@@ -272,4 +280,42 @@ async fn request_ids_are_echoed_when_sane_and_generated_otherwise() {
         .await
         .unwrap();
     assert_ne!(replaced.headers()["x-request-id"], too_long.as_str());
+}
+
+#[tokio::test]
+async fn the_local_issuers_keys_are_published_only_when_it_is_in_use() {
+    use registro_api::auth::{JwkSet, KeySet, LocalIssuer, TokenVerifier};
+    let without = spawn_sqlite(true).await;
+    assert_problem(without.get("/.well-known/jwks.json").await, 404).await;
+
+    let issuer = LocalIssuer::generate();
+    let dir = TempDir::new();
+    let store = SqliteStore::open(&dir.path().join("registro.db"), MasterKey::generate())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let app = build(
+        ApiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            local_jwks: Some(issuer.jwks()),
+        },
+        Arc::new(store),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}/.well-known/jwks.json", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let published: JwkSet = reqwest::get(url).await.unwrap().json().await.unwrap();
+    // A token of the issuer verifies against the published keys alone.
+    let school = registro_domain::SchoolId::new();
+    let code = registro_domain::FiscalCode::with_check_character("XXXYYY85M52Z999").unwrap();
+    let token = issuer
+        .issue(school, &code, std::time::Duration::from_secs(60))
+        .unwrap();
+    let verifier = TokenVerifier::new(
+        LocalIssuer::verifier_config(),
+        Arc::new(KeySet::new(Arc::new(published))),
+    );
+    let id = verifier.verify(&token).await.unwrap();
+    assert_eq!((id.school, id.fiscal_code), (Some(school), code));
 }

@@ -28,6 +28,8 @@ pub enum Command {
     Migrate(StorageArgs),
     /// Recompute a school's hash chain and report the first broken event, if any.
     Verify(VerifyArgs),
+    /// Print a token of registro's local issuer (embedded mode, development, tests).
+    Token(TokenArgs),
 }
 
 /// Where the events live: the same flags for every subcommand that touches storage.
@@ -80,6 +82,54 @@ pub struct VerifyArgs {
     pub storage: StorageArgs,
 }
 
+/// `registro token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The school the token is for.
+    #[arg(long, env = "REGISTRO_SCHOOL")]
+    pub school: uuid::Uuid,
+    /// The person's fiscal code (codice fiscale).
+    #[arg(long, env = "REGISTRO_FISCAL_CODE")]
+    pub fiscal_code: String,
+    /// How long the token is valid: a number with s, m, h or d (at most 7d).
+    #[arg(long, env = "REGISTRO_TOKEN_TTL", default_value = "1h")]
+    pub ttl: Ttl,
+    /// Directory holding the local issuer's key (`issuer.pem`), created if missing.
+    #[arg(long, env = "REGISTRO_DATA_DIR", default_value = "./registro-data")]
+    pub data_dir: PathBuf,
+}
+
+/// A token lifetime such as `90s`, `30m`, `1h`, `7d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl(pub std::time::Duration);
+
+/// The longest token lifetime.
+pub const MAX_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+impl FromStr for Ttl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("{s:?} is not like 90s, 30m, 1h or 7d"))?;
+        let unit = match unit {
+            "s" | "" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
+        };
+        let seconds = n.saturating_mul(unit);
+        if seconds == 0 || seconds > MAX_TTL_SECONDS {
+            return Err(format!("a token lives from 1s to 7d, not {s}"));
+        }
+        Ok(Self(std::time::Duration::from_secs(seconds)))
+    }
+}
+
 /// A value that must never be printed (a key, a URL with a password).
 #[derive(Clone)]
 pub struct Secret(String);
@@ -102,5 +152,27 @@ impl FromStr for Secret {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Self(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_lifetimes_parse_with_units_and_bounds() {
+        assert_eq!("90s".parse::<Ttl>().unwrap().0.as_secs(), 90);
+        assert_eq!("30m".parse::<Ttl>().unwrap().0.as_secs(), 1800);
+        assert_eq!("1h".parse::<Ttl>().unwrap().0.as_secs(), 3600);
+        assert_eq!("7d".parse::<Ttl>().unwrap().0.as_secs(), MAX_TTL_SECONDS);
+        for bad in ["0s", "8d", "1w", "h", "-1h", "99999999999999999999d"] {
+            assert!(bad.parse::<Ttl>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
     }
 }

@@ -14,8 +14,12 @@ use registro_store::verify::{Verification, verify_school};
 use registro_store::{EventStore, MasterKey, StoreConfig, StoreLocation};
 use tracing_subscriber::EnvFilter;
 
-use args::{Cli, Command, ServeArgs, StorageArgs, VerifyArgs};
+use args::{Cli, Command, ServeArgs, StorageArgs, TokenArgs, VerifyArgs};
+use registro_api::auth::LocalIssuer;
+use registro_domain::FiscalCode;
 
+/// The local token issuer's key file name in the data directory.
+const ISSUER_FILE: &str = "issuer.pem";
 /// The embedded database's file name in the data directory.
 const SQLITE_FILE: &str = "registro.db";
 /// The embedded master key's file name in the data directory.
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => migrate(args).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(args) => verify(args).await,
+            Command::Token(args) => token(&args).map(|()| ExitCode::SUCCESS),
         }
     });
     result.unwrap_or_else(|e| fail(&e))
@@ -153,9 +158,12 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = open_store(&args.storage, KeyUse::Seals, args.migrate_on_start).await?;
     tracing::info!(backend = store.backend().as_str(), "store open");
+    // No external identity provider can be configured yet: the local issuer's keys are served.
+    let issuer = local_issuer(&args.storage.data_dir)?;
     let app = registro_api::build(
         registro_api::ApiConfig {
             listen: args.listen,
+            local_jwks: Some(issuer.jwks()),
         },
         store,
     )
@@ -231,4 +239,23 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(BROKEN))
         }
     }
+}
+
+/// The local issuer's key in the data directory, created (mode 0600) on first use.
+fn local_issuer(data_dir: &Path) -> anyhow::Result<LocalIssuer> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let path = data_dir.join(ISSUER_FILE);
+    LocalIssuer::load_or_create(&path)
+        .with_context(|| format!("the local token issuer's key at {}", path.display()))
+}
+
+/// `registro token`: prints a token of the local issuer.
+fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    let fiscal_code =
+        FiscalCode::parse(&args.fiscal_code).map_err(|e| anyhow::anyhow!("--fiscal-code: {e}"))?;
+    let issuer = local_issuer(&args.data_dir)?;
+    let token = issuer.issue(SchoolId::from_uuid(args.school), &fiscal_code, args.ttl.0)?;
+    writeln!(std::io::stdout(), "{token}")?;
+    Ok(())
 }

@@ -21,6 +21,14 @@ pub trait JwksSource: Send + Sync + fmt::Debug {
     async fn fetch(&self) -> anyhow::Result<JwkSet>;
 }
 
+/// A fixed key set (keys configured from a file, or fetched once elsewhere).
+#[async_trait]
+impl JwksSource for JwkSet {
+    async fn fetch(&self) -> anyhow::Result<JwkSet> {
+        Ok(self.clone())
+    }
+}
+
 /// A key usable for verification.
 #[derive(Clone)]
 pub(crate) struct VerifyingKey {

@@ -14,6 +14,7 @@ mod local;
 mod tests;
 mod verify;
 
+pub use jsonwebtoken::jwk::JwkSet;
 pub use keys::{JwksSource, KeySet};
 pub use local::{LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer};
 pub use verify::{AuthError, Identity, TokenVerifier, VerifierConfig};
