@@ -237,8 +237,17 @@ impl PgStore {
             })
             .transpose()?;
         let rows = plan.rows(stored, head, current, OffsetDateTime::now_utc())?;
-        let (first, last) = match (rows.first(), rows.last()) {
-            (Some(f), Some(l)) => (f.clone(), l.clone()),
+        let (outcome, recorded_at, last_hash) = match (rows.first(), rows.last()) {
+            (Some(f), Some(l)) => (
+                AppendOutcome {
+                    stream_version: l.stream_version,
+                    first_seq: f.school_seq,
+                    last_seq: l.school_seq,
+                    replayed: false,
+                },
+                f.recorded_at,
+                l.hash,
+            ),
             _ => return Err(StoreError::internal("an append planned no rows")),
         };
 
@@ -258,9 +267,9 @@ impl PgStore {
         let role = r.metadata.actor_role.as_str();
         let correlation = Uuid::from(r.metadata.correlation_id);
         let causation = r.metadata.causation_id.map(Uuid::from);
-        let last_seq = to_i64(last.school_seq);
-        let last_version = to_i64(last.stream_version);
-        let first_seq = to_i64(first.school_seq);
+        let last_seq = to_i64(outcome.last_seq);
+        let last_version = to_i64(outcome.stream_version);
+        let first_seq = to_i64(outcome.first_seq);
         let fingerprint = plan.fingerprint.as_slice();
 
         // Second round trip: everything the append writes.
@@ -275,7 +284,7 @@ impl PgStore {
                         &role,
                         &correlation,
                         &causation,
-                        &first.recorded_at,
+                        &recorded_at,
                         &idem_key,
                         &seqs,
                         &versions,
@@ -293,7 +302,7 @@ impl PgStore {
             async {
                 tx.execute(
                     &head_up_st,
-                    &[&school_uuid, &last_seq, &last.hash.0.as_slice()],
+                    &[&school_uuid, &last_seq, &last_hash.0.as_slice()],
                 )
                 .await
             },
@@ -342,12 +351,7 @@ impl PgStore {
 
         tx.commit().await.map_err(pg_err)?;
         self.inner.wake.send_modify(|v| *v = v.wrapping_add(1));
-        Ok(AppendOutcome {
-            stream_version: last.stream_version,
-            first_seq: first.school_seq,
-            last_seq: last.school_seq,
-            replayed: false,
-        })
+        Ok(outcome)
     }
 
     /// The keys of `subjects`, created where missing, locked against erasure until `tx`
