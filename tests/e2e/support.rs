@@ -62,14 +62,26 @@ pub struct Server {
 impl Server {
     /// Starts `registro serve` with `args` on a free port and waits until /healthz answers.
     pub async fn start(args: &[&str]) -> Self {
+        Self::start_with(registro(), args).await
+    }
+
+    /// Starts `registro serve` with `args` and informational logs written to `log`.
+    pub async fn start_logging_to(log: &Path, args: &[&str]) -> Self {
+        let mut cmd = registro();
+        cmd.env("REGISTRO_LOG", "info")
+            .stderr(std::fs::File::create(log).expect("create the log file"));
+        Self::start_with(cmd, args).await
+    }
+
+    /// Starts `cmd serve` with `args` (standard error inherited unless `cmd` redirects it).
+    async fn start_with(mut cmd: Command, args: &[&str]) -> Self {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let child = registro()
+        let child = cmd
             .args(["serve", "--listen", &listen])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("start registro serve");
         let mut server = Self {

@@ -45,10 +45,11 @@ fetch("/openapi.json").then((r) => r.json()).then((spec) => {
   const ops = document.getElementById("ops");
   for (const [path, item] of Object.entries(spec.paths || {})) {
     for (const [method, op] of Object.entries(item)) {
-      const responses = el("table", {}, el("tr", {}, el("th", {}, "status"), el("th", {}, "description"), el("th", {}, "content")));
+      const responses = el("table", {}, el("tr", {}, el("th", {}, "status"), el("th", {}, "description"), el("th", {}, "content"), el("th", {}, "headers")));
       for (const [status, resp] of Object.entries(op.responses || {})) {
         const content = Object.entries(resp.content || {}).map(([type, c]) => `${type} ${describe(c.schema)}`).join(", ");
-        responses.append(el("tr", {}, el("td", {}, status), el("td", {}, resp.description || ""), el("td", {}, content)));
+        const headers = Object.keys(resp.headers || {}).join(", ");
+        responses.append(el("tr", {}, el("td", {}, status), el("td", {}, resp.description || ""), el("td", {}, content), el("td", {}, headers)));
       }
       const params = (op.parameters || []).map((p) => `${p.name} (${p.in}${p.required ? ", required" : ""})`).join(", ");
       ops.append(el("details", { class: "op" },

@@ -3,6 +3,7 @@
 use std::any::Any;
 
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use registro_store::StoreError;
@@ -45,13 +46,20 @@ pub enum ApiError {
     /// 405: the route exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// 400: the request is malformed.
+    /// 400: the request is malformed (for instance, its body is not well-formed JSON).
     #[error("{0}")]
     BadRequest(String),
+    /// 413: the request's body is larger than the API accepts.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: the request's body is not of a media type the route accepts.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 409: the request conflicts with the current state (a concurrent write; erased data).
     #[error("{0}")]
     Conflict(String),
-    /// 422: the request is well formed but cannot be accepted.
+    /// 422: the request is well formed but cannot be accepted (JSON of the wrong shape, an
+    /// invalid event, a reused idempotency key).
     #[error("{0}")]
     Unprocessable(String),
     /// 503: the service cannot answer now; retry later (`Retry-After` is set).
@@ -71,6 +79,8 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -88,6 +98,8 @@ impl ApiError {
                     .into()
             }
             Self::BadRequest(d)
+            | Self::PayloadTooLarge(d)
+            | Self::UnsupportedMediaType(d)
             | Self::Conflict(d)
             | Self::Unprocessable(d)
             | Self::Unavailable(d) => d.clone(),
@@ -109,6 +121,23 @@ impl From<StoreError> for ApiError {
                 Self::Unavailable("The register's database is unavailable; retry shortly.".into())
             }
             StoreError::Internal(_) => Self::Internal(e.into()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    /// A body that could not be taken as JSON. The detail describes the client's own input
+    /// (which field, which line), never the server.
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(
+                "The body must be JSON, sent with `Content-Type: application/json`.".into(),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::PayloadTooLarge("The body is larger than this API accepts.".into())
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => Self::Unprocessable(rejection.body_text()),
+            _ => Self::BadRequest(rejection.body_text()),
         }
     }
 }

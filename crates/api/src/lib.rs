@@ -12,6 +12,7 @@ pub mod auth;
 mod context;
 mod docs;
 mod error;
+mod json;
 mod metrics;
 mod routes;
 
@@ -24,7 +25,9 @@ use registro_store::EventStore;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use error::{ApiError, Problem};
+pub use error::{ApiError, PROBLEM_JSON, Problem};
+pub use json::Json;
+pub use metrics::Metrics;
 pub use routes::ApiDoc;
 
 /// How the API is served.
@@ -43,7 +46,7 @@ pub struct AppState {
     /// The event store.
     pub store: Arc<dyn EventStore>,
     /// The Prometheus metrics of this process.
-    pub metrics: Arc<metrics::Metrics>,
+    pub metrics: Arc<Metrics>,
     /// The local issuer's public keys, if it is in use.
     pub local_jwks: Option<Arc<jsonwebtoken::jwk::JwkSet>>,
 }
@@ -63,10 +66,10 @@ pub struct App {
 pub async fn build(config: ApiConfig, store: Arc<dyn EventStore>) -> anyhow::Result<App> {
     let state = AppState {
         store,
-        metrics: Arc::new(metrics::Metrics::new()),
+        metrics: Arc::new(Metrics::new()),
         local_jwks: config.local_jwks.map(Arc::new),
     };
-    let router = router(state);
+    let router = with_middleware(routes::routes(), state);
     let listener = TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
     Ok(App {
@@ -76,10 +79,10 @@ pub async fn build(config: ApiConfig, store: Arc<dyn EventStore>) -> anyhow::Res
     })
 }
 
-/// The routes with their middleware, outermost first: request context (id, span, log line),
-/// metrics, panic catching.
-fn router(state: AppState) -> Router {
-    routes::routes()
+/// `routes` with the fallbacks and the middleware, outermost first: request context (id, span,
+/// log line), metrics, panic catching.
+fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(CatchPanicLayer::custom(error::panic_response))
@@ -119,5 +122,131 @@ impl App {
             .await?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The middleware stack around routes that only tests have: a panicking handler and a JSON
+    //! body.
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use axum::routing::{get, post};
+    use registro_store::MasterKey;
+    use registro_store::sqlite::SqliteStore;
+    use registro_testkit::TempDir;
+    use serde::{Deserialize, Serialize};
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Probe {
+        n: u32,
+    }
+
+    async fn boom() -> &'static str {
+        panic!("the secret is 42")
+    }
+
+    async fn test_router(dir: &TempDir) -> Router {
+        let store = SqliteStore::open(&dir.path().join("registro.db"), MasterKey::generate())
+            .await
+            .unwrap();
+        let state = AppState {
+            store: Arc::new(store),
+            metrics: Arc::new(Metrics::new()),
+            local_jwks: None,
+        };
+        let routes = Router::new()
+            .route("/boom", get(boom))
+            .route("/echo", post(|Json(p): Json<Probe>| async move { Json(p) }));
+        with_middleware(routes, state)
+    }
+
+    async fn call(router: Router, request: Request<Body>) -> (StatusCode, String, String, String) {
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            content_type,
+            request_id,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    fn post_echo(content_type: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+        let mut request = Request::post("/echo");
+        if let Some(ct) = content_type {
+            request = request.header(header::CONTENT_TYPE, ct);
+        }
+        request.body(body.into()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_500_problem_that_reveals_nothing() {
+        let dir = TempDir::new();
+        let router = test_router(&dir).await;
+        let request = Request::get("/boom")
+            .header("x-request-id", "panic-probe")
+            .body(Body::empty())
+            .unwrap();
+        let (status, content_type, id, body) = call(router, request).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(content_type, PROBLEM_JSON);
+        assert_eq!(id, "panic-probe");
+        let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(problem["status"], 500);
+        assert_eq!(problem["instance"], "/boom");
+        assert_eq!(problem["request_id"], "panic-probe");
+        assert!(!body.contains("secret") && !body.contains("42"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_json_body_that_cannot_be_taken_is_a_problem_with_the_right_status() {
+        let dir = TempDir::new();
+        let router = test_router(&dir).await;
+        let json = Some("application/json");
+        let too_large = format!("{{\"n\": 1, \"pad\": \"{}\"}}", "x".repeat(3 << 20));
+        for (request, expected) in [
+            (
+                post_echo(None, r#"{"n": 1}"#),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                post_echo(Some("text/plain"), r#"{"n": 1}"#),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (post_echo(json, r#"{"n": "#), StatusCode::BAD_REQUEST),
+            (
+                post_echo(json, r#"{"n": "one"}"#),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (post_echo(json, r#"{}"#), StatusCode::UNPROCESSABLE_ENTITY),
+            (post_echo(json, too_large), StatusCode::PAYLOAD_TOO_LARGE),
+        ] {
+            let (status, content_type, _, body) = call(router.clone(), request).await;
+            assert_eq!(status, expected, "{body}");
+            assert_eq!(content_type, PROBLEM_JSON, "{body}");
+            let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(problem["status"], expected.as_u16());
+            assert_eq!(problem["instance"], "/echo");
+        }
+        let (status, content_type, _, body) = call(router, post_echo(json, r#"{"n": 7}"#)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "application/json");
+        assert_eq!(body, r#"{"n":7}"#);
     }
 }

@@ -7,9 +7,15 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::error::{ApiError, Problem, problem_response};
+use crate::context::REQUEST_ID;
+use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
 use crate::{AppState, docs, metrics};
 
 /// The OpenAPI document of the API.
@@ -23,9 +29,73 @@ use crate::{AppState, docs, metrics};
     ),
     paths(healthz, readyz, metrics_text, openapi_json, docs_page, jwks),
     components(schemas(Problem, Health, Readiness, Checks)),
+    modifiers(&EveryOperation),
     tags((name = "operations", description = "Health, readiness, metrics and the API's own description"))
 )]
 pub struct ApiDoc;
+
+/// What every operation shares, added to each: the `x-request-id` header on every response,
+/// `Retry-After` on every 503, and the 500 problem that any route answers when something breaks
+/// (a panic included).
+#[derive(Debug)]
+struct EveryOperation;
+
+impl Modify for EveryOperation {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let internal = ResponseBuilder::new()
+            .description(
+                "Internal error: the cause is logged; the problem carries only the request id",
+            )
+            .content(
+                PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        let request_id = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(
+                "The request id: the client's own `x-request-id` when it is short visible \
+                 ASCII, otherwise a new UUIDv7. It is on every log line of the request.",
+            ))
+            .build();
+        let retry_after = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::Integer))
+            .description(Some("Seconds to wait before trying again"))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                responses
+                    .entry("500".to_owned())
+                    .or_insert_with(|| RefOr::T(internal.clone()));
+                for (status, response) in responses.iter_mut() {
+                    if let RefOr::T(response) = response {
+                        response
+                            .headers
+                            .insert(REQUEST_ID.to_owned(), request_id.clone());
+                        if status == "503" {
+                            response
+                                .headers
+                                .insert("retry-after".to_owned(), retry_after.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// All routes.
 pub fn routes() -> Router<AppState> {
@@ -116,8 +186,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
     responses(
         (status = 200, description = "The metrics", body = String,
             content_type = "application/openmetrics-text"),
-        (status = 500, description = "Internal error", body = Problem,
-            content_type = "application/problem+json"),
     ))]
 async fn metrics_text(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = state
@@ -136,7 +204,8 @@ async fn metrics_text(State(state): State<AppState>) -> Result<Response, ApiErro
 
 /// This API's OpenAPI 3.1 description.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+    responses((status = 200, description = "The OpenAPI document", body = Object,
+        content_type = "application/json")))]
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
@@ -152,7 +221,8 @@ async fn docs_page() -> Html<&'static str> {
 /// provider is configured.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations",
     responses(
-        (status = 200, description = "The key set", content_type = "application/json"),
+        (status = 200, description = "The key set (RFC 7517)", body = Object,
+            content_type = "application/json"),
         (status = 404, description = "No local issuer: tokens come from the identity provider",
             body = Problem, content_type = "application/problem+json"),
     ))]

@@ -193,6 +193,22 @@ async fn openapi_is_3_1_and_describes_every_route() {
             ["schema"]["$ref"],
         "#/components/schemas/Problem"
     );
+    assert!(spec["components"]["schemas"]["Problem"]["properties"]["status"].is_object());
+    // What every operation can answer: a 500 problem, and the request id on every response.
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        let responses = item["get"]["responses"].as_object().unwrap();
+        assert_eq!(
+            responses["500"]["content"]["application/problem+json"]["schema"]["$ref"],
+            "#/components/schemas/Problem",
+            "{path}"
+        );
+        for (status, response) in responses {
+            assert!(
+                response["headers"]["x-request-id"].is_object(),
+                "{path} {status} lacks x-request-id"
+            );
+        }
+    }
 }
 
 /// The served spec equals the committed snapshot, so that every change to the API is seen in
@@ -208,9 +224,42 @@ fn openapi_matches_the_snapshot() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == current,
-        "the OpenAPI document changed; review it and run `UPDATE_SNAPSHOTS=1 cargo test -p registro-api` \
-         to accept it.\n--- committed\n{committed}\n--- current\n{current}"
+        "the OpenAPI document changed; review the difference and accept it with \
+         `UPDATE_SNAPSHOTS=1 cargo test -p registro-api --test api openapi`\n{}",
+        line_diff(&committed, &current)
     );
+}
+
+/// The lines that differ between `old` and `new` (after their common beginning and end), marked
+/// `-` and `+`, with a little context and line numbers.
+fn line_diff(old: &str, new: &str) -> String {
+    let (old, new): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    let head = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
+    let tail = old[head..]
+        .iter()
+        .rev()
+        .zip(new[head..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let context = 3;
+    let start = head.saturating_sub(context);
+    let mut out = format!(
+        "@@ first difference at line {} (- committed, + current) @@\n",
+        head + 1
+    );
+    for line in &old[start..head] {
+        out += &format!("  {line}\n");
+    }
+    for line in &old[head..old.len() - tail] {
+        out += &format!("- {line}\n");
+    }
+    for line in &new[head..new.len() - tail] {
+        out += &format!("+ {line}\n");
+    }
+    for line in new[new.len() - tail..].iter().take(context) {
+        out += &format!("  {line}\n");
+    }
+    out
 }
 
 #[tokio::test]

@@ -5,17 +5,24 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 /// registro: the event-sourced Italian school electronic register (registro elettronico).
 #[derive(Debug, Parser)]
-#[command(name = "registro", version, about, long_about = None)]
+#[command(name = "registro", version)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-    /// Log as JSON lines instead of text (logs go to standard error).
-    #[arg(long, env = "REGISTRO_LOG_JSON", global = true)]
+    /// Log as JSON lines instead of text (logs go to standard error). The variable takes
+    /// true/false, 1/0, yes/no or on/off.
+    #[arg(
+        long,
+        env = "REGISTRO_LOG_JSON",
+        global = true,
+        value_parser = BoolishValueParser::new()
+    )]
     pub log_json: bool,
 }
 
@@ -35,7 +42,8 @@ pub enum Command {
 /// Where the events live: the same flags for every subcommand that touches storage.
 #[derive(Debug, Args, Clone)]
 pub struct StorageArgs {
-    /// Directory of the embedded store (`registro.db`, `master.key`); created if missing.
+    /// Directory of the embedded store (`registro.db`, `master.key`) and of the local token
+    /// issuer's key (`issuer.pem`); created if missing.
     #[arg(long, env = "REGISTRO_DATA_DIR", default_value = "./registro-data")]
     pub data_dir: PathBuf,
     /// PostgreSQL URL (postgres://user:password@host:port/db). Without it, the embedded SQLite
@@ -58,12 +66,14 @@ pub struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, env = "REGISTRO_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Apply pending migrations at start; with `false`, start anyway and report not ready.
+    /// Apply pending migrations at start (true/false, 1/0, yes/no, on/off); with `false`, start
+    /// anyway and answer /readyz with 503 until `registro migrate` has run.
     #[arg(
         long,
         env = "REGISTRO_MIGRATE_ON_START",
-        default_value_t = true,
-        action = clap::ArgAction::Set
+        default_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = BoolishValueParser::new()
     )]
     pub migrate_on_start: bool,
     /// Storage.
@@ -168,6 +178,45 @@ mod tests {
         for bad in ["0s", "8d", "1w", "h", "-1h", "99999999999999999999d"] {
             assert!(bad.parse::<Ttl>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn switches_take_the_usual_spellings() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["registro", "serve"];
+            all.extend_from_slice(args);
+            let cli = Cli::try_parse_from(all).unwrap();
+            let Command::Serve(serve) = cli.command else {
+                panic!("not serve")
+            };
+            (cli.log_json, serve.migrate_on_start)
+        };
+        assert_eq!(parse(&[]), (false, true));
+        assert_eq!(
+            parse(&["--log-json", "--migrate-on-start", "0"]),
+            (true, false)
+        );
+        assert_eq!(parse(&["--migrate-on-start", "off"]), (false, false));
+        assert_eq!(parse(&["--migrate-on-start", "yes"]), (false, true));
+        assert!(Cli::try_parse_from(["registro", "serve", "--migrate-on-start", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let cli = Cli::try_parse_from([
+            "registro",
+            "migrate",
+            "--database-url",
+            "postgres://registro:hunter2@db/registro",
+            "--master-key",
+            "c2VjcmV0",
+        ])
+        .unwrap();
+        let printed = format!("{cli:?}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("c2VjcmV0"),
+            "{printed}"
+        );
     }
 
     #[test]

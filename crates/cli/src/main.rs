@@ -10,6 +10,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
 use registro_domain::SchoolId;
+use registro_store::postgres::PgStore;
+use registro_store::sqlite::SqliteStore;
 use registro_store::verify::{Verification, verify_school};
 use registro_store::{EventStore, MasterKey, StoreConfig, StoreLocation};
 use tracing_subscriber::EnvFilter;
@@ -51,8 +53,23 @@ fn main() -> ExitCode {
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
-    let _ = writeln!(std::io::stderr(), "registro: {e:#}");
+    let _ = writeln!(std::io::stderr(), "registro: {}", message(e));
     ExitCode::from(FAILED)
+}
+
+/// The error and its causes on one line, each cause once: errors that already print their
+/// source in their own message are not repeated.
+fn message(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }
 
 fn init_logging(json: bool) {
@@ -67,55 +84,85 @@ fn init_logging(json: bool) {
     }
 }
 
-/// What a command does with sealed data, which decides whether it needs the real master key.
+/// What a command does with the store, which decides what it may create and which master key
+/// it needs.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum KeyUse {
-    /// Opens and seals data: needs the real key (created in embedded mode).
-    Seals,
-    /// Never opens sealed data: any key will do when none is configured.
-    Never,
+enum Purpose {
+    /// `serve`: opens and seals data, so it needs the real master key (in embedded mode, the
+    /// data directory's key file, created on first start).
+    Serve,
+    /// `migrate`: may create the embedded database; never opens sealed data.
+    Migrate,
+    /// `verify`: reads an existing database; never opens sealed data.
+    Verify,
 }
 
-async fn open_store(
+/// Where the events live and the master key to open them with.
+fn location_and_key(
     args: &StorageArgs,
-    key_use: KeyUse,
+    purpose: Purpose,
+) -> anyhow::Result<(StoreLocation, MasterKey)> {
+    let given = args
+        .master_key
+        .as_ref()
+        .map(|k| parse_key(k.expose()))
+        .transpose()?;
+    if let Some(url) = &args.database_url {
+        let key = match (given, purpose) {
+            (Some(key), _) => key,
+            // Never used to open sealed data: any key will do.
+            (None, Purpose::Migrate | Purpose::Verify) => MasterKey::generate(),
+            (None, Purpose::Serve) => bail!(
+                "with PostgreSQL a master key is required: set REGISTRO_MASTER_KEY (or \
+                 --master-key) to 32 bytes in base64, from your secret store"
+            ),
+        };
+        let location = StoreLocation::Postgres {
+            url: url.expose().to_owned(),
+            max_connections: args.max_connections,
+        };
+        return Ok((location, key));
+    }
+    let path = args.data_dir.join(SQLITE_FILE);
+    if purpose == Purpose::Verify && !path.exists() {
+        bail!("there is no database at {}", path.display());
+    }
+    let key = match (given, purpose) {
+        (Some(key), _) => key,
+        (None, Purpose::Serve) => embedded_key(&args.data_dir)?,
+        (None, Purpose::Migrate | Purpose::Verify) => MasterKey::generate(),
+    };
+    Ok((StoreLocation::Sqlite { path }, key))
+}
+
+/// Opens the store for `serve`, applying the pending migrations when asked.
+async fn open_for_serving(
+    args: &StorageArgs,
     migrate: bool,
 ) -> anyhow::Result<Arc<dyn EventStore>> {
-    let (location, master_key) = match &args.database_url {
-        Some(url) => {
-            let key = match (&args.master_key, key_use) {
-                (Some(k), _) => parse_key(k.expose())?,
-                (None, KeyUse::Never) => MasterKey::generate(),
-                (None, KeyUse::Seals) => bail!(
-                    "with PostgreSQL a master key is required: set REGISTRO_MASTER_KEY (or \
-                     --master-key) to 32 bytes in base64, from your secret store"
-                ),
-            };
-            let location = StoreLocation::Postgres {
-                url: url.expose().to_owned(),
-                max_connections: args.max_connections,
-            };
-            (location, key)
-        }
-        None => {
-            let path = args.data_dir.join(SQLITE_FILE);
-            if key_use == KeyUse::Never && !path.exists() {
-                bail!("there is no database at {}", path.display());
-            }
-            let key = match &args.master_key {
-                Some(k) => parse_key(k.expose())?,
-                None if key_use == KeyUse::Seals => embedded_key(&args.data_dir)?,
-                None => MasterKey::generate(),
-            };
-            (StoreLocation::Sqlite { path }, key)
-        }
-    };
+    let (location, master_key) = location_and_key(args, Purpose::Serve)?;
     Ok(registro_store::open(StoreConfig {
         location,
         master_key,
         migrate,
     })
     .await?)
+}
+
+/// Opens the store for a maintenance command, with no migration applied or checked: the command
+/// does that itself (so that `migrate` does not first warn that migrations are pending).
+async fn open_for_maintenance(
+    args: &StorageArgs,
+    purpose: Purpose,
+) -> anyhow::Result<Arc<dyn EventStore>> {
+    let (location, master_key) = location_and_key(args, purpose)?;
+    Ok(match location {
+        StoreLocation::Postgres {
+            url,
+            max_connections,
+        } => Arc::new(PgStore::connect(&url, max_connections, master_key).await?),
+        StoreLocation::Sqlite { path } => Arc::new(SqliteStore::open(&path, master_key).await?),
+    })
 }
 
 fn parse_key(text: &str) -> anyhow::Result<MasterKey> {
@@ -156,7 +203,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.storage, KeyUse::Seals, args.migrate_on_start).await?;
+    let store = open_for_serving(&args.storage, args.migrate_on_start).await?;
     tracing::info!(backend = store.backend().as_str(), "store open");
     // No external identity provider can be configured yet: the local issuer's keys are served.
     let issuer = local_issuer(&args.storage.data_dir)?;
@@ -189,7 +236,7 @@ async fn shutdown_signal() {
 }
 
 async fn migrate(args: StorageArgs) -> anyhow::Result<()> {
-    let store = open_store_for_migrate(&args).await?;
+    let store = open_for_maintenance(&args, Purpose::Migrate).await?;
     let applied = store.migrate().await?;
     let mut out = std::io::stdout();
     if applied.is_empty() {
@@ -200,24 +247,8 @@ async fn migrate(args: StorageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `migrate` may create the embedded database, but never needs the master key.
-async fn open_store_for_migrate(args: &StorageArgs) -> anyhow::Result<Arc<dyn EventStore>> {
-    if args.database_url.is_none() {
-        std::fs::create_dir_all(&args.data_dir)
-            .with_context(|| format!("creating {}", args.data_dir.display()))?;
-        let path = args.data_dir.join(SQLITE_FILE);
-        return Ok(registro_store::open(StoreConfig {
-            location: StoreLocation::Sqlite { path },
-            master_key: MasterKey::generate(),
-            migrate: false,
-        })
-        .await?);
-    }
-    open_store(args, KeyUse::Never, false).await
-}
-
 async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(&args.storage, KeyUse::Never, false).await?;
+    let store = open_for_maintenance(&args.storage, Purpose::Verify).await?;
     let status = store.migration_status().await?;
     if !status.is_current() {
         bail!(
@@ -258,4 +289,35 @@ fn token(args: &TokenArgs) -> anyhow::Result<()> {
     let token = issuer.issue(SchoolId::from_uuid(args.school), &fiscal_code, args.ttl.0)?;
     writeln!(std::io::stdout(), "{token}")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that prints its source in its own message and also reports it as its source.
+    #[derive(Debug)]
+    struct Repeats(std::io::Error);
+
+    impl std::fmt::Display for Repeats {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "the event store is unavailable: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn an_error_message_names_each_cause_once() {
+        let e = anyhow::Error::from(Repeats(std::io::Error::other("connection refused")))
+            .context("opening the store");
+        assert_eq!(
+            message(&e),
+            "opening the store: the event store is unavailable: connection refused"
+        );
+    }
 }

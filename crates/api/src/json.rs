@@ -1,0 +1,34 @@
+//! The JSON body of requests and responses: like axum's [`axum::Json`], but a body that cannot
+//! be taken is answered with a problem ([`ApiError`]) instead of a plain-text error.
+
+use axum::extract::{FromRequest, Request};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON body. As an extractor it rejects, as RFC 9457 problems: a body without
+/// `Content-Type: application/json` (415), malformed JSON (400), a body over the size limit
+/// (413), JSON of the wrong shape (422). As a response it is `application/json`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+        Ok(Self(value))
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
