@@ -153,6 +153,7 @@ pub async fn school_with_events(store: &dyn EventStore, n: usize) -> SchoolId {
                 )],
                 metadata: CommandMetadata::system(),
                 idempotency_key: None,
+                command_digest: None,
             })
             .await
             .unwrap();

@@ -85,6 +85,10 @@ uuid_id!(
     PersonId
 );
 uuid_id!(
+    /// A class (classe, e.g. "3A liceo scientifico") of one school year.
+    ClassId
+);
+uuid_id!(
     /// One stored event.
     EventId
 );

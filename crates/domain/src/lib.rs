@@ -4,11 +4,11 @@
 //! This crate is synchronous and does no IO: outside facts are looked up by the caller and put
 //! into the command, so that replaying events is deterministic.
 
+pub mod directory;
 pub mod fiscal_code;
 pub mod ids;
-pub mod people;
 pub mod role;
 
 pub use fiscal_code::{FiscalCode, FiscalCodeError};
-pub use ids::{CausationId, CorrelationId, EventId, PersonId, SchoolId};
+pub use ids::{CausationId, ClassId, CorrelationId, EventId, PersonId, SchoolId};
 pub use role::{Role, UnknownRole};

@@ -236,6 +236,12 @@ pub struct AppendRequest {
     pub metadata: CommandMetadata,
     /// Makes the append safe to retry: a repeated key returns the first result.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// With an idempotency key: a digest of the command that decided these events, which then
+    /// stands for the events and the expected version in the request's fingerprint. A command
+    /// retried after its stream moved on decides other events against another version; with
+    /// the digest it is still recognised as the same request ([`crate::command_fingerprint`],
+    /// [`crate::EventStore::replay_of`]).
+    pub command_digest: Option<[u8; 32]>,
 }
 
 /// The result of a successful append.

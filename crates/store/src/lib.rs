@@ -41,10 +41,33 @@ pub use envelope::{
 };
 pub use error::StoreError;
 pub use migrate::MigrationStatus;
+pub use plan::command_fingerprint;
 pub use seal::MasterKey;
 
 /// The most events one read returns; larger `limit`s are lowered to this.
 pub const MAX_PAGE: usize = 10_000;
+
+/// The outcome stored with an idempotency key, as a replay, if its fingerprint matches.
+fn stored_replay(
+    key: &IdempotencyKey,
+    fingerprint: &[u8; 32],
+    stored: Option<(Vec<u8>, i64, i64, i64)>,
+) -> Result<Option<AppendOutcome>, StoreError> {
+    let Some((stored_fp, version, first, last)) = stored else {
+        return Ok(None);
+    };
+    if stored_fp != fingerprint {
+        return Err(StoreError::IdempotencyMismatch {
+            key: key.as_str().to_owned(),
+        });
+    }
+    Ok(Some(AppendOutcome {
+        stream_version: rows::to_u64(version),
+        first_seq: rows::to_u64(first),
+        last_seq: rows::to_u64(last),
+        replayed: true,
+    }))
+}
 
 /// What a read does with sealed fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +123,19 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// [`StoreError::IdempotencyMismatch`]. The key check comes before the version check, so a
     /// retry of a successful `Exact(n)` append is not a conflict.
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError>;
+
+    /// The stored outcome of the idempotent append made with `key`, as a replay, when its
+    /// fingerprint is `fingerprint`; `None` when the key was never used. Lets a command executor
+    /// answer a retry before deciding again (see [`command_fingerprint`]).
+    ///
+    /// # Errors
+    /// [`StoreError::IdempotencyMismatch`] when the key was used by another request.
+    async fn replay_of(
+        &self,
+        school: SchoolId,
+        key: &IdempotencyKey,
+        fingerprint: &[u8; 32],
+    ) -> Result<Option<AppendOutcome>, StoreError>;
 
     /// Up to `limit` events of one stream with `stream_version >= from_version`, in order.
     async fn read_stream(

@@ -12,7 +12,8 @@ use crate::canonical::{
     truncate_to_micros,
 };
 use crate::envelope::{
-    AppendRequest, Hash, MAX_DATA_BYTES, MAX_EVENTS_PER_APPEND, RecordedEvent, SchoolHead,
+    AppendRequest, CommandMetadata, Hash, MAX_DATA_BYTES, MAX_EVENTS_PER_APPEND, RecordedEvent,
+    SchoolHead, StreamId,
 };
 use crate::error::StoreError;
 use crate::seal::{ERASED_TAG, SEALED_TAG, SubjectKey, check_sealed_fields, seal_fields};
@@ -89,9 +90,13 @@ impl AppendPlan {
             }
             fp.update(b"\0\0");
         }
+        let fingerprint = match &request.command_digest {
+            Some(digest) => command_fingerprint(&request.stream, &request.metadata, digest),
+            None => fp.finalize().into(),
+        };
         Ok(Self {
             request,
-            fingerprint: fp.finalize().into(),
+            fingerprint,
             subjects,
         })
     }
@@ -181,6 +186,22 @@ impl AppendPlan {
     pub fn school(&self) -> SchoolId {
         self.request.school
     }
+}
+
+/// The idempotency fingerprint of a request that names the digest of the command that decided
+/// it: the stream, the actor and the digest, not the events nor the expected version.
+#[must_use]
+pub fn command_fingerprint(
+    stream: &StreamId,
+    metadata: &CommandMetadata,
+    digest: &[u8; 32],
+) -> [u8; 32] {
+    let mut fp = Sha256::new();
+    fp.update(b"registro/idempotency/command/v1\0");
+    fp.update(stream.as_str().as_bytes());
+    fp.update(format!("\0{:?}\0{}\0", metadata.actor_id, metadata.actor_role).as_bytes());
+    fp.update(digest);
+    fp.finalize().into()
 }
 
 /// The first reserved member name (`$sealed`, `$erased`) found anywhere in `v`: only the store

@@ -539,6 +539,25 @@ impl EventStore for PgStore {
         .await
     }
 
+    async fn replay_of(
+        &self,
+        school: SchoolId,
+        key: &IdempotencyKey,
+        fingerprint: &[u8; 32],
+    ) -> Result<Option<AppendOutcome>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT fingerprint, stream_version, first_seq, last_seq \
+                 FROM idempotency_keys WHERE school_id = $1 AND key = $2",
+                &[school.as_uuid(), &key.as_str()],
+            )
+            .await
+            .map_err(pg_err)?;
+        let stored = row.map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)));
+        crate::stored_replay(key, fingerprint, stored)
+    }
+
     async fn school_head(&self, school: SchoolId) -> Result<Option<SchoolHead>, StoreError> {
         let client = self.client().await?;
         let row = client

@@ -187,6 +187,22 @@ impl SqliteStore {
 }
 
 /// The body of an append, inside the writer's transaction.
+/// The fingerprint and outcome stored with an idempotency key.
+fn idempotency_record(
+    conn: &Connection,
+    school: &str,
+    key: &IdempotencyKey,
+) -> Result<Option<(Vec<u8>, i64, i64, i64)>, StoreError> {
+    conn.query_row(
+        "SELECT fingerprint, stream_version, first_seq, last_seq FROM idempotency_keys \
+         WHERE school_id = ?1 AND key = ?2",
+        params![school, key.as_str()],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+    )
+    .optional()
+    .map_err(sqlite_err)
+}
+
 fn append_in(
     inner: &Inner,
     tx: &rusqlite::Transaction<'_>,
@@ -195,34 +211,9 @@ fn append_in(
     let r = &plan.request;
     let school = r.school.to_string();
     if let Some(key) = &r.idempotency_key {
-        let found = tx
-            .query_row(
-                "SELECT fingerprint, stream_version, first_seq, last_seq FROM idempotency_keys \
-                 WHERE school_id = ?1 AND key = ?2",
-                params![school, key.as_str()],
-                |row| {
-                    Ok((
-                        row.get::<_, Vec<u8>>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, i64>(2)?,
-                        row.get::<_, i64>(3)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(sqlite_err)?;
-        if let Some((fingerprint, version, first, last)) = found {
-            if fingerprint != plan.fingerprint {
-                return Err(StoreError::IdempotencyMismatch {
-                    key: key.as_str().to_owned(),
-                });
-            }
-            return Ok(AppendOutcome {
-                stream_version: to_u64(version),
-                first_seq: to_u64(first),
-                last_seq: to_u64(last),
-                replayed: true,
-            });
+        let found = idempotency_record(tx, &school, key)?;
+        if let Some(outcome) = crate::stored_replay(key, &plan.fingerprint, found)? {
+            return Ok(outcome);
         }
     }
     let current: i64 = tx
@@ -483,6 +474,20 @@ impl EventStore for SqliteStore {
                 params![to_i64(after.id), page(limit)],
                 Sealed::Open,
             )
+        })
+        .await
+    }
+
+    async fn replay_of(
+        &self,
+        school: SchoolId,
+        key: &IdempotencyKey,
+        fingerprint: &[u8; 32],
+    ) -> Result<Option<AppendOutcome>, StoreError> {
+        let (key, fingerprint) = (key.clone(), *fingerprint);
+        self.read(move |_, conn| {
+            let stored = idempotency_record(conn, &school.to_string(), &key)?;
+            crate::stored_replay(&key, &fingerprint, stored)
         })
         .await
     }

@@ -46,6 +46,7 @@ fn request(
         events,
         metadata: CommandMetadata::system(),
         idempotency_key: None,
+        command_digest: None,
     }
 }
 
@@ -118,6 +119,7 @@ pub async fn appended_events_read_back_exactly(h: &Harness) {
         events: events.clone(),
         metadata: metadata.clone(),
         idempotency_key: Some(IdempotencyKey::parse("k-1").unwrap()),
+        command_digest: None,
     };
     let before = OffsetDateTime::now_utc();
     let outcome = h.store.append(req).await.unwrap();
@@ -315,6 +317,63 @@ pub async fn an_idempotent_retry_returns_the_first_result_and_appends_nothing(h:
     elsewhere.expected = ExpectedVersion::Any;
     assert!(!h.store.append(elsewhere).await.unwrap().replayed);
     assert_eq!(head_seq(h, school).await, 2);
+}
+
+/// A command executor decides again on a retry, against a stream that may have moved on; with
+/// the command's digest the retry is still the same request, and `replay_of` finds it first.
+pub async fn a_command_digest_makes_a_re_decided_retry_a_replay(h: &Harness) {
+    let school = SchoolId::new();
+    let key = IdempotencyKey::parse("register-1").unwrap();
+    let digest = [7u8; 32];
+    let mut req = request(
+        school,
+        "directory",
+        ExpectedVersion::NoStream,
+        vec![event("PersonRegistered", json!({"n": 1}))],
+    );
+    req.idempotency_key = Some(key.clone());
+    req.command_digest = Some(digest);
+    let fingerprint = registro_store::command_fingerprint(&req.stream, &req.metadata, &digest);
+    assert_eq!(
+        h.store.replay_of(school, &key, &fingerprint).await.unwrap(),
+        None
+    );
+    let first = h.store.append(req.clone()).await.unwrap();
+    assert_eq!(
+        h.store.replay_of(school, &key, &fingerprint).await.unwrap(),
+        Some(AppendOutcome {
+            replayed: true,
+            ..first.clone()
+        })
+    );
+    // Re-decided: other events, another expected version, the same digest: a replay.
+    let mut retry = req.clone();
+    retry.expected = ExpectedVersion::Exact(1);
+    retry.events = vec![event("SomethingElse", json!({"n": 2}))];
+    let again = h.store.append(retry).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.last_seq, first.last_seq);
+    assert_eq!(head_seq(h, school).await, 1);
+    // Another command under the same key is refused, by the look-up and by the append.
+    let other = registro_store::command_fingerprint(&req.stream, &req.metadata, &[8u8; 32]);
+    assert!(matches!(
+        h.store.replay_of(school, &key, &other).await,
+        Err(StoreError::IdempotencyMismatch { .. })
+    ));
+    let mut different = req.clone();
+    different.command_digest = Some([8u8; 32]);
+    assert!(matches!(
+        h.store.append(different).await,
+        Err(StoreError::IdempotencyMismatch { .. })
+    ));
+    // Another school never sees the key.
+    assert_eq!(
+        h.store
+            .replay_of(SchoolId::new(), &key, &fingerprint)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 pub async fn an_append_is_atomic(h: &Harness) {

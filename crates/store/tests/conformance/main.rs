@@ -35,6 +35,7 @@ conformance!(
     two_writers_with_the_same_expected_version_exactly_one_wins,
     a_wrong_expected_version_is_a_conflict_and_writes_nothing,
     an_idempotent_retry_returns_the_first_result_and_appends_nothing,
+    a_command_digest_makes_a_re_decided_retry_a_replay,
     an_append_is_atomic,
     invalid_events_are_rejected_and_nothing_is_written,
     school_sequences_are_dense_under_concurrency,

@@ -1,0 +1,1001 @@
+//! The school directory (anagrafica): its people (by fiscal code) and their roles, the guardian
+//! links, its classes, the teachers assigned to them (cattedre) and the students enrolled in
+//! them. The access rules of the API are decided from this state.
+//!
+//! A school's directory is one stream ([`STREAM`]), because its invariants span it: one person
+//! per fiscal code; a guardian is linked only to a student; a teacher is assigned and a student
+//! enrolled only in an existing class. The secretary (segreteria) or the principal changes it;
+//! everything is an event, nothing is edited.
+//!
+//! One person may hold several roles in one school (a teacher who is also a parent there), and
+//! separated parents are two people, each with their own link to the child. The register issue
+//! extends the structure (school years, subjects, transfers, timetables); the shape here is the
+//! part that authorisation needs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ClassId, FiscalCode, PersonId, Role};
+
+/// The name of the stream that holds a school's directory (stream ids are per school).
+pub const STREAM: &str = "directory";
+/// The longest name accepted (of a person, a class or a subject), in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// What the secretary or the principal asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DirectoryCommand {
+    /// Registers a person with a first role.
+    Register {
+        /// The new person's id, chosen by the caller.
+        person: PersonId,
+        /// Their fiscal code.
+        fiscal_code: FiscalCode,
+        /// Cognome.
+        family_name: String,
+        /// Nome.
+        given_name: String,
+        /// The role they are registered in.
+        role: Role,
+    },
+    /// Gives a registered person another role.
+    GrantRole {
+        /// The person.
+        person: PersonId,
+        /// The role.
+        role: Role,
+    },
+    /// Takes a role away (the person and their history stay).
+    RevokeRole {
+        /// The person.
+        person: PersonId,
+        /// The role.
+        role: Role,
+    },
+    /// Links a guardian (genitore / tutore) to a student.
+    LinkGuardian {
+        /// The guardian.
+        guardian: PersonId,
+        /// The student.
+        student: PersonId,
+    },
+    /// Ends a guardian's link to a student (e.g. by a court order).
+    UnlinkGuardian {
+        /// The guardian.
+        guardian: PersonId,
+        /// The student.
+        student: PersonId,
+    },
+    /// Creates a class (classe).
+    CreateClass {
+        /// The new class's id, chosen by the caller.
+        class: ClassId,
+        /// Its name, unique in the school, e.g. "3A liceo scientifico".
+        name: String,
+    },
+    /// Assigns a teacher to teach a subject in a class (cattedra).
+    AssignTeacher {
+        /// The teacher.
+        teacher: PersonId,
+        /// The class.
+        class: ClassId,
+        /// The subject (materia), e.g. "Matematica".
+        subject: String,
+    },
+    /// Enrols a student in a class (iscrizione).
+    EnrolStudent {
+        /// The student.
+        student: PersonId,
+        /// The class.
+        class: ClassId,
+    },
+}
+
+/// What happened. Stored as events (`event_type` = the variant name, `data` = its fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum DirectoryEvent {
+    /// A person was registered.
+    PersonRegistered {
+        /// The person.
+        person: PersonId,
+        /// Their fiscal code, as issued.
+        fiscal_code: FiscalCode,
+        /// Cognome.
+        family_name: String,
+        /// Nome.
+        given_name: String,
+        /// Their first role.
+        role: Role,
+    },
+    /// A person was given a role.
+    RoleGranted {
+        /// The person.
+        person: PersonId,
+        /// The role.
+        role: Role,
+    },
+    /// A person's role was taken away.
+    RoleRevoked {
+        /// The person.
+        person: PersonId,
+        /// The role.
+        role: Role,
+    },
+    /// A guardian was linked to a student.
+    GuardianLinked {
+        /// The guardian.
+        guardian: PersonId,
+        /// The student.
+        student: PersonId,
+    },
+    /// A guardian's link to a student ended.
+    GuardianUnlinked {
+        /// The guardian.
+        guardian: PersonId,
+        /// The student.
+        student: PersonId,
+    },
+    /// A class was created (classe).
+    ClassCreated {
+        /// The class.
+        class: ClassId,
+        /// Its name.
+        name: String,
+    },
+    /// A teacher was assigned to a subject in a class (cattedra).
+    TeacherAssigned {
+        /// The teacher.
+        teacher: PersonId,
+        /// The class.
+        class: ClassId,
+        /// The subject (materia).
+        subject: String,
+    },
+    /// A student was enrolled in a class (iscrizione).
+    StudentEnrolled {
+        /// The student.
+        student: PersonId,
+        /// The class.
+        class: ClassId,
+    },
+}
+
+impl DirectoryEvent {
+    /// Every event type name, as stored.
+    pub const TYPE_NAMES: [&'static str; 8] = [
+        "PersonRegistered",
+        "RoleGranted",
+        "RoleRevoked",
+        "GuardianLinked",
+        "GuardianUnlinked",
+        "ClassCreated",
+        "TeacherAssigned",
+        "StudentEnrolled",
+    ];
+
+    /// The event's type name, as stored.
+    #[must_use]
+    pub const fn type_name(&self) -> &'static str {
+        let i = match self {
+            Self::PersonRegistered { .. } => 0,
+            Self::RoleGranted { .. } => 1,
+            Self::RoleRevoked { .. } => 2,
+            Self::GuardianLinked { .. } => 3,
+            Self::GuardianUnlinked { .. } => 4,
+            Self::ClassCreated { .. } => 5,
+            Self::TeacherAssigned { .. } => 6,
+            Self::StudentEnrolled { .. } => 7,
+        };
+        Self::TYPE_NAMES[i]
+    }
+
+    /// The event from its stored type name and data (schema version 1).
+    ///
+    /// # Errors
+    /// When the type is not a directory event or the data does not fit it.
+    pub fn from_stored(
+        event_type: &str,
+        data: &serde_json::Value,
+    ) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({ "type": event_type, "data": data }))
+    }
+
+    /// The event's data as stored (its fields, without the type).
+    #[must_use]
+    pub fn data(&self) -> serde_json::Value {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|mut v| v.get_mut("data").map(serde_json::Value::take))
+            .unwrap_or_default()
+    }
+}
+
+/// Why a command was refused. Shown to the secretary, in Italian.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirectoryError {
+    /// The fiscal code (or an omocodic variant of it) belongs to someone already registered.
+    #[error("il codice fiscale è già registrato in questa scuola")]
+    FiscalCodeTaken {
+        /// Who has it.
+        existing: PersonId,
+    },
+    /// The person id is already used.
+    #[error("questa persona è già registrata")]
+    AlreadyRegistered,
+    /// No such person in this school.
+    #[error("persona sconosciuta")]
+    UnknownPerson(PersonId),
+    /// A name is empty or too long.
+    #[error("nome mancante o più lungo di {MAX_NAME_CHARS} caratteri")]
+    BadName,
+    /// The software's own role cannot be given to a person.
+    #[error("ruolo non assegnabile a una persona")]
+    NotAPersonRole,
+    /// The person already holds the role.
+    #[error("la persona ha già questo ruolo")]
+    RoleHeld,
+    /// The person does not hold the role.
+    #[error("la persona non ha questo ruolo")]
+    RoleNotHeld,
+    /// Linking needs a guardian and a student, two different people.
+    #[error("il collegamento richiede un genitore/tutore e uno studente")]
+    NotGuardianAndStudent,
+    /// The link already exists.
+    #[error("il genitore/tutore è già collegato a questo studente")]
+    AlreadyLinked,
+    /// There is no such link.
+    #[error("il genitore/tutore non è collegato a questo studente")]
+    NotLinked,
+    /// The class id is already used.
+    #[error("questa classe esiste già")]
+    ClassExists,
+    /// Another class has this name.
+    #[error("esiste già una classe con questo nome")]
+    ClassNameTaken,
+    /// No such class in this school.
+    #[error("classe sconosciuta")]
+    UnknownClass(ClassId),
+    /// Only a person holding the teacher role can be assigned to a class.
+    #[error("la persona non è un docente")]
+    NotATeacher,
+    /// Only a person holding the student role can be enrolled.
+    #[error("la persona non è uno studente")]
+    NotAStudent,
+    /// The teacher already teaches that subject in that class.
+    #[error("il docente ha già questa cattedra")]
+    AlreadyAssigned,
+    /// The student is already enrolled in a class (transfers come with the register).
+    #[error("lo studente è già iscritto a una classe")]
+    AlreadyEnrolled,
+}
+
+/// One registered person, as the decisions and the access rules need them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    /// Their fiscal code, as issued.
+    pub fiscal_code: FiscalCode,
+    /// Cognome.
+    pub family_name: String,
+    /// Nome.
+    pub given_name: String,
+    /// The roles they hold now.
+    pub roles: BTreeSet<Role>,
+}
+
+/// One class.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Class {
+    /// Its name.
+    pub name: String,
+    /// Its teachers with their subjects.
+    pub teachers: BTreeSet<(PersonId, String)>,
+    /// Its students.
+    pub students: BTreeSet<PersonId>,
+}
+
+/// The state of a school's directory stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Directory {
+    people: BTreeMap<PersonId, Person>,
+    /// Fiscal codes without omocodia, to find the same person under a variant code.
+    by_code: HashMap<String, PersonId>,
+    /// (guardian, student) pairs.
+    links: BTreeSet<(PersonId, PersonId)>,
+    classes: BTreeMap<ClassId, Class>,
+    /// Each enrolled student's class.
+    enrolment: HashMap<PersonId, ClassId>,
+}
+
+impl Directory {
+    /// The person, if registered.
+    #[must_use]
+    pub fn person(&self, id: PersonId) -> Option<&Person> {
+        self.people.get(&id)
+    }
+
+    /// Who has this fiscal code (or an omocodic variant of it).
+    #[must_use]
+    pub fn by_fiscal_code(&self, code: &FiscalCode) -> Option<PersonId> {
+        self.by_code.get(&code.without_omocodia()).copied()
+    }
+
+    /// Whether `person` is registered and holds `role` now.
+    #[must_use]
+    pub fn has_role(&self, person: PersonId, role: Role) -> bool {
+        self.people
+            .get(&person)
+            .is_some_and(|p| p.roles.contains(&role))
+    }
+
+    /// Whether `guardian` is linked to `student`.
+    #[must_use]
+    pub fn is_linked(&self, guardian: PersonId, student: PersonId) -> bool {
+        self.links.contains(&(guardian, student))
+    }
+
+    /// The students a guardian is linked to.
+    pub fn students_of(&self, guardian: PersonId) -> impl Iterator<Item = PersonId> + '_ {
+        self.links
+            .range((guardian, PersonId::from_uuid(uuid::Uuid::nil()))..)
+            .take_while(move |(g, _)| *g == guardian)
+            .map(|(_, s)| *s)
+    }
+
+    /// The guardians linked to a student.
+    pub fn guardians_of(&self, student: PersonId) -> impl Iterator<Item = PersonId> + '_ {
+        self.links
+            .iter()
+            .filter(move |(_, s)| *s == student)
+            .map(|(g, _)| *g)
+    }
+
+    /// The class, if it exists.
+    #[must_use]
+    pub fn class(&self, id: ClassId) -> Option<&Class> {
+        self.classes.get(&id)
+    }
+
+    /// The class a student is enrolled in.
+    #[must_use]
+    pub fn class_of(&self, student: PersonId) -> Option<ClassId> {
+        self.enrolment.get(&student).copied()
+    }
+
+    /// Whether `teacher` is assigned to `class` (for any subject).
+    #[must_use]
+    pub fn teaches_class(&self, teacher: PersonId, class: ClassId) -> bool {
+        self.classes
+            .get(&class)
+            .is_some_and(|c| c.teachers.iter().any(|(t, _)| *t == teacher))
+    }
+
+    /// Whether `teacher` is assigned to the class `student` is enrolled in.
+    #[must_use]
+    pub fn teaches_student(&self, teacher: PersonId, student: PersonId) -> bool {
+        self.class_of(student)
+            .is_some_and(|c| self.teaches_class(teacher, c))
+    }
+
+    /// The classes a teacher is assigned to.
+    pub fn classes_of(&self, teacher: PersonId) -> impl Iterator<Item = ClassId> + '_ {
+        self.classes
+            .iter()
+            .filter(move |(_, c)| c.teachers.iter().any(|(t, _)| *t == teacher))
+            .map(|(id, _)| *id)
+    }
+
+    fn holds(&self, id: PersonId, role: Role) -> Result<bool, DirectoryError> {
+        self.people
+            .get(&id)
+            .map(|p| p.roles.contains(&role))
+            .ok_or(DirectoryError::UnknownPerson(id))
+    }
+
+    fn existing_class(&self, id: ClassId) -> Result<&Class, DirectoryError> {
+        self.classes
+            .get(&id)
+            .ok_or(DirectoryError::UnknownClass(id))
+    }
+}
+
+fn clean_name(name: &str) -> Result<String, DirectoryError> {
+    let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(DirectoryError::BadName);
+    }
+    Ok(name)
+}
+
+/// Decides what a command means, given the state. Pure: no clock, no IO.
+///
+/// # Errors
+/// [`DirectoryError`] when the command breaks a rule; nothing is to be written then.
+pub fn decide(
+    state: &Directory,
+    command: &DirectoryCommand,
+) -> Result<Vec<DirectoryEvent>, DirectoryError> {
+    use DirectoryCommand as C;
+    use DirectoryError as Error;
+    use DirectoryEvent as E;
+    let event = match command {
+        C::Register {
+            person,
+            fiscal_code,
+            family_name,
+            given_name,
+            role,
+        } => {
+            if state.people.contains_key(person) {
+                return Err(Error::AlreadyRegistered);
+            }
+            if let Some(existing) = state.by_fiscal_code(fiscal_code) {
+                return Err(Error::FiscalCodeTaken { existing });
+            }
+            if *role == Role::System {
+                return Err(Error::NotAPersonRole);
+            }
+            E::PersonRegistered {
+                person: *person,
+                fiscal_code: fiscal_code.clone(),
+                family_name: clean_name(family_name)?,
+                given_name: clean_name(given_name)?,
+                role: *role,
+            }
+        }
+        C::GrantRole { person, role } => {
+            if *role == Role::System {
+                return Err(Error::NotAPersonRole);
+            }
+            if state.holds(*person, *role)? {
+                return Err(Error::RoleHeld);
+            }
+            E::RoleGranted {
+                person: *person,
+                role: *role,
+            }
+        }
+        C::RevokeRole { person, role } => {
+            if !state.holds(*person, *role)? {
+                return Err(Error::RoleNotHeld);
+            }
+            E::RoleRevoked {
+                person: *person,
+                role: *role,
+            }
+        }
+        C::LinkGuardian { guardian, student } => {
+            let is_guardian = state.holds(*guardian, Role::Guardian)?;
+            let is_student = state.holds(*student, Role::Student)?;
+            if !is_guardian || !is_student || guardian == student {
+                return Err(Error::NotGuardianAndStudent);
+            }
+            if state.is_linked(*guardian, *student) {
+                return Err(Error::AlreadyLinked);
+            }
+            E::GuardianLinked {
+                guardian: *guardian,
+                student: *student,
+            }
+        }
+        C::UnlinkGuardian { guardian, student } => {
+            if !state.is_linked(*guardian, *student) {
+                return Err(Error::NotLinked);
+            }
+            E::GuardianUnlinked {
+                guardian: *guardian,
+                student: *student,
+            }
+        }
+        C::CreateClass { class, name } => {
+            if state.classes.contains_key(class) {
+                return Err(Error::ClassExists);
+            }
+            let name = clean_name(name)?;
+            if state
+                .classes
+                .values()
+                .any(|c| c.name.eq_ignore_ascii_case(&name))
+            {
+                return Err(Error::ClassNameTaken);
+            }
+            E::ClassCreated {
+                class: *class,
+                name,
+            }
+        }
+        C::AssignTeacher {
+            teacher,
+            class,
+            subject,
+        } => {
+            if !state.holds(*teacher, Role::Teacher)? {
+                return Err(Error::NotATeacher);
+            }
+            let subject = clean_name(subject)?;
+            if state
+                .existing_class(*class)?
+                .teachers
+                .contains(&(*teacher, subject.clone()))
+            {
+                return Err(Error::AlreadyAssigned);
+            }
+            E::TeacherAssigned {
+                teacher: *teacher,
+                class: *class,
+                subject,
+            }
+        }
+        C::EnrolStudent { student, class } => {
+            if !state.holds(*student, Role::Student)? {
+                return Err(Error::NotAStudent);
+            }
+            state.existing_class(*class)?;
+            if state.enrolment.contains_key(student) {
+                return Err(Error::AlreadyEnrolled);
+            }
+            E::StudentEnrolled {
+                student: *student,
+                class: *class,
+            }
+        }
+    };
+    Ok(vec![event])
+}
+
+/// Applies an event to the state. Events are facts: applying never fails.
+pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
+    use DirectoryEvent as E;
+    match event {
+        E::PersonRegistered {
+            person,
+            fiscal_code,
+            family_name,
+            given_name,
+            role,
+        } => {
+            state
+                .by_code
+                .insert(fiscal_code.without_omocodia(), *person);
+            state.people.insert(
+                *person,
+                Person {
+                    fiscal_code: fiscal_code.clone(),
+                    family_name: family_name.clone(),
+                    given_name: given_name.clone(),
+                    roles: BTreeSet::from([*role]),
+                },
+            );
+        }
+        E::RoleGranted { person, role } => {
+            if let Some(p) = state.people.get_mut(person) {
+                p.roles.insert(*role);
+            }
+        }
+        E::RoleRevoked { person, role } => {
+            if let Some(p) = state.people.get_mut(person) {
+                p.roles.remove(role);
+            }
+        }
+        E::GuardianLinked { guardian, student } => {
+            state.links.insert((*guardian, *student));
+        }
+        E::GuardianUnlinked { guardian, student } => {
+            state.links.remove(&(*guardian, *student));
+        }
+        E::ClassCreated { class, name } => {
+            state.classes.insert(
+                *class,
+                Class {
+                    name: name.clone(),
+                    ..Class::default()
+                },
+            );
+        }
+        E::TeacherAssigned {
+            teacher,
+            class,
+            subject,
+        } => {
+            if let Some(c) = state.classes.get_mut(class) {
+                c.teachers.insert((*teacher, subject.clone()));
+            }
+        }
+        E::StudentEnrolled { student, class } => {
+            if let Some(c) = state.classes.get_mut(class) {
+                c.students.insert(*student);
+                state.enrolment.insert(*student, *class);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Synthetic codes: surname XXX, name YYY, born in "country" Z999 (none has that code).
+    fn code(date: &str) -> FiscalCode {
+        FiscalCode::with_check_character(&format!("XXXYYY{date}Z999")).unwrap()
+    }
+
+    fn register(person: PersonId, date: &str, role: Role) -> DirectoryCommand {
+        DirectoryCommand::Register {
+            person,
+            fiscal_code: code(date),
+            family_name: "Rossi".into(),
+            given_name: "Anna".into(),
+            role,
+        }
+    }
+
+    /// Given these commands (each must succeed), when `command`, then the result.
+    fn given_when(
+        given: &[DirectoryCommand],
+        command: &DirectoryCommand,
+    ) -> Result<Vec<DirectoryEvent>, DirectoryError> {
+        let mut state = Directory::default();
+        for c in given {
+            for e in decide(&state, c).expect("the given commands succeed") {
+                evolve(&mut state, &e);
+            }
+        }
+        decide(&state, command)
+    }
+
+    #[test]
+    fn a_person_is_registered_with_clean_names() {
+        let p = PersonId::new();
+        let mut cmd = register(p, "80A01", Role::Teacher);
+        if let DirectoryCommand::Register {
+            family_name,
+            given_name,
+            ..
+        } = &mut cmd
+        {
+            *family_name = "  De   Luca ".into();
+            *given_name = "Maria Grazia".into();
+        }
+        assert_eq!(
+            given_when(&[], &cmd),
+            Ok(vec![DirectoryEvent::PersonRegistered {
+                person: p,
+                fiscal_code: code("80A01"),
+                family_name: "De Luca".into(),
+                given_name: "Maria Grazia".into(),
+                role: Role::Teacher,
+            }])
+        );
+    }
+
+    #[test]
+    fn a_fiscal_code_is_registered_once_even_under_an_omocodic_variant() {
+        let first = PersonId::new();
+        let again = register(PersonId::new(), "80A01", Role::Guardian);
+        let given = [register(first, "80A01", Role::Teacher)];
+        assert_eq!(
+            given_when(&given, &again),
+            Err(DirectoryError::FiscalCodeTaken { existing: first })
+        );
+        let variant = FiscalCode::with_check_character("XXXYYY80A01Z99V").unwrap();
+        let omocodic = DirectoryCommand::Register {
+            person: PersonId::new(),
+            fiscal_code: variant,
+            family_name: "Rossi".into(),
+            given_name: "Anna".into(),
+            role: Role::Guardian,
+        };
+        assert_eq!(
+            given_when(&given, &omocodic),
+            Err(DirectoryError::FiscalCodeTaken { existing: first })
+        );
+    }
+
+    #[test]
+    fn registration_refuses_reused_ids_bad_names_and_the_system_role() {
+        let p = PersonId::new();
+        assert_eq!(
+            given_when(
+                &[register(p, "80A01", Role::Teacher)],
+                &register(p, "81A01", Role::Teacher)
+            ),
+            Err(DirectoryError::AlreadyRegistered)
+        );
+        assert_eq!(
+            given_when(&[], &register(p, "80A01", Role::System)),
+            Err(DirectoryError::NotAPersonRole)
+        );
+        let mut blank = register(p, "80A01", Role::Teacher);
+        if let DirectoryCommand::Register { given_name, .. } = &mut blank {
+            *given_name = "   ".into();
+        }
+        assert_eq!(given_when(&[], &blank), Err(DirectoryError::BadName));
+    }
+
+    #[test]
+    fn a_teacher_can_also_be_a_parent_at_the_same_school() {
+        let p = PersonId::new();
+        let given = [register(p, "80A01", Role::Teacher)];
+        let grant = DirectoryCommand::GrantRole {
+            person: p,
+            role: Role::Guardian,
+        };
+        assert_eq!(
+            given_when(&given, &grant),
+            Ok(vec![DirectoryEvent::RoleGranted {
+                person: p,
+                role: Role::Guardian
+            }])
+        );
+        let twice = [register(p, "80A01", Role::Teacher), grant.clone()];
+        assert_eq!(given_when(&twice, &grant), Err(DirectoryError::RoleHeld));
+        let revoke = DirectoryCommand::RevokeRole {
+            person: p,
+            role: Role::Admin,
+        };
+        assert_eq!(
+            given_when(&twice, &revoke),
+            Err(DirectoryError::RoleNotHeld)
+        );
+        let unknown = DirectoryCommand::GrantRole {
+            person: PersonId::new(),
+            role: Role::Teacher,
+        };
+        assert!(matches!(
+            given_when(&twice, &unknown),
+            Err(DirectoryError::UnknownPerson(_))
+        ));
+    }
+
+    #[test]
+    fn separated_parents_each_link_to_their_child() {
+        let (mother, father, child) = (PersonId::new(), PersonId::new(), PersonId::new());
+        let given = [
+            register(mother, "75M45", Role::Guardian),
+            register(father, "74C10", Role::Guardian),
+            register(child, "12A41", Role::Student),
+            DirectoryCommand::LinkGuardian {
+                guardian: mother,
+                student: child,
+            },
+        ];
+        let link_father = DirectoryCommand::LinkGuardian {
+            guardian: father,
+            student: child,
+        };
+        assert_eq!(
+            given_when(&given, &link_father),
+            Ok(vec![DirectoryEvent::GuardianLinked {
+                guardian: father,
+                student: child
+            }])
+        );
+        assert_eq!(
+            given_when(&given, &given[3]),
+            Err(DirectoryError::AlreadyLinked)
+        );
+
+        // The state answers who is linked to whom.
+        let mut state = Directory::default();
+        for c in given.iter().chain([&link_father]) {
+            for e in decide(&state, c).unwrap() {
+                evolve(&mut state, &e);
+            }
+        }
+        assert!(state.is_linked(mother, child) && state.is_linked(father, child));
+        assert_eq!(state.students_of(mother).collect::<Vec<_>>(), vec![child]);
+        assert_eq!(state.by_fiscal_code(&code("12A41")), Some(child));
+
+        // A court order ends the father's link; the mother's stays.
+        let unlink = DirectoryCommand::UnlinkGuardian {
+            guardian: father,
+            student: child,
+        };
+        for e in decide(&state, &unlink).unwrap() {
+            evolve(&mut state, &e);
+        }
+        assert!(!state.is_linked(father, child) && state.is_linked(mother, child));
+        assert_eq!(decide(&state, &unlink), Err(DirectoryError::NotLinked));
+    }
+
+    #[test]
+    fn only_a_guardian_links_to_a_student() {
+        let (teacher, student, guardian) = (PersonId::new(), PersonId::new(), PersonId::new());
+        let given = [
+            register(teacher, "70A01", Role::Teacher),
+            register(student, "10A01", Role::Student),
+            register(guardian, "71A01", Role::Guardian),
+        ];
+        for (g, s) in [
+            (teacher, student),
+            (guardian, teacher),
+            (guardian, guardian),
+        ] {
+            let cmd = DirectoryCommand::LinkGuardian {
+                guardian: g,
+                student: s,
+            };
+            assert_eq!(
+                given_when(&given, &cmd),
+                Err(DirectoryError::NotGuardianAndStudent),
+                "{g:?} {s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn events_are_stored_with_their_type_and_fields() {
+        let p = PersonId::new();
+        let e = DirectoryEvent::RoleGranted {
+            person: p,
+            role: Role::Auditor,
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["type"], e.type_name());
+        assert_eq!(json["data"]["role"], "auditor");
+        assert_eq!(serde_json::from_value::<DirectoryEvent>(json).unwrap(), e);
+    }
+
+    #[test]
+    fn classes_take_assigned_teachers_and_enrolled_students() {
+        let (teacher, student, class) = (PersonId::new(), PersonId::new(), ClassId::new());
+        let given = [
+            register(teacher, "70A01", Role::Teacher),
+            register(student, "10A01", Role::Student),
+            DirectoryCommand::CreateClass {
+                class,
+                name: "3A  liceo".into(),
+            },
+        ];
+        let assign = DirectoryCommand::AssignTeacher {
+            teacher,
+            class,
+            subject: "Matematica".into(),
+        };
+        let enrol = DirectoryCommand::EnrolStudent { student, class };
+        let mut state = Directory::default();
+        for c in given.iter().chain([&assign, &enrol]) {
+            for e in decide(&state, c).unwrap() {
+                evolve(&mut state, &e);
+            }
+        }
+        assert_eq!(state.class(class).unwrap().name, "3A liceo");
+        assert!(state.teaches_class(teacher, class));
+        assert!(state.teaches_student(teacher, student));
+        assert_eq!(state.class_of(student), Some(class));
+        assert_eq!(state.classes_of(teacher).collect::<Vec<_>>(), vec![class]);
+        assert_eq!(
+            decide(&state, &assign),
+            Err(DirectoryError::AlreadyAssigned)
+        );
+        assert_eq!(decide(&state, &enrol), Err(DirectoryError::AlreadyEnrolled));
+        // Another subject in the same class is another assignment.
+        let physics = DirectoryCommand::AssignTeacher {
+            teacher,
+            class,
+            subject: "Fisica".into(),
+        };
+        assert!(decide(&state, &physics).is_ok());
+    }
+
+    #[test]
+    fn class_commands_check_names_roles_and_existence() {
+        let (teacher, student, class) = (PersonId::new(), PersonId::new(), ClassId::new());
+        let given = [
+            register(teacher, "70A01", Role::Teacher),
+            register(student, "10A01", Role::Student),
+            DirectoryCommand::CreateClass {
+                class,
+                name: "3A".into(),
+            },
+        ];
+        let same_name = DirectoryCommand::CreateClass {
+            class: ClassId::new(),
+            name: "3a".into(),
+        };
+        assert_eq!(
+            given_when(&given, &same_name),
+            Err(DirectoryError::ClassNameTaken)
+        );
+        assert_eq!(
+            given_when(&given, &given[2]),
+            Err(DirectoryError::ClassExists)
+        );
+        let nowhere = ClassId::new();
+        assert_eq!(
+            given_when(
+                &given,
+                &DirectoryCommand::EnrolStudent {
+                    student,
+                    class: nowhere
+                }
+            ),
+            Err(DirectoryError::UnknownClass(nowhere))
+        );
+        assert_eq!(
+            given_when(
+                &given,
+                &DirectoryCommand::EnrolStudent {
+                    student: teacher,
+                    class
+                }
+            ),
+            Err(DirectoryError::NotAStudent)
+        );
+        assert_eq!(
+            given_when(
+                &given,
+                &DirectoryCommand::AssignTeacher {
+                    teacher: student,
+                    class,
+                    subject: "Storia".into()
+                }
+            ),
+            Err(DirectoryError::NotATeacher)
+        );
+        assert_eq!(
+            given_when(
+                &given,
+                &DirectoryCommand::AssignTeacher {
+                    teacher,
+                    class,
+                    subject: " ".into()
+                }
+            ),
+            Err(DirectoryError::BadName)
+        );
+    }
+
+    #[test]
+    fn every_event_round_trips_through_its_stored_form() {
+        let (p, c) = (PersonId::new(), ClassId::new());
+        let events = [
+            DirectoryEvent::PersonRegistered {
+                person: p,
+                fiscal_code: code("80A01"),
+                family_name: "Rossi".into(),
+                given_name: "Anna".into(),
+                role: Role::Teacher,
+            },
+            DirectoryEvent::RoleGranted {
+                person: p,
+                role: Role::Guardian,
+            },
+            DirectoryEvent::RoleRevoked {
+                person: p,
+                role: Role::Guardian,
+            },
+            DirectoryEvent::GuardianLinked {
+                guardian: p,
+                student: p,
+            },
+            DirectoryEvent::GuardianUnlinked {
+                guardian: p,
+                student: p,
+            },
+            DirectoryEvent::ClassCreated {
+                class: c,
+                name: "3A".into(),
+            },
+            DirectoryEvent::TeacherAssigned {
+                teacher: p,
+                class: c,
+                subject: "Latino".into(),
+            },
+            DirectoryEvent::StudentEnrolled {
+                student: p,
+                class: c,
+            },
+        ];
+        for (e, name) in events.iter().zip(DirectoryEvent::TYPE_NAMES) {
+            assert_eq!(e.type_name(), name);
+            assert_eq!(
+                DirectoryEvent::from_stored(name, &e.data()).unwrap(),
+                *e,
+                "{name}"
+            );
+        }
+    }
+}
