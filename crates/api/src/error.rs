@@ -40,9 +40,24 @@ pub struct Problem {
 /// Everything a handler can fail with. Each variant's status is in its doc.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 404: no such route or resource.
+    /// 401: no valid bearer token (`WWW-Authenticate: Bearer` is set).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the caller may see the resource but none of their roles allows the action.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such route or resource, or one the caller may not know exists.
     #[error("not found")]
     NotFound,
+    /// 404 with a reason the caller may know (an unknown person named in a command's body).
+    #[error("{0}")]
+    NotFoundDetail(String),
+    /// 429: too many requests with this token; `Retry-After` says when to come back.
+    #[error("too many requests")]
+    TooManyRequests {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// 405: the route exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -76,7 +91,10 @@ impl ApiError {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound | Self::NotFoundDetail(_) => StatusCode::NOT_FOUND,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -97,7 +115,13 @@ impl ApiError {
                  report it."
                     .into()
             }
-            Self::BadRequest(d)
+            Self::TooManyRequests { retry_after } => {
+                format!("Too many requests with this token: try again in {retry_after} s.")
+            }
+            Self::Unauthorized(d)
+            | Self::Forbidden(d)
+            | Self::NotFoundDetail(d)
+            | Self::BadRequest(d)
             | Self::PayloadTooLarge(d)
             | Self::UnsupportedMediaType(d)
             | Self::Conflict(d)
@@ -171,7 +195,22 @@ impl IntoResponse for ApiError {
         if let Self::Internal(cause) = &self {
             tracing::error!(error = ?cause, "internal error");
         }
-        problem_response(self.status(), self.detail())
+        let mut response = problem_response(self.status(), self.detail());
+        match self {
+            Self::Unauthorized(_) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"registro\""),
+                );
+            }
+            Self::TooManyRequests { retry_after } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            _ => {}
+        }
+        response
     }
 }
 

@@ -32,3 +32,48 @@ impl<T: Serialize> IntoResponse for Json<T> {
         axum::Json(self.0).into_response()
     }
 }
+
+/// Ids from the path. A malformed id names nothing the caller can see: 404, like an unknown one.
+#[derive(Debug, Clone, Copy)]
+pub struct PathIds<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for PathIds<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(value) = axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        Ok(Self(value))
+    }
+}
+
+/// A query string. One that does not fit is a 400 problem naming what is wrong.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryOf<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for QueryOf<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        Ok(Self(value))
+    }
+}

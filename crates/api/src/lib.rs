@@ -8,27 +8,41 @@
 //! also appears on every log line of the request; every error is an RFC 9457 problem
 //! ([`ApiError`]).
 
+mod access_log;
 pub mod auth;
+mod cache;
 mod context;
+pub mod directory;
 mod docs;
 mod error;
 mod json;
 mod metrics;
+pub mod policy;
+pub mod ratelimit;
 mod routes;
+mod school;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use registro_domain::directory::Directory;
 use registro_store::EventStore;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi as _;
 
+use crate::auth::{Policies, TokenVerifier};
+use crate::policy::Rule;
+use crate::ratelimit::{RateLimit, RateLimiter};
+
+pub use access_log::{AccessEntry, AccessLog};
+pub use cache::{SchoolCache, Snapshot};
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use json::Json;
 pub use metrics::Metrics;
-pub use routes::ApiDoc;
+pub use routes::{ApiDoc, Routes, routes};
 
 /// How the API is served.
 #[derive(Debug, Clone)]
@@ -38,6 +52,10 @@ pub struct ApiConfig {
     /// The public keys of registro's local token issuer, served at `/.well-known/jwks.json`
     /// (embedded mode, when no external identity provider is configured).
     pub local_jwks: Option<jsonwebtoken::jwk::JwkSet>,
+    /// Verifies the bearer tokens: the identity provider's, or the local issuer's.
+    pub verifier: TokenVerifier,
+    /// The rate limit on reads, per token.
+    pub read_limit: RateLimit,
 }
 
 /// What every handler can reach. Cheap to clone.
@@ -49,6 +67,43 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The local issuer's public keys, if it is in use.
     pub local_jwks: Option<Arc<jsonwebtoken::jwk::JwkSet>>,
+    /// Verifies bearer tokens.
+    pub verifier: TokenVerifier,
+    /// The policy of every mounted route, for the guard.
+    pub policies: Arc<Policies>,
+    /// Each school's directory, from which authorisation decides.
+    pub directory: Arc<SchoolCache<Directory>>,
+    /// Each school's access log.
+    pub access_log: Arc<SchoolCache<AccessLog>>,
+    /// The rate limiter of reads.
+    pub limiter: Arc<RateLimiter>,
+}
+
+impl AppState {
+    /// The state for `store` with these routes' policies.
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        verifier: TokenVerifier,
+        read_limit: RateLimit,
+        rules: &[Rule],
+    ) -> Self {
+        Self {
+            store,
+            metrics: Arc::new(Metrics::new()),
+            local_jwks: None,
+            verifier,
+            policies: Arc::new(
+                rules
+                    .iter()
+                    .map(|r| ((r.method.clone(), r.path), r.access))
+                    .collect(),
+            ),
+            directory: Arc::default(),
+            access_log: Arc::default(),
+            limiter: Arc::new(RateLimiter::new(read_limit)),
+        }
+    }
 }
 
 /// The API, bound to its address and ready to serve.
@@ -62,14 +117,14 @@ pub struct App {
 /// Binds the listener and builds the router.
 ///
 /// # Errors
-/// When the address cannot be bound.
+/// When the address cannot be bound, or when a mounted route and the OpenAPI document disagree
+/// (deny by default: nothing is served that the policy and the documentation do not both know).
 pub async fn build(config: ApiConfig, store: Arc<dyn EventStore>) -> anyhow::Result<App> {
-    let state = AppState {
-        store,
-        metrics: Arc::new(Metrics::new()),
-        local_jwks: config.local_jwks.map(Arc::new),
-    };
-    let router = with_middleware(routes::routes(), state);
+    let (routes, rules) = routes().into_parts();
+    policy::check_documented(&rules, &ApiDoc::openapi()).map_err(anyhow::Error::msg)?;
+    let mut state = AppState::new(store, config.verifier, config.read_limit, &rules);
+    state.local_jwks = config.local_jwks.map(Arc::new);
+    let router = with_middleware(routes, state);
     let listener = TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
     Ok(App {
@@ -80,11 +135,15 @@ pub async fn build(config: ApiConfig, store: Arc<dyn EventStore>) -> anyhow::Res
 }
 
 /// `routes` with the fallbacks and the middleware, outermost first: request context (id, span,
-/// log line), metrics, panic catching.
+/// log line), metrics, panic catching, then the guard (authentication and authorisation).
 fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -154,11 +213,21 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("registro.db"), MasterKey::generate())
             .await
             .unwrap();
-        let state = AppState {
-            store: Arc::new(store),
-            metrics: Arc::new(Metrics::new()),
-            local_jwks: None,
+        let issuer = auth::LocalIssuer::generate();
+        let verifier = TokenVerifier::new(
+            auth::LocalIssuer::verifier_config(),
+            Arc::new(auth::KeySet::new(Arc::new(issuer))),
+        );
+        let public = |method, path| Rule {
+            method,
+            path,
+            access: policy::Access::Public,
         };
+        let rules = [
+            public(axum::http::Method::GET, "/boom"),
+            public(axum::http::Method::POST, "/echo"),
+        ];
+        let state = AppState::new(Arc::new(store), verifier, RateLimit::default(), &rules);
         let routes = Router::new()
             .route("/boom", get(boom))
             .route("/echo", post(|Json(p): Json<Probe>| async move { Json(p) }));

@@ -3,20 +3,24 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
+use axum::handler::Handler;
+use axum::http::Method;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodFilter, on};
 use serde::Serialize;
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::context::REQUEST_ID;
 use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
-use crate::{AppState, docs, metrics};
+use crate::policy::{Access, Permission, ResourceKind, Rule};
+use crate::{AppState, docs, metrics, school};
 
 /// The OpenAPI document of the API.
 #[derive(Debug, OpenApi)]
@@ -27,10 +31,19 @@ use crate::{AppState, docs, metrics};
                        (registro elettronico). Errors are RFC 9457 problem details; every \
                        response carries an `x-request-id` header."
     ),
-    paths(healthz, readyz, metrics_text, openapi_json, docs_page, jwks),
+    paths(healthz, readyz, metrics_text, openapi_json, docs_page, jwks,
+        school::me, school::register_person, school::grant_role, school::revoke_role,
+        school::link_guardian, school::unlink_guardian, school::create_class,
+        school::assign_teacher, school::enrol_student, school::class_roster,
+        school::student_record, school::student_access_log, school::school_access_log),
     components(schemas(Problem, Health, Readiness, Checks)),
     modifiers(&EveryOperation),
-    tags((name = "operations", description = "Health, readiness, metrics and the API's own description"))
+    tags(
+        (name = "operations", description = "Health, readiness, metrics and the API's own description"),
+        (name = "directory", description = "The school's people, roles, guardian links, classes, \
+            teacher assignments and enrolments (anagrafica)"),
+        (name = "access log", description = "Who read which student's data (GDPR accountability)"),
+    )
 )]
 pub struct ApiDoc;
 
@@ -64,6 +77,83 @@ impl Modify for EveryOperation {
             .schema(ObjectBuilder::new().schema_type(Type::Integer))
             .description(Some("Seconds to wait before trying again"))
             .build();
+        let problem = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        PROBLEM_JSON,
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                BEARER,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(
+                            "An OpenID Connect ID token from the identity gateway (SPID, CIE, \
+                             eIDAS), or in embedded mode from `registro token`",
+                        ))
+                        .build(),
+                ),
+            );
+        for (path, item) in &mut openapi.paths.paths {
+            if !path.starts_with("/schools/") {
+                continue;
+            }
+            let has_body = item.post.is_some();
+            let operations = [&mut item.get, &mut item.post, &mut item.delete];
+            for (i, operation) in operations.into_iter().enumerate() {
+                let Some(operation) = operation else { continue };
+                operation.security =
+                    Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+                let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(description));
+                };
+                add("401", "No valid bearer token (`WWW-Authenticate` is set)");
+                add("403", "None of the caller's roles allows this");
+                add(
+                    "404",
+                    "No such resource, or one the caller may not know exists (another school's, \
+                     another family's)",
+                );
+                add(
+                    "503",
+                    "The service or the identity provider is unavailable; retry later",
+                );
+                if i == 0 {
+                    add(
+                        "429",
+                        "Too many reads with this token; `Retry-After` says when to retry",
+                    );
+                    add("400", "A malformed query");
+                } else {
+                    add("400", "A malformed body or `Idempotency-Key`");
+                    add(
+                        "422",
+                        "The body does not fit the schema, or the command breaks a rule (the \
+                         detail says which, in Italian), or the idempotency key was used by \
+                         another command",
+                    );
+                    if i == 1 && has_body {
+                        add("415", "The body is not JSON");
+                        add("413", "The body is too large");
+                    }
+                }
+            }
+        }
         for item in openapi.paths.paths.values_mut() {
             let operations = [
                 &mut item.get,
@@ -85,7 +175,7 @@ impl Modify for EveryOperation {
                         response
                             .headers
                             .insert(REQUEST_ID.to_owned(), request_id.clone());
-                        if status == "503" {
+                        if status == "503" || status == "429" {
                             response
                                 .headers
                                 .insert("retry-after".to_owned(), retry_after.clone());
@@ -97,15 +187,151 @@ impl Modify for EveryOperation {
     }
 }
 
-/// All routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi_json))
-        .route("/docs", get(docs_page))
-        .route("/.well-known/jwks.json", get(jwks))
+/// The name of the bearer security scheme in the OpenAPI document.
+const BEARER: &str = "bearer";
+
+/// Routes being mounted, each with its policy: the only way to mount a route, so none can be
+/// mounted without one.
+#[derive(Debug, Default)]
+pub struct Routes {
+    router: Router<AppState>,
+    rules: Vec<Rule>,
+}
+
+impl Routes {
+    /// Mounts `handler` at `method path`, callable as `access` says.
+    ///
+    /// # Panics
+    /// On a method axum cannot route, or the same method and path mounted twice (both are
+    /// programming errors found by every test that builds the API).
+    #[must_use]
+    pub fn add<H, T>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        #[allow(clippy::expect_used)] // a programming error, found by every test
+        let filter = MethodFilter::try_from(method.clone()).expect("a routable method");
+        self.router = self.router.route(path, on(filter, handler));
+        self.rules.push(Rule {
+            method,
+            path,
+            access,
+        });
+        self
+    }
+
+    /// The router and the policy of each of its routes.
+    pub fn into_parts(self) -> (Router<AppState>, Vec<Rule>) {
+        (self.router, self.rules)
+    }
+}
+
+/// A route for members holding `permission` on the resource named by the path.
+const fn member(permission: Permission, resource: ResourceKind) -> Access {
+    Access::Member {
+        permission,
+        resource,
+    }
+}
+
+/// All routes, each with its policy.
+pub fn routes() -> Routes {
+    use Permission as P;
+    use ResourceKind as R;
+    let (get, post, delete) = (Method::GET, Method::POST, Method::DELETE);
+    let manage = |r| member(P::ManageDirectory, r);
+    Routes::default()
+        .add(get.clone(), "/healthz", Access::Public, healthz)
+        .add(get.clone(), "/readyz", Access::Public, readyz)
+        .add(get.clone(), "/metrics", Access::Public, metrics_text)
+        .add(get.clone(), "/openapi.json", Access::Public, openapi_json)
+        .add(get.clone(), "/docs", Access::Public, docs_page)
+        .add(get.clone(), "/.well-known/jwks.json", Access::Public, jwks)
+        .add(
+            get.clone(),
+            "/schools/{school}/me",
+            member(P::ReadOwnProfile, R::School),
+            school::me,
+        )
+        .add(
+            post.clone(),
+            "/schools/{school}/people",
+            manage(R::School),
+            school::register_person,
+        )
+        .add(
+            post.clone(),
+            "/schools/{school}/people/{person}/roles",
+            manage(R::Person),
+            school::grant_role,
+        )
+        .add(
+            delete.clone(),
+            "/schools/{school}/people/{person}/roles/{role}",
+            manage(R::Person),
+            school::revoke_role,
+        )
+        .add(
+            post.clone(),
+            "/schools/{school}/students/{student}/guardians",
+            manage(R::Student),
+            school::link_guardian,
+        )
+        .add(
+            delete,
+            "/schools/{school}/students/{student}/guardians/{guardian}",
+            manage(R::Student),
+            school::unlink_guardian,
+        )
+        .add(
+            post.clone(),
+            "/schools/{school}/classes",
+            manage(R::School),
+            school::create_class,
+        )
+        .add(
+            post.clone(),
+            "/schools/{school}/classes/{class}/teachers",
+            manage(R::Class),
+            school::assign_teacher,
+        )
+        .add(
+            post,
+            "/schools/{school}/classes/{class}/students",
+            manage(R::Class),
+            school::enrol_student,
+        )
+        .add(
+            get.clone(),
+            "/schools/{school}/classes/{class}",
+            member(P::ReadClass, R::Class),
+            school::class_roster,
+        )
+        .add(
+            get.clone(),
+            "/schools/{school}/students/{student}",
+            member(P::ReadStudent, R::Student),
+            school::student_record,
+        )
+        .add(
+            get.clone(),
+            "/schools/{school}/students/{student}/access-log",
+            member(P::ReadStudentAccessLog, R::Student),
+            school::student_access_log,
+        )
+        .add(
+            get,
+            "/schools/{school}/access-log",
+            member(P::ReadAccessLog, R::School),
+            school::school_access_log,
+        )
 }
 
 /// The process is alive.
@@ -136,7 +362,7 @@ pub struct Readiness {
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process is alive", body = Health)))]
-async fn healthz() -> Json<Health> {
+pub(crate) async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 

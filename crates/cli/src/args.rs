@@ -37,6 +37,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Print a token of registro's local issuer (embedded mode, development, tests).
     Token(TokenArgs),
+    /// Register a person in a school as the software itself: how a new school gets its first
+    /// principal or secretary, who then register everyone else over the API.
+    AddPerson(AddPersonArgs),
 }
 
 /// Where the events live: the same flags for every subcommand that touches storage.
@@ -76,6 +79,65 @@ pub struct ServeArgs {
         value_parser = BoolishValueParser::new()
     )]
     pub migrate_on_start: bool,
+    /// Create (or find) a small demo school and print a token for one person of each role.
+    /// Uses the local token issuer; refused when an external identity provider is configured.
+    #[arg(long, env = "REGISTRO_DEMO", value_parser = BoolishValueParser::new())]
+    pub demo: bool,
+    /// Identity.
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+    /// Sustained reads a minute allowed per token; 0 turns the limit off.
+    #[arg(long, env = "REGISTRO_READ_RATE_LIMIT", default_value_t = 300)]
+    pub read_rate_limit: u32,
+    /// Reads per token allowed at once above the sustained rate.
+    #[arg(long, env = "REGISTRO_READ_BURST", default_value_t = 60)]
+    pub read_burst: u32,
+    /// Storage.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// The OpenID Connect provider (the identity gateway in front of SPID, CIE and eIDAS). Without
+/// an issuer, registro trusts only its local issuer (`registro token`).
+#[derive(Debug, Args, Clone)]
+pub struct OidcArgs {
+    /// The provider's issuer (`iss`), e.g. `https://gateway.example.it`.
+    #[arg(long, env = "REGISTRO_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// registro's client id at the provider: the `aud` tokens must carry. Required with an
+    /// issuer.
+    #[arg(long, env = "REGISTRO_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    pub oidc_audience: Option<String>,
+    /// Where the provider publishes its keys; found by OpenID Connect discovery when absent.
+    #[arg(long, env = "REGISTRO_OIDC_JWKS_URL", requires = "oidc_issuer")]
+    pub oidc_jwks_url: Option<String>,
+    /// The claim that carries the fiscal code (SPID's `TINIT-` prefix is removed).
+    #[arg(
+        long,
+        env = "REGISTRO_OIDC_FISCAL_CODE_CLAIM",
+        default_value = "https://attributes.eid.gov.it/fiscal_number"
+    )]
+    pub oidc_fiscal_code_claim: String,
+}
+
+/// `registro add-person`.
+#[derive(Debug, Args)]
+pub struct AddPersonArgs {
+    /// The school; a new school starts with its first person.
+    #[arg(long, env = "REGISTRO_SCHOOL")]
+    pub school: uuid::Uuid,
+    /// The person's fiscal code (codice fiscale).
+    #[arg(long)]
+    pub fiscal_code: String,
+    /// Cognome.
+    #[arg(long)]
+    pub family_name: String,
+    /// Nome.
+    #[arg(long)]
+    pub given_name: String,
+    /// The role: principal, secretary, teacher, guardian, student, auditor or admin.
+    #[arg(long)]
+    pub role: String,
     /// Storage.
     #[command(flatten)]
     pub storage: StorageArgs,

@@ -1,6 +1,7 @@
 //! The `registro` binary: it only wires configuration, the store and the API together.
 
 mod args;
+mod demo;
 
 use std::io::Write as _;
 use std::path::Path;
@@ -16,9 +17,11 @@ use registro_store::verify::{Verification, verify_school};
 use registro_store::{EventStore, MasterKey, StoreConfig, StoreLocation};
 use tracing_subscriber::EnvFilter;
 
-use args::{Cli, Command, ServeArgs, StorageArgs, TokenArgs, VerifyArgs};
-use registro_api::auth::LocalIssuer;
-use registro_domain::FiscalCode;
+use args::{AddPersonArgs, Cli, Command, OidcArgs, ServeArgs, StorageArgs, TokenArgs, VerifyArgs};
+use registro_api::auth::{HttpJwks, KeySet, LocalIssuer, TokenVerifier, VerifierConfig};
+use registro_api::ratelimit::RateLimit;
+use registro_domain::directory::DirectoryCommand;
+use registro_domain::{FiscalCode, PersonId, Role};
 
 /// The local token issuer's key file name in the data directory.
 const ISSUER_FILE: &str = "issuer.pem";
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
             Command::Migrate(args) => migrate(args).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(args) => verify(args).await,
             Command::Token(args) => token(&args).map(|()| ExitCode::SUCCESS),
+            Command::AddPerson(args) => add_person(args).await.map(|()| ExitCode::SUCCESS),
         }
     });
     result.unwrap_or_else(|e| fail(&e))
@@ -205,18 +209,121 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = open_for_serving(&args.storage, args.migrate_on_start).await?;
     tracing::info!(backend = store.backend().as_str(), "store open");
-    // No external identity provider can be configured yet: the local issuer's keys are served.
-    let issuer = local_issuer(&args.storage.data_dir)?;
+    let (verifier, local_jwks, issuer) = identity(&args.oidc, &args.storage.data_dir).await?;
     let app = registro_api::build(
         registro_api::ApiConfig {
             listen: args.listen,
-            local_jwks: Some(issuer.jwks()),
+            local_jwks,
+            verifier,
+            read_limit: RateLimit {
+                per_minute: args.read_rate_limit,
+                burst: args.read_burst,
+            },
         },
-        store,
+        Arc::clone(&store),
     )
     .await
     .with_context(|| format!("listening on {}", args.listen))?;
+    if args.demo {
+        let issuer =
+            issuer.context("--demo needs the local token issuer: leave out --oidc-issuer")?;
+        print_demo(store.as_ref(), &issuer, app.port()).await?;
+    }
     app.run_until_stopped(shutdown_signal()).await
+}
+
+/// The token verifier: the identity provider's when one is configured (its keys fetched over
+/// HTTPS), otherwise the local issuer's, whose keys are then served and which is returned.
+async fn identity(
+    oidc: &OidcArgs,
+    data_dir: &Path,
+) -> anyhow::Result<(
+    TokenVerifier,
+    Option<registro_api::auth::JwkSet>,
+    Option<LocalIssuer>,
+)> {
+    let Some(issuer_url) = &oidc.oidc_issuer else {
+        let issuer = local_issuer(data_dir)?;
+        let verifier = TokenVerifier::new(
+            LocalIssuer::verifier_config(),
+            Arc::new(KeySet::new(Arc::new(issuer.clone()))),
+        );
+        return Ok((verifier, Some(issuer.jwks()), Some(issuer)));
+    };
+    let audience = oidc
+        .oidc_audience
+        .clone()
+        .context("--oidc-audience (REGISTRO_OIDC_AUDIENCE) is required with --oidc-issuer")?;
+    let source = match &oidc.oidc_jwks_url {
+        Some(url) => HttpJwks::new(url)?,
+        None => HttpJwks::discover(issuer_url)
+            .await
+            .with_context(|| format!("OpenID Connect discovery at {issuer_url}"))?,
+    };
+    tracing::info!(issuer = %issuer_url, jwks = source.url(), "trusting the identity provider");
+    let config = VerifierConfig {
+        issuer: issuer_url.clone(),
+        audience,
+        fiscal_code_claim: oidc.oidc_fiscal_code_claim.clone(),
+        leeway: std::time::Duration::from_secs(60),
+    };
+    Ok((
+        TokenVerifier::new(config, Arc::new(KeySet::new(Arc::new(source)))),
+        None,
+        None,
+    ))
+}
+
+/// Creates or finds the demo school and prints its tokens.
+async fn print_demo(store: &dyn EventStore, issuer: &LocalIssuer, port: u16) -> anyhow::Result<()> {
+    let tokens = demo::ensure(store, issuer).await?;
+    let school = demo::SCHOOL;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Demo school {school}: one token per role, valid for 12 hours."
+    )?;
+    for (who, token) in &tokens {
+        writeln!(out, "\n# {who}\n{token}")?;
+    }
+    writeln!(
+        out,
+        "\nTry: curl -H \"Authorization: Bearer <token>\" http://127.0.0.1:{port}/schools/{school}/me"
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `registro add-person`: registers a person as the software itself.
+async fn add_person(args: AddPersonArgs) -> anyhow::Result<()> {
+    let fiscal_code =
+        FiscalCode::parse(&args.fiscal_code).map_err(|e| anyhow::anyhow!("--fiscal-code: {e}"))?;
+    let role: Role = args
+        .role
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+    let store = open_for_serving(&args.storage, true).await?;
+    let person = PersonId::new();
+    let command = DirectoryCommand::Register {
+        person,
+        fiscal_code,
+        family_name: args.family_name,
+        given_name: args.given_name,
+        role,
+    };
+    let outcome = registro_api::directory::execute_as_system(
+        store.as_ref(),
+        SchoolId::from_uuid(args.school),
+        &command,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    writeln!(
+        std::io::stdout(),
+        "{person} (school_seq {})",
+        outcome.last_seq
+    )?;
+    Ok(())
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -4,6 +4,7 @@
 //! This crate is synchronous and does no IO: outside facts are looked up by the caller and put
 //! into the command, so that replaying events is deterministic.
 
+pub mod access;
 pub mod directory;
 pub mod fiscal_code;
 pub mod ids;

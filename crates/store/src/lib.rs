@@ -47,11 +47,15 @@ pub use seal::MasterKey;
 /// The most events one read returns; larger `limit`s are lowered to this.
 pub const MAX_PAGE: usize = 10_000;
 
+/// What an idempotency record holds: the request's fingerprint, the stream version, and the
+/// first and last `school_seq` of the append.
+type IdempotencyRecord = (Vec<u8>, i64, i64, i64);
+
 /// The outcome stored with an idempotency key, as a replay, if its fingerprint matches.
 fn stored_replay(
     key: &IdempotencyKey,
     fingerprint: &[u8; 32],
-    stored: Option<(Vec<u8>, i64, i64, i64)>,
+    stored: Option<IdempotencyRecord>,
 ) -> Result<Option<AppendOutcome>, StoreError> {
     let Some((stored_fp, version, first, last)) = stored else {
         return Ok(None);

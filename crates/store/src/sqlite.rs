@@ -192,7 +192,7 @@ fn idempotency_record(
     conn: &Connection,
     school: &str,
     key: &IdempotencyKey,
-) -> Result<Option<(Vec<u8>, i64, i64, i64)>, StoreError> {
+) -> Result<Option<crate::IdempotencyRecord>, StoreError> {
     conn.query_row(
         "SELECT fingerprint, stream_version, first_seq, last_seq FROM idempotency_keys \
          WHERE school_id = ?1 AND key = ?2",

@@ -116,8 +116,22 @@ impl LocalIssuer {
         fiscal_code: &FiscalCode,
         ttl: Duration,
     ) -> anyhow::Result<String> {
+        self.issue_with(Some(school), fiscal_code, ttl)
+    }
+
+    /// As [`LocalIssuer::issue`], optionally without the school claim: such a token is shaped
+    /// like the identity gateway's, which names no school (the request's path does).
+    ///
+    /// # Errors
+    /// When signing fails.
+    pub fn issue_with(
+        &self,
+        school: Option<SchoolId>,
+        fiscal_code: &FiscalCode,
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-        let claims = json!({
+        let mut claims = json!({
             "iss": LOCAL_ISSUER,
             "aud": LOCAL_AUDIENCE,
             "sub": fiscal_code.as_str(),
@@ -125,14 +139,25 @@ impl LocalIssuer {
             "nbf": now,
             "exp": now + ttl.as_secs(),
             SPID_FISCAL_NUMBER: format!("TINIT-{fiscal_code}"),
-            SCHOOL_CLAIM: school.to_string(),
         });
+        if let Some(school) = school {
+            claims[SCHOOL_CLAIM] = json!(school.to_string());
+        }
+        self.sign(&claims)
+    }
+
+    /// Signs `claims` as they are (ES256, with this key's `kid`): for tests that need tokens
+    /// of any shape, including wrong ones.
+    ///
+    /// # Errors
+    /// When signing fails.
+    pub fn sign(&self, claims: &serde_json::Value) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         let der = self.secret.to_pkcs8_der()?;
         Ok(encode(
             &header,
-            &claims,
+            claims,
             &EncodingKey::from_ec_der(der.as_bytes()),
         )?)
     }

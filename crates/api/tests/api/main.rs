@@ -2,8 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod authorization;
+mod world;
+
 use std::sync::Arc;
 
+use registro_api::auth::{KeySet, LocalIssuer, TokenVerifier};
+use registro_api::ratelimit::RateLimit;
 use registro_api::{ApiConfig, ApiDoc, build};
 use registro_store::postgres::PgStore;
 use registro_store::sqlite::SqliteStore;
@@ -33,11 +38,30 @@ impl TestApp {
     }
 }
 
+/// A verifier that trusts `issuer`'s tokens.
+fn verifier_for(issuer: &LocalIssuer) -> TokenVerifier {
+    TokenVerifier::new(
+        LocalIssuer::verifier_config(),
+        Arc::new(KeySet::new(Arc::new(issuer.clone()))),
+    )
+}
+
 async fn spawn(store: Arc<dyn EventStore>) -> (String, oneshot::Sender<()>) {
+    spawn_with(store, &LocalIssuer::generate(), RateLimit::default()).await
+}
+
+/// The API over `store`, trusting `issuer`, with the read limit `limit`.
+async fn spawn_with(
+    store: Arc<dyn EventStore>,
+    issuer: &LocalIssuer,
+    limit: RateLimit,
+) -> (String, oneshot::Sender<()>) {
     let app = build(
         ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             local_jwks: None,
+            verifier: verifier_for(issuer),
+            read_limit: limit,
         },
         store,
     )
@@ -194,21 +218,34 @@ async fn openapi_is_3_1_and_describes_every_route() {
         "#/components/schemas/Problem"
     );
     assert!(spec["components"]["schemas"]["Problem"]["properties"]["status"].is_object());
-    // What every operation can answer: a 500 problem, and the request id on every response.
+    // What every operation can answer: a 500 problem, and the request id on every response;
+    // the school's routes also need a bearer token and answer 401, 403 and 404.
     for (path, item) in spec["paths"].as_object().unwrap() {
-        let responses = item["get"]["responses"].as_object().unwrap();
-        assert_eq!(
-            responses["500"]["content"]["application/problem+json"]["schema"]["$ref"],
-            "#/components/schemas/Problem",
-            "{path}"
-        );
-        for (status, response) in responses {
-            assert!(
-                response["headers"]["x-request-id"].is_object(),
-                "{path} {status} lacks x-request-id"
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            assert_eq!(
+                responses["500"]["content"]["application/problem+json"]["schema"]["$ref"],
+                "#/components/schemas/Problem",
+                "{method} {path}"
             );
+            for (status, response) in responses {
+                assert!(
+                    response["headers"]["x-request-id"].is_object(),
+                    "{method} {path} {status} lacks x-request-id"
+                );
+            }
+            if path.starts_with("/schools/") {
+                assert_eq!(operation["security"][0]["bearer"], serde_json::json!([]));
+                for status in ["401", "403", "404"] {
+                    assert!(responses.contains_key(status), "{method} {path} {status}");
+                }
+            }
         }
     }
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
 }
 
 /// The served spec equals the committed snapshot, so that every change to the API is seen in
@@ -333,7 +370,7 @@ async fn request_ids_are_echoed_when_sane_and_generated_otherwise() {
 
 #[tokio::test]
 async fn the_local_issuers_keys_are_published_only_when_it_is_in_use() {
-    use registro_api::auth::{JwkSet, KeySet, LocalIssuer, TokenVerifier};
+    use registro_api::auth::JwkSet;
     let without = spawn_sqlite(true).await;
     assert_problem(without.get("/.well-known/jwks.json").await, 404).await;
 
@@ -347,6 +384,8 @@ async fn the_local_issuers_keys_are_published_only_when_it_is_in_use() {
         ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             local_jwks: Some(issuer.jwks()),
+            verifier: verifier_for(&issuer),
+            read_limit: RateLimit::default(),
         },
         Arc::new(store),
     )

@@ -1,0 +1,428 @@
+//! The authorisation policy: one place that says who may do what to which resource.
+//!
+//! Every route is mounted together with its [`Access`] ([`crate::routes::Routes::add`]): there
+//! is no other way to mount one, so a route without a declared policy cannot exist, and
+//! [`check_documented`] refuses to start when a mounted route and the OpenAPI document
+//! disagree. Requests are authorised by [`decide`] from the school's directory (people, roles,
+//! guardian links, teacher assignments, enrolments), a read model kept current by the events.
+//!
+//! **403 or 404.** A caller who may not know that a resource exists gets 404, exactly as if it
+//! did not exist: another school's anything; a student who is not the caller's child, pupil or
+//! self; a class the teacher does not teach. A caller who may see the resource but lacks the
+//! permission for the action, in every role they hold, gets 403 (a guardian calling a
+//! secretary's command, an auditor reading a student's record): that the route exists is public
+//! (it is in the OpenAPI document), so the 403 reveals nothing. See `docs/authorization.md`.
+
+use std::collections::BTreeSet;
+
+use axum::http::Method;
+use registro_domain::directory::Directory;
+use registro_domain::{ClassId, PersonId, Role};
+use serde::Serialize;
+
+/// What an action needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Read one's own profile in the school: any member.
+    ReadOwnProfile,
+    /// Change the directory (people, roles, guardian links, classes, assignments, enrolments):
+    /// principal and secretary.
+    ManageDirectory,
+    /// Read a student's record: principal and secretary; the student's teachers, guardians, and
+    /// the student.
+    ReadStudent,
+    /// Read a class and its roster: principal and secretary; the class's teachers.
+    ReadClass,
+    /// Read who accessed a student's data: principal and auditor; the student's guardians and
+    /// the student.
+    ReadStudentAccessLog,
+    /// Query the school's whole access log: principal and auditor.
+    ReadAccessLog,
+}
+
+impl Permission {
+    /// Every permission.
+    pub const ALL: [Permission; 6] = [
+        Permission::ReadOwnProfile,
+        Permission::ManageDirectory,
+        Permission::ReadStudent,
+        Permission::ReadClass,
+        Permission::ReadStudentAccessLog,
+        Permission::ReadAccessLog,
+    ];
+
+    /// Whether `role` holds this permission for some resource of its school.
+    #[must_use]
+    pub fn held_by(self, role: Role) -> bool {
+        use Permission as P;
+        use Role as R;
+        match self {
+            P::ReadOwnProfile => role != R::System,
+            P::ManageDirectory => matches!(role, R::Principal | R::Secretary),
+            P::ReadStudent => matches!(
+                role,
+                R::Principal | R::Secretary | R::Teacher | R::Guardian | R::Student
+            ),
+            P::ReadClass => matches!(role, R::Principal | R::Secretary | R::Teacher),
+            P::ReadStudentAccessLog => {
+                matches!(role, R::Principal | R::Auditor | R::Guardian | R::Student)
+            }
+            P::ReadAccessLog => matches!(role, R::Principal | R::Auditor),
+        }
+    }
+}
+
+/// The kind of resource a route touches, named by its path parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    /// The school itself (`{school}`).
+    School,
+    /// A person of the school (`{person}`), as the directory's managers see them.
+    Person,
+    /// A student (`{student}`).
+    Student,
+    /// A class (`{class}`).
+    Class,
+}
+
+impl ResourceKind {
+    /// The path parameter that names the resource.
+    #[must_use]
+    pub const fn parameter(self) -> &'static str {
+        match self {
+            Self::School => "school",
+            Self::Person => "person",
+            Self::Student => "student",
+            Self::Class => "class",
+        }
+    }
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without a token (health, metrics, the API's description, the local JWKS).
+    Public,
+    /// A member of the school in the path holding `permission` for the resource.
+    Member {
+        /// The permission needed.
+        permission: Permission,
+        /// The resource it is checked against.
+        resource: ResourceKind,
+    },
+}
+
+/// A mounted route and its policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// The method.
+    pub method: Method,
+    /// The path template, as axum and OpenAPI write it (`/schools/{school}/me`).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+}
+
+/// The resource a request touches, its id read from the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The school.
+    School,
+    /// A person.
+    Person(PersonId),
+    /// A student.
+    Student(PersonId),
+    /// A class.
+    Class(ClassId),
+}
+
+/// The outcome of authorisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed, acting in this role (the first of the caller's roles that allows it, in
+    /// [`Role::ALL`] order).
+    Allow(Role),
+    /// 403: none of the caller's roles holds the permission.
+    Forbidden,
+    /// 404: the caller may not know the resource exists.
+    Hidden,
+}
+
+/// Whether `role` allows `caller` `permission` on `target`.
+fn allows(
+    dir: &Directory,
+    caller: PersonId,
+    role: Role,
+    permission: Permission,
+    target: Target,
+) -> bool {
+    use Permission as P;
+    use Role as R;
+    if !permission.held_by(role) {
+        return false;
+    }
+    match (permission, role, target) {
+        // School-wide for the principal and the secretary, and for what needs no resource.
+        (_, R::Principal | R::Secretary, _) | (P::ReadOwnProfile | P::ReadAccessLog, _, _) => true,
+        (P::ReadStudentAccessLog, R::Auditor, Target::Student(_)) => true,
+        (P::ReadStudent, R::Teacher, Target::Student(s)) => dir.teaches_student(caller, s),
+        (P::ReadClass, R::Teacher, Target::Class(c)) => dir.teaches_class(caller, c),
+        (P::ReadStudent | P::ReadStudentAccessLog, R::Guardian, Target::Student(s)) => {
+            dir.is_linked(caller, s)
+        }
+        (P::ReadStudent | P::ReadStudentAccessLog, R::Student, Target::Student(s)) => s == caller,
+        _ => false,
+    }
+}
+
+/// Decides whether `caller`, holding `roles` in the school, may use `permission` on `target`.
+#[must_use]
+pub fn decide(
+    dir: &Directory,
+    caller: PersonId,
+    roles: &BTreeSet<Role>,
+    permission: Permission,
+    target: Target,
+) -> Decision {
+    if let Some(role) = Role::ALL
+        .into_iter()
+        .filter(|r| roles.contains(r))
+        .find(|r| allows(dir, caller, *r, permission, target))
+    {
+        return Decision::Allow(role);
+    }
+    if roles.iter().any(|r| permission.held_by(*r)) {
+        Decision::Hidden
+    } else {
+        Decision::Forbidden
+    }
+}
+
+/// Checks that the mounted routes and the OpenAPI document name the same operations, so that
+/// nothing is served that the policy table and the documentation do not both know.
+///
+/// # Errors
+/// A description of every difference.
+pub fn check_documented(rules: &[Rule], doc: &utoipa::openapi::OpenApi) -> Result<(), String> {
+    let mounted: BTreeSet<(String, String)> = rules
+        .iter()
+        .map(|r| (r.method.as_str().to_owned(), r.path.to_owned()))
+        .collect();
+    let mut documented = BTreeSet::new();
+    for (path, item) in &doc.paths.paths {
+        let ops = [
+            ("GET", &item.get),
+            ("PUT", &item.put),
+            ("POST", &item.post),
+            ("DELETE", &item.delete),
+            ("PATCH", &item.patch),
+            ("HEAD", &item.head),
+            ("OPTIONS", &item.options),
+            ("TRACE", &item.trace),
+        ];
+        for (method, op) in ops {
+            if op.is_some() {
+                documented.insert((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for (m, p) in mounted.difference(&documented) {
+        problems.push(format!(
+            "{m} {p} is mounted but not in the OpenAPI document"
+        ));
+    }
+    for (m, p) in documented.difference(&mounted) {
+        problems.push(format!(
+            "{m} {p} is documented but not mounted with a policy"
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use registro_domain::directory::{DirectoryCommand, decide as decide_cmd, evolve};
+    use registro_domain::{ClassId, FiscalCode};
+
+    use super::*;
+
+    fn code(date: &str) -> FiscalCode {
+        FiscalCode::with_check_character(&format!("XXXYYY{date}Z999")).unwrap()
+    }
+
+    fn run(dir: &mut Directory, command: DirectoryCommand) {
+        for e in decide_cmd(dir, &command).unwrap() {
+            evolve(dir, &e);
+        }
+    }
+
+    fn register(dir: &mut Directory, date: &str, role: Role) -> PersonId {
+        let person = PersonId::new();
+        run(
+            dir,
+            DirectoryCommand::Register {
+                person,
+                fiscal_code: code(date),
+                family_name: "Rossi".into(),
+                given_name: "Anna".into(),
+                role,
+            },
+        );
+        person
+    }
+
+    #[test]
+    fn guardians_teachers_and_students_see_only_their_own() {
+        let mut dir = Directory::default();
+        let teacher = register(&mut dir, "70A01", Role::Teacher);
+        let guardian = register(&mut dir, "71A01", Role::Guardian);
+        let child = register(&mut dir, "10A01", Role::Student);
+        let other = register(&mut dir, "10A02", Role::Student);
+        let (class, other_class) = (ClassId::new(), ClassId::new());
+        for (c, name) in [(class, "1A"), (other_class, "1B")] {
+            run(
+                &mut dir,
+                DirectoryCommand::CreateClass {
+                    class: c,
+                    name: name.into(),
+                },
+            );
+        }
+        run(
+            &mut dir,
+            DirectoryCommand::AssignTeacher {
+                teacher,
+                class,
+                subject: "Storia".into(),
+            },
+        );
+        run(
+            &mut dir,
+            DirectoryCommand::EnrolStudent {
+                student: child,
+                class,
+            },
+        );
+        run(
+            &mut dir,
+            DirectoryCommand::EnrolStudent {
+                student: other,
+                class: other_class,
+            },
+        );
+        run(
+            &mut dir,
+            DirectoryCommand::LinkGuardian {
+                guardian,
+                student: child,
+            },
+        );
+        let roles = |r: Role| BTreeSet::from([r]);
+        let read = |who, role, s| decide(&dir, who, &roles(role), Permission::ReadStudent, s);
+        for (who, role) in [
+            (teacher, Role::Teacher),
+            (guardian, Role::Guardian),
+            (child, Role::Student),
+        ] {
+            assert_eq!(
+                read(who, role, Target::Student(child)),
+                Decision::Allow(role)
+            );
+            assert_eq!(read(who, role, Target::Student(other)), Decision::Hidden);
+        }
+        assert_eq!(
+            decide(
+                &dir,
+                teacher,
+                &roles(Role::Teacher),
+                Permission::ReadClass,
+                Target::Class(other_class)
+            ),
+            Decision::Hidden
+        );
+        // An auditor never reads a record, and a guardian never manages the directory.
+        let auditor = PersonId::new();
+        assert_eq!(
+            read(auditor, Role::Auditor, Target::Student(child)),
+            Decision::Forbidden
+        );
+        assert_eq!(
+            decide(
+                &dir,
+                guardian,
+                &roles(Role::Guardian),
+                Permission::ManageDirectory,
+                Target::School
+            ),
+            Decision::Forbidden
+        );
+        // A teacher who is also a guardian acts in the first role that allows it.
+        let both = BTreeSet::from([Role::Teacher, Role::Guardian]);
+        assert_eq!(
+            decide(
+                &dir,
+                teacher,
+                &both,
+                Permission::ReadStudentAccessLog,
+                Target::Student(child)
+            ),
+            Decision::Hidden
+        );
+    }
+
+    #[test]
+    fn only_principals_and_secretaries_manage_the_directory() {
+        let dir = Directory::default();
+        for role in Role::ALL {
+            let expected = matches!(role, Role::Principal | Role::Secretary);
+            assert_eq!(
+                Permission::ManageDirectory.held_by(role),
+                expected,
+                "{role}"
+            );
+            let decision = decide(
+                &dir,
+                PersonId::new(),
+                &BTreeSet::from([role]),
+                Permission::ManageDirectory,
+                Target::School,
+            );
+            assert_eq!(decision == Decision::Allow(role), expected, "{role}");
+        }
+    }
+
+    #[test]
+    fn mounted_and_documented_routes_must_agree() {
+        #[derive(utoipa::OpenApi)]
+        #[openapi(paths(crate::routes::healthz))]
+        struct Doc;
+        let healthz = Rule {
+            method: Method::GET,
+            path: "/healthz",
+            access: Access::Public,
+        };
+        let doc = <Doc as utoipa::OpenApi>::openapi();
+        assert_eq!(
+            check_documented(std::slice::from_ref(&healthz), &doc),
+            Ok(())
+        );
+        let undocumented = Rule {
+            method: Method::POST,
+            path: "/healthz",
+            access: Access::Public,
+        };
+        let err = check_documented(&[healthz, undocumented], &doc).unwrap_err();
+        assert!(err.contains("POST /healthz is mounted"), "{err}");
+        let err = check_documented(&[], &doc).unwrap_err();
+        assert!(
+            err.contains("GET /healthz is documented but not mounted"),
+            "{err}"
+        );
+    }
+}

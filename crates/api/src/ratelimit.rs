@@ -1,0 +1,144 @@
+//! Rate limits on reads, per bearer token: a generic cell rate algorithm (GCRA), which allows a
+//! burst and then a steady rate, and tells a refused client exactly when to come back.
+//!
+//! Memory is bounded: when the table grows past [`MAX_KEYS`] the entries whose allowance has
+//! fully recovered (they are the same as absent) are dropped first, then, if still too many,
+//! every entry (a brief amnesty is better than unbounded growth).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The most tokens tracked at once.
+pub const MAX_KEYS: usize = 100_000;
+
+/// How fast a token may read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per minute, sustained; 0 turns the limit off.
+    pub per_minute: u32,
+    /// Requests allowed at once above the sustained rate.
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    /// 300 reads a minute (5 a second) with bursts of 60: far above what a person or a family
+    /// app needs, low enough to stop scraping.
+    fn default() -> Self {
+        Self {
+            per_minute: 300,
+            burst: 60,
+        }
+    }
+}
+
+/// A rate limiter keyed by a token digest.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: RateLimit,
+    /// Each key's theoretical arrival time: the request is allowed when it is at most
+    /// `tolerance` in the future.
+    keys: Mutex<HashMap<[u8; 32], Instant>>,
+}
+
+impl RateLimiter {
+    /// A limiter enforcing `limit`.
+    #[must_use]
+    pub fn new(limit: RateLimit) -> Self {
+        Self {
+            limit,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_secs(60) / self.limit.per_minute.max(1)
+    }
+
+    /// Takes one request for `key` at `now`: `Ok` when allowed, or how long to wait.
+    ///
+    /// # Errors
+    /// The time after which the request would be allowed.
+    pub fn check(&self, key: [u8; 32], now: Instant) -> Result<(), Duration> {
+        if self.limit.per_minute == 0 {
+            return Ok(());
+        }
+        let interval = self.interval();
+        let tolerance = interval * self.limit.burst;
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.len() >= MAX_KEYS && !keys.contains_key(&key) {
+            keys.retain(|_, tat| *tat > now);
+            if keys.len() >= MAX_KEYS {
+                keys.clear();
+            }
+        }
+        let tat = keys.get(&key).copied().unwrap_or(now).max(now);
+        let allowed_at = tat.checked_sub(tolerance).unwrap_or(now);
+        if allowed_at > now {
+            return Err(allowed_at - now);
+        }
+        keys.insert(key, tat + interval);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_passes_then_the_steady_rate_and_the_wait_is_exact() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_minute: 60,
+            burst: 3,
+        });
+        let start = Instant::now();
+        let key = [1; 32];
+        // A burst of 1 + 3 at the same instant.
+        for _ in 0..4 {
+            assert_eq!(limiter.check(key, start), Ok(()));
+        }
+        let wait = limiter.check(key, start).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(1));
+        // Another token is not affected.
+        assert_eq!(limiter.check([2; 32], start), Ok(()));
+        // After the wait, exactly one more.
+        let later = start + wait;
+        assert_eq!(limiter.check(key, later), Ok(()));
+        assert!(limiter.check(key, later).is_err());
+        // After a long pause the whole burst is back.
+        let much_later = later + Duration::from_secs(60);
+        for _ in 0..4 {
+            assert_eq!(limiter.check(key, much_later), Ok(()));
+        }
+        assert!(limiter.check(key, much_later).is_err());
+    }
+
+    #[test]
+    fn zero_turns_the_limit_off() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_minute: 0,
+            burst: 0,
+        });
+        let now = Instant::now();
+        for _ in 0..1000 {
+            assert_eq!(limiter.check([0; 32], now), Ok(()));
+        }
+    }
+
+    #[test]
+    fn the_table_stays_bounded() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_minute: 60,
+            burst: 0,
+        });
+        let now = Instant::now();
+        for i in 0..=MAX_KEYS {
+            let mut key = [0; 32];
+            key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let _ = limiter.check(key, now);
+        }
+        let len = limiter.keys.lock().unwrap().len();
+        assert!(len <= MAX_KEYS, "{len}");
+    }
+}

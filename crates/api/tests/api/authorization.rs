@@ -1,0 +1,781 @@
+//! Authorisation over real HTTP on real stores: the generated matrix of `docs/authorization.md`,
+//! bad tokens, the read-access log, idempotent commands, rate limits, an external provider.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use registro_api::ApiDoc;
+use registro_api::auth::{LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer};
+use registro_api::ratelimit::RateLimit;
+use registro_domain::{Role, SchoolId};
+use reqwest::Method;
+use serde_json::{Value, json};
+use utoipa::OpenApi as _;
+
+use crate::world::{ROLES, World};
+
+/// The three kinds of target of `docs/authorization.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Own,
+    Other,
+    Foreign,
+}
+
+const TARGETS: [Target; 3] = [Target::Own, Target::Other, Target::Foreign];
+
+/// One row of the policy table: the route and, per role, the status for each target (`None`
+/// where the route names no such target).
+#[derive(Debug)]
+struct Row {
+    method: Method,
+    path: String,
+    expected: Vec<[Option<u16>; 3]>,
+}
+
+/// The policy table and the public routes, read from `docs/authorization.md`.
+fn policy_table() -> (Vec<Row>, Vec<(Method, String)>) {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/authorization.md"),
+    )
+    .unwrap();
+    let (mut rows, mut public) = (Vec::new(), Vec::new());
+    for line in doc.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let route = cells[0].trim_matches('`');
+        if cells.len() != 1 + ROLES.len() && cells[1] != "public" {
+            continue; // another table (the access log's)
+        }
+        let (method, path) = route.split_once(' ').unwrap();
+        let method: Method = method.parse().unwrap();
+        if cells[1] == "public" {
+            public.push((method, path.to_owned()));
+            continue;
+        }
+        let expected = cells[1..]
+            .iter()
+            .map(|cell| {
+                let parts: Vec<Option<u16>> = cell
+                    .split('/')
+                    .map(|p| match p.trim() {
+                        "-" => None,
+                        n => Some(n.parse().unwrap_or_else(|_| panic!("{n:?} in {line}"))),
+                    })
+                    .collect();
+                <[Option<u16>; 3]>::try_from(parts).unwrap()
+            })
+            .collect();
+        rows.push(Row {
+            method,
+            path: path.to_owned(),
+            expected,
+        });
+    }
+    (rows, public)
+}
+
+/// Every operation of the OpenAPI document, as `METHOD path`.
+fn documented_operations() -> BTreeSet<String> {
+    let spec = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    let mut ops = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            ops.insert(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    ops
+}
+
+/// The request that exercises `row` as `role` on `target`: the path and the body, with whatever
+/// it needs made fresh first (so that each call can succeed when the policy allows it).
+async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>) {
+    let school = if target == Target::Foreign { w.b } else { w.a };
+    let student = match target {
+        Target::Own => w.x,
+        Target::Other => w.y,
+        Target::Foreign => w.z,
+    };
+    let class = match target {
+        Target::Own => w.c1,
+        Target::Other => w.c2,
+        Target::Foreign => w.c3,
+    };
+    let s = format!("/schools/{school}");
+    let fresh = w.code();
+    match (row.method.as_str(), row.path.as_str()) {
+        ("GET", "/schools/{school}/me") => (format!("{s}/me"), None),
+        ("POST", "/schools/{school}/people") => (
+            format!("{s}/people"),
+            Some(
+                json!({"fiscal_code": fresh.as_str(), "family_name": "Nuova",
+                "given_name": "Persona", "role": "guardian"}),
+            ),
+        ),
+        ("POST", "/schools/{school}/people/{person}/roles") => {
+            let person = w.register(school, Role::Guardian).await;
+            (
+                format!("{s}/people/{person}/roles"),
+                Some(json!({"role": "auditor"})),
+            )
+        }
+        ("DELETE", "/schools/{school}/people/{person}/roles/{role}") => {
+            let person = w.register(school, Role::Guardian).await;
+            w.run(
+                school,
+                registro_domain::directory::DirectoryCommand::GrantRole {
+                    person,
+                    role: Role::Auditor,
+                },
+            )
+            .await;
+            (format!("{s}/people/{person}/roles/auditor"), None)
+        }
+        ("POST", "/schools/{school}/students/{student}/guardians") => {
+            let guardian = w.register(school, Role::Guardian).await;
+            (
+                format!("{s}/students/{student}/guardians"),
+                Some(json!({"guardian": guardian})),
+            )
+        }
+        ("DELETE", "/schools/{school}/students/{student}/guardians/{guardian}") => {
+            let guardian = w.register(school, Role::Guardian).await;
+            w.link(school, guardian, student).await;
+            (format!("{s}/students/{student}/guardians/{guardian}"), None)
+        }
+        ("POST", "/schools/{school}/classes") => (
+            format!("{s}/classes"),
+            Some(json!({"name": format!("Classe {fresh}")})),
+        ),
+        ("POST", "/schools/{school}/classes/{class}/teachers") => {
+            // A new teacher: the callers' own assignments stay as the world made them.
+            let teacher = w.register(school, Role::Teacher).await;
+            (
+                format!("{s}/classes/{class}/teachers"),
+                Some(json!({"teacher": teacher, "subject": format!("Materia {fresh}")})),
+            )
+        }
+        ("POST", "/schools/{school}/classes/{class}/students") => {
+            let new_student = w.register(school, Role::Student).await;
+            (
+                format!("{s}/classes/{class}/students"),
+                Some(json!({"student": new_student})),
+            )
+        }
+        ("GET", "/schools/{school}/classes/{class}") => (format!("{s}/classes/{class}"), None),
+        ("GET", "/schools/{school}/students/{student}") => {
+            (format!("{s}/students/{student}"), None)
+        }
+        ("GET", "/schools/{school}/students/{student}/access-log") => {
+            (format!("{s}/students/{student}/access-log"), None)
+        }
+        ("GET", "/schools/{school}/access-log") => (format!("{s}/access-log"), None),
+        (m, p) => panic!(
+            "{m} {p} is in docs/authorization.md but this test cannot exercise it: add it to \
+             `prepare`"
+        ),
+    }
+}
+
+/// The generated authorisation matrix: every route the API serves (from its OpenAPI document,
+/// which the service checks at start against the routes actually mounted) must have a row in
+/// `docs/authorization.md`, and every role on every target gets exactly the answer written
+/// there.
+///
+/// How it was checked that it can fail: deleting the `GET /schools/{school}/me` row from the doc
+/// makes it fail with "served but not in docs/authorization.md: [\"GET /schools/{school}/me\"]";
+/// changing one cell (a teacher reading another student: 404 to 200) makes it fail naming the
+/// route, the role, the target and the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_table_holds_for_every_route_role_and_target() {
+    let (rows, public) = policy_table();
+    let in_doc: BTreeSet<String> = rows
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .chain(public.iter().map(|(m, p)| format!("{m} {p}")))
+        .collect();
+    let served = documented_operations();
+    let missing: Vec<_> = served.difference(&in_doc).collect();
+    assert!(
+        missing.is_empty(),
+        "served but not in docs/authorization.md: {missing:?}"
+    );
+    let extra: Vec<_> = in_doc.difference(&served).collect();
+    assert!(
+        extra.is_empty(),
+        "in docs/authorization.md but not served: {extra:?}"
+    );
+
+    let w = World::sqlite(RateLimit {
+        per_minute: 0,
+        burst: 0,
+    })
+    .await;
+    for (method, path) in &public {
+        let r = w.call(method.clone(), path, None, None).await;
+        assert!(
+            r.status() != 401 && r.status() != 403 && !r.status().is_server_error(),
+            "{method} {path} is public but answered {}",
+            r.status()
+        );
+    }
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for row in &rows {
+        for (role, expected) in ROLES.iter().zip(&row.expected) {
+            let token = w.token(*role);
+            for (target, expected) in TARGETS.iter().zip(expected) {
+                let Some(expected) = expected else { continue };
+                let (path, body) = prepare(&w, row, *target).await;
+                let r = w
+                    .call(row.method.clone(), &path, Some(&token), body.as_ref())
+                    .await;
+                let status = r.status().as_u16();
+                if status >= 400 {
+                    assert_eq!(
+                        r.headers()["content-type"],
+                        "application/problem+json",
+                        "{} {path}",
+                        row.method
+                    );
+                }
+                if status != *expected {
+                    let text = r.text().await.unwrap_or_default();
+                    failures.push(format!(
+                        "{} {} as {role} on {target:?}: expected {expected}, got {status} {text}",
+                        row.method, row.path
+                    ));
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(checked >= rows.len() * ROLES.len() * 2, "{checked}");
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Claims of a valid local token for `code`.
+fn claims(w: &World, role: Role) -> Value {
+    let now = now();
+    json!({
+        "iss": LOCAL_ISSUER, "aud": LOCAL_AUDIENCE, "sub": "x", "iat": now, "nbf": now,
+        "exp": now + 600,
+        "https://attributes.eid.gov.it/fiscal_number": format!("TINIT-{}", w.people[&role].1),
+    })
+}
+
+/// Every kind of bad token answers 401 with a problem and `WWW-Authenticate: Bearer`, on a
+/// read and on a command; the same claims signed properly are accepted.
+#[tokio::test]
+async fn every_bad_token_answers_401() {
+    let w = World::sqlite(RateLimit::default()).await;
+    let good = w.issuer.sign(&claims(&w, Role::Guardian)).unwrap();
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = claims(&w, Role::Guardian);
+        f(&mut c);
+        w.issuer.sign(&c).unwrap()
+    };
+    let (header, rest) = good.split_once('.').unwrap();
+    let (payload, signature) = rest.split_once('.').unwrap();
+    let mut forged_signature = signature.to_owned().into_bytes();
+    forged_signature[5] = if forged_signature[5] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let forged = format!(
+        "{header}.{payload}.{}",
+        String::from_utf8(forged_signature).unwrap()
+    );
+    let none = format!(
+        "{}.{payload}.",
+        B64URL.encode(br#"{"alg":"none","typ":"JWT"}"#)
+    );
+    let hs256 = {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some(w.issuer.key_id().to_owned());
+        jsonwebtoken::encode(
+            &h,
+            &claims(&w, Role::Guardian),
+            &jsonwebtoken::EncodingKey::from_secret(b"the public key, as an HMAC secret"),
+        )
+        .unwrap()
+    };
+    let stranger = LocalIssuer::generate()
+        .sign(&claims(&w, Role::Guardian))
+        .unwrap();
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("no token", None),
+        ("malformed", Some("not.a.jwt".into())),
+        ("garbage", Some("%%%".into())),
+        ("wrong signature", Some(forged)),
+        ("alg none", Some(none)),
+        ("HS256 confusion", Some(hs256)),
+        ("unknown kid", Some(stranger)),
+        (
+            "wrong issuer",
+            Some(with(&|c| c["iss"] = json!("https://evil.example"))),
+        ),
+        (
+            "wrong audience",
+            Some(with(&|c| c["aud"] = json!("another-service"))),
+        ),
+        ("expired", Some(with(&|c| c["exp"] = json!(now() - 3600)))),
+        (
+            "not yet valid",
+            Some(with(&|c| c["nbf"] = json!(now() + 3600))),
+        ),
+        (
+            "bad fiscal code",
+            Some(with(&|c| {
+                c["https://attributes.eid.gov.it/fiscal_number"] = json!("TINIT-XXXYYY80A01Z999A")
+            })),
+        ),
+    ];
+    let read = format!("/schools/{}/students/{}", w.a, w.x);
+    let write = format!("/schools/{}/classes", w.a);
+    for (name, token) in &cases {
+        for (method, path, body) in [
+            (Method::GET, &read, None),
+            (Method::POST, &write, Some(json!({"name": "9Z"}))),
+        ] {
+            let r = w
+                .call(method.clone(), path, token.as_deref(), body.as_ref())
+                .await;
+            assert_eq!(r.status(), 401, "{name} on {method}");
+            assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"registro\"");
+            assert_eq!(r.headers()["content-type"], "application/problem+json");
+            let problem: Value = r.json().await.unwrap();
+            assert_eq!(problem["status"], 401, "{name}");
+        }
+    }
+    // HEAD is answered by the GET handler, and guarded like GET.
+    let r = w.call(Method::HEAD, &read, None, None).await;
+    assert_eq!(r.status(), 401);
+    // A raw "Basic" scheme is no bearer token either.
+    let r = w
+        .client
+        .get(format!("{}{read}", w.base))
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // The same claims, properly signed, are accepted: the refusals above were the token's.
+    let r = w.call(Method::GET, &read, Some(&good), None).await;
+    assert_eq!(r.status(), 200);
+}
+
+/// A token that names a school (registro's local tokens do) is good only for that school.
+#[tokio::test]
+async fn a_token_naming_a_school_is_good_only_there() {
+    let w = World::sqlite(RateLimit::default()).await;
+    let code = &w.people[&Role::Principal].1;
+    let for_b = w.issuer.issue(w.b, code, Duration::from_secs(60)).unwrap();
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/me", w.a),
+            Some(&for_b),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    let for_a = w.issuer.issue(w.a, code, Duration::from_secs(60)).unwrap();
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/me", w.a),
+            Some(&for_a),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(me["roles"], json!(["principal"]));
+}
+
+async fn access_log_of(w: &World, role: Role, student: registro_domain::PersonId) -> Vec<Value> {
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/students/{student}/access-log", w.a),
+            Some(&w.token(role)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    body["entries"].as_array().unwrap().clone()
+}
+
+/// A teacher's read of a student leaves an entry that the guardian can see; the family's own
+/// reads leave none; an auditor finds it in the school's log.
+async fn a_teachers_read_is_shown_to_the_guardian(w: World) {
+    assert!(access_log_of(&w, Role::Guardian, w.x).await.is_empty());
+    let teacher = w.token(Role::Teacher);
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/students/{}", w.a, w.x),
+            Some(&teacher),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let record: Value = r.json().await.unwrap();
+    assert_eq!(record["class"]["name"], "1A");
+    assert_eq!(
+        record["guardians"][0]["id"],
+        json!(w.person(Role::Guardian))
+    );
+
+    // The family's own reads are not recorded.
+    for role in [Role::Guardian, Role::Student] {
+        let r = w
+            .call(
+                Method::GET,
+                &format!("/schools/{}/students/{}", w.a, w.x),
+                Some(&w.token(role)),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let entries = access_log_of(&w, Role::Guardian, w.x).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    assert_eq!(entry["reader"]["id"], json!(w.person(Role::Teacher)));
+    assert_eq!(entry["role"], "teacher");
+    assert_eq!(entry["view"], "student.record");
+    assert_eq!(entry["students"], json!([w.x]));
+    assert_eq!(entry["request_id"], request_id.as_str());
+    // The student sees the same.
+    assert_eq!(access_log_of(&w, Role::Student, w.x).await, entries);
+
+    // A roster read records every student of the class, and the family sees only their child.
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/classes/{}", w.a, w.c1),
+            Some(&teacher),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let entries = access_log_of(&w, Role::Guardian, w.x).await;
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["view"], "class.roster");
+    assert_eq!(entries[0]["students"], json!([w.x]));
+
+    // The auditor finds the teacher's reads in the school's log, filtered by reader.
+    let r = w
+        .call(
+            Method::GET,
+            &format!(
+                "/schools/{}/access-log?reader={}&view=student.record",
+                w.a,
+                w.person(Role::Teacher)
+            ),
+            Some(&w.token(Role::Auditor)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let log: Value = r.json().await.unwrap();
+    assert_eq!(log["entries"].as_array().unwrap().len(), 1, "{log}");
+    // The auditor's read of the student's log is itself recorded, and the family sees it.
+    access_log_of(&w, Role::Auditor, w.x).await;
+    let entries = access_log_of(&w, Role::Guardian, w.x).await;
+    assert_eq!(entries[0]["view"], "student.access_log");
+    assert_eq!(entries[0]["role"], "auditor");
+    // Pages: one entry at a time, newest first, until the last.
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/students/{}/access-log?limit=2", w.a, w.x),
+            Some(&w.token(Role::Guardian)),
+            None,
+        )
+        .await;
+    let page: Value = r.json().await.unwrap();
+    let before = page["next_before"].as_u64().unwrap();
+    let r = w
+        .call(
+            Method::GET,
+            &format!(
+                "/schools/{}/students/{}/access-log?limit=2&before={before}",
+                w.a, w.x
+            ),
+            Some(&w.token(Role::Guardian)),
+            None,
+        )
+        .await;
+    let last: Value = r.json().await.unwrap();
+    assert_eq!(last["entries"].as_array().unwrap().len(), 1);
+    assert!(last["next_before"].is_null());
+    // And the guardian still cannot see another child's log.
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/students/{}/access-log", w.a, w.y),
+            Some(&w.token(Role::Guardian)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn sqlite_a_teachers_read_is_shown_to_the_guardian() {
+    a_teachers_read_is_shown_to_the_guardian(World::sqlite(RateLimit::default()).await).await;
+}
+
+#[tokio::test]
+async fn postgres_a_teachers_read_is_shown_to_the_guardian() {
+    a_teachers_read_is_shown_to_the_guardian(World::postgres(RateLimit::default()).await).await;
+}
+
+/// A command retried with its idempotency key answers the first result and writes nothing; a
+/// refused command writes nothing and says why.
+async fn commands_are_idempotent_and_refusals_write_nothing(w: World) {
+    let secretary = w.token(Role::Secretary);
+    let people = format!("/schools/{}/people", w.a);
+    let code = w.code();
+    let body = json!({"fiscal_code": code.as_str(), "family_name": "Neri",
+        "given_name": "Carla", "role": "guardian"});
+    let send = |key: &'static str, body: Value| {
+        let request = w
+            .client
+            .post(format!("{}{people}", w.base))
+            .bearer_auth(&secretary)
+            .header("idempotency-key", key)
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let first = send("tap-1", body.clone()).await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let head = w.store.school_head(w.a).await.unwrap().unwrap().last_seq;
+    assert_eq!(first["position"], head);
+
+    let again = send("tap-1", body.clone()).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+
+    let mut other = body.clone();
+    other["given_name"] = json!("Carlo");
+    let reused = send("tap-1", other).await;
+    assert_eq!(reused.status(), 422);
+
+    // The same fiscal code again, without a key: a conflict, in Italian.
+    let r = w
+        .call(Method::POST, &people, Some(&secretary), Some(&body))
+        .await;
+    assert_eq!(r.status(), 409);
+    let problem: Value = r.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("codice fiscale"),
+        "{problem}"
+    );
+    for (bad, field) in [
+        (
+            json!({"fiscal_code": "XXXYYY80A01Z999A", "family_name": "N", "given_name": "C",
+            "role": "guardian"}),
+            "fiscal_code",
+        ),
+        (
+            json!({"fiscal_code": w.code().as_str(), "family_name": "N", "given_name": "C",
+            "role": "janitor"}),
+            "role",
+        ),
+        (
+            json!({"fiscal_code": w.code().as_str(), "family_name": "N", "given_name": "C",
+            "role": "guardian", "shoe_size": 42}),
+            "shoe_size",
+        ),
+    ] {
+        let r = w
+            .call(Method::POST, &people, Some(&secretary), Some(&bad))
+            .await;
+        assert_eq!(r.status(), 422, "{bad}");
+        let problem: Value = r.json().await.unwrap();
+        assert!(
+            problem["detail"].as_str().unwrap().contains(field),
+            "{field}: {problem}"
+        );
+    }
+    let r = w
+        .call(
+            Method::POST,
+            &people,
+            Some(&secretary),
+            Some(
+                &json!({"fiscal_code": w.code().as_str(), "family_name": " ",
+                "given_name": "C", "role": "guardian"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    // Linking a guardian to someone who is not a student: refused.
+    let r = w
+        .call(
+            Method::POST,
+            &format!(
+                "/schools/{}/students/{}/guardians",
+                w.a,
+                w.person(Role::Teacher)
+            ),
+            Some(&secretary),
+            Some(&json!({"guardian": w.person(Role::Guardian)})),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        w.store.school_head(w.a).await.unwrap().unwrap().last_seq,
+        head,
+        "a refused command wrote something"
+    );
+    // What was registered is there: the new guardian can log in.
+    let token = w
+        .issuer
+        .issue_with(None, &code, Duration::from_secs(60))
+        .unwrap();
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/me", w.a),
+            Some(&token),
+            None,
+        )
+        .await;
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(me["person"]["id"], first["id"]);
+}
+
+#[tokio::test]
+async fn sqlite_commands_are_idempotent_and_refusals_write_nothing() {
+    commands_are_idempotent_and_refusals_write_nothing(World::sqlite(RateLimit::default()).await)
+        .await;
+}
+
+#[tokio::test]
+async fn postgres_commands_are_idempotent_and_refusals_write_nothing() {
+    commands_are_idempotent_and_refusals_write_nothing(World::postgres(RateLimit::default()).await)
+        .await;
+}
+
+/// Unlinking a parent (a court order) ends their access at once; the other parent keeps theirs.
+#[tokio::test]
+async fn an_unlinked_guardian_loses_access_at_once() {
+    let w = World::sqlite(RateLimit::default()).await;
+    let record = format!("/schools/{}/students/{}", w.a, w.x);
+    let guardian = w.token(Role::Guardian);
+    assert_eq!(
+        w.call(Method::GET, &record, Some(&guardian), None)
+            .await
+            .status(),
+        200
+    );
+    let r = w
+        .call(
+            Method::DELETE,
+            &format!(
+                "/schools/{}/students/{}/guardians/{}",
+                w.a,
+                w.x,
+                w.person(Role::Guardian)
+            ),
+            Some(&w.token(Role::Secretary)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        w.call(Method::GET, &record, Some(&guardian), None)
+            .await
+            .status(),
+        404
+    );
+}
+
+/// Reads are limited per token, with `Retry-After`; other tokens and writes are not affected.
+#[tokio::test]
+async fn reads_are_rate_limited_per_token() {
+    let w = World::sqlite(RateLimit {
+        per_minute: 6,
+        burst: 2,
+    })
+    .await;
+    let me = format!("/schools/{}/me", w.a);
+    let principal = w.token(Role::Principal);
+    for _ in 0..3 {
+        assert_eq!(
+            w.call(Method::GET, &me, Some(&principal), None)
+                .await
+                .status(),
+            200
+        );
+    }
+    let r = w.call(Method::GET, &me, Some(&principal), None).await;
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=10).contains(&wait), "{wait}");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let other = w.token(Role::Teacher);
+    assert_eq!(
+        w.call(Method::GET, &me, Some(&other), None).await.status(),
+        200
+    );
+    let r = w
+        .call(
+            Method::POST,
+            &format!("/schools/{}/classes", w.a),
+            Some(&principal),
+            Some(&json!({"name": "5C"})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+}
+
+/// An unknown school answers 404 to everyone, and costs nothing to ask for.
+#[tokio::test]
+async fn a_school_nobody_knows_is_not_found() {
+    let w = World::sqlite(RateLimit::default()).await;
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/me", SchoolId::new()),
+            Some(&w.token(Role::Principal)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    let r = w
+        .call(
+            Method::GET,
+            "/schools/not-a-uuid/me",
+            Some(&w.token(Role::Principal)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+}

@@ -1,0 +1,239 @@
+//! A generated world for authorisation tests: two schools, a person of each role in school A,
+//! two classes and two students there, and a class and a student in school B, all registered
+//! through the real directory commands on a real store; and an API serving it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use registro_api::auth::LocalIssuer;
+use registro_api::directory::execute_as_system;
+use registro_api::ratelimit::RateLimit;
+use registro_domain::directory::DirectoryCommand;
+use registro_domain::{ClassId, FiscalCode, PersonId, Role, SchoolId};
+use registro_store::postgres::PgStore;
+use registro_store::sqlite::SqliteStore;
+use registro_store::{EventStore, MasterKey};
+use registro_testkit::TempDir;
+use registro_testkit::pg::TestDb;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// The roles a person can hold, in the order of the policy table's columns.
+pub const ROLES: [Role; 7] = [
+    Role::Principal,
+    Role::Secretary,
+    Role::Teacher,
+    Role::Guardian,
+    Role::Student,
+    Role::Auditor,
+    Role::Admin,
+];
+
+const MONTHS: &[u8] = b"ABCDEHLMPRST";
+
+/// The world.
+pub struct World {
+    pub store: Arc<dyn EventStore>,
+    pub issuer: LocalIssuer,
+    pub base: String,
+    pub client: reqwest::Client,
+    /// School A, where every caller is registered.
+    pub a: SchoolId,
+    /// School B, where none of them is.
+    pub b: SchoolId,
+    /// A's people by role; the student is `x`.
+    pub people: BTreeMap<Role, (PersonId, FiscalCode)>,
+    /// The teacher's class in A, where `x` is enrolled.
+    pub c1: ClassId,
+    /// Another class of A, where `y` is enrolled.
+    pub c2: ClassId,
+    /// A class of B, where `z` is enrolled.
+    pub c3: ClassId,
+    /// The guardian's child, the teacher's pupil, the student caller.
+    pub x: PersonId,
+    /// Another student of A: nobody's child, in a class the teacher does not teach.
+    pub y: PersonId,
+    /// A student of B.
+    pub z: PersonId,
+    /// A teacher of B.
+    pub teacher_b: PersonId,
+    codes: AtomicU32,
+    _stop: oneshot::Sender<()>,
+    _dir: Option<TempDir>,
+    _db: Option<TestDb>,
+}
+
+impl World {
+    /// The world on a SQLite file of its own.
+    pub async fn sqlite(limit: RateLimit) -> Self {
+        let dir = TempDir::new();
+        let store = SqliteStore::open(&dir.path().join("registro.db"), MasterKey::generate())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        Self::new(Arc::new(store), limit, Some(dir), None).await
+    }
+
+    /// The world on a PostgreSQL database of its own.
+    pub async fn postgres(limit: RateLimit) -> Self {
+        let db = TestDb::new().await;
+        let store = PgStore::connect(db.url(), 8, MasterKey::generate())
+            .await
+            .unwrap();
+        Self::new(Arc::new(store), limit, None, Some(db)).await
+    }
+
+    async fn new(
+        store: Arc<dyn EventStore>,
+        limit: RateLimit,
+        dir: Option<TempDir>,
+        db: Option<TestDb>,
+    ) -> Self {
+        let issuer = LocalIssuer::generate();
+        let (base, stop) = crate::spawn_with(Arc::clone(&store), &issuer, limit).await;
+        let mut w = Self {
+            store,
+            issuer,
+            base,
+            client: reqwest::Client::new(),
+            a: SchoolId::new(),
+            b: SchoolId::new(),
+            people: BTreeMap::new(),
+            c1: ClassId::new(),
+            c2: ClassId::new(),
+            c3: ClassId::new(),
+            x: PersonId::new(),
+            y: PersonId::new(),
+            z: PersonId::new(),
+            teacher_b: PersonId::new(),
+            codes: AtomicU32::new(0),
+            _stop: stop,
+            _dir: dir,
+            _db: db,
+        };
+        for role in ROLES {
+            let code = w.code();
+            let id = w.register_coded(w.a, role, code.clone()).await;
+            w.people.insert(role, (id, code));
+        }
+        w.x = w.people[&Role::Student].0;
+        w.y = w.register(w.a, Role::Student).await;
+        w.z = w.register(w.b, Role::Student).await;
+        w.teacher_b = w.register(w.b, Role::Teacher).await;
+        w.c1 = w.class(w.a, "1A").await;
+        w.c2 = w.class(w.a, "1B").await;
+        w.c3 = w.class(w.b, "1A").await;
+        let teacher = w.person(Role::Teacher);
+        let guardian = w.person(Role::Guardian);
+        let (a, b) = (w.a, w.b);
+        w.run(a, assign(teacher, w.c1)).await;
+        w.run(b, assign(w.teacher_b, w.c3)).await;
+        w.enrol(a, w.x, w.c1).await;
+        w.enrol(a, w.y, w.c2).await;
+        w.enrol(b, w.z, w.c3).await;
+        w.link(a, guardian, w.x).await;
+        w
+    }
+
+    /// A new synthetic fiscal code, never used in this world.
+    pub fn code(&self) -> FiscalCode {
+        let n = self.codes.fetch_add(1, Ordering::Relaxed);
+        let month = MONTHS[(n / 28 % 12) as usize] as char;
+        let date = format!("{:02}{month}{:02}", n / (28 * 12) % 100, n % 28 + 1);
+        FiscalCode::with_check_character(&format!("XXXYYY{date}Z999")).unwrap()
+    }
+
+    /// Runs a directory command as the software.
+    pub async fn run(&self, school: SchoolId, command: DirectoryCommand) {
+        execute_as_system(self.store.as_ref(), school, &command)
+            .await
+            .unwrap();
+    }
+
+    async fn register_coded(&self, school: SchoolId, role: Role, code: FiscalCode) -> PersonId {
+        let person = PersonId::new();
+        self.run(
+            school,
+            DirectoryCommand::Register {
+                person,
+                fiscal_code: code,
+                family_name: "Prova".into(),
+                given_name: format!("{role}"),
+                role,
+            },
+        )
+        .await;
+        person
+    }
+
+    /// Registers a new person in `school`.
+    pub async fn register(&self, school: SchoolId, role: Role) -> PersonId {
+        self.register_coded(school, role, self.code()).await
+    }
+
+    /// Creates a class in `school`.
+    pub async fn class(&self, school: SchoolId, name: &str) -> ClassId {
+        let class = ClassId::new();
+        self.run(
+            school,
+            DirectoryCommand::CreateClass {
+                class,
+                name: name.into(),
+            },
+        )
+        .await;
+        class
+    }
+
+    /// Enrols `student` in `class`.
+    pub async fn enrol(&self, school: SchoolId, student: PersonId, class: ClassId) {
+        self.run(school, DirectoryCommand::EnrolStudent { student, class })
+            .await;
+    }
+
+    /// Links `guardian` to `student`.
+    pub async fn link(&self, school: SchoolId, guardian: PersonId, student: PersonId) {
+        self.run(school, DirectoryCommand::LinkGuardian { guardian, student })
+            .await;
+    }
+
+    /// The id of A's person holding `role`.
+    pub fn person(&self, role: Role) -> PersonId {
+        self.people[&role].0
+    }
+
+    /// A gateway-shaped token (no school claim) for A's person holding `role`.
+    pub fn token(&self, role: Role) -> String {
+        self.issuer
+            .issue_with(None, &self.people[&role].1, Duration::from_secs(600))
+            .unwrap()
+    }
+
+    /// Sends `method path` with `token` and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+}
+
+fn assign(teacher: PersonId, class: ClassId) -> DirectoryCommand {
+    DirectoryCommand::AssignTeacher {
+        teacher,
+        class,
+        subject: "Matematica".into(),
+    }
+}
