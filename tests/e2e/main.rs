@@ -5,6 +5,7 @@
 
 mod support;
 
+mod identity;
 mod migrate;
 mod serve;
 mod token;

@@ -62,18 +62,29 @@ pub struct Server {
 impl Server {
     /// Starts `registro serve` with `args` on a free port and waits until /healthz answers.
     pub async fn start(args: &[&str]) -> Self {
-        Self::start_with(registro(), args).await
+        let mut cmd = registro();
+        cmd.stdout(Stdio::null());
+        Self::start_with(cmd, args).await
     }
 
     /// Starts `registro serve` with `args` and informational logs written to `log`.
     pub async fn start_logging_to(log: &Path, args: &[&str]) -> Self {
         let mut cmd = registro();
         cmd.env("REGISTRO_LOG", "info")
+            .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).expect("create the log file"));
         Self::start_with(cmd, args).await
     }
 
-    /// Starts `cmd serve` with `args` (standard error inherited unless `cmd` redirects it).
+    /// Starts `registro serve` with `args`, its standard output written to `out`.
+    pub async fn start_printing_to(out: &Path, args: &[&str]) -> Self {
+        let mut cmd = registro();
+        cmd.stdout(std::fs::File::create(out).expect("create the output file"));
+        Self::start_with(cmd, args).await
+    }
+
+    /// Starts `cmd serve` with `args` (standard output discarded and standard error inherited
+    /// unless `cmd` redirects them).
     async fn start_with(mut cmd: Command, args: &[&str]) -> Self {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
@@ -81,7 +92,6 @@ impl Server {
             .args(["serve", "--listen", &listen])
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .spawn()
             .expect("start registro serve");
         let mut server = Self {
