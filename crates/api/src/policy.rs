@@ -199,6 +199,15 @@ pub fn decide(
     }
 }
 
+/// Whether `caller` may change the roles and relationships of `subject`: never their own. A
+/// secretary cannot make themself principal, nor link themself to a student as a guardian (and
+/// so gain a family's rights over the student), nor revoke their own role; someone else must.
+/// Checked by the directory's commands on the person each command is about.
+#[must_use]
+pub fn may_change_relationships_of(caller: PersonId, subject: PersonId) -> bool {
+    caller != subject
+}
+
 /// Checks that the mounted routes and the OpenAPI document name the same operations, so that
 /// nothing is served that the policy table and the documentation do not both know.
 ///
@@ -395,6 +404,13 @@ mod tests {
             );
             assert_eq!(decision == Decision::Allow(role), expected, "{role}");
         }
+    }
+
+    #[test]
+    fn nobody_changes_their_own_roles_or_relationships() {
+        let (me, you) = (PersonId::new(), PersonId::new());
+        assert!(!may_change_relationships_of(me, me));
+        assert!(may_change_relationships_of(me, you));
     }
 
     #[test]

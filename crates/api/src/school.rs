@@ -295,6 +295,20 @@ async fn command(
     Ok(response)
 }
 
+/// Refuses a command about the caller's own roles or relationships (see
+/// [`crate::policy::may_change_relationships_of`]).
+fn not_about_oneself(caller: &Caller, subject: PersonId) -> Result<(), ApiError> {
+    if crate::policy::may_change_relationships_of(caller.person, subject) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "Nessuno può modificare i propri ruoli o collegamenti: deve farlo un'altra persona \
+             della segreteria o il dirigente."
+                .into(),
+        ))
+    }
+}
+
 fn person_ref(dir: &Directory, id: PersonId) -> Option<PersonRef> {
     dir.person(id).map(|p| PersonRef {
         id: id.into(),
@@ -426,6 +440,7 @@ pub async fn grant_role(
     Json(body): Json<GrantRole>,
 ) -> Result<Response, ApiError> {
     let (_, person) = ids;
+    not_about_oneself(&caller, person)?;
     let cmd = DirectoryCommand::GrantRole {
         person,
         role: body.role,
@@ -451,6 +466,7 @@ pub async fn revoke_role(
 ) -> Result<Response, ApiError> {
     let (_, person, role) = ids;
     let role: Role = role.parse().map_err(|_| ApiError::NotFound)?;
+    not_about_oneself(&caller, person)?;
     let cmd = DirectoryCommand::RevokeRole { person, role };
     command(&state, &caller, &headers, cmd, StatusCode::OK, None).await
 }
@@ -473,6 +489,8 @@ pub async fn link_guardian(
     Json(body): Json<LinkGuardian>,
 ) -> Result<Response, ApiError> {
     let (_, student) = ids;
+    not_about_oneself(&caller, body.guardian)?;
+    not_about_oneself(&caller, student)?;
     let cmd = DirectoryCommand::LinkGuardian {
         guardian: body.guardian,
         student,
@@ -498,6 +516,8 @@ pub async fn unlink_guardian(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (_, student, guardian) = ids;
+    not_about_oneself(&caller, guardian)?;
+    not_about_oneself(&caller, student)?;
     let cmd = DirectoryCommand::UnlinkGuardian { guardian, student };
     command(&state, &caller, &headers, cmd, StatusCode::OK, None).await
 }
@@ -551,6 +571,7 @@ pub async fn assign_teacher(
     Json(body): Json<AssignTeacher>,
 ) -> Result<Response, ApiError> {
     let (_, class) = ids;
+    not_about_oneself(&caller, body.teacher)?;
     let cmd = DirectoryCommand::AssignTeacher {
         teacher: body.teacher,
         class,
@@ -577,6 +598,7 @@ pub async fn enrol_student(
     Json(body): Json<EnrolStudent>,
 ) -> Result<Response, ApiError> {
     let (_, class) = ids;
+    not_about_oneself(&caller, body.student)?;
     let cmd = DirectoryCommand::EnrolStudent {
         student: body.student,
         class,

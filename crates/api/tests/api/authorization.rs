@@ -679,12 +679,74 @@ async fn postgres_commands_are_idempotent_and_refusals_write_nothing() {
         .await;
 }
 
+/// Nobody changes their own roles or relationships: a secretary cannot make themself principal
+/// nor link themself to a student; another secretary or the principal can.
+#[tokio::test]
+async fn nobody_changes_their_own_roles_or_relationships() {
+    let w = World::sqlite(RateLimit::default()).await;
+    let secretary = w.person(Role::Secretary);
+    let token = w.token(Role::Secretary);
+    let head = w.store.school_head(w.a).await.unwrap().unwrap().last_seq;
+    let attempts = [
+        (
+            Method::POST,
+            format!("/schools/{}/people/{secretary}/roles", w.a),
+            Some(json!({"role": "principal"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/schools/{}/people/{secretary}/roles/secretary", w.a),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/schools/{}/students/{}/guardians", w.a, w.y),
+            Some(json!({"guardian": secretary})),
+        ),
+        (
+            Method::POST,
+            format!("/schools/{}/classes/{}/teachers", w.a, w.c2),
+            Some(json!({"teacher": secretary, "subject": "Storia"})),
+        ),
+    ];
+    for (method, path, body) in &attempts {
+        let r = w
+            .call(method.clone(), path, Some(&token), body.as_ref())
+            .await;
+        assert_eq!(r.status(), 403, "{method} {path}");
+    }
+    assert_eq!(
+        w.store.school_head(w.a).await.unwrap().unwrap().last_seq,
+        head
+    );
+    // The principal can give the secretary another role.
+    let r = w
+        .call(
+            Method::POST,
+            &attempts[0].1,
+            Some(&w.token(Role::Principal)),
+            Some(&json!({"role": "teacher"})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+}
+
 /// Unlinking a parent (a court order) ends their access at once; the other parent keeps theirs.
 #[tokio::test]
 async fn an_unlinked_guardian_loses_access_at_once() {
     let w = World::sqlite(RateLimit::default()).await;
     let record = format!("/schools/{}/students/{}", w.a, w.x);
     let guardian = w.token(Role::Guardian);
+    // The other parent, with a link of their own.
+    let other_code = w.code();
+    let other = w
+        .register_with_code(w.a, Role::Guardian, other_code.clone())
+        .await;
+    w.link(w.a, other, w.x).await;
+    let other_token = w
+        .issuer
+        .issue_with(None, &other_code, Duration::from_secs(60))
+        .unwrap();
     assert_eq!(
         w.call(Method::GET, &record, Some(&guardian), None)
             .await
@@ -710,6 +772,12 @@ async fn an_unlinked_guardian_loses_access_at_once() {
             .await
             .status(),
         404
+    );
+    assert_eq!(
+        w.call(Method::GET, &record, Some(&other_token), None)
+            .await
+            .status(),
+        200
     );
 }
 

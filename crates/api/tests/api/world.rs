@@ -115,7 +115,7 @@ impl World {
         };
         for role in ROLES {
             let code = w.code();
-            let id = w.register_coded(w.a, role, code.clone()).await;
+            let id = w.register_with_code(w.a, role, code.clone()).await;
             w.people.insert(role, (id, code));
         }
         w.x = w.people[&Role::Student].0;
@@ -152,7 +152,13 @@ impl World {
             .unwrap();
     }
 
-    async fn register_coded(&self, school: SchoolId, role: Role, code: FiscalCode) -> PersonId {
+    /// Registers a new person in `school` with the fiscal code `code`.
+    pub async fn register_with_code(
+        &self,
+        school: SchoolId,
+        role: Role,
+        code: FiscalCode,
+    ) -> PersonId {
         let person = PersonId::new();
         self.run(
             school,
@@ -170,7 +176,7 @@ impl World {
 
     /// Registers a new person in `school`.
     pub async fn register(&self, school: SchoolId, role: Role) -> PersonId {
-        self.register_coded(school, role, self.code()).await
+        self.register_with_code(school, role, self.code()).await
     }
 
     /// Creates a class in `school`.
