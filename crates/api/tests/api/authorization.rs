@@ -76,6 +76,21 @@ fn policy_table() -> (Vec<Row>, Vec<(Method, String)>) {
     (rows, public)
 }
 
+const NO_LIMIT: RateLimit = RateLimit {
+    per_minute: 0,
+    burst: 0,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_policy_table_holds_for_every_route_role_and_target() {
+    the_policy_table_holds(World::sqlite(NO_LIMIT).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_policy_table_holds_for_every_route_role_and_target() {
+    the_policy_table_holds(World::postgres(NO_LIMIT).await).await;
+}
+
 /// Every operation of the OpenAPI document, as `METHOD path`.
 fn documented_operations() -> BTreeSet<String> {
     let spec = serde_json::to_value(ApiDoc::openapi()).unwrap();
@@ -187,8 +202,7 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
 /// makes it fail with "served but not in docs/authorization.md: [\"GET /schools/{school}/me\"]";
 /// changing one cell (a teacher reading another student: 404 to 200) makes it fail naming the
 /// route, the role, the target and the answer.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_policy_table_holds_for_every_route_role_and_target() {
+async fn the_policy_table_holds(w: World) {
     let (rows, public) = policy_table();
     let in_doc: BTreeSet<String> = rows
         .iter()
@@ -207,11 +221,6 @@ async fn the_policy_table_holds_for_every_route_role_and_target() {
         "in docs/authorization.md but not served: {extra:?}"
     );
 
-    let w = World::sqlite(RateLimit {
-        per_minute: 0,
-        burst: 0,
-    })
-    .await;
     for (method, path) in &public {
         let r = w.call(method.clone(), path, None, None).await;
         assert!(
