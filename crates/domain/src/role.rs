@@ -40,6 +40,17 @@ impl Role {
         Role::System,
     ];
 
+    /// The roles a person can hold (every role but [`Role::System`]), in [`Role::ALL`] order.
+    pub const PERSON_ROLES: [Role; 7] = [
+        Role::Principal,
+        Role::Secretary,
+        Role::Teacher,
+        Role::Guardian,
+        Role::Student,
+        Role::Auditor,
+        Role::Admin,
+    ];
+
     /// The stable lowercase name used in events, tokens and the API.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -86,6 +97,15 @@ mod tests {
         for role in Role::ALL {
             assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
         }
+    }
+
+    #[test]
+    fn person_roles_are_all_but_the_system() {
+        let all: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| *r != Role::System)
+            .collect();
+        assert_eq!(all, Role::PERSON_ROLES);
     }
 
     #[test]

@@ -21,15 +21,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 /// The roles a person can hold, in the order of the policy table's columns.
-pub const ROLES: [Role; 7] = [
-    Role::Principal,
-    Role::Secretary,
-    Role::Teacher,
-    Role::Guardian,
-    Role::Student,
-    Role::Auditor,
-    Role::Admin,
-];
+pub const ROLES: [Role; 7] = Role::PERSON_ROLES;
 
 const MONTHS: &[u8] = b"ABCDEHLMPRST";
 
