@@ -8,7 +8,7 @@
 //!   statement runs in a transaction that first names its school (`set_config('registro.school',
 //!   ..., true)`, transaction-local because connections are pooled) and sees only that school's
 //!   rows; only the subscription read and the migration runner declare that they work across
-//!   schools. [`in_scope`] is the one way this adapter opens a transaction: `BEGIN` and the
+//!   schools. `in_scope` is the one way this adapter opens a transaction: `BEGIN` and the
 //!   setting are pipelined with the work's first statements, so they cost no round trip.
 //! * The statements of an append are pipelined: one round trip begins the transaction, names
 //!   the school, takes the lock and reads the idempotency record, the stream's version and the
