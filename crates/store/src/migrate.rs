@@ -54,11 +54,18 @@ impl MigrationStatus {
 }
 
 /// The PostgreSQL migrations.
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_event_store.sql",
-    sql: include_str!("../../../migrations/postgres/0001_event_store.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_event_store.sql",
+        sql: include_str!("../../../migrations/postgres/0001_event_store.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_row_level_security.sql",
+        sql: include_str!("../../../migrations/postgres/0002_row_level_security.sql"),
+    },
+];
 
 /// The SQLite migrations.
 pub const SQLITE: &[Migration] = &[Migration {
@@ -160,6 +167,28 @@ mod tests {
     fn an_unknown_applied_migration_is_refused() {
         let err = check(KNOWN, &[applied(3, "x")]).unwrap_err();
         assert!(err.to_string().contains("newer version"), "{err}");
+    }
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        for (dir, list) in [("postgres", POSTGRES), ("sqlite", SQLITE)] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../migrations")
+                .join(dir);
+            let mut files: Vec<String> = std::fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".sql"))
+                .collect();
+            files.sort();
+            let embedded: Vec<&str> = list.iter().map(|m| m.name).collect();
+            assert_eq!(
+                files,
+                embedded,
+                "every file in {} is in the list",
+                path.display()
+            );
+        }
     }
 
     #[test]

@@ -4,9 +4,16 @@
 //!   school, which makes `school_seq` dense and lets the append extend the school's hash chain
 //!   inside its own transaction. Appends of different schools take different locks and never
 //!   wait for each other.
-//! * The statements of an append are pipelined: after `BEGIN`, one round trip takes the lock and
-//!   reads the idempotency record, the stream's version and the school's head; a second inserts
-//!   the events, the head, the idempotency record and the notification; then `COMMIT`.
+//! * Row-level security (migration 0002, `docs/decisions/0009-row-level-security.md`): every
+//!   statement runs in a transaction that first names its school (`set_config('registro.school',
+//!   ..., true)`, transaction-local because connections are pooled) and sees only that school's
+//!   rows; only the subscription read and the migration runner declare that they work across
+//!   schools. `in_scope` is the one way this adapter opens a transaction: `BEGIN` and the
+//!   setting are pipelined with the work's first statements, so they cost no round trip.
+//! * The statements of an append are pipelined: one round trip begins the transaction, names
+//!   the school, takes the lock and reads the idempotency record, the stream's version and the
+//!   school's head; a second inserts the events, the head, the idempotency record and the
+//!   notification; then `COMMIT`.
 //! * Subscriptions read in `(tx, id)` order below the fence
 //!   `pg_snapshot_xmin(pg_current_snapshot())` (see [`crate::subscription`]); `NOTIFY
 //!   registro_events` wakes them, polling is the fallback.
@@ -20,15 +27,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    ClientWrapper, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use registro_domain::{PersonId, Role, SchoolId};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{AsyncMessage, GenericClient, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 use uuid::Uuid;
 
 use crate::envelope::{
@@ -121,7 +128,33 @@ impl PgStore {
             }),
         };
         store.ping().await?;
+        if !store.held_by_row_security().await? {
+            tracing::warn!(
+                "connected to PostgreSQL as a superuser or a role with BYPASSRLS: row-level \
+                 security does not hold it, so one school's requests are kept from another's \
+                 rows by registro's queries alone; connect as an ordinary role \
+                 (docs/operations.md)"
+            );
+        }
         Ok(store)
+    }
+
+    /// Whether row-level security holds the role this store connects as: false for
+    /// superusers and roles with `BYPASSRLS`, which it never holds. (A table's owner is held,
+    /// since migration 0002 forces it.)
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    pub async fn held_by_row_security(&self) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT NOT (rolsuper OR rolbypassrls) FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(row.get(0))
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
@@ -142,7 +175,7 @@ impl PgStore {
         let stream = r.stream.as_str();
         let idem_key = r.idempotency_key.as_ref().map(IdempotencyKey::as_str);
 
-        let mut client = self.client().await?;
+        let client = self.client().await?;
         let (lock_st, idem_st, version_st, head_st, insert_st, head_up_st, idem_up_st, notify_st) =
             tokio::try_join!(
                 client.prepare_cached("SELECT pg_advisory_xact_lock($1)"),
@@ -179,186 +212,183 @@ impl PgStore {
             )
             .map_err(pg_err)?;
 
-        let tx = client.transaction().await.map_err(pg_err)?;
-        // One round trip: the lock first (statements run in order), then the reads under it.
         let lock_key = school_lock_key(school);
-        // `join!`, not `try_join!`: once one statement fails the later ones report "transaction
-        // aborted", so errors are taken in statement order to keep the root cause.
-        let (lock, idem, version, head) = tokio::join!(
-            async { tx.execute(&lock_st, &[&lock_key]).await },
-            async {
-                match idem_key {
-                    Some(k) => tx.query_opt(&idem_st, &[&school_uuid, &k]).await,
-                    None => Ok(None),
-                }
-            },
-            async { tx.query_one(&version_st, &[&school_uuid, &stream]).await },
-            async { tx.query_opt(&head_st, &[&school_uuid]).await },
-        );
-        lock.map_err(pg_err)?;
-        let (idem, version, head) = (
-            idem.map_err(pg_err)?,
-            version.map_err(pg_err)?,
-            head.map_err(pg_err)?,
-        );
-
-        if let Some(row) = idem {
-            let fingerprint: &[u8] = row.get(0);
-            if fingerprint != plan.fingerprint {
-                return Err(StoreError::IdempotencyMismatch {
-                    key: idem_key.unwrap_or_default().to_owned(),
-                });
-            }
-            return Ok(AppendOutcome {
-                stream_version: to_u64(row.get(1)),
-                first_seq: to_u64(row.get(2)),
-                last_seq: to_u64(row.get(3)),
-                replayed: true,
-            });
-        }
-        let current = to_u64(version.get(0));
-        if !r.expected.admits(current) {
-            return Err(StoreError::Conflict {
-                stream: r.stream.clone(),
-                expected: r.expected,
-                actual: current,
-            });
-        }
-        // Keys inside the transaction, after the checks: a replay or a conflict creates none,
-        // and `FOR SHARE` makes a concurrent erasure wait for this commit (or be seen first).
-        let keys = self.keys_for_sealing(&tx, school, &plan.subjects).await?;
-        let stored = plan.seal(&keys)?;
-        let head = head
-            .map(|row| -> Result<SchoolHead, StoreError> {
-                Ok(SchoolHead {
-                    last_seq: to_u64(row.get(0)),
-                    hash: Hash::from_slice(row.get(1))?,
-                })
-            })
-            .transpose()?;
-        let rows = plan.rows(stored, head, current, OffsetDateTime::now_utc())?;
-        let (outcome, recorded_at, last_hash) = match (rows.first(), rows.last()) {
-            (Some(f), Some(l)) => (
-                AppendOutcome {
-                    stream_version: l.stream_version,
-                    first_seq: f.school_seq,
-                    last_seq: l.school_seq,
-                    replayed: false,
-                },
-                f.recorded_at,
-                l.hash,
-            ),
-            _ => return Err(StoreError::internal("an append planned no rows")),
-        };
-
-        let seqs: Vec<i64> = rows.iter().map(|e| to_i64(e.school_seq)).collect();
-        let versions: Vec<i64> = rows.iter().map(|e| to_i64(e.stream_version)).collect();
-        let ids: Vec<Uuid> = rows.iter().map(|e| *e.event_id.as_uuid()).collect();
-        let types: Vec<&str> = rows.iter().map(|e| e.event_type.as_str()).collect();
-        let schemas: Vec<i32> = rows
-            .iter()
-            .map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX))
-            .collect();
-        let datas: Vec<&str> = rows.iter().map(|e| e.stored_data.as_str()).collect();
-        let occurred: Vec<OffsetDateTime> = rows.iter().map(|e| e.occurred_at).collect();
-        let prevs: Vec<&[u8]> = rows.iter().map(|e| e.prev_hash.0.as_slice()).collect();
-        let hashes: Vec<&[u8]> = rows.iter().map(|e| e.hash.0.as_slice()).collect();
-        let actor = r.metadata.actor_id.map(Uuid::from);
-        let role = r.metadata.actor_role.as_str();
-        let correlation = Uuid::from(r.metadata.correlation_id);
-        let causation = r.metadata.causation_id.map(Uuid::from);
-        let last_seq = to_i64(outcome.last_seq);
-        let last_version = to_i64(outcome.stream_version);
-        let first_seq = to_i64(outcome.first_seq);
-        let fingerprint = plan.fingerprint.as_slice();
-
-        // Second round trip: everything the append writes.
-        let (inserted, head_written, idem_written, notified) = tokio::join!(
-            async {
-                tx.execute(
-                    &insert_st,
-                    &[
-                        &school_uuid,
-                        &stream,
-                        &actor,
-                        &role,
-                        &correlation,
-                        &causation,
-                        &recorded_at,
-                        &idem_key,
-                        &seqs,
-                        &versions,
-                        &ids,
-                        &types,
-                        &schemas,
-                        &datas,
-                        &occurred,
-                        &prevs,
-                        &hashes,
-                    ],
-                )
-                .await
-            },
-            async {
-                tx.execute(
-                    &head_up_st,
-                    &[&school_uuid, &last_seq, &last_hash.0.as_slice()],
-                )
-                .await
-            },
-            async {
-                match idem_key {
-                    Some(k) => {
-                        tx.execute(
-                            &idem_up_st,
-                            &[
-                                &school_uuid,
-                                &k,
-                                &fingerprint,
-                                &last_version,
-                                &first_seq,
-                                &last_seq,
-                            ],
-                        )
-                        .await
+        let outcome = in_scope(&client, Scope::School(school), End::Commit, async |tx| {
+            // One round trip, together with `BEGIN` and the school's setting (see `in_scope`):
+            // the lock first (statements run in order), then the reads under it. `join!`, not
+            // `try_join!`: once one statement fails the later ones report "transaction
+            // aborted", so errors are taken in statement order to keep the root cause.
+            let (lock, idem, version, head) = tokio::join!(
+                async { tx.execute(&lock_st, &[&lock_key]).await },
+                async {
+                    match idem_key {
+                        Some(k) => tx.query_opt(&idem_st, &[&school_uuid, &k]).await,
+                        None => Ok(None),
                     }
-                    None => Ok(0),
+                },
+                async { tx.query_one(&version_st, &[&school_uuid, &stream]).await },
+                async { tx.query_opt(&head_st, &[&school_uuid]).await },
+            );
+            lock.map_err(pg_err)?;
+            let (idem, version, head) = (
+                idem.map_err(pg_err)?,
+                version.map_err(pg_err)?,
+                head.map_err(pg_err)?,
+            );
+
+            if let (Some(row), Some(key)) = (idem, &r.idempotency_key) {
+                let stored = (row.get(0), row.get(1), row.get(2), row.get(3));
+                if let Some(outcome) = crate::stored_replay(key, &plan.fingerprint, Some(stored))? {
+                    return Ok(outcome);
                 }
-            },
-            async { tx.execute(&notify_st, &[&NOTIFY_CHANNEL]).await },
-        );
-        let unique_to_conflict = |e: tokio_postgres::Error| {
-            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                StoreError::Conflict {
+            }
+            let current = to_u64(version.get(0));
+            if !r.expected.admits(current) {
+                return Err(StoreError::Conflict {
                     stream: r.stream.clone(),
                     expected: r.expected,
                     actual: current,
-                }
-            } else {
-                pg_err(e)
+                });
             }
-        };
-        inserted.map_err(unique_to_conflict)?;
-        head_written.map_err(unique_to_conflict)?;
-        idem_written.map_err(unique_to_conflict)?;
-        notified.map_err(pg_err)?;
+            // Keys inside the transaction, after the checks: a replay or a conflict creates
+            // none, and `FOR SHARE` makes a concurrent erasure wait for this commit (or be seen
+            // first).
+            let keys = self.keys_for_sealing(tx, school, &plan.subjects).await?;
+            let stored = plan.seal(&keys)?;
+            let head = head
+                .map(|row| -> Result<SchoolHead, StoreError> {
+                    Ok(SchoolHead {
+                        last_seq: to_u64(row.get(0)),
+                        hash: Hash::from_slice(row.get(1))?,
+                    })
+                })
+                .transpose()?;
+            let rows = plan.rows(stored, head, current, OffsetDateTime::now_utc())?;
+            let (outcome, recorded_at, last_hash) = match (rows.first(), rows.last()) {
+                (Some(f), Some(l)) => (
+                    AppendOutcome {
+                        stream_version: l.stream_version,
+                        first_seq: f.school_seq,
+                        last_seq: l.school_seq,
+                        replayed: false,
+                    },
+                    f.recorded_at,
+                    l.hash,
+                ),
+                _ => return Err(StoreError::internal("an append planned no rows")),
+            };
 
-        #[cfg(feature = "testing")]
-        if let Some(gate) = gate {
-            let _ = gate.appended.send(());
-            let _ = gate.release.await;
+            let seqs: Vec<i64> = rows.iter().map(|e| to_i64(e.school_seq)).collect();
+            let versions: Vec<i64> = rows.iter().map(|e| to_i64(e.stream_version)).collect();
+            let ids: Vec<Uuid> = rows.iter().map(|e| *e.event_id.as_uuid()).collect();
+            let types: Vec<&str> = rows.iter().map(|e| e.event_type.as_str()).collect();
+            let schemas: Vec<i32> = rows
+                .iter()
+                .map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX))
+                .collect();
+            let datas: Vec<&str> = rows.iter().map(|e| e.stored_data.as_str()).collect();
+            let occurred: Vec<OffsetDateTime> = rows.iter().map(|e| e.occurred_at).collect();
+            let prevs: Vec<&[u8]> = rows.iter().map(|e| e.prev_hash.0.as_slice()).collect();
+            let hashes: Vec<&[u8]> = rows.iter().map(|e| e.hash.0.as_slice()).collect();
+            let actor = r.metadata.actor_id.map(Uuid::from);
+            let role = r.metadata.actor_role.as_str();
+            let correlation = Uuid::from(r.metadata.correlation_id);
+            let causation = r.metadata.causation_id.map(Uuid::from);
+            let last_seq = to_i64(outcome.last_seq);
+            let last_version = to_i64(outcome.stream_version);
+            let first_seq = to_i64(outcome.first_seq);
+            let fingerprint = plan.fingerprint.as_slice();
+
+            // Second round trip: everything the append writes.
+            let (inserted, head_written, idem_written, notified) = tokio::join!(
+                async {
+                    tx.execute(
+                        &insert_st,
+                        &[
+                            &school_uuid,
+                            &stream,
+                            &actor,
+                            &role,
+                            &correlation,
+                            &causation,
+                            &recorded_at,
+                            &idem_key,
+                            &seqs,
+                            &versions,
+                            &ids,
+                            &types,
+                            &schemas,
+                            &datas,
+                            &occurred,
+                            &prevs,
+                            &hashes,
+                        ],
+                    )
+                    .await
+                },
+                async {
+                    tx.execute(
+                        &head_up_st,
+                        &[&school_uuid, &last_seq, &last_hash.0.as_slice()],
+                    )
+                    .await
+                },
+                async {
+                    match idem_key {
+                        Some(k) => {
+                            tx.execute(
+                                &idem_up_st,
+                                &[
+                                    &school_uuid,
+                                    &k,
+                                    &fingerprint,
+                                    &last_version,
+                                    &first_seq,
+                                    &last_seq,
+                                ],
+                            )
+                            .await
+                        }
+                        None => Ok(0),
+                    }
+                },
+                async { tx.execute(&notify_st, &[&NOTIFY_CHANNEL]).await },
+            );
+            let unique_to_conflict = |e: tokio_postgres::Error| {
+                if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                    StoreError::Conflict {
+                        stream: r.stream.clone(),
+                        expected: r.expected,
+                        actual: current,
+                    }
+                } else {
+                    pg_err(e)
+                }
+            };
+            inserted.map_err(unique_to_conflict)?;
+            head_written.map_err(unique_to_conflict)?;
+            idem_written.map_err(unique_to_conflict)?;
+            notified.map_err(pg_err)?;
+
+            #[cfg(feature = "testing")]
+            if let Some(gate) = gate {
+                let _ = gate.appended.send(());
+                let _ = gate.release.await;
+            }
+            Ok(outcome)
+        })
+        .await?;
+        if !outcome.replayed {
+            self.inner.wake.send_modify(|v| *v = v.wrapping_add(1));
         }
-
-        tx.commit().await.map_err(pg_err)?;
-        self.inner.wake.send_modify(|v| *v = v.wrapping_add(1));
         Ok(outcome)
     }
 
-    /// The keys of `subjects`, created where missing, locked against erasure until `tx`
-    /// ends. Refuses subjects whose key was destroyed.
+    /// The keys of `subjects`, created where missing, locked against erasure until the
+    /// transaction on `tx` ends. Refuses subjects whose key was destroyed.
     async fn keys_for_sealing(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: &ClientWrapper,
         school: SchoolId,
         subjects: &BTreeSet<PersonId>,
     ) -> Result<HashMap<PersonId, SubjectKey>, StoreError> {
@@ -371,14 +401,17 @@ impl PgStore {
             ids.push(*s.as_uuid());
             wrapped.push(self.inner.master.new_subject_key(school, *s)?.1);
         }
-        tx.execute(
-            "INSERT INTO subject_keys (school_id, subject_id, wrapped_key) \
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO subject_keys (school_id, subject_id, wrapped_key) \
                  SELECT $1, s, w FROM unnest($2::uuid[], $3::bytea[]) AS u(s, w) \
                  ON CONFLICT (school_id, subject_id) DO NOTHING",
-            &[school.as_uuid(), &ids, &wrapped],
-        )
-        .await
-        .map_err(pg_err)?;
+            )
+            .await
+            .map_err(pg_err)?;
+        tx.execute(&insert, &[school.as_uuid(), &ids, &wrapped])
+            .await
+            .map_err(pg_err)?;
         let states = self.key_states(tx, school, &ids, true).await?;
         let mut keys = HashMap::with_capacity(states.len());
         for (subject, state) in states {
@@ -394,7 +427,7 @@ impl PgStore {
 
     async fn key_states(
         &self,
-        client: &impl GenericClient,
+        tx: &ClientWrapper,
         school: SchoolId,
         subjects: &[Uuid],
         lock: bool,
@@ -406,8 +439,9 @@ impl PgStore {
             "SELECT subject_id, wrapped_key FROM subject_keys \
              WHERE school_id = $1 AND subject_id = ANY($2)"
         };
-        let rows = client
-            .query(sql, &[school.as_uuid(), &subjects])
+        let stmt = tx.prepare_cached(sql).await.map_err(pg_err)?;
+        let rows = tx
+            .query(&stmt, &[school.as_uuid(), &subjects])
             .await
             .map_err(pg_err)?;
         rows.iter()
@@ -424,10 +458,11 @@ impl PgStore {
             .collect()
     }
 
-    /// Maps rows to events and opens their sealed fields.
+    /// Maps rows to events and opens their sealed fields, reading the keys in the same
+    /// transaction on `tx`.
     async fn events(
         &self,
-        client: &Object,
+        tx: &ClientWrapper,
         rows: Vec<Row>,
         sealed: Sealed,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -440,23 +475,130 @@ impl PgStore {
         }
         for (school, subjects) in subjects_by_school(&events) {
             let ids: Vec<Uuid> = subjects.iter().map(|s| *s.as_uuid()).collect();
-            let keys = self.key_states(&***client, school, &ids, false).await?;
+            let keys = self.key_states(tx, school, &ids, false).await?;
             open_school_events(&mut events, school, &keys)?;
         }
         Ok(events)
     }
 
+    /// Events selected by `sql`, read in a transaction limited to `scope`.
     async fn select_events(
         &self,
+        scope: Scope,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         sealed: Sealed,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
-        let rows = client.query(&stmt, params).await.map_err(pg_err)?;
-        self.events(&client, rows, sealed).await
+        in_scope(&client, scope, End::ReadOnly, async |tx| {
+            let rows = tx.query(&stmt, params).await.map_err(pg_err)?;
+            self.events(tx, rows, sealed).await
+        })
+        .await
     }
+}
+
+/// Whose rows a transaction may see and write. Row-level security (migration 0002,
+/// `docs/decisions/0009-row-level-security.md`) admits only the rows of the school named by the
+/// transaction's setting `registro.school`, or every row when `registro.all_schools` is on.
+#[derive(Clone, Copy, Debug)]
+enum Scope {
+    /// One school: everything done for a school's request.
+    School(SchoolId),
+    /// Every school: only the subscription read and the migration runner.
+    AllSchools,
+}
+
+/// Sets the scope for the current transaction only (`is_local`): connections are pooled, so a
+/// session-wide setting would outlive the request. Both settings are always set, so a scope
+/// never depends on what the session did before.
+const SET_SCOPE: &str = "SELECT set_config('registro.school', $1, true), \
+    set_config('registro.all_schools', $2, true)";
+
+/// How a scoped transaction ends once its work has succeeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// `COMMIT`, waiting for the server's answer: the work wrote.
+    Commit,
+    /// `COMMIT` sent without waiting: the work only read and its rows are already here. The
+    /// connection runs the `COMMIT` before anything it is asked later, so the pool can hand it
+    /// out at once, and a read costs no round trip for ending its transaction.
+    ReadOnly,
+}
+
+/// Runs `work` in a transaction limited to `scope`, the one way this adapter opens a
+/// transaction.
+///
+/// `BEGIN` and the scope's settings are pipelined with `work`'s first statements: a
+/// tokio-postgres request is sent when its future is first polled, and `join!(biased; ...)`
+/// polls `BEGIN`, then the settings, then `work`, so the server receives them in that order,
+/// in one round trip. `work` must run its statements on the client it is given.
+///
+/// When `work` fails, or this future is dropped half-way, the transaction is rolled back
+/// before the connection serves anyone else (as `tokio_postgres::Transaction` does).
+async fn in_scope<T>(
+    client: &ClientWrapper,
+    scope: Scope,
+    end: End,
+    work: impl AsyncFnOnce(&ClientWrapper) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let set_scope = client.prepare_cached(SET_SCOPE).await.map_err(pg_err)?;
+    let (school, all_schools) = match scope {
+        Scope::School(school) => (school.to_string(), "off"),
+        Scope::AllSchools => (String::new(), "on"),
+    };
+    let open = OpenTransaction {
+        client,
+        done: false,
+    };
+    let (begun, scoped, result) = tokio::join!(
+        biased;
+        client.batch_execute("BEGIN"),
+        async { client.execute(&set_scope, &[&school, &all_schools]).await },
+        work(client),
+    );
+    // Errors in statement order: after the first one, the others only say "transaction
+    // aborted".
+    begun.map_err(pg_err)?;
+    scoped.map_err(pg_err)?;
+    let value = result?;
+    open.end(end).await?;
+    Ok(value)
+}
+
+/// A transaction begun on a pooled connection, rolled back if dropped before it ends.
+struct OpenTransaction<'a> {
+    client: &'a Client,
+    done: bool,
+}
+
+impl OpenTransaction<'_> {
+    async fn end(mut self, end: End) -> Result<(), StoreError> {
+        self.done = true;
+        match end {
+            End::Commit => self.client.batch_execute("COMMIT").await.map_err(pg_err),
+            End::ReadOnly => {
+                send_only(self.client, "COMMIT");
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            send_only(self.client, "ROLLBACK");
+        }
+    }
+}
+
+/// Queues `sql` on the connection without waiting for its answer, which is discarded. The
+/// first poll of a request puts it on the connection's queue, ahead of every later request;
+/// `tokio_postgres::Transaction` rolls back on drop the same way.
+fn send_only(client: &Client, sql: &str) {
+    let _ = client.batch_execute(sql).now_or_never();
 }
 
 #[async_trait]
@@ -487,6 +629,7 @@ impl EventStore for PgStore {
              AND stream_version >= $3 ORDER BY stream_version LIMIT $4"
         );
         self.select_events(
+            Scope::School(school),
             &sql,
             &[
                 school.as_uuid(),
@@ -511,6 +654,7 @@ impl EventStore for PgStore {
              ORDER BY school_seq LIMIT $3"
         );
         self.select_events(
+            Scope::School(school),
             &sql,
             &[school.as_uuid(), &to_i64(from_seq), &page(limit)],
             sealed,
@@ -524,7 +668,8 @@ impl EventStore for PgStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         // The fence: only transactions older than every running one are final. See
-        // docs/decisions/0003-subscription-fence.md.
+        // docs/decisions/0003-subscription-fence.md. The one school-crossing read: it declares
+        // so to row-level security.
         let sql = format!(
             "SELECT {COLUMNS} FROM events \
              WHERE (tx, id) > ($1::text::xid8, $2) \
@@ -532,6 +677,7 @@ impl EventStore for PgStore {
              ORDER BY tx, id LIMIT $3"
         );
         self.select_events(
+            Scope::AllSchools,
             &sql,
             &[&after.tx.to_string(), &to_i64(after.id), &page(limit)],
             Sealed::Open,
@@ -546,27 +692,35 @@ impl EventStore for PgStore {
         fingerprint: &[u8; 32],
     ) -> Result<Option<AppendOutcome>, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(
+        let stmt = client
+            .prepare_cached(
                 "SELECT fingerprint, stream_version, first_seq, last_seq \
                  FROM idempotency_keys WHERE school_id = $1 AND key = $2",
-                &[school.as_uuid(), &key.as_str()],
             )
             .await
             .map_err(pg_err)?;
+        let row = in_scope(&client, Scope::School(school), End::ReadOnly, async |tx| {
+            tx.query_opt(&stmt, &[school.as_uuid(), &key.as_str()])
+                .await
+                .map_err(pg_err)
+        })
+        .await?;
         let stored = row.map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)));
         crate::stored_replay(key, fingerprint, stored)
     }
 
     async fn school_head(&self, school: SchoolId) -> Result<Option<SchoolHead>, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(
-                "SELECT last_seq, last_hash FROM school_heads WHERE school_id = $1",
-                &[school.as_uuid()],
-            )
+        let stmt = client
+            .prepare_cached("SELECT last_seq, last_hash FROM school_heads WHERE school_id = $1")
             .await
             .map_err(pg_err)?;
+        let row = in_scope(&client, Scope::School(school), End::ReadOnly, async |tx| {
+            tx.query_opt(&stmt, &[school.as_uuid()])
+                .await
+                .map_err(pg_err)
+        })
+        .await?;
         row.map(|row| {
             Ok(SchoolHead {
                 last_seq: to_u64(row.get(0)),
@@ -582,24 +736,30 @@ impl EventStore for PgStore {
         subject: PersonId,
     ) -> Result<bool, StoreError> {
         let client = self.client().await?;
-        let destroyed = client
-            .execute(
+        let (destroy, tombstone) = tokio::try_join!(
+            client.prepare_cached(
                 "UPDATE subject_keys SET wrapped_key = NULL, erased_at = now() \
-                 WHERE school_id = $1 AND subject_id = $2 AND wrapped_key IS NOT NULL",
-                &[school.as_uuid(), subject.as_uuid()],
-            )
-            .await
-            .map_err(pg_err)?;
-        // A subject with no key yet gets an erased one, so nothing is sealed for them later.
-        client
-            .execute(
+                 WHERE school_id = $1 AND subject_id = $2 AND wrapped_key IS NOT NULL"
+            ),
+            // A subject with no key yet gets an erased one, so nothing is sealed for them later.
+            client.prepare_cached(
                 "INSERT INTO subject_keys (school_id, subject_id, wrapped_key, erased_at) \
-                 VALUES ($1, $2, NULL, now()) ON CONFLICT DO NOTHING",
-                &[school.as_uuid(), subject.as_uuid()],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(destroyed == 1)
+                 VALUES ($1, $2, NULL, now()) ON CONFLICT DO NOTHING"
+            ),
+        )
+        .map_err(pg_err)?;
+        let ids: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+            [school.as_uuid(), subject.as_uuid()];
+        in_scope(&client, Scope::School(school), End::Commit, async |tx| {
+            let (destroyed, tombstoned) =
+                tokio::join!(async { tx.execute(&destroy, &ids).await }, async {
+                    tx.execute(&tombstone, &ids).await
+                },);
+            let destroyed = destroyed.map_err(pg_err)?;
+            tombstoned.map_err(pg_err)?;
+            Ok(destroyed == 1)
+        })
+        .await
     }
 
     fn wake_signal(&self) -> watch::Receiver<u64> {
@@ -613,7 +773,7 @@ impl EventStore for PgStore {
     }
 
     async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
-        let mut client = self.client().await?;
+        let client = self.client().await?;
         client
             .execute(
                 "SELECT pg_advisory_lock($1, $2)",
@@ -621,7 +781,7 @@ impl EventStore for PgStore {
             )
             .await
             .map_err(pg_err)?;
-        let result = migrate_locked(&mut client).await;
+        let result = migrate_locked(&client).await;
         let unlock = client
             .execute(
                 "SELECT pg_advisory_unlock($1, $2)",
@@ -665,7 +825,12 @@ async fn applied_migrations(client: &Object) -> Result<Vec<AppliedMigration>, St
         .collect())
 }
 
-async fn migrate_locked(client: &mut Object) -> Result<Vec<u32>, StoreError> {
+async fn migrate_locked(client: &Object) -> Result<Vec<u32>, StoreError> {
+    // Nothing to do, nothing to create: a role without the right to create tables (one that
+    // only reads and writes rows) can run an up-to-date registro.
+    if migrate::check(migrate::POSTGRES, &applied_migrations(client).await?)?.is_current() {
+        return Ok(Vec::new());
+    }
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS registro_migrations (
@@ -683,26 +848,29 @@ async fn migrate_locked(client: &mut Object) -> Result<Vec<u32>, StoreError> {
         .iter()
         .filter(|m| status.pending.contains(&m.version))
     {
-        let tx = client.transaction().await.map_err(pg_err)?;
-        tx.batch_execute(m.sql).await.map_err(|e| {
-            StoreError::Migration(format!(
-                "migration {} ({}) failed: {}",
-                m.version,
-                m.name,
-                describe(&e)
-            ))
-        })?;
-        tx.execute(
-            "INSERT INTO registro_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-            &[
-                &i32::try_from(m.version).unwrap_or(i32::MAX),
-                &m.name,
-                &m.checksum(),
-            ],
-        )
-        .await
-        .map_err(pg_err)?;
-        tx.commit().await.map_err(pg_err)?;
+        // A migration may touch the rows of every school (a backfill): it says so to
+        // row-level security, like the subscription read.
+        in_scope(client, Scope::AllSchools, End::Commit, async |tx| {
+            tx.batch_execute(m.sql).await.map_err(|e| {
+                StoreError::Migration(format!(
+                    "migration {} ({}) failed: {}",
+                    m.version,
+                    m.name,
+                    describe(&e)
+                ))
+            })?;
+            tx.execute(
+                "INSERT INTO registro_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                &[
+                    &i32::try_from(m.version).unwrap_or(i32::MAX),
+                    &m.name,
+                    &m.checksum(),
+                ],
+            )
+            .await
+            .map_err(pg_err)
+        })
+        .await?;
         done.push(m.version);
     }
     Ok(done)

@@ -7,6 +7,13 @@
 //!   run as root, since PostgreSQL refuses to run as root; `REGISTRO_TEST_PRIVATE_PG=1` forces
 //!   this path). Without any of them the tests fail
 //!   and say how to install PostgreSQL; they never skip.
+//! * [`pg::TestDb::app_url`]: the same database for [`pg::APP_ROLE`], an ordinary login role
+//!   that row-level security holds (superusers and `BYPASSRLS` roles are never held by it), as
+//!   registro runs in production. [`pg::TestDb::url`] and [`pg::TestDb::client`] stay the
+//!   administrator's; the client sees every school's rows. With `DATABASE_URL` naming an
+//!   administrator that is not a superuser, it needs `CREATEDB`, `CREATEROLE` (for the role)
+//!   and membership in `pg_signal_backend` (to drop a test database while the role's
+//!   connections close).
 //! * [`TempDir`]: a directory removed when dropped, for SQLite files.
 
 pub mod pg;

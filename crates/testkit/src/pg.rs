@@ -19,6 +19,17 @@ pub const LOCAL_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Set to `1` to skip the local server and use the private cluster (to test that path).
 pub const FORCE_PRIVATE: &str = "REGISTRO_TEST_PRIVATE_PG";
 
+/// The ordinary login role that tests connect as to be held by row-level security, as registro
+/// is in production: no superuser, no `BYPASSRLS` (both ignore row-level security, even when
+/// forced), not the tables' owner. Roles belong to the whole server, so it is created once per
+/// server, by whichever test asks first, and never dropped; it owns nothing, and what it is
+/// granted goes away with each test database.
+pub const APP_ROLE: &str = "registro_test_app";
+
+/// [`APP_ROLE`]'s password, for servers that ask for one (tests only: the role can reach
+/// nothing but the test databases that grant it something).
+const APP_PASSWORD: &str = "registro_test_app";
+
 static SERVER: OnceCell<String> = OnceCell::const_new();
 
 const HOW_TO_INSTALL: &str = "PostgreSQL is needed for the integration tests. Install it \
@@ -63,7 +74,8 @@ impl TestDb {
         })
     }
 
-    /// The database's URL.
+    /// The database's URL, for the server's administrator (usually a superuser, which row-level
+    /// security never holds).
     #[must_use]
     pub fn url(&self) -> &str {
         &self.url
@@ -93,14 +105,94 @@ impl TestDb {
             .expect("connect to the test database")
     }
 
-    /// A plain client on this database, for tests that look under the store.
+    /// A plain client on this database, for tests that look under the store: the
+    /// administrator, with `registro.all_schools` on for the session, so that it sees and may
+    /// change every school's rows even when the administrator is not a superuser but the tables'
+    /// owner (whom migration 0002 holds). [`TestDb::app_client`] is one that row-level security
+    /// holds.
     ///
     /// # Panics
     /// If it cannot connect.
     pub async fn client(&self) -> tokio_postgres::Client {
-        connect(&self.url)
+        connect(&with_all_schools(&self.url))
             .await
             .expect("connect to the test database")
+    }
+
+    /// The URL of this database for [`APP_ROLE`], an ordinary role that row-level security
+    /// holds. Creates the role if the server has none yet (safely while other tests do the
+    /// same), and grants it what the store needs on this database's tables and sequences:
+    /// `SELECT`, `INSERT`, `UPDATE` (no `DELETE`, `TRUNCATE` or DDL).
+    ///
+    /// # Panics
+    /// If the role cannot be created or granted (the administrator needs `CREATEROLE`), or if
+    /// a role of that name exists and is a superuser or has `BYPASSRLS`.
+    pub async fn app_url(&self) -> String {
+        match self.grant_app_role().await {
+            Ok(()) => with_database(
+                &with_user(&self.admin_url, APP_ROLE, APP_PASSWORD),
+                &self.name,
+            ),
+            Err(e) => panic!("preparing the role {APP_ROLE}: {e:#}"),
+        }
+    }
+
+    /// A store on this database connected as [`APP_ROLE`], with the given master key.
+    ///
+    /// # Panics
+    /// If the role cannot be prepared or the store cannot connect.
+    pub async fn app_store_with_key(&self, key: MasterKey) -> PgStore {
+        PgStore::connect(&self.app_url().await, 20, key)
+            .await
+            .expect("connect to the test database as the application role")
+    }
+
+    /// A plain client on this database connected as [`APP_ROLE`].
+    ///
+    /// # Panics
+    /// If the role cannot be prepared or the client cannot connect.
+    pub async fn app_client(&self) -> tokio_postgres::Client {
+        connect(&self.app_url().await)
+            .await
+            .expect("connect to the test database as the application role")
+    }
+
+    async fn grant_app_role(&self) -> anyhow::Result<()> {
+        let admin = connect(&self.admin_url).await?;
+        // Concurrent tests may create it at the same moment: the loser gets duplicate_object,
+        // or unique_violation on the catalogue's index; either way the role is there.
+        admin
+            .batch_execute(&format!(
+                "DO $$ BEGIN
+                     CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_PASSWORD}'
+                         NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+                 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                 END $$"
+            ))
+            .await
+            .context("creating the role")?;
+        let privileged: bool = admin
+            .query_one(
+                "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = $1",
+                &[&APP_ROLE],
+            )
+            .await?
+            .get(0);
+        if privileged {
+            bail!(
+                "the role {APP_ROLE} exists and is a superuser or has BYPASSRLS, which row-level \
+                 security does not hold: drop it, the tests recreate it"
+            );
+        }
+        connect(&self.url)
+            .await?
+            .batch_execute(&format!(
+                "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {APP_ROLE};
+                 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE};"
+            ))
+            .await
+            .context("granting it the tables of the test database")?;
+        Ok(())
     }
 }
 
@@ -176,6 +268,26 @@ pub fn with_database(url: &str, db: &str) -> String {
         Some(q) => format!("{base}/{db}?{q}"),
         None => format!("{base}/{db}"),
     }
+}
+
+/// `url` with `registro.all_schools` on for every session it opens: such a connection works
+/// across schools under row-level security (migration 0002).
+fn with_all_schools(url: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20registro.all_schools%3Don")
+}
+
+/// `url` with its user and password replaced by `user` and `password` (URL-safe, unescaped).
+#[must_use]
+pub fn with_user(url: &str, user: &str, password: &str) -> String {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[authority_start..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let host = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    format!("{}{user}:{password}@{host}", &url[..authority_start])
 }
 
 /// Creates (once, under an advisory lock, for this migration set) the migrated template and
@@ -348,7 +460,7 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::{with_database, with_user};
 
     #[test]
     fn database_names_are_replaced_in_urls() {
@@ -363,6 +475,26 @@ mod tests {
         assert_eq!(
             with_database("postgres://u@h:1", "t3"),
             "postgres://u@h:1/t3"
+        );
+    }
+
+    #[test]
+    fn users_are_replaced_in_urls() {
+        assert_eq!(
+            with_user("postgres://postgres@127.0.0.1:5432/postgres", "a", "b"),
+            "postgres://a:b@127.0.0.1:5432/postgres"
+        );
+        assert_eq!(
+            with_user("postgres://u:p@w@h/db?sslmode=disable", "a", "b"),
+            "postgres://a:b@h/db?sslmode=disable"
+        );
+        assert_eq!(
+            with_user("postgresql://h:1", "a", "b"),
+            "postgresql://a:b@h:1"
+        );
+        assert_eq!(
+            with_user("postgres://h?x=@", "a", "b"),
+            "postgres://a:b@h?x=@"
         );
     }
 }

@@ -1,8 +1,14 @@
 //! One store per test, with a back door for the few cases that must act as a tamperer.
+//!
+//! On PostgreSQL the store connects either as the server's administrator (a superuser, which
+//! row-level security does not hold) or as an ordinary role that it holds
+//! ([`registro_testkit::pg::APP_ROLE`]), as registro runs in production. The back door is the
+//! administrator in both cases.
 
 use std::sync::Arc;
 
 use registro_domain::SchoolId;
+use registro_store::postgres::PgStore;
 use registro_store::sqlite::SqliteStore;
 use registro_store::testing::HoldAppends;
 use registro_store::{Backend, EventStore, MasterKey};
@@ -21,20 +27,36 @@ pub struct Harness {
 }
 
 enum Place {
-    Postgres(TestDb),
+    /// The database and the URL the store connects with.
+    Postgres(TestDb, String),
     Sqlite(TempDir),
 }
 
 impl Harness {
+    /// PostgreSQL, connected as the administrator.
     pub async fn postgres() -> Self {
         let db = TestDb::new().await;
+        let url = db.url().to_owned();
+        Self::postgres_as(db, url).await
+    }
+
+    /// PostgreSQL, connected as an ordinary role, held by row-level security.
+    pub async fn postgres_rls() -> Self {
+        let db = TestDb::new().await;
+        let url = db.app_url().await;
+        Self::postgres_as(db, url).await
+    }
+
+    async fn postgres_as(db: TestDb, url: String) -> Self {
         let master = MasterKey::generate();
-        let store = db.store_with_key(master.clone()).await;
+        let store = PgStore::connect(&url, 20, master.clone())
+            .await
+            .expect("connect to the test database");
         Self {
             store: Arc::new(store.clone()),
             held: Arc::new(store),
             master,
-            place: Place::Postgres(db),
+            place: Place::Postgres(db, url),
         }
     }
 
@@ -60,7 +82,11 @@ impl Harness {
     /// Another store on the same database, opened with `master`.
     pub async fn reopen_with(&self, master: MasterKey) -> Arc<dyn EventStore> {
         match &self.place {
-            Place::Postgres(db) => Arc::new(db.store_with_key(master).await),
+            Place::Postgres(_, url) => Arc::new(
+                PgStore::connect(url, 20, master)
+                    .await
+                    .expect("reconnect to the test database"),
+            ),
             Place::Sqlite(dir) => Arc::new(
                 SqliteStore::open(&dir.path().join("events.db"), master)
                     .await
@@ -72,7 +98,7 @@ impl Harness {
     /// Runs raw SQL beside the store, as an operator (or a tamperer) with database access.
     pub async fn raw(&self, sql: &str) {
         match &self.place {
-            Place::Postgres(db) => db.client().await.batch_execute(sql).await.expect("raw sql"),
+            Place::Postgres(db, _) => db.client().await.batch_execute(sql).await.expect("raw sql"),
             Place::Sqlite(dir) => {
                 let conn = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
                 conn.execute_batch(sql).expect("raw sql");

@@ -1,12 +1,19 @@
 //! The conformance suite: every case runs against both adapters, PostgreSQL (a database of its
-//! own per test, see `registro-testkit`) and SQLite (a file of its own per test).
+//! own per test, see `registro-testkit`) and SQLite (a file of its own per test). On PostgreSQL
+//! it runs twice: connected as the administrator, and as an ordinary role that row-level
+//! security holds, as registro runs in production (`postgres_rls::<case>`), which shows that
+//! every statement of the adapter names its school.
+//!
+//! [`row_level_security`] holds the PostgreSQL-only cases of row-level security itself.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod cases;
 mod harness;
+mod row_level_security;
 
-/// Declares each case once per adapter: `postgres::<case>` and `sqlite::<case>`.
+/// Declares each case once per adapter: `postgres::<case>`, `postgres_rls::<case>` and
+/// `sqlite::<case>`.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod postgres {
@@ -14,6 +21,15 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
                     let h = crate::harness::Harness::postgres().await;
+                    crate::cases::$case(&h).await;
+                }
+            )*
+        }
+        mod postgres_rls {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let h = crate::harness::Harness::postgres_rls().await;
                     crate::cases::$case(&h).await;
                 }
             )*
