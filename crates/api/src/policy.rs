@@ -208,6 +208,25 @@ pub fn may_change_relationships_of(caller: PersonId, subject: PersonId) -> bool 
     caller != subject
 }
 
+/// Whether a role carries power over the whole school (principal, secretary) or over its
+/// accountability (auditor, admin): such roles are given and taken away only by a principal.
+#[must_use]
+pub const fn is_privileged(role: Role) -> bool {
+    matches!(
+        role,
+        Role::Principal | Role::Secretary | Role::Auditor | Role::Admin | Role::System
+    )
+}
+
+/// Whether a caller holding `caller_roles` may give or take away `role` (registering a person
+/// in it included): anyone who manages the directory for the other roles, only a principal for
+/// the privileged ones. So a secretary cannot create an accomplice principal or admin, nor
+/// remove the principal or the auditors.
+#[must_use]
+pub fn may_assign(caller_roles: &BTreeSet<Role>, role: Role) -> bool {
+    !is_privileged(role) || caller_roles.contains(&Role::Principal)
+}
+
 /// Checks that the mounted routes and the OpenAPI document name the same operations, so that
 /// nothing is served that the policy table and the documentation do not both know.
 ///
@@ -403,6 +422,20 @@ mod tests {
                 Target::School,
             );
             assert_eq!(decision == Decision::Allow(role), expected, "{role}");
+        }
+    }
+
+    #[test]
+    fn only_a_principal_assigns_the_privileged_roles() {
+        let secretary = BTreeSet::from([Role::Secretary]);
+        let principal = BTreeSet::from([Role::Principal]);
+        for role in Role::PERSON_ROLES {
+            assert!(may_assign(&principal, role), "{role}");
+            assert_eq!(
+                may_assign(&secretary, role),
+                matches!(role, Role::Teacher | Role::Guardian | Role::Student),
+                "{role}"
+            );
         }
     }
 

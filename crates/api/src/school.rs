@@ -309,6 +309,18 @@ fn not_about_oneself(caller: &Caller, subject: PersonId) -> Result<(), ApiError>
     }
 }
 
+/// Refuses to give or take away a privileged role unless the caller is a principal (see
+/// [`crate::policy::may_assign`]).
+fn may_assign(caller: &Caller, role: Role) -> Result<(), ApiError> {
+    if crate::policy::may_assign(&caller.roles, role) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "Solo il dirigente scolastico può assegnare o togliere il ruolo {role}."
+        )))
+    }
+}
+
 fn person_ref(dir: &Directory, id: PersonId) -> Option<PersonRef> {
     dir.person(id).map(|p| PersonRef {
         id: id.into(),
@@ -390,6 +402,7 @@ pub async fn register_person(
     headers: HeaderMap,
     Json(body): Json<RegisterPerson>,
 ) -> Result<Response, ApiError> {
+    may_assign(&caller, body.role)?;
     let person = PersonId::from_uuid(new_id(&caller, &headers, "person")?);
     let cmd = DirectoryCommand::Register {
         person,
@@ -441,6 +454,7 @@ pub async fn grant_role(
 ) -> Result<Response, ApiError> {
     let (_, person) = ids;
     not_about_oneself(&caller, person)?;
+    may_assign(&caller, body.role)?;
     let cmd = DirectoryCommand::GrantRole {
         person,
         role: body.role,
@@ -467,6 +481,7 @@ pub async fn revoke_role(
     let (_, person, role) = ids;
     let role: Role = role.parse().map_err(|_| ApiError::NotFound)?;
     not_about_oneself(&caller, person)?;
+    may_assign(&caller, role)?;
     let cmd = DirectoryCommand::RevokeRole { person, role };
     command(&state, &caller, &headers, cmd, StatusCode::OK, None).await
 }

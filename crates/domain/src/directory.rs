@@ -216,7 +216,7 @@ impl DirectoryEvent {
 /// Why a command was refused. Shown to the secretary, in Italian.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DirectoryError {
-    /// The fiscal code (or an omocodic variant of it) belongs to someone already registered.
+    /// The fiscal code belongs to someone already registered.
     #[error("il codice fiscale è già registrato in questa scuola")]
     FiscalCodeTaken {
         /// Who has it.
@@ -300,8 +300,8 @@ pub struct Class {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directory {
     people: BTreeMap<PersonId, Person>,
-    /// Fiscal codes without omocodia, to find the same person under a variant code.
-    by_code: HashMap<String, PersonId>,
+    /// People by fiscal code, exactly as issued: an omocodic variant is another person.
+    by_code: HashMap<FiscalCode, PersonId>,
     /// (guardian, student) pairs.
     links: BTreeSet<(PersonId, PersonId)>,
     classes: BTreeMap<ClassId, Class>,
@@ -316,10 +316,11 @@ impl Directory {
         self.people.get(&id)
     }
 
-    /// Who has this fiscal code (or an omocodic variant of it).
+    /// Who has this fiscal code. Codes are compared exactly as issued: an omocodic variant of a
+    /// code is the code of another person, never the same one.
     #[must_use]
     pub fn by_fiscal_code(&self, code: &FiscalCode) -> Option<PersonId> {
-        self.by_code.get(&code.without_omocodia()).copied()
+        self.by_code.get(code).copied()
     }
 
     /// Whether `person` is registered and holds `role` now.
@@ -556,9 +557,7 @@ pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
             given_name,
             role,
         } => {
-            state
-                .by_code
-                .insert(fiscal_code.without_omocodia(), *person);
+            state.by_code.insert(fiscal_code.clone(), *person);
             state.people.insert(
                 *person,
                 Person {
@@ -671,7 +670,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fiscal_code_is_registered_once_even_under_an_omocodic_variant() {
+    fn a_fiscal_code_is_registered_once_and_an_omocodic_variant_is_another_person() {
         let first = PersonId::new();
         let again = register(PersonId::new(), "80A01", Role::Guardian);
         let given = [register(first, "80A01", Role::Teacher)];
@@ -679,18 +678,25 @@ mod tests {
             given_when(&given, &again),
             Err(DirectoryError::FiscalCodeTaken { existing: first })
         );
+        // The agency gives the second person born with the same code a variant of it: they
+        // are someone else, registered and found under their own code.
         let variant = FiscalCode::with_check_character("XXXYYY80A01Z99V").unwrap();
+        let second = PersonId::new();
         let omocodic = DirectoryCommand::Register {
-            person: PersonId::new(),
-            fiscal_code: variant,
+            person: second,
+            fiscal_code: variant.clone(),
             family_name: "Rossi".into(),
             given_name: "Anna".into(),
             role: Role::Guardian,
         };
-        assert_eq!(
-            given_when(&given, &omocodic),
-            Err(DirectoryError::FiscalCodeTaken { existing: first })
-        );
+        let mut state = Directory::default();
+        for c in given.iter().chain([&omocodic]) {
+            for e in decide(&state, c).unwrap() {
+                evolve(&mut state, &e);
+            }
+        }
+        assert_eq!(state.by_fiscal_code(&code("80A01")), Some(first));
+        assert_eq!(state.by_fiscal_code(&variant), Some(second));
     }
 
     #[test]

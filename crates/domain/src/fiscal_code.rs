@@ -143,8 +143,10 @@ impl FiscalCode {
         &self.0
     }
 
-    /// The same code with any omocodic letters turned back into digits: two codes of one
-    /// person compare equal in this form.
+    /// The code with any omocodic letters turned back into digits: the base code this one was
+    /// derived from. An omocodic code and its base belong to **different** people (the letters
+    /// are how the revenue agency tells them apart), so people are never matched in this form;
+    /// it only tells that two codes look alike.
     #[must_use]
     pub fn without_omocodia(&self) -> String {
         let mut bytes = self.0.as_bytes().to_vec();

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use registro_api::ApiDoc;
 use registro_api::auth::{LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer};
 use registro_api::ratelimit::RateLimit;
-use registro_domain::{Role, SchoolId};
+use registro_domain::{FiscalCode, Role, SchoolId};
 use reqwest::Method;
 use serde_json::{Value, json};
 use utoipa::OpenApi as _;
@@ -132,7 +132,7 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
             let person = w.register(school, Role::Guardian).await;
             (
                 format!("{s}/people/{person}/roles"),
-                Some(json!({"role": "auditor"})),
+                Some(json!({"role": "teacher"})),
             )
         }
         ("DELETE", "/schools/{school}/people/{person}/roles/{role}") => {
@@ -141,11 +141,11 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
                 school,
                 registro_domain::directory::DirectoryCommand::GrantRole {
                     person,
-                    role: Role::Auditor,
+                    role: Role::Teacher,
                 },
             )
             .await;
-            (format!("{s}/people/{person}/roles/auditor"), None)
+            (format!("{s}/people/{person}/roles/teacher"), None)
         }
         ("POST", "/schools/{school}/students/{student}/guardians") => {
             let guardian = w.register(school, Role::Guardian).await;
@@ -738,6 +738,100 @@ async fn nobody_changes_their_own_roles_or_relationships() {
         )
         .await;
     assert_eq!(r.status(), 201);
+}
+
+/// Only a principal gives or takes away the privileged roles; a secretary gives the others.
+#[tokio::test]
+async fn only_a_principal_assigns_privileged_roles() {
+    let w = World::sqlite(RateLimit::default()).await;
+    let secretary = w.token(Role::Secretary);
+    let principal = w.token(Role::Principal);
+    let teacher = w.person(Role::Teacher);
+    let roles = format!("/schools/{}/people/{teacher}/roles", w.a);
+    for role in ["principal", "secretary", "auditor", "admin"] {
+        let body = json!({"role": role});
+        let r = w
+            .call(Method::POST, &roles, Some(&secretary), Some(&body))
+            .await;
+        assert_eq!(r.status(), 403, "secretary grants {role}");
+        let register = json!({"fiscal_code": w.code().as_str(), "family_name": "Nuovo",
+            "given_name": "Capo", "role": role});
+        let r = w
+            .call(
+                Method::POST,
+                &format!("/schools/{}/people", w.a),
+                Some(&secretary),
+                Some(&register),
+            )
+            .await;
+        assert_eq!(r.status(), 403, "secretary registers a {role}");
+    }
+    let principal_id = w.person(Role::Principal);
+    let r = w
+        .call(
+            Method::DELETE,
+            &format!("/schools/{}/people/{principal_id}/roles/principal", w.a),
+            Some(&secretary),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    // The principal may; the secretary may give a teacher the guardian role.
+    let r = w
+        .call(
+            Method::POST,
+            &roles,
+            Some(&principal),
+            Some(&json!({"role": "auditor"})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = w
+        .call(
+            Method::POST,
+            &roles,
+            Some(&secretary),
+            Some(&json!({"role": "guardian"})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+}
+
+/// Somebody whose fiscal code is an omocodic variant of a registered person's code is somebody
+/// else: they do not log in as that person.
+#[tokio::test]
+async fn an_omocodic_variant_of_a_code_is_another_person() {
+    let w = World::sqlite(RateLimit::default()).await;
+    let code = &w.people[&Role::Principal].1;
+    // Replace the last digit of the birthplace (always 9 in these codes) by its letter, V.
+    let variant = FiscalCode::with_check_character(&format!("{}V", &code.as_str()[..14])).unwrap();
+    assert_ne!(&variant, code);
+    let token = w
+        .issuer
+        .issue_with(None, &variant, Duration::from_secs(60))
+        .unwrap();
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/me", w.a),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    // Registered under their own code, they are their own person.
+    let id = w.register_with_code(w.a, Role::Teacher, variant).await;
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/me", w.a),
+            Some(&token),
+            None,
+        )
+        .await;
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(me["person"]["id"], json!(id));
+    assert_eq!(me["roles"], json!(["teacher"]));
 }
 
 /// Unlinking a parent (a court order) ends their access at once; the other parent keeps theirs.
