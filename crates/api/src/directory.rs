@@ -45,6 +45,10 @@ pub enum CommandError {
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         match e {
+            CommandError::Store(StoreError::Conflict { .. }) => ApiError::Conflict(
+                "La scuola è stata modificata da altre richieste nello stesso momento: riprova."
+                    .into(),
+            ),
             CommandError::Store(e) => e.into(),
             CommandError::Refused(e) => {
                 use DirectoryError as D;
@@ -93,12 +97,48 @@ pub async fn execute(
         serde_json::to_vec(command).map_err(|e| StoreError::internal(e.to_string()))?,
     )
     .into();
-    if let Some(key) = &key {
-        let fingerprint = command_fingerprint(&stream, &metadata, &digest);
-        if let Some(outcome) = store.replay_of(school, key, &fingerprint).await? {
-            return Ok(outcome);
-        }
+    let fingerprint = command_fingerprint(&stream, &metadata, &digest);
+    let replay = async || match &key {
+        Some(key) => store.replay_of(school, key, &fingerprint).await,
+        None => Ok(None),
+    };
+    if let Some(outcome) = replay().await? {
+        return Ok(outcome);
     }
+    let result = decide_and_append(
+        store,
+        cache,
+        school,
+        &metadata,
+        command,
+        key.as_ref(),
+        digest,
+    )
+    .await;
+    // A retry that raced its first attempt: the first may have committed while this one decided
+    // against the state before it, and been refused or lost the race. Its outcome is the answer.
+    if matches!(
+        result,
+        Err(CommandError::Refused(_) | CommandError::Store(StoreError::Conflict { .. }))
+    ) && let Some(outcome) = replay().await?
+    {
+        return Ok(outcome);
+    }
+    result
+}
+
+/// Decides and appends, deciding again (up to [`ATTEMPTS`] times) when another write moved the
+/// stream first.
+async fn decide_and_append(
+    store: &dyn EventStore,
+    cache: &SchoolCache<Directory>,
+    school: SchoolId,
+    metadata: &CommandMetadata,
+    command: &DirectoryCommand,
+    key: Option<&IdempotencyKey>,
+    digest: [u8; 32],
+) -> Result<AppendOutcome, CommandError> {
+    let stream = stream();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -125,7 +165,7 @@ pub async fn execute(
             },
             events,
             metadata: metadata.clone(),
-            idempotency_key: key.clone(),
+            idempotency_key: key.cloned(),
             command_digest: Some(digest),
         };
         match store.append(request).await {

@@ -9,8 +9,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 use serde::Serialize;
+use utoipa::openapi::Required;
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -106,6 +108,19 @@ impl Modify for EveryOperation {
                         .build(),
                 ),
             );
+        let idempotency_key = ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(format!(
+                "Makes the command safe to retry: a retry with the same key by the same person \
+                 answers the first result (with `Idempotent-Replayed: true`) and writes nothing; \
+                 the same key with another command is refused (422). 1 to {} characters of \
+                 A-Z a-z 0-9 - _ . :",
+                school::MAX_IDEMPOTENCY_KEY
+            )))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build();
         for (path, item) in &mut openapi.paths.paths {
             if !path.starts_with("/schools/") {
                 continue;
@@ -116,6 +131,12 @@ impl Modify for EveryOperation {
                 let Some(operation) = operation else { continue };
                 operation.security =
                     Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+                if i > 0 {
+                    operation
+                        .parameters
+                        .get_or_insert_with(Vec::new)
+                        .push(idempotency_key.clone());
+                }
                 let responses = &mut operation.responses.responses;
                 let mut add = |status: &str, description: &str| {
                     responses

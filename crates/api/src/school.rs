@@ -242,21 +242,31 @@ pub struct PageQuery {
     pub limit: Option<usize>,
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
-    headers
-        .get(IDEMPOTENCY_KEY)
-        .map(|v| {
-            let text = v.to_str().map_err(|_| {
-                ApiError::BadRequest("The Idempotency-Key header must be ASCII.".into())
-            })?;
-            IdempotencyKey::parse(text).map_err(|_| {
-                ApiError::BadRequest(
-                    "The Idempotency-Key header must be 1 to 255 characters of A-Z a-z 0-9 - _ . :"
-                        .into(),
-                )
-            })
-        })
-        .transpose()
+/// The longest `Idempotency-Key` accepted, in characters.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// The request's idempotency key, scoped to the caller: keys are the client's own, so one
+/// person's key never meets another's (nor tells them it was used).
+fn idempotency_key(
+    headers: &HeaderMap,
+    caller: &Caller,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY} characters of \
+             A-Z a-z 0-9 - _ . :"
+        ))
+    };
+    let text = value.to_str().map_err(|_| bad())?;
+    if text.len() > MAX_IDEMPOTENCY_KEY || IdempotencyKey::parse(text).is_err() {
+        return Err(bad());
+    }
+    IdempotencyKey::parse(format!("{}:{text}", caller.person))
+        .map(Some)
+        .map_err(|_| bad())
 }
 
 /// Runs a directory command for the caller and answers with its outcome.
@@ -268,7 +278,7 @@ async fn command(
     status: StatusCode,
     id: Option<Uuid>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(headers)?;
+    let key = idempotency_key(headers, caller)?;
     let metadata = CommandMetadata::by(caller.person, caller.role);
     let outcome: AppendOutcome = execute(
         state.store.as_ref(),
@@ -378,6 +388,7 @@ pub async fn me(Extension(caller): Extension<Caller>) -> Result<Json<Me>, ApiErr
         roles: caller.roles.iter().map(|r| r.as_str().to_owned()).collect(),
         children: dir
             .students_of(caller.person)
+            .filter(|s| caller.is_guardian_of(*s))
             .filter_map(|s| person_ref(dir, s))
             .collect(),
         classes: dir
@@ -426,10 +437,10 @@ pub async fn register_person(
 /// (and the school and the caller), so that a retry names what the first attempt created and
 /// is recognised as the same command; without one it is a new UUIDv7.
 fn new_id(caller: &Caller, headers: &HeaderMap, kind: &str) -> Result<Uuid, ApiError> {
-    Ok(match idempotency_key(headers)? {
+    Ok(match idempotency_key(headers, caller)? {
         Some(key) => Uuid::new_v5(
             caller.school.as_uuid(),
-            format!("{kind}:{}:{}", caller.person, key.as_str()).as_bytes(),
+            format!("{kind}:{}", key.as_str()).as_bytes(),
         ),
         None => Uuid::now_v7(),
     })
@@ -714,7 +725,8 @@ pub async fn student_access_log(
     Ok(Json(records))
 }
 
-/// The school's access log, filtered: for the principal and auditors.
+/// The school's access log, filtered: for the principal and auditors. Asking for one student's
+/// entries is a read of that student's log, recorded like the per-student route's.
 #[utoipa::path(get, path = "/schools/{school}/access-log", tag = "access log",
     params(("school" = Uuid, Path, description = "The school"), AccessQuery),
     responses((status = 200, description = "The reads, newest first", body = AccessRecords)))]
@@ -723,7 +735,11 @@ pub async fn school_access_log(
     Extension(caller): Extension<Caller>,
     QueryOf(query): QueryOf<AccessQuery>,
 ) -> Result<Json<AccessRecords>, ApiError> {
-    Ok(Json(access_records(&state, &caller, &query).await?))
+    let records = access_records(&state, &caller, &query).await?;
+    if let Some(student) = query.student {
+        record_read(&state, &caller, [student], "student.access_log").await?;
+    }
+    Ok(Json(records))
 }
 
 async fn access_records(

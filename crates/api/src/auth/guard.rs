@@ -43,11 +43,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whether the caller is `student`'s guardian now: linked, and holding the guardian role
+    /// (a revoked role ends what the link gave).
+    #[must_use]
+    pub fn is_guardian_of(&self, student: PersonId) -> bool {
+        self.roles.contains(&Role::Guardian) && self.directory.is_linked(self.person, student)
+    }
+
     /// Whether reading `student`'s data must be recorded in the access log: by anyone but the
-    /// student and their linked guardians.
+    /// student and their guardians.
     #[must_use]
     pub fn must_record_reading(&self, student: PersonId) -> bool {
-        self.person != student && !self.directory.is_linked(self.person, student)
+        self.person != student && !self.is_guardian_of(student)
     }
 }
 

@@ -263,6 +263,57 @@ async fn unknown_key_ids_cannot_make_registro_hammer_the_provider() {
     );
 }
 
+/// A key the provider withdraws stops being trusted once the cached set is older than its
+/// maximum age, even though every token names a key the cache knows.
+#[tokio::test]
+async fn a_withdrawn_key_stops_being_trusted_after_the_maximum_age() {
+    let (compromised, fresh) = (RsaKey::new("2025"), RsaKey::new("2026"));
+    let provider = provider_with(&[&compromised]);
+    let source: Arc<dyn JwksSource> = provider.clone();
+    let max_age = Duration::from_millis(200);
+    let verifier = TokenVerifier::new(
+        config(),
+        Arc::new(KeySet::with_timing(source, Duration::ZERO, max_age)),
+    );
+    assert!(verifier.verify(&compromised.sign(&claims())).await.is_ok());
+    *provider.keys.lock().unwrap() = vec![fresh.jwk()];
+    // Within the maximum age the cached key still serves, without asking the provider.
+    assert!(verifier.verify(&compromised.sign(&claims())).await.is_ok());
+    assert_eq!(provider.fetches.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(max_age).await;
+    assert_eq!(
+        verifier.verify(&compromised.sign(&claims())).await,
+        Err(AuthError::UnknownKey)
+    );
+    assert!(verifier.verify(&fresh.sign(&claims())).await.is_ok());
+}
+
+/// When the provider goes down, the keys already fetched keep serving (its outage logs nobody
+/// out), and it is asked again at most once per refresh interval.
+#[tokio::test]
+async fn cached_keys_outlive_an_outage_of_the_provider() {
+    let key = RsaKey::new("k1");
+    let provider = provider_with(&[&key]);
+    let source: Arc<dyn JwksSource> = provider.clone();
+    let min_refresh = Duration::from_millis(300);
+    let verifier = TokenVerifier::new(
+        config(),
+        Arc::new(KeySet::with_timing(source, min_refresh, Duration::ZERO)),
+    );
+    assert!(verifier.verify(&key.sign(&claims())).await.is_ok());
+    provider.down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(min_refresh).await;
+    // The set is stale: the provider is asked, fails, and the cached key serves.
+    for _ in 0..5 {
+        assert!(verifier.verify(&key.sign(&claims())).await.is_ok());
+    }
+    assert_eq!(
+        provider.fetches.load(Ordering::SeqCst),
+        2,
+        "one failed refresh, not one per request: the refresh interval bounds the retries"
+    );
+}
+
 #[tokio::test]
 async fn an_unreachable_provider_is_not_the_callers_fault() {
     let key = RsaKey::new("k1");

@@ -507,7 +507,20 @@ async fn a_teachers_read_is_shown_to_the_guardian(w: World) {
     let entries = access_log_of(&w, Role::Guardian, w.x).await;
     assert_eq!(entries[0]["view"], "student.access_log");
     assert_eq!(entries[0]["role"], "auditor");
-    // Pages: one entry at a time, newest first, until the last.
+    // Asking the school's log for one student is a read of that student's log too.
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/access-log?student={}", w.a, w.x),
+            Some(&w.token(Role::Principal)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let entries = access_log_of(&w, Role::Guardian, w.x).await;
+    assert_eq!(entries[0]["role"], "principal");
+    assert_eq!(entries[0]["view"], "student.access_log");
+    // Pages: two entries at a time, newest first, until the last.
     let r = w
         .call(
             Method::GET,
@@ -530,8 +543,17 @@ async fn a_teachers_read_is_shown_to_the_guardian(w: World) {
         )
         .await;
     let last: Value = r.json().await.unwrap();
-    assert_eq!(last["entries"].as_array().unwrap().len(), 1);
+    // Four reads in all: the teacher's two, the auditor's and the principal's.
+    assert_eq!(last["entries"].as_array().unwrap().len(), 2);
     assert!(last["next_before"].is_null());
+    let seqs: Vec<u64> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(last["entries"].as_array().unwrap())
+        .map(|e| e["school_seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|p| p[0] > p[1]), "newest first: {seqs:?}");
     // And the guardian still cannot see another child's log.
     let r = w
         .call(
@@ -659,6 +681,57 @@ async fn commands_are_idempotent_and_refusals_write_nothing(w: World) {
         head,
         "a refused command wrote something"
     );
+    // Double taps sent together: one registration, every answer the same, one of them first.
+    // (On PostgreSQL, without the executor's second look-up after a refusal, the taps that
+    // decided while the first was committing answer 409: checked by disabling it.)
+    let tap_code = w.code();
+    let body = json!({"fiscal_code": tap_code.as_str(), "family_name": "Gialli",
+        "given_name": "Ugo", "role": "student"});
+    let taps = (0..6).map(|_| send("tap-2", body.clone()));
+    let answers = futures_util::future::join_all(taps).await;
+    let mut ids = BTreeSet::new();
+    let mut firsts = 0;
+    for r in answers {
+        assert_eq!(r.status(), 201);
+        firsts += usize::from(r.headers().get("idempotent-replayed").is_none());
+        ids.insert(r.json::<Value>().await.unwrap()["id"].to_string());
+    }
+    assert_eq!((firsts, ids.len()), (1, 1));
+    let head = w.store.school_head(w.a).await.unwrap().unwrap().last_seq;
+    // A retry after the directory moved on is still a replay.
+    w.register(w.a, Role::Guardian).await;
+    let late = send("tap-2", body.clone()).await;
+    assert_eq!(late.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        w.store.school_head(w.a).await.unwrap().unwrap().last_seq,
+        head + 1
+    );
+    // Keys are each person's own: the principal's "tap-2" is another request.
+    let r = w
+        .client
+        .post(format!("{}{people}", w.base))
+        .bearer_auth(w.token(Role::Principal))
+        .header("idempotency-key", "tap-2")
+        .json(
+            &json!({"fiscal_code": w.code().as_str(), "family_name": "Blu",
+            "given_name": "Ada", "role": "teacher"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(r.headers().get("idempotent-replayed").is_none());
+    let bad_key = w
+        .client
+        .post(format!("{}{people}", w.base))
+        .bearer_auth(&secretary)
+        .header("idempotency-key", "has space")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_key.status(), 400);
+
     // What was registered is there: the new guardian can log in.
     let token = w
         .issuer
@@ -882,6 +955,66 @@ async fn an_unlinked_guardian_loses_access_at_once() {
             .status(),
         200
     );
+}
+
+/// A guardian whose guardian role is revoked loses what the link gave, even while the link
+/// stays: no child in their profile, no access, and their reads in another role are recorded.
+#[tokio::test]
+async fn a_revoked_guardian_role_ends_what_the_link_gave() {
+    let w = World::sqlite(RateLimit::default()).await;
+    let guardian = w.person(Role::Guardian);
+    let token = w.token(Role::Guardian);
+    w.run(
+        w.a,
+        registro_domain::directory::DirectoryCommand::GrantRole {
+            person: guardian,
+            role: Role::Teacher,
+        },
+    )
+    .await;
+    w.run(
+        w.a,
+        registro_domain::directory::DirectoryCommand::AssignTeacher {
+            teacher: guardian,
+            class: w.c1,
+            subject: "Arte".into(),
+        },
+    )
+    .await;
+    w.run(
+        w.a,
+        registro_domain::directory::DirectoryCommand::RevokeRole {
+            person: guardian,
+            role: Role::Guardian,
+        },
+    )
+    .await;
+    let me: Value = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/me", w.a),
+            Some(&token),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["children"], json!([]));
+    // Still linked, now a teacher of the child's class: the read is a teacher's, recorded.
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/students/{}", w.a, w.x),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let entries = access_log_of(&w, Role::Student, w.x).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["role"], "teacher");
+    assert_eq!(entries[0]["reader"]["id"], json!(guardian));
 }
 
 /// Reads are limited per token, with `Retry-After`; other tokens and writes are not affected.
