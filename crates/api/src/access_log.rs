@@ -3,6 +3,8 @@
 //! A read is recorded **before** the data is sent: when the record cannot be written the read
 //! is refused (503), so no read of personal data ever goes unrecorded.
 
+use std::sync::Arc;
+
 use registro_domain::access::{self, STUDENT_DATA_READ, StudentDataRead};
 use registro_domain::{PersonId, Role, SchoolId};
 use registro_store::{
@@ -32,11 +34,40 @@ pub struct AccessEntry {
     pub request_id: String,
 }
 
-/// A school's access log, oldest first.
+/// Entries per shared chunk of an [`AccessLog`].
+const CHUNK: usize = 1024;
+
+/// A school's access log. Kept in shared chunks, so that a new entry copies at most one chunk
+/// of the snapshot a request may still hold, not the whole log.
 #[derive(Debug, Clone, Default)]
 pub struct AccessLog {
-    /// The entries, in `school_seq` order.
-    pub entries: Vec<AccessEntry>,
+    chunks: Vec<Arc<Vec<AccessEntry>>>,
+}
+
+impl AccessLog {
+    fn push(&mut self, entry: AccessEntry) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => Arc::make_mut(chunk).push(entry),
+            _ => self.chunks.push(Arc::new(vec![entry])),
+        }
+    }
+
+    /// The entries, newest first.
+    pub fn newest_first(&self) -> impl Iterator<Item = &AccessEntry> {
+        self.chunks.iter().rev().flat_map(|c| c.iter().rev())
+    }
+
+    /// How many entries there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(|c| c.len()).sum()
+    }
+
+    /// Whether there is none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
 }
 
 impl Fold for AccessLog {
@@ -49,7 +80,7 @@ impl Fold for AccessLog {
             event.event_type
         );
         let read: StudentDataRead = serde_json::from_value(event.data.clone())?;
-        self.entries.push(AccessEntry {
+        self.push(AccessEntry {
             school_seq: event.school_seq,
             at: event.occurred_at,
             actor: event.actor_id,
@@ -100,4 +131,39 @@ pub async fn record(
         })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64) -> AccessEntry {
+        AccessEntry {
+            school_seq: seq,
+            at: OffsetDateTime::UNIX_EPOCH,
+            actor: None,
+            role: Role::Teacher,
+            students: vec![],
+            view: "student.record".into(),
+            request_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn entries_come_newest_first_across_chunks_and_old_snapshots_stay_as_they_were() {
+        let mut log = AccessLog::default();
+        for seq in 1..=2500 {
+            log.push(entry(seq));
+        }
+        let held = log.clone();
+        log.push(entry(2501));
+        assert_eq!((log.len(), held.len()), (2501, 2500));
+        let seqs: Vec<u64> = log.newest_first().map(|e| e.school_seq).collect();
+        assert_eq!(seqs.len(), 2501);
+        assert!(seqs.windows(2).all(|p| p[0] == p[1] + 1));
+        assert_eq!(held.newest_first().next().unwrap().school_seq, 2500);
+        // Only the last chunk was copied; the full ones are still shared.
+        assert!(Arc::ptr_eq(&log.chunks[0], &held.chunks[0]));
+        assert!(!Arc::ptr_eq(&log.chunks[2], &held.chunks[2]));
+    }
 }

@@ -5,7 +5,9 @@
 //! Each request brings its school's model up to date first by reading its stream from the
 //! version it holds onwards (one indexed query, usually returning nothing), so a request always
 //! sees every write that was acknowledged before it started, whichever instance of the API
-//! made it. Only schools that have events are kept.
+//! made it. Only schools that have events are kept. Snapshots are shared (`Arc`); a model that
+//! changes while a request still holds the previous snapshot is copied on write, so models
+//! that grow long keep their state in shared chunks (see [`crate::AccessLog`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -38,7 +40,7 @@ pub struct Snapshot<S> {
 #[derive(Debug)]
 pub struct SchoolCache<S> {
     stream: StreamId,
-    schools: Mutex<HashMap<SchoolId, Arc<tokio::sync::Mutex<Snapshot<S>>>>>,
+    schools: Mutex<HashMap<SchoolId, Snapshot<S>>>,
 }
 
 impl<S: Fold> Default for SchoolCache<S> {
@@ -54,6 +56,9 @@ impl<S: Fold> Default for SchoolCache<S> {
 impl<S: Fold> SchoolCache<S> {
     /// The school's model, brought up to date with the store.
     ///
+    /// No lock is held while the store is read, so a school's requests do not queue behind one
+    /// another: each catches up from the snapshot it found, and the newest snapshot is kept.
+    ///
     /// # Errors
     /// [`StoreError`] from the read, or [`StoreError::Internal`] for an unreadable event.
     pub async fn current(
@@ -61,29 +66,36 @@ impl<S: Fold> SchoolCache<S> {
         store: &dyn EventStore,
         school: SchoolId,
     ) -> Result<Snapshot<S>, StoreError> {
-        let slot = self
-            .schools
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&school)
-            .cloned();
-        let Some(slot) = slot else {
-            // Not cached yet: fold it without holding any lock, and keep it only if the school
-            // has events (so that requests naming random schools cost no memory).
-            let fresh = self.catch_up(store, school, Snapshot::default()).await?;
-            if fresh.version > 0 {
-                self.schools
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .entry(school)
-                    .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(fresh.clone())));
-            }
+        let found = self.lock().get(&school).cloned().unwrap_or_default();
+        let fresh = self.catch_up(store, school, found).await?;
+        if fresh.version == 0 {
+            // No events: nothing to keep, so that requests naming random schools cost no memory.
             return Ok(fresh);
-        };
-        let mut held = slot.lock().await;
-        let current = self.catch_up(store, school, held.clone()).await?;
-        *held = current.clone();
-        Ok(current)
+        }
+        let mut schools = self.lock();
+        let kept = schools.entry(school).or_default();
+        if fresh.version > kept.version {
+            *kept = fresh.clone();
+            Ok(fresh)
+        } else {
+            Ok(kept.clone())
+        }
+    }
+
+    /// How many schools are cached.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no school is cached.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SchoolId, Snapshot<S>>> {
+        self.schools.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn catch_up(
@@ -114,5 +126,56 @@ impl<S: Fold> SchoolCache<S> {
                 return Ok(snapshot);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use registro_domain::directory::{Directory, DirectoryCommand};
+    use registro_domain::{FiscalCode, PersonId, Role};
+    use registro_store::MasterKey;
+    use registro_store::sqlite::SqliteStore;
+    use registro_testkit::TempDir;
+
+    use super::*;
+    use crate::directory::execute_as_system;
+
+    #[tokio::test]
+    async fn schools_are_cached_only_once_they_have_events_and_stay_current() {
+        let dir = TempDir::new();
+        let store = SqliteStore::open(&dir.path().join("registro.db"), MasterKey::generate())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let cache = SchoolCache::<Directory>::default();
+        for _ in 0..10 {
+            let nobody = cache.current(&store, SchoolId::new()).await.unwrap();
+            assert_eq!(nobody.version, 0);
+        }
+        assert!(cache.is_empty(), "unknown schools cost no memory");
+
+        let school = SchoolId::new();
+        let register = |n: u32| DirectoryCommand::Register {
+            person: PersonId::new(),
+            fiscal_code: FiscalCode::with_check_character(&format!("XXXYYY80A{n:02}Z999")).unwrap(),
+            family_name: "Rossi".into(),
+            given_name: "Anna".into(),
+            role: Role::Teacher,
+        };
+        execute_as_system(&store, school, &register(1))
+            .await
+            .unwrap();
+        let first = cache.current(&store, school).await.unwrap();
+        assert_eq!((first.version, cache.len()), (1, 1));
+        // A write made elsewhere (another cache, another instance) is seen by the next request,
+        // while the snapshot already handed out stays as it was.
+        execute_as_system(&store, school, &register(2))
+            .await
+            .unwrap();
+        let second = cache.current(&store, school).await.unwrap();
+        assert_eq!(second.version, 2);
+        let code = FiscalCode::with_check_character("XXXYYY80A02Z999").unwrap();
+        assert!(second.state.by_fiscal_code(&code).is_some());
+        assert!(first.state.by_fiscal_code(&code).is_none());
     }
 }

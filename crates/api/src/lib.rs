@@ -54,7 +54,7 @@ pub struct ApiConfig {
     pub local_jwks: Option<jsonwebtoken::jwk::JwkSet>,
     /// Verifies the bearer tokens: the identity provider's, or the local issuer's.
     pub verifier: TokenVerifier,
-    /// The rate limit on reads, per token.
+    /// The rate limit on reads, per token holder.
     pub read_limit: RateLimit,
 }
 

@@ -390,16 +390,41 @@ mod tests {
             ),
             Decision::Forbidden
         );
-        // A teacher who is also a guardian acts in the first role that allows it.
+        // A teacher who is also the parent of a student in another class acts as teacher for
+        // their pupil and as guardian for their own child; neither role opens the child's
+        // access log to them as a teacher, nor the pupil's.
+        run(
+            &mut dir,
+            DirectoryCommand::GrantRole {
+                person: teacher,
+                role: Role::Guardian,
+            },
+        );
+        run(
+            &mut dir,
+            DirectoryCommand::LinkGuardian {
+                guardian: teacher,
+                student: other,
+            },
+        );
         let both = BTreeSet::from([Role::Teacher, Role::Guardian]);
+        let as_both = |permission, student| {
+            decide(&dir, teacher, &both, permission, Target::Student(student))
+        };
         assert_eq!(
-            decide(
-                &dir,
-                teacher,
-                &both,
-                Permission::ReadStudentAccessLog,
-                Target::Student(child)
-            ),
+            as_both(Permission::ReadStudent, child),
+            Decision::Allow(Role::Teacher)
+        );
+        assert_eq!(
+            as_both(Permission::ReadStudent, other),
+            Decision::Allow(Role::Guardian)
+        );
+        assert_eq!(
+            as_both(Permission::ReadStudentAccessLog, other),
+            Decision::Allow(Role::Guardian)
+        );
+        assert_eq!(
+            as_both(Permission::ReadStudentAccessLog, child),
             Decision::Hidden
         );
     }

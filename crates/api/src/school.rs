@@ -763,9 +763,7 @@ async fn access_records(
     };
     let dir = &caller.directory;
     let mut entries: Vec<AccessRecord> = log
-        .entries
-        .iter()
-        .rev()
+        .newest_first()
         .filter(wanted)
         .take(limit + 1)
         .map(|e| AccessRecord {

@@ -86,10 +86,10 @@ pub struct ServeArgs {
     /// Identity.
     #[command(flatten)]
     pub oidc: OidcArgs,
-    /// Sustained reads a minute allowed per token; 0 turns the limit off.
+    /// Sustained reads a minute allowed per token holder; 0 turns the limit off.
     #[arg(long, env = "REGISTRO_READ_RATE_LIMIT", default_value_t = 300)]
     pub read_rate_limit: u32,
-    /// Reads per token allowed at once above the sustained rate.
+    /// Reads per token holder allowed at once above the sustained rate.
     #[arg(long, env = "REGISTRO_READ_BURST", default_value_t = 60)]
     pub read_burst: u32,
     /// Storage.

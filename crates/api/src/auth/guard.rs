@@ -97,21 +97,24 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ApiError> 
     };
 
     let token = bearer(&request)?;
-    if matches!(*request.method(), Method::GET | Method::HEAD) {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        state
-            .limiter
-            .check(key, Instant::now())
-            .map_err(|wait| ApiError::TooManyRequests {
-                retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-            })?;
-    }
     let identity = state.verifier.verify(token).await.map_err(|e| match e {
         AuthError::KeysUnavailable => ApiError::Unavailable(
             "The identity provider cannot be reached to check the token; try again shortly.".into(),
         ),
         e => ApiError::Unauthorized(format!("{e}.")),
     })?;
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut holder = Sha256::new();
+        holder.update(identity.subject.as_bytes());
+        holder.update([0]);
+        holder.update(identity.fiscal_code.as_str().as_bytes());
+        state
+            .limiter
+            .check(holder.finalize().into(), Instant::now())
+            .map_err(|wait| ApiError::TooManyRequests {
+                retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            })?;
+    }
 
     let (mut parts, body) = request.into_parts();
     let params = RawPathParams::from_request_parts(&mut parts, &())
