@@ -294,3 +294,21 @@ async fn serve_trusts_an_external_provider_found_by_discovery() {
     assert_eq!(jwks.status(), 404);
     assert!(server.terminate().await.success());
 }
+
+/// Variables set to nothing (as `compose.yaml` passes the identity provider's when they are not
+/// configured) mean no provider: the local issuer is trusted and its keys are published.
+#[tokio::test]
+async fn empty_identity_variables_mean_the_local_issuer() {
+    let data = TempDir::new();
+    let mut cmd = crate::support::registro();
+    cmd.env("REGISTRO_OIDC_ISSUER", "")
+        .env("REGISTRO_OIDC_AUDIENCE", "")
+        .env("REGISTRO_OIDC_JWKS_URL", " ")
+        .stdout(std::process::Stdio::null());
+    let server = Server::start_command(cmd, &["--data-dir", data.path().to_str().unwrap()]).await;
+    let jwks = reqwest::get(format!("{}/.well-known/jwks.json", server.base))
+        .await
+        .unwrap();
+    assert_eq!(jwks.status(), 200);
+    assert!(server.terminate().await.success());
+}

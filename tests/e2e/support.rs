@@ -83,6 +83,12 @@ impl Server {
         Self::start_with(cmd, args).await
     }
 
+    /// Starts `cmd serve` with `args` (standard output inherited unless `cmd` redirects it):
+    /// for a command with variables of its own.
+    pub async fn start_command(cmd: Command, args: &[&str]) -> Self {
+        Self::start_with(cmd, args).await
+    }
+
     /// Starts `cmd serve` with `args` (standard output discarded and standard error inherited
     /// unless `cmd` redirects them).
     async fn start_with(mut cmd: Command, args: &[&str]) -> Self {

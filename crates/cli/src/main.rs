@@ -242,7 +242,9 @@ async fn identity(
     Option<registro_api::auth::JwkSet>,
     Option<LocalIssuer>,
 )> {
-    let Some(issuer_url) = &oidc.oidc_issuer else {
+    // An empty value (a variable set to nothing, as compose.yaml passes it) is no value.
+    let given = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+    let Some(issuer_url) = given(&oidc.oidc_issuer) else {
         let issuer = local_issuer(data_dir)?;
         let verifier = TokenVerifier::new(
             LocalIssuer::verifier_config(),
@@ -250,13 +252,11 @@ async fn identity(
         );
         return Ok((verifier, Some(issuer.jwks()), Some(issuer)));
     };
-    let audience = oidc
-        .oidc_audience
-        .clone()
+    let audience = given(&oidc.oidc_audience)
         .context("--oidc-audience (REGISTRO_OIDC_AUDIENCE) is required with --oidc-issuer")?;
-    let source = match &oidc.oidc_jwks_url {
-        Some(url) => HttpJwks::new(url)?,
-        None => HttpJwks::discover(issuer_url)
+    let source = match given(&oidc.oidc_jwks_url) {
+        Some(url) => HttpJwks::new(&url)?,
+        None => HttpJwks::discover(&issuer_url)
             .await
             .with_context(|| format!("OpenID Connect discovery at {issuer_url}"))?,
     };
