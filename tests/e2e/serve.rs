@@ -78,15 +78,48 @@ async fn serve_runs_on_postgres_with_a_master_key_and_refuses_without_one() {
     );
 
     let key = registro_store::MasterKey::generate().to_base64();
-    // The data directory still holds the local token issuer's key.
+    // Connected as a superuser (the tests' administrator), whom row-level security never
+    // holds: refused, unless the operator says so.
     let data = TempDir::new();
-    let server = Server::start(&[
+    let dir = data.path().to_str().unwrap();
+    let superuser = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
         "--database-url",
         db.url(),
         "--master-key",
         &key,
         "--data-dir",
-        data.path().to_str().unwrap(),
+        dir,
+    ]);
+    assert_eq!(superuser.status.code(), Some(2));
+    assert!(
+        stderr(&superuser).contains("row-level security does not hold this role"),
+        "{}",
+        stderr(&superuser)
+    );
+    let bypass = Server::start(&[
+        "--database-url",
+        db.url(),
+        "--master-key",
+        &key,
+        "--data-dir",
+        dir,
+        "--allow-rls-bypass",
+    ])
+    .await;
+    assert!(bypass.terminate().await.success());
+
+    // As an ordinary role (the data directory still holds the local token issuer's key).
+    let app = db.app_url().await;
+    let server = Server::start(&[
+        "--database-url",
+        &app,
+        "--master-key",
+        &key,
+        "--data-dir",
+        dir,
     ])
     .await;
     let r = reqwest::get(format!("{}/readyz", server.base))

@@ -41,6 +41,9 @@ pub struct Snapshot<S> {
 pub struct SchoolCache<S> {
     stream: StreamId,
     schools: Mutex<HashMap<SchoolId, Snapshot<S>>>,
+    /// One gate per school being folded from the start, so that the requests arriving at a
+    /// cold cache (after a restart) fold its stream once, not once each.
+    cold: Mutex<HashMap<SchoolId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl<S: Fold> Default for SchoolCache<S> {
@@ -49,6 +52,7 @@ impl<S: Fold> Default for SchoolCache<S> {
             #[allow(clippy::expect_used)] // a constant, checked by the tests
             stream: StreamId::parse(S::STREAM).expect("a valid stream name"),
             schools: Mutex::new(HashMap::new()),
+            cold: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -66,20 +70,56 @@ impl<S: Fold> SchoolCache<S> {
         store: &dyn EventStore,
         school: SchoolId,
     ) -> Result<Snapshot<S>, StoreError> {
-        let found = self.lock().get(&school).cloned().unwrap_or_default();
-        let fresh = self.catch_up(store, school, found).await?;
+        let found = self.lock().get(&school).cloned();
+        match found {
+            Some(found) => Ok(self.keep(school, self.catch_up(store, school, found).await?)),
+            None => self.fold_cold(store, school).await,
+        }
+    }
+
+    /// Keeps `fresh` unless a newer snapshot is kept already; returns the newer one. A school
+    /// without events is not kept, so that requests naming random schools cost no memory.
+    fn keep(&self, school: SchoolId, fresh: Snapshot<S>) -> Snapshot<S> {
         if fresh.version == 0 {
-            // No events: nothing to keep, so that requests naming random schools cost no memory.
-            return Ok(fresh);
+            return fresh;
         }
         let mut schools = self.lock();
         let kept = schools.entry(school).or_default();
         if fresh.version > kept.version {
             *kept = fresh.clone();
-            Ok(fresh)
+            fresh
         } else {
-            Ok(kept.clone())
+            kept.clone()
         }
+    }
+
+    /// Folds a school that is not cached, once for all the requests that ask meanwhile.
+    async fn fold_cold(
+        &self,
+        store: &dyn EventStore,
+        school: SchoolId,
+    ) -> Result<Snapshot<S>, StoreError> {
+        let gate = Arc::clone(
+            self.cold
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(school)
+                .or_default(),
+        );
+        let result = {
+            let _folding = gate.lock().await;
+            // Folded by the request this one waited for? Then only what came since is read.
+            let found = self.lock().get(&school).cloned().unwrap_or_default();
+            self.catch_up(store, school, found)
+                .await
+                .map(|fresh| self.keep(school, fresh))
+        };
+        let mut cold = self.cold.lock().unwrap_or_else(PoisonError::into_inner);
+        // The last one out removes the gate (the map's reference and this one remain).
+        if Arc::strong_count(&gate) <= 2 {
+            cold.remove(&school);
+        }
+        result
     }
 
     /// How many schools are cached.
@@ -153,6 +193,7 @@ mod tests {
             assert_eq!(nobody.version, 0);
         }
         assert!(cache.is_empty(), "unknown schools cost no memory");
+        assert!(cache.cold.lock().unwrap().is_empty(), "nor do their gates");
 
         let school = SchoolId::new();
         let register = |n: u32| DirectoryCommand::Register {

@@ -137,9 +137,12 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } | StoreError::SubjectErased { .. } => {
                 Self::Conflict(e.to_string())
             }
-            StoreError::IdempotencyMismatch { .. } | StoreError::InvalidEvent(_) => {
-                Self::Unprocessable(e.to_string())
-            }
+            StoreError::IdempotencyMismatch { .. } => Self::Unprocessable(
+                "This Idempotency-Key was already used for another request: use a new key for a \
+                 new request."
+                    .into(),
+            ),
+            StoreError::InvalidEvent(_) => Self::Unprocessable(e.to_string()),
             StoreError::Unavailable(_) | StoreError::Migration(_) => {
                 tracing::warn!(error = %e, "store unavailable");
                 Self::Unavailable("The register's database is unavailable; retry shortly.".into())

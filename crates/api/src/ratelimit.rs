@@ -134,24 +134,34 @@ mod tests {
     }
 
     #[test]
-    fn the_table_stays_bounded() {
+    fn a_full_table_drops_the_holders_closest_to_recovery() {
         let limiter = RateLimiter::new(RateLimit {
             per_minute: 60,
             burst: 1000,
         });
         let now = Instant::now();
-        // One busy holder, far from recovery, then enough others to fill the table.
-        for _ in 0..100 {
-            let _ = limiter.check([0xff; 32], now);
-        }
-        for i in 0..MAX_KEYS {
+        let key = |i: usize| {
             let mut key = [0; 32];
             key[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            let _ = limiter.check(key, now);
+            key
+        };
+        // Holder i has made (i % 4) + 1 requests: four levels of use, the same number of each.
+        for i in 0..MAX_KEYS {
+            for _ in 0..=(i % 4) {
+                limiter.check(key(i), now).unwrap();
+            }
         }
+        // One more holder: the table is full, so those closest to recovery go.
+        limiter.check(key(MAX_KEYS), now).unwrap();
         let keys = limiter.keys.lock().unwrap();
         assert!(keys.len() <= MAX_KEYS / 2 + 1, "{}", keys.len());
-        // The busiest holder kept their state.
-        assert!(keys.contains_key(&[0xff; 32]));
+        let kept = |level: usize| {
+            (0..MAX_KEYS)
+                .filter(|i| i % 4 == level && keys.contains_key(&key(*i)))
+                .count()
+        };
+        assert_eq!(kept(0), 0, "the lightest users are dropped");
+        assert_eq!(kept(3), MAX_KEYS / 4, "the heaviest users keep their state");
+        assert!(keys.contains_key(&key(MAX_KEYS)));
     }
 }

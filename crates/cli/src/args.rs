@@ -83,6 +83,11 @@ pub struct ServeArgs {
     /// Uses the local token issuer; refused when an external identity provider is configured.
     #[arg(long, env = "REGISTRO_DEMO", value_parser = BoolishValueParser::new())]
     pub demo: bool,
+    /// Serve even when PostgreSQL's row-level security does not hold registro's role (a
+    /// superuser or a role with BYPASSRLS): schools are then kept apart by registro's queries
+    /// alone. Without it, `serve` refuses to start on such a role.
+    #[arg(long, env = "REGISTRO_ALLOW_RLS_BYPASS", value_parser = BoolishValueParser::new())]
+    pub allow_rls_bypass: bool,
     /// Identity.
     #[command(flatten)]
     pub oidc: OidcArgs,

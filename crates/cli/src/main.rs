@@ -209,6 +209,14 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = open_for_serving(&args.storage, args.migrate_on_start).await?;
     tracing::info!(backend = store.backend().as_str(), "store open");
+    if store.row_security().await? == Some(false) && !args.allow_rls_bypass {
+        bail!(
+            "PostgreSQL's row-level security does not hold this role (it is a superuser or has \
+             BYPASSRLS), so nothing in the database would keep one school's requests from \
+             another's rows: connect as an ordinary role (docs/operations.md, \"The database \
+             role\"), or pass --allow-rls-bypass (REGISTRO_ALLOW_RLS_BYPASS) to serve anyway"
+        );
+    }
     let (verifier, local_jwks, issuer) = identity(&args.oidc, &args.storage.data_dir).await?;
     let app = registro_api::build(
         registro_api::ApiConfig {

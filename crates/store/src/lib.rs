@@ -198,6 +198,13 @@ pub trait EventStore: Send + Sync + fmt::Debug {
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether the database's row-level security holds this store's connections:
+    /// `Some(false)` on PostgreSQL when connected as a superuser or a role with `BYPASSRLS`
+    /// (which it never holds), `None` where the backend has none (SQLite).
+    async fn row_security(&self) -> Result<Option<bool>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Where the events live.

@@ -189,7 +189,8 @@ impl AppendPlan {
 }
 
 /// The idempotency fingerprint of a request that names the digest of the command that decided
-/// it: the stream, the actor and the digest, not the events nor the expected version.
+/// it: the stream, the actor (the person, not the role they acted in, which may change between
+/// a command and its retry) and the digest; not the events nor the expected version.
 #[must_use]
 pub fn command_fingerprint(
     stream: &StreamId,
@@ -199,7 +200,7 @@ pub fn command_fingerprint(
     let mut fp = Sha256::new();
     fp.update(b"registro/idempotency/command/v1\0");
     fp.update(stream.as_str().as_bytes());
-    fp.update(format!("\0{:?}\0{}\0", metadata.actor_id, metadata.actor_role).as_bytes());
+    fp.update(format!("\0{:?}\0", metadata.actor_id).as_bytes());
     fp.update(digest);
     fp.finalize().into()
 }

@@ -793,6 +793,10 @@ impl EventStore for PgStore {
         Ok(applied)
     }
 
+    async fn row_security(&self) -> Result<Option<bool>, StoreError> {
+        self.held_by_row_security().await.map(Some)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         client.simple_query("SELECT 1").await.map_err(pg_err)?;

@@ -55,6 +55,13 @@ impl HeldAppend {
         }
     }
 
+    /// Cancels the append half-way, as a dropped request future or an aborted task does, and
+    /// waits until it is gone.
+    pub async fn abort(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
     /// Lets the transaction commit and returns the append's outcome.
     ///
     /// # Errors

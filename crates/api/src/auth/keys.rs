@@ -15,6 +15,8 @@ use tokio::sync::{Mutex, RwLock};
 pub const MIN_REFRESH: Duration = Duration::from_secs(30);
 /// How long fetched keys are trusted before they are fetched again.
 pub const MAX_AGE: Duration = Duration::from_secs(600);
+/// How long, while the provider cannot be reached, keys already fetched keep serving.
+pub const MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 
 /// Where a JWKS comes from: the provider's `jwks_uri`, or the local issuer.
 #[async_trait]
@@ -44,22 +46,45 @@ impl fmt::Debug for VerifyingKey {
     }
 }
 
+/// How a [`KeySet`] refreshes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyTiming {
+    /// The least time between two fetches.
+    pub min_refresh: Duration,
+    /// How long fetched keys are trusted before they are fetched again.
+    pub max_age: Duration,
+    /// How long, while fetches fail, keys already fetched keep serving.
+    pub max_stale: Duration,
+}
+
+impl Default for KeyTiming {
+    fn default() -> Self {
+        Self {
+            min_refresh: MIN_REFRESH,
+            max_age: MAX_AGE,
+            max_stale: MAX_STALE,
+        }
+    }
+}
+
 /// The cached keys of one issuer.
 ///
 /// * A key id the cache does not know makes it fetch the set again (a rotation), at most once
 ///   every `min_refresh`, so tokens naming random key ids cannot make registro hammer the
 ///   provider.
-/// * Keys older than `max_age` are fetched again before use, so a key the provider withdraws
-///   (after a compromise, say) stops being trusted within `max_age`.
-/// * When a fetch fails, keys already known keep serving (the provider's outage is no reason to
-///   log everybody out) and the failure is logged; a key never seen answers "unavailable".
+/// * Keys older than `max_age` are fetched again, so a key the provider withdraws (after a
+///   compromise, say) stops being trusted within `max_age`. While one request fetches, the
+///   others go on with the keys they have, instead of waiting.
+/// * When fetches fail, keys already known keep serving for up to `max_stale` after the last
+///   good fetch (the provider's outage is no reason to log everybody out, but nor can blocking
+///   the provider keep a withdrawn key alive for ever); a key never seen answers
+///   "unavailable" (503), not "unknown" (401).
 pub struct KeySet {
     source: Arc<dyn JwksSource>,
     cache: RwLock<Cached>,
     /// Held while fetching, so that concurrent requests fetch once.
     fetching: Mutex<()>,
-    min_refresh: Duration,
-    max_age: Duration,
+    timing: KeyTiming,
 }
 
 #[derive(Default)]
@@ -69,11 +94,19 @@ struct Cached {
     fetched: Option<Instant>,
     /// When a fetch was last tried, successful or not.
     tried: Option<Instant>,
+    /// Whether the last fetch failed.
+    failed: bool,
 }
 
 impl Cached {
-    fn fresh(&self, max_age: Duration) -> bool {
-        self.fetched.is_some_and(|t| t.elapsed() < max_age)
+    fn fetched_within(&self, d: Duration) -> bool {
+        self.fetched.is_some_and(|t| t.elapsed() < d)
+    }
+
+    fn found(&self, kid: &str) -> Option<Lookup> {
+        self.keys
+            .get(kid)
+            .map(|k| Lookup::Found(Box::new(k.clone())))
     }
 }
 
@@ -81,6 +114,7 @@ impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeySet")
             .field("source", &self.source)
+            .field("timing", &self.timing)
             .finish_non_exhaustive()
     }
 }
@@ -97,85 +131,105 @@ impl KeySet {
     /// An empty cache over `source`; the first look-up fetches.
     #[must_use]
     pub fn new(source: Arc<dyn JwksSource>) -> Self {
-        Self::with_timing(source, MIN_REFRESH, MAX_AGE)
+        Self::with_timing(source, KeyTiming::default())
     }
 
-    /// As [`KeySet::new`], fetching at most once every `min_refresh` for unknown key ids.
+    /// As [`KeySet::new`], fetching at most once every `min_refresh`.
     #[must_use]
     pub fn with_min_refresh(source: Arc<dyn JwksSource>, min_refresh: Duration) -> Self {
-        Self::with_timing(source, min_refresh, MAX_AGE)
+        Self::with_timing(
+            source,
+            KeyTiming {
+                min_refresh,
+                ..KeyTiming::default()
+            },
+        )
     }
 
-    /// As [`KeySet::new`], with both intervals chosen.
+    /// As [`KeySet::new`], with every interval chosen.
     #[must_use]
-    pub fn with_timing(
-        source: Arc<dyn JwksSource>,
-        min_refresh: Duration,
-        max_age: Duration,
-    ) -> Self {
+    pub fn with_timing(source: Arc<dyn JwksSource>, timing: KeyTiming) -> Self {
         Self {
             source,
             cache: RwLock::new(Cached::default()),
             fetching: Mutex::new(()),
+            timing,
+        }
+    }
+
+    /// The key with id `kid`, fetching the set again when the key is unknown or the set is
+    /// older than `max_age` (at most once every `min_refresh`).
+    pub(crate) async fn get(&self, kid: &str) -> Lookup {
+        let KeyTiming {
             min_refresh,
             max_age,
+            max_stale,
+        } = self.timing;
+        {
+            let cache = self.cache.read().await;
+            if cache.fetched_within(max_age)
+                && let Some(found) = cache.found(kid)
+            {
+                return found;
+            }
         }
-    }
-
-    /// The key with id `kid`, fetching the set again when the key is unknown or the cached set
-    /// is older than `max_age` (but at most once every `min_refresh`).
-    pub(crate) async fn get(&self, kid: &str) -> Lookup {
-        if let Some(found) = self.cached(kid, false).await {
-            return found;
-        }
-        let _fetching = self.fetching.lock().await;
-        // Another request may have fetched while this one waited.
-        if let Some(found) = self.cached(kid, true).await {
-            return found;
+        let _fetching = match self.fetching.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                // Another request is fetching: a known key serves meanwhile.
+                let cache = self.cache.read().await;
+                if cache.fetched_within(max_stale)
+                    && let Some(found) = cache.found(kid)
+                {
+                    return found;
+                }
+                drop(cache);
+                self.fetching.lock().await
+            }
+        };
+        {
+            // What the fetch this request may have waited for found, or, when one was tried a
+            // moment ago, the answer without trying again.
+            let cache = self.cache.read().await;
+            if cache.fetched_within(max_age)
+                && let Some(found) = cache.found(kid)
+            {
+                return found;
+            }
+            if cache.tried.is_some_and(|t| t.elapsed() < min_refresh) {
+                return match cache.found(kid) {
+                    Some(found) if cache.fetched_within(max_stale) => found,
+                    Some(_) => Lookup::Unavailable(anyhow::anyhow!(
+                        "the identity provider's keys are too old and cannot be fetched"
+                    )),
+                    None if !cache.failed => Lookup::Unknown,
+                    None => Lookup::Unavailable(anyhow::anyhow!(
+                        "the identity provider's keys could not be fetched a moment ago"
+                    )),
+                };
+            }
         }
         self.cache.write().await.tried = Some(Instant::now());
-        match self.source.fetch().await {
+        let fetched = self.source.fetch().await;
+        let mut cache = self.cache.write().await;
+        match fetched {
             Ok(set) => {
-                let mut cache = self.cache.write().await;
                 cache.keys = usable_keys(&set);
                 cache.fetched = Some(Instant::now());
-                cache
-                    .keys
-                    .get(kid)
-                    .map_or(Lookup::Unknown, |k| Lookup::Found(Box::new(k.clone())))
+                cache.failed = false;
+                cache.found(kid).unwrap_or(Lookup::Unknown)
             }
-            Err(e) => match self.cache.read().await.keys.get(kid) {
-                Some(k) => {
-                    tracing::warn!(error = %e, "cannot refresh the identity provider's keys; using the cached ones");
-                    Lookup::Found(Box::new(k.clone()))
+            Err(e) => {
+                cache.failed = true;
+                match cache.found(kid) {
+                    Some(found) if cache.fetched_within(max_stale) => {
+                        tracing::warn!(error = %e, "cannot refresh the identity provider's keys; using the cached ones");
+                        found
+                    }
+                    _ => Lookup::Unavailable(e),
                 }
-                None => Lookup::Unavailable(e),
-            },
+            }
         }
-    }
-
-    /// The answer the cache can give without fetching, if any. With `after_wait`, a fetch that
-    /// was tried within `min_refresh` is not tried again.
-    async fn cached(&self, kid: &str, after_wait: bool) -> Option<Lookup> {
-        let cache = self.cache.read().await;
-        let known = cache.keys.get(kid);
-        if let Some(k) = known
-            && cache.fresh(self.max_age)
-        {
-            return Some(Lookup::Found(Box::new(k.clone())));
-        }
-        let tried_recently = cache.tried.is_some_and(|t| t.elapsed() < self.min_refresh);
-        if !after_wait || !tried_recently {
-            return None;
-        }
-        Some(match known {
-            // Stale, but the provider was asked a moment ago: keep serving it.
-            Some(k) => Lookup::Found(Box::new(k.clone())),
-            None if cache.fetched.is_some() => Lookup::Unknown,
-            None => Lookup::Unavailable(anyhow::anyhow!(
-                "the identity provider's keys could not be fetched a moment ago"
-            )),
-        })
     }
 }
 

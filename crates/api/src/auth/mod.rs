@@ -20,6 +20,6 @@ mod verify;
 pub use guard::{Caller, Policies, guard};
 pub use http::HttpJwks;
 pub use jsonwebtoken::jwk::JwkSet;
-pub use keys::{JwksSource, KeySet};
+pub use keys::{JwksSource, KeySet, KeyTiming};
 pub use local::{LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer};
 pub use verify::{AuthError, Identity, TokenVerifier, VerifierConfig};

@@ -273,7 +273,14 @@ async fn a_withdrawn_key_stops_being_trusted_after_the_maximum_age() {
     let max_age = Duration::from_millis(200);
     let verifier = TokenVerifier::new(
         config(),
-        Arc::new(KeySet::with_timing(source, Duration::ZERO, max_age)),
+        Arc::new(KeySet::with_timing(
+            source,
+            KeyTiming {
+                min_refresh: Duration::ZERO,
+                max_age,
+                max_stale: max_age,
+            },
+        )),
     );
     assert!(verifier.verify(&compromised.sign(&claims())).await.is_ok());
     *provider.keys.lock().unwrap() = vec![fresh.jwk()];
@@ -298,7 +305,14 @@ async fn cached_keys_outlive_an_outage_of_the_provider() {
     let min_refresh = Duration::from_millis(300);
     let verifier = TokenVerifier::new(
         config(),
-        Arc::new(KeySet::with_timing(source, min_refresh, Duration::ZERO)),
+        Arc::new(KeySet::with_timing(
+            source,
+            KeyTiming {
+                min_refresh,
+                max_age: Duration::ZERO,
+                max_stale: Duration::from_secs(3600),
+            },
+        )),
     );
     assert!(verifier.verify(&key.sign(&claims())).await.is_ok());
     provider.down.store(true, Ordering::SeqCst);
@@ -312,6 +326,58 @@ async fn cached_keys_outlive_an_outage_of_the_provider() {
         2,
         "one failed refresh, not one per request: the refresh interval bounds the retries"
     );
+}
+
+/// A rotation during an outage: a token naming the new key is the provider's trouble (503),
+/// on the request that tried to fetch and on those after it within the refresh interval, never
+/// the caller's (401).
+#[tokio::test]
+async fn a_new_key_during_an_outage_is_unavailable_not_unknown() {
+    let (old, new) = (RsaKey::new("2025"), RsaKey::new("2026"));
+    let provider = provider_with(&[&old]);
+    let min_refresh = Duration::from_millis(200);
+    let verifier = verifier_for(&provider, min_refresh);
+    assert!(verifier.verify(&old.sign(&claims())).await.is_ok());
+    provider.down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(min_refresh).await;
+    for _ in 0..3 {
+        assert_eq!(
+            verifier.verify(&new.sign(&claims())).await,
+            Err(AuthError::KeysUnavailable)
+        );
+    }
+    assert_eq!(provider.fetches.load(Ordering::SeqCst), 2);
+}
+
+/// Keys too stale to trust: when the provider stays unreachable past the staleness limit, even
+/// a known key is refused (503), so blocking the provider cannot keep a withdrawn key alive.
+#[tokio::test]
+async fn keys_stale_past_the_limit_are_not_trusted() {
+    let key = RsaKey::new("k1");
+    let provider = provider_with(&[&key]);
+    let source: Arc<dyn JwksSource> = provider.clone();
+    let max_stale = Duration::from_millis(200);
+    let verifier = TokenVerifier::new(
+        config(),
+        Arc::new(KeySet::with_timing(
+            source,
+            KeyTiming {
+                min_refresh: Duration::ZERO,
+                max_age: Duration::ZERO,
+                max_stale,
+            },
+        )),
+    );
+    assert!(verifier.verify(&key.sign(&claims())).await.is_ok());
+    provider.down.store(true, Ordering::SeqCst);
+    assert!(verifier.verify(&key.sign(&claims())).await.is_ok());
+    tokio::time::sleep(max_stale).await;
+    assert_eq!(
+        verifier.verify(&key.sign(&claims())).await,
+        Err(AuthError::KeysUnavailable)
+    );
+    provider.down.store(false, Ordering::SeqCst);
+    assert!(verifier.verify(&key.sign(&claims())).await.is_ok());
 }
 
 #[tokio::test]

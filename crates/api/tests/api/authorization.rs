@@ -1026,9 +1026,11 @@ async fn a_revoked_guardian_role_ends_what_the_link_gave() {
     assert_eq!(entries[0]["reader"]["id"], json!(guardian));
 }
 
-/// Reads are limited per token, with `Retry-After`; other tokens and writes are not affected.
+/// Reads are limited per token holder, with `Retry-After`: a fresh token of the same person
+/// does not reset the budget, bad tokens do not use it; other people and writes are not
+/// affected.
 #[tokio::test]
-async fn reads_are_rate_limited_per_token() {
+async fn reads_are_rate_limited_per_token_holder() {
     let w = World::sqlite(RateLimit {
         per_minute: 6,
         burst: 2,
@@ -1036,6 +1038,11 @@ async fn reads_are_rate_limited_per_token() {
     .await;
     let me = format!("/schools/{}/me", w.a);
     let principal = w.token(Role::Principal);
+    // Bad tokens use up nothing: they are refused before the limiter.
+    for _ in 0..10 {
+        let r = w.call(Method::GET, &me, Some("not.a.jwt"), None).await;
+        assert_eq!(r.status(), 401);
+    }
     for _ in 0..3 {
         assert_eq!(
             w.call(Method::GET, &me, Some(&principal), None)
@@ -1053,6 +1060,20 @@ async fn reads_are_rate_limited_per_token() {
         .unwrap();
     assert!((1..=10).contains(&wait), "{wait}");
     assert_eq!(r.headers()["content-type"], "application/problem+json");
+    // A fresh token of the same person buys no more reads.
+    let fresh = w
+        .issuer
+        .issue_with(
+            None,
+            &w.people[&Role::Principal].1,
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    assert_ne!(fresh, principal);
+    assert_eq!(
+        w.call(Method::GET, &me, Some(&fresh), None).await.status(),
+        429
+    );
     let other = w.token(Role::Teacher);
     assert_eq!(
         w.call(Method::GET, &me, Some(&other), None).await.status(),

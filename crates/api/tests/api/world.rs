@@ -12,7 +12,6 @@ use registro_api::directory::execute_as_system;
 use registro_api::ratelimit::RateLimit;
 use registro_domain::directory::DirectoryCommand;
 use registro_domain::{ClassId, FiscalCode, PersonId, Role, SchoolId};
-use registro_store::postgres::PgStore;
 use registro_store::sqlite::SqliteStore;
 use registro_store::{EventStore, MasterKey};
 use registro_testkit::TempDir;
@@ -68,12 +67,12 @@ impl World {
         Self::new(Arc::new(store), limit, Some(dir), None).await
     }
 
-    /// The world on a PostgreSQL database of its own.
+    /// The world on a PostgreSQL database of its own, connected as an ordinary role, so that
+    /// row-level security holds every query the API makes.
     pub async fn postgres(limit: RateLimit) -> Self {
         let db = TestDb::new().await;
-        let store = PgStore::connect(db.url(), 8, MasterKey::generate())
-            .await
-            .unwrap();
+        let store = db.app_store_with_key(MasterKey::generate()).await;
+        assert_eq!(store.row_security().await.unwrap(), Some(true));
         Self::new(Arc::new(store), limit, None, Some(db)).await
     }
 

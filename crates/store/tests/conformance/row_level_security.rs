@@ -125,9 +125,10 @@ async fn every_table_with_a_school_id_is_held() {
         .await
         .query(
             "SELECT c.oid::regclass::text, c.relrowsecurity, c.relforcerowsecurity, \
-                    coalesce(bool_or(p.cmd = 'ALL' \
+                    coalesce(bool_and(p.cmd = 'ALL' \
                         AND p.qual LIKE '%registro_school()%' \
                         AND p.with_check LIKE '%registro_school()%'), false) \
+                    AND count(p.policyname) = 1 \
              FROM pg_attribute a \
              JOIN pg_class c ON c.oid = a.attrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -152,7 +153,8 @@ async fn every_table_with_a_school_id_is_held() {
                 row.get::<_, bool>(3)
             ),
             (true, true, true),
-            "{table}: row-level security enabled, forced, and a policy on registro_school()"
+            "{table}: row-level security enabled, forced, and exactly one policy, on \
+             registro_school() (a second, permissive one would open the table)"
         );
     }
 }
@@ -435,4 +437,35 @@ async fn the_store_works_for_two_schools_as_an_ordinary_role() {
         verify_school(store.as_ref(), a).await.unwrap(),
         Verification::Intact { events: 3, .. }
     ));
+}
+
+/// An append cancelled half-way (its request dropped while its transaction is open, holding the
+/// school's lock) leaves nothing behind: its transaction is rolled back before its connection
+/// serves anyone else. With a pool of one connection, the next append runs on that very
+/// connection: had the old transaction stayed open, it would run inside it, numbered after the
+/// cancelled rows and never committed. Fails if `OpenTransaction` stops rolling back on drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_append_is_rolled_back_before_its_connection_is_reused() {
+    use registro_store::testing::HoldAppends as _;
+    let db = TestDb::new().await;
+    let url = db.app_url().await;
+    let master = MasterKey::generate();
+    let one = registro_store::postgres::PgStore::connect(&url, 1, master.clone())
+        .await
+        .unwrap();
+    let school = SchoolId::new();
+    let mut held = one.append_held(sealed_append(school, 2)).await;
+    held.wait_appended().await;
+    held.abort().await;
+
+    let outcome = one.append(sealed_append(school, 1)).await.unwrap();
+    assert_eq!((outcome.first_seq, outcome.last_seq), (1, 1));
+    let other = registro_store::postgres::PgStore::connect(&url, 2, master)
+        .await
+        .unwrap();
+    let events = other
+        .read_school(school, 1, 100, Sealed::Open)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "only the second append, committed");
 }
