@@ -7,6 +7,7 @@
 pub mod access;
 pub mod directory;
 pub mod fiscal_code;
+pub mod grade;
 pub mod ids;
 pub mod role;
 
