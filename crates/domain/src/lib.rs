@@ -5,6 +5,7 @@
 //! into the command, so that replaying events is deterministic.
 
 pub mod access;
+pub mod calendar;
 pub mod directory;
 pub mod fiscal_code;
 pub mod grade;
