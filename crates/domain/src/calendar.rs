@@ -3,6 +3,7 @@
 //! decide which grades are averaged together and which ones a closed scrutinio locks
 //! (`rules.md` sections 2 and 6).
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -182,6 +183,34 @@ impl Terms {
     }
 }
 
+/// Why a write dated in a closed term was refused (`rules.md` section 6).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "il periodo {term:?} è chiuso: lo scrutinio della classe è concluso e solo il dirigente \
+     scolastico può riaprirlo"
+)]
+pub struct TermClosed {
+    /// The closed term's name.
+    pub term: String,
+}
+
+impl Terms {
+    /// Checks that a grade or an absence dated `date` may still be written for a class whose
+    /// scrutini are closed for the terms `closed` (their indexes in [`Terms::terms`]): refused
+    /// when `date` falls in one of them. A date in no term is not locked by any scrutinio.
+    ///
+    /// # Errors
+    /// [`TermClosed`] naming the term.
+    pub fn check_open(&self, closed: &BTreeSet<usize>, date: Date) -> Result<(), TermClosed> {
+        match self.term_of(date) {
+            Some((i, term)) if closed.contains(&i) => Err(TermClosed {
+                term: term.name.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::date;
@@ -284,5 +313,45 @@ mod tests {
             Err(CalendarError::TermName)
         );
         assert!(Terms::new(year, vec![first]).is_ok());
+    }
+
+    #[test]
+    fn rule_6_a_date_in_a_closed_term_is_locked_until_the_term_reopens() {
+        let year = SchoolYear::starting(2025);
+        let terms = Terms::new(
+            year,
+            vec![
+                term(
+                    "primo quadrimestre",
+                    date!(2025 - 09 - 15),
+                    date!(2026 - 01 - 31),
+                ),
+                term(
+                    "secondo quadrimestre",
+                    date!(2026 - 02 - 01),
+                    date!(2026 - 06 - 10),
+                ),
+            ],
+        )
+        .unwrap();
+        let mut closed = BTreeSet::new();
+        let january = date!(2026 - 01 - 20);
+        assert_eq!(terms.check_open(&closed, january), Ok(()));
+        closed.insert(0);
+        assert_eq!(
+            terms.check_open(&closed, january),
+            Err(TermClosed {
+                term: "primo quadrimestre".into()
+            })
+        );
+        assert_eq!(terms.check_open(&closed, date!(2026 - 02 - 01)), Ok(()));
+        assert_eq!(
+            terms.check_open(&closed, date!(2025 - 09 - 10)),
+            Ok(()),
+            "in no term"
+        );
+        // The principal reopens it: writable again.
+        closed.remove(&0);
+        assert_eq!(terms.check_open(&closed, january), Ok(()));
     }
 }

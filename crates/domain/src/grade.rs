@@ -366,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn modifiers_are_the_values_the_rules_give() {
+    fn rule_2_modifiers_are_the_values_the_rules_give() {
         assert_eq!(g("6+").hundredths(), 625);
         assert_eq!(g("6½").hundredths(), 650);
         assert_eq!(g("6 1/2").hundredths(), 650);
@@ -408,7 +408,7 @@ mod tests {
     }
 
     #[test]
-    fn grades_are_stored_as_hundredths_and_checked_when_read() {
+    fn rule_2_grades_are_stored_as_hundredths_never_floats() {
         assert_eq!(serde_json::to_string(&g("6+")).unwrap(), "625");
         assert_eq!(serde_json::from_str::<GradeValue>("650").unwrap(), g("6½"));
         assert!(serde_json::from_str::<GradeValue>("1001").is_err());
@@ -416,7 +416,7 @@ mod tests {
     }
 
     #[test]
-    fn the_average_is_weighted_and_rounded_half_up_to_hundredths() {
+    fn rule_2_the_average_is_weighted_and_rounded_half_up_to_hundredths() {
         let one = Weight::ONE;
         // (6 + 7 + 8) / 3 = 7.00
         let avg = Average::of([(g("6"), one), (g("7"), one), (g("8"), one)]).unwrap();
@@ -459,7 +459,7 @@ mod tests {
     }
 
     #[test]
-    fn proposals_round_the_shown_average_half_up() {
+    fn rule_2_proposals_round_the_shown_average_half_up() {
         let avg = |h| Average(h);
         assert_eq!(avg(549).proposal(), 5);
         assert_eq!(avg(550).proposal(), 6);
@@ -468,7 +468,7 @@ mod tests {
     }
 
     #[test]
-    fn judgements_and_levels_read_and_print_their_italian_names() {
+    fn rule_2_judgements_and_levels_read_and_print_their_italian_names() {
         assert_eq!("Distinto".parse::<Judgement>(), Ok(Judgement::Distinto));
         assert_eq!(
             "non sufficiente".parse::<PrimaryLevel>(),

@@ -10,6 +10,7 @@ pub mod directory;
 pub mod fiscal_code;
 pub mod grade;
 pub mod ids;
+pub mod justification;
 pub mod role;
 
 pub use fiscal_code::{FiscalCode, FiscalCodeError};
