@@ -5,6 +5,7 @@
 //! into the command, so that replaying events is deterministic.
 
 pub mod access;
+pub mod attendance;
 pub mod calendar;
 pub mod directory;
 pub mod fiscal_code;
@@ -12,6 +13,7 @@ pub mod grade;
 pub mod ids;
 pub mod justification;
 pub mod role;
+pub mod timetable;
 
 pub use fiscal_code::{FiscalCode, FiscalCodeError};
 pub use ids::{CausationId, ClassId, CorrelationId, EventId, PersonId, SchoolId};
