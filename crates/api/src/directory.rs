@@ -69,7 +69,8 @@ impl From<CommandError> for ApiError {
                     | D::NotAPersonRole
                     | D::NotGuardianAndStudent
                     | D::NotATeacher
-                    | D::NotAStudent => ApiError::Unprocessable(detail),
+                    | D::NotAStudent
+                    | D::Calendar(_) => ApiError::Unprocessable(detail),
                 }
             }
         }

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::{CalendarError, SchoolYear, Term, Terms};
 use crate::{ClassId, FiscalCode, PersonId, Role};
 
 /// The name of the stream that holds a school's directory (stream ids are per school).
@@ -91,6 +92,13 @@ pub enum DirectoryCommand {
         /// The class.
         class: ClassId,
     },
+    /// Sets the terms (periodi) of a school year; planning a year again replaces its terms.
+    PlanSchoolYear {
+        /// The school year.
+        year: SchoolYear,
+        /// Its terms, in order.
+        terms: Vec<Term>,
+    },
 }
 
 /// What happened. Stored as events (`event_type` = the variant name, `data` = its fields).
@@ -161,11 +169,18 @@ pub enum DirectoryEvent {
         /// The class.
         class: ClassId,
     },
+    /// A school year's terms were set (or set again).
+    SchoolYearPlanned {
+        /// The school year.
+        year: SchoolYear,
+        /// Its terms, in order.
+        terms: Vec<Term>,
+    },
 }
 
 impl DirectoryEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 8] = [
+    pub const TYPE_NAMES: [&'static str; 9] = [
         "PersonRegistered",
         "RoleGranted",
         "RoleRevoked",
@@ -174,6 +189,7 @@ impl DirectoryEvent {
         "ClassCreated",
         "TeacherAssigned",
         "StudentEnrolled",
+        "SchoolYearPlanned",
     ];
 
     /// The event's type name, as stored.
@@ -188,6 +204,7 @@ impl DirectoryEvent {
             Self::ClassCreated { .. } => 5,
             Self::TeacherAssigned { .. } => 6,
             Self::StudentEnrolled { .. } => 7,
+            Self::SchoolYearPlanned { .. } => 8,
         };
         Self::TYPE_NAMES[i]
     }
@@ -270,6 +287,9 @@ pub enum DirectoryError {
     /// The student is already enrolled in a class (transfers come with the register).
     #[error("lo studente è già iscritto a una classe")]
     AlreadyEnrolled,
+    /// The school year's terms do not fit.
+    #[error(transparent)]
+    Calendar(#[from] CalendarError),
 }
 
 /// One registered person, as the decisions and the access rules need them.
@@ -307,6 +327,8 @@ pub struct Directory {
     classes: BTreeMap<ClassId, Class>,
     /// Each enrolled student's class.
     enrolment: HashMap<PersonId, ClassId>,
+    /// Each planned school year's terms.
+    calendars: BTreeMap<SchoolYear, Terms>,
 }
 
 impl Directory {
@@ -386,6 +408,22 @@ impl Directory {
             .iter()
             .filter(move |(_, c)| c.teachers.iter().any(|(t, _)| *t == teacher))
             .map(|(id, _)| *id)
+    }
+
+    /// The terms of a school year, once planned.
+    #[must_use]
+    pub fn terms(&self, year: SchoolYear) -> Option<&Terms> {
+        self.calendars.get(&year)
+    }
+
+    /// Whether `teacher` teaches `subject` in `class`.
+    #[must_use]
+    pub fn teaches_subject(&self, teacher: PersonId, class: ClassId, subject: &str) -> bool {
+        self.classes.get(&class).is_some_and(|c| {
+            c.teachers
+                .iter()
+                .any(|(t, s)| *t == teacher && s == subject)
+        })
     }
 
     fn holds(&self, id: PersonId, role: Role) -> Result<bool, DirectoryError> {
@@ -542,6 +580,13 @@ pub fn decide(
                 class: *class,
             }
         }
+        C::PlanSchoolYear { year, terms } => {
+            let terms = Terms::new(*year, terms.clone())?;
+            E::SchoolYearPlanned {
+                year: *year,
+                terms: terms.terms().to_vec(),
+            }
+        }
     };
     Ok(vec![event])
 }
@@ -606,6 +651,13 @@ pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
             if let Some(c) = state.classes.get_mut(class) {
                 c.students.insert(*student);
                 state.enrolment.insert(*student, *class);
+            }
+        }
+        E::SchoolYearPlanned { year, terms } => {
+            // Checked when decided; an event that does not fit (never written by registro) is
+            // left out rather than trusted.
+            if let Ok(terms) = Terms::new(*year, terms.clone()) {
+                state.calendars.insert(*year, terms);
             }
         }
     }
@@ -994,6 +1046,14 @@ mod tests {
                 student: p,
                 class: c,
             },
+            DirectoryEvent::SchoolYearPlanned {
+                year: SchoolYear::starting(2025),
+                terms: vec![Term {
+                    name: "trimestre".into(),
+                    start: time::macros::date!(2025 - 09 - 15),
+                    end: time::macros::date!(2025 - 12 - 20),
+                }],
+            },
         ];
         for (e, name) in events.iter().zip(DirectoryEvent::TYPE_NAMES) {
             assert_eq!(e.type_name(), name);
@@ -1003,5 +1063,52 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn a_school_year_is_planned_with_checked_terms_and_planned_again_to_change_them() {
+        use time::macros::date;
+        let year = SchoolYear::starting(2025);
+        let term = |name: &str, start, end| Term {
+            name: name.into(),
+            start,
+            end,
+        };
+        let plan = DirectoryCommand::PlanSchoolYear {
+            year,
+            terms: vec![
+                term("trimestre", date!(2025 - 09 - 15), date!(2025 - 12 - 20)),
+                term("pentamestre", date!(2026 - 01 - 07), date!(2026 - 06 - 10)),
+            ],
+        };
+        let mut state = Directory::default();
+        for e in decide(&state, &plan).unwrap() {
+            evolve(&mut state, &e);
+        }
+        let terms = state.terms(year).unwrap();
+        assert_eq!(
+            terms.term_of(date!(2026 - 03 - 02)).unwrap().1.name,
+            "pentamestre"
+        );
+        assert!(state.terms(SchoolYear::starting(2026)).is_none());
+        let overlapping = DirectoryCommand::PlanSchoolYear {
+            year,
+            terms: vec![
+                term("a", date!(2025 - 09 - 15), date!(2026 - 01 - 31)),
+                term("b", date!(2026 - 01 - 31), date!(2026 - 06 - 10)),
+            ],
+        };
+        assert!(matches!(
+            decide(&state, &overlapping),
+            Err(DirectoryError::Calendar(CalendarError::Overlap(..)))
+        ));
+        let replanned = DirectoryCommand::PlanSchoolYear {
+            year,
+            terms: vec![term("anno", date!(2025 - 09 - 15), date!(2026 - 06 - 10))],
+        };
+        for e in decide(&state, &replanned).unwrap() {
+            evolve(&mut state, &e);
+        }
+        assert_eq!(state.terms(year).unwrap().terms().len(), 1);
     }
 }

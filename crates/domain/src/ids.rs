@@ -89,6 +89,10 @@ uuid_id!(
     ClassId
 );
 uuid_id!(
+    /// One grade (voto) of a student, kept through its corrections and annulment.
+    GradeId
+);
+uuid_id!(
     /// One stored event.
     EventId
 );

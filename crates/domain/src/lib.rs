@@ -12,9 +12,10 @@ pub mod fiscal_code;
 pub mod grade;
 pub mod ids;
 pub mod justification;
+pub mod record;
 pub mod role;
 pub mod timetable;
 
 pub use fiscal_code::{FiscalCode, FiscalCodeError};
-pub use ids::{CausationId, ClassId, CorrelationId, EventId, PersonId, SchoolId};
+pub use ids::{CausationId, ClassId, CorrelationId, EventId, GradeId, PersonId, SchoolId};
 pub use role::{Role, UnknownRole};

@@ -1,0 +1,826 @@
+//! A student's record for one school year (the stream `student-<id>-<year>`): for now their
+//! grades (voti) with corrections and annulments (`rules.md` section 2); absences,
+//! justifications and notes join it with the rest of the register.
+//!
+//! A grade is never edited: a correction is a new event naming the grade and why, an annulment
+//! likewise. The family sees the current value; auditors see the whole chain.
+//!
+//! Decisions need facts from outside the stream, passed in a [`Context`]: the school directory
+//! (who teaches which subject in which class, who is enrolled where, the school year's terms)
+//! and which terms of the class are closed by their scrutinio (`rules.md` section 6).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+use crate::calendar::{SchoolYear, TermClosed};
+use crate::directory::Directory;
+use crate::grade::{Average, GradeKind, GradeValue, Judgement, PrimaryLevel, Weight};
+use crate::{ClassId, GradeId, PersonId};
+
+/// The longest description or reason, in characters.
+pub const MAX_TEXT_CHARS: usize = 500;
+
+/// The stream of a student's record for a school year.
+#[must_use]
+pub fn stream(student: PersonId, year: SchoolYear) -> String {
+    format!("student-{student}-{}", year.start_year())
+}
+
+/// A grade's value on its scale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scale", content = "value", rename_all = "snake_case")]
+pub enum Mark {
+    /// A number from 1 to 10 (hundredths), averaged.
+    Numeric(GradeValue),
+    /// A judgement (religion, alternative activity), never averaged.
+    Judgement(Judgement),
+    /// A primary-school level, never averaged.
+    Level(PrimaryLevel),
+}
+
+/// What a teacher asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RecordCommand {
+    /// Gives a grade.
+    RecordGrade {
+        /// The new grade's id.
+        grade: GradeId,
+        /// The subject (materia), as assigned to the teacher.
+        subject: String,
+        /// Written, oral, practical, graphic.
+        kind: GradeKind,
+        /// The value.
+        mark: Mark,
+        /// Its weight in the average (default 1).
+        weight: Weight,
+        /// Whether it counts in the average.
+        counted: bool,
+        /// What it is for.
+        description: String,
+        /// The day of the test.
+        date: Date,
+    },
+    /// Corrects a grade's value.
+    CorrectGrade {
+        /// The grade.
+        grade: GradeId,
+        /// The right value.
+        mark: Mark,
+        /// Why.
+        reason: String,
+    },
+    /// Annuls a grade.
+    AnnulGrade {
+        /// The grade.
+        grade: GradeId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What happened. Stored as events (`event_type` = the variant name, `data` = its fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum RecordEvent {
+    /// A grade was given (voto).
+    GradeRecorded {
+        /// The grade.
+        grade: GradeId,
+        /// The class the student was in.
+        class: ClassId,
+        /// The subject.
+        subject: String,
+        /// The kind of test.
+        kind: GradeKind,
+        /// The value.
+        mark: Mark,
+        /// The weight.
+        weight: Weight,
+        /// Whether it counts in the average.
+        counted: bool,
+        /// What it is for.
+        description: String,
+        /// The day of the test.
+        date: Date,
+    },
+    /// A grade's value was corrected.
+    GradeCorrected {
+        /// The grade.
+        grade: GradeId,
+        /// The new value.
+        mark: Mark,
+        /// Why.
+        reason: String,
+    },
+    /// A grade was annulled.
+    GradeAnnulled {
+        /// The grade.
+        grade: GradeId,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl RecordEvent {
+    /// Every event type name, as stored.
+    pub const TYPE_NAMES: [&'static str; 3] = ["GradeRecorded", "GradeCorrected", "GradeAnnulled"];
+
+    /// The event's type name, as stored.
+    #[must_use]
+    pub const fn type_name(&self) -> &'static str {
+        match self {
+            Self::GradeRecorded { .. } => Self::TYPE_NAMES[0],
+            Self::GradeCorrected { .. } => Self::TYPE_NAMES[1],
+            Self::GradeAnnulled { .. } => Self::TYPE_NAMES[2],
+        }
+    }
+
+    /// The event from its stored type name and data (schema version 1).
+    ///
+    /// # Errors
+    /// When the type is not a record event or the data does not fit it.
+    pub fn from_stored(
+        event_type: &str,
+        data: &serde_json::Value,
+    ) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({ "type": event_type, "data": data }))
+    }
+
+    /// The event's data as stored (its fields, without the type).
+    #[must_use]
+    pub fn data(&self) -> serde_json::Value {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|mut v| v.get_mut("data").map(serde_json::Value::take))
+            .unwrap_or_default()
+    }
+}
+
+/// Why a command was refused. Shown to teachers, in Italian.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The teacher does not teach that subject in the student's class.
+    #[error("il docente non insegna questa materia nella classe dello studente")]
+    NotYourSubject,
+    /// The student is in no class.
+    #[error("lo studente non è iscritto a una classe")]
+    NotEnrolled,
+    /// The date is not in the record's school year.
+    #[error("la data non è nell'anno scolastico {0}")]
+    OutsideYear(SchoolYear),
+    /// The date is in a term whose scrutinio is closed.
+    #[error(transparent)]
+    Closed(#[from] TermClosed),
+    /// The grade id is used already.
+    #[error("questo voto esiste già")]
+    GradeExists,
+    /// No such grade in this record.
+    #[error("voto sconosciuto")]
+    UnknownGrade,
+    /// The grade was annulled.
+    #[error("il voto è stato annullato")]
+    Annulled,
+    /// A correction that changes nothing.
+    #[error("la correzione non cambia il voto")]
+    SameMark,
+    /// A description or reason that is empty where one is required, or too long.
+    #[error("testo mancante o più lungo di {MAX_TEXT_CHARS} caratteri")]
+    Text,
+}
+
+/// The facts a decision needs from outside the record.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The student whose record it is.
+    pub student: PersonId,
+    /// The record's school year.
+    pub year: SchoolYear,
+    /// The teacher acting.
+    pub teacher: PersonId,
+    /// The school directory, now.
+    pub directory: &'a Directory,
+    /// The terms (indexes into the year's terms) closed by the class's scrutinio.
+    pub closed_terms: &'a BTreeSet<usize>,
+}
+
+impl Context<'_> {
+    fn check_open(&self, date: Date) -> Result<(), RecordError> {
+        if !self.year.contains(date) {
+            return Err(RecordError::OutsideYear(self.year));
+        }
+        match self.directory.terms(self.year) {
+            Some(terms) => Ok(terms.check_open(self.closed_terms, date)?),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A grade as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grade {
+    /// The class the student was in.
+    pub class: ClassId,
+    /// The subject.
+    pub subject: String,
+    /// The kind of test.
+    pub kind: GradeKind,
+    /// The current value (after corrections).
+    pub mark: Mark,
+    /// The weight.
+    pub weight: Weight,
+    /// Whether it counts in the average.
+    pub counted: bool,
+    /// What it is for.
+    pub description: String,
+    /// The day of the test.
+    pub date: Date,
+    /// How many times it was corrected.
+    pub corrections: u32,
+    /// Why it was annulled, if it was.
+    pub annulled: Option<String>,
+}
+
+/// The state of a student's record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    grades: BTreeMap<GradeId, Grade>,
+}
+
+impl Record {
+    /// The grade, annulled or not.
+    #[must_use]
+    pub fn grade(&self, id: GradeId) -> Option<&Grade> {
+        self.grades.get(&id)
+    }
+
+    /// Every grade, annulled ones included, by id (time order for UUIDv7 ids).
+    pub fn grades(&self) -> impl Iterator<Item = (GradeId, &Grade)> {
+        self.grades.iter().map(|(id, g)| (*id, g))
+    }
+
+    /// The weighted average of the counted numeric grades of `subject` dated between `from`
+    /// and `to` (a term), annulled ones left out; `None` without such grades. Judgements and
+    /// levels are never averaged.
+    #[must_use]
+    pub fn average(&self, subject: &str, from: Date, to: Date) -> Option<Average> {
+        Average::of(self.grades.values().filter_map(|g| match g.mark {
+            Mark::Numeric(value)
+                if g.subject == subject
+                    && g.counted
+                    && g.annulled.is_none()
+                    && from <= g.date
+                    && g.date <= to =>
+            {
+                Some((value, g.weight))
+            }
+            _ => None,
+        }))
+    }
+}
+
+fn text(t: &str, required: bool) -> Result<String, RecordError> {
+    let t = t.trim();
+    if (required && t.is_empty()) || t.chars().count() > MAX_TEXT_CHARS {
+        return Err(RecordError::Text);
+    }
+    Ok(t.to_owned())
+}
+
+/// Decides what a command means, given the record and the context. Pure: no clock, no IO.
+///
+/// # Errors
+/// [`RecordError`] when the command breaks a rule; nothing is to be written then.
+pub fn decide(
+    state: &Record,
+    command: &RecordCommand,
+    ctx: &Context<'_>,
+) -> Result<Vec<RecordEvent>, RecordError> {
+    use RecordCommand as C;
+    use RecordEvent as E;
+    let event = match command {
+        C::RecordGrade {
+            grade,
+            subject,
+            kind,
+            mark,
+            weight,
+            counted,
+            description,
+            date,
+        } => {
+            if state.grades.contains_key(grade) {
+                return Err(RecordError::GradeExists);
+            }
+            let class = ctx
+                .directory
+                .class_of(ctx.student)
+                .ok_or(RecordError::NotEnrolled)?;
+            if !ctx.directory.teaches_subject(ctx.teacher, class, subject) {
+                return Err(RecordError::NotYourSubject);
+            }
+            ctx.check_open(*date)?;
+            E::GradeRecorded {
+                grade: *grade,
+                class,
+                subject: subject.clone(),
+                kind: *kind,
+                mark: *mark,
+                weight: *weight,
+                counted: *counted,
+                description: text(description, false)?,
+                date: *date,
+            }
+        }
+        C::CorrectGrade {
+            grade,
+            mark,
+            reason,
+        } => {
+            let existing = changeable(state, *grade, ctx)?;
+            if existing.mark == *mark {
+                return Err(RecordError::SameMark);
+            }
+            E::GradeCorrected {
+                grade: *grade,
+                mark: *mark,
+                reason: text(reason, true)?,
+            }
+        }
+        C::AnnulGrade { grade, reason } => {
+            changeable(state, *grade, ctx)?;
+            E::GradeAnnulled {
+                grade: *grade,
+                reason: text(reason, true)?,
+            }
+        }
+    };
+    Ok(vec![event])
+}
+
+/// A grade the acting teacher may correct or annul: not annulled, of a subject they teach in
+/// the grade's class, dated in a term still open.
+fn changeable<'a>(
+    state: &'a Record,
+    grade: GradeId,
+    ctx: &Context<'_>,
+) -> Result<&'a Grade, RecordError> {
+    let existing = state.grades.get(&grade).ok_or(RecordError::UnknownGrade)?;
+    if existing.annulled.is_some() {
+        return Err(RecordError::Annulled);
+    }
+    if !ctx
+        .directory
+        .teaches_subject(ctx.teacher, existing.class, &existing.subject)
+    {
+        return Err(RecordError::NotYourSubject);
+    }
+    ctx.check_open(existing.date)?;
+    Ok(existing)
+}
+
+/// Applies an event to the state. Events are facts: applying never fails.
+pub fn evolve(state: &mut Record, event: &RecordEvent) {
+    use RecordEvent as E;
+    match event {
+        E::GradeRecorded {
+            grade,
+            class,
+            subject,
+            kind,
+            mark,
+            weight,
+            counted,
+            description,
+            date,
+        } => {
+            state.grades.insert(
+                *grade,
+                Grade {
+                    class: *class,
+                    subject: subject.clone(),
+                    kind: *kind,
+                    mark: *mark,
+                    weight: *weight,
+                    counted: *counted,
+                    description: description.clone(),
+                    date: *date,
+                    corrections: 0,
+                    annulled: None,
+                },
+            );
+        }
+        E::GradeCorrected { grade, mark, .. } => {
+            if let Some(g) = state.grades.get_mut(grade) {
+                g.mark = *mark;
+                g.corrections += 1;
+            }
+        }
+        E::GradeAnnulled { grade, reason } => {
+            if let Some(g) = state.grades.get_mut(grade) {
+                g.annulled = Some(reason.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::date;
+
+    use super::*;
+    use crate::calendar::Term;
+    use crate::directory::{self, DirectoryCommand};
+    use crate::{FiscalCode, Role};
+
+    struct World {
+        dir: Directory,
+        teacher: PersonId,
+        other_teacher: PersonId,
+        student: PersonId,
+    }
+
+    fn world() -> World {
+        let mut dir = Directory::default();
+        let mut run = |c: DirectoryCommand| {
+            for e in directory::decide(&dir, &c).unwrap() {
+                directory::evolve(&mut dir, &e);
+            }
+        };
+        let register = |person, date: &str, role| DirectoryCommand::Register {
+            person,
+            fiscal_code: FiscalCode::with_check_character(&format!("XXXYYY{date}Z999")).unwrap(),
+            family_name: "Rossi".into(),
+            given_name: "Anna".into(),
+            role,
+        };
+        let (teacher, other_teacher, student, class) = (
+            PersonId::new(),
+            PersonId::new(),
+            PersonId::new(),
+            ClassId::new(),
+        );
+        run(register(teacher, "70A01", Role::Teacher));
+        run(register(other_teacher, "71A01", Role::Teacher));
+        run(register(student, "10A01", Role::Student));
+        run(DirectoryCommand::CreateClass {
+            class,
+            name: "2B".into(),
+        });
+        run(DirectoryCommand::AssignTeacher {
+            teacher,
+            class,
+            subject: "Matematica".into(),
+        });
+        run(DirectoryCommand::AssignTeacher {
+            teacher: other_teacher,
+            class,
+            subject: "Storia".into(),
+        });
+        run(DirectoryCommand::EnrolStudent { student, class });
+        run(DirectoryCommand::PlanSchoolYear {
+            year: SchoolYear::starting(2025),
+            terms: vec![
+                Term {
+                    name: "trimestre".into(),
+                    start: date!(2025 - 09 - 15),
+                    end: date!(2025 - 12 - 20),
+                },
+                Term {
+                    name: "pentamestre".into(),
+                    start: date!(2026 - 01 - 07),
+                    end: date!(2026 - 06 - 10),
+                },
+            ],
+        });
+        World {
+            dir,
+            teacher,
+            other_teacher,
+            student,
+        }
+    }
+
+    fn numeric(text: &str) -> Mark {
+        Mark::Numeric(GradeValue::parse(text).unwrap())
+    }
+
+    fn record(grade: GradeId, mark: Mark, date: Date) -> RecordCommand {
+        RecordCommand::RecordGrade {
+            grade,
+            subject: "Matematica".into(),
+            kind: GradeKind::Written,
+            mark,
+            weight: Weight::ONE,
+            counted: true,
+            description: "Verifica sulle equazioni".into(),
+            date,
+        }
+    }
+
+    /// Given these commands by the mathematics teacher with every term open (each must
+    /// succeed), when `command` by `teacher` with the terms `closed` closed, then the result.
+    fn given_when(
+        w: &World,
+        teacher: PersonId,
+        closed: &BTreeSet<usize>,
+        given: &[RecordCommand],
+        command: &RecordCommand,
+    ) -> Result<Vec<RecordEvent>, RecordError> {
+        let open = BTreeSet::new();
+        let ctx = Context {
+            student: w.student,
+            year: SchoolYear::starting(2025),
+            teacher: w.teacher,
+            directory: &w.dir,
+            closed_terms: &open,
+        };
+        let mut state = Record::default();
+        for c in given {
+            for e in decide(&state, c, &ctx).expect("the given commands succeed") {
+                evolve(&mut state, &e);
+            }
+        }
+        let ctx = Context {
+            teacher,
+            closed_terms: closed,
+            ..ctx
+        };
+        decide(&state, command, &ctx)
+    }
+
+    #[test]
+    fn rule_2_only_the_teacher_of_the_subject_in_the_class_gives_a_grade() {
+        let w = world();
+        let open = BTreeSet::new();
+        let g = GradeId::new();
+        let cmd = record(g, numeric("7+"), date!(2025 - 10 - 06));
+        let events = given_when(&w, w.teacher, &open, &[], &cmd).unwrap();
+        assert!(matches!(
+            &events[..],
+            [RecordEvent::GradeRecorded { mark, .. }] if *mark == numeric("7+")
+        ));
+        // The history teacher of the same class cannot grade mathematics.
+        assert_eq!(
+            given_when(&w, w.other_teacher, &open, &[], &cmd),
+            Err(RecordError::NotYourSubject)
+        );
+    }
+
+    #[test]
+    fn rule_2_a_correction_names_the_grade_and_why_and_keeps_the_history() {
+        let w = world();
+        let open = BTreeSet::new();
+        let g = GradeId::new();
+        let given = [record(g, numeric("5"), date!(2025 - 10 - 06))];
+        let correct = |reason: &str| RecordCommand::CorrectGrade {
+            grade: g,
+            mark: numeric("6-"),
+            reason: reason.into(),
+        };
+        assert_eq!(
+            given_when(
+                &w,
+                w.teacher,
+                &open,
+                &given,
+                &correct("errore di trascrizione")
+            ),
+            Ok(vec![RecordEvent::GradeCorrected {
+                grade: g,
+                mark: numeric("6-"),
+                reason: "errore di trascrizione".into()
+            }])
+        );
+        assert_eq!(
+            given_when(&w, w.teacher, &open, &given, &correct("  ")),
+            Err(RecordError::Text)
+        );
+        let same = RecordCommand::CorrectGrade {
+            grade: g,
+            mark: numeric("5"),
+            reason: "x".into(),
+        };
+        assert_eq!(
+            given_when(&w, w.teacher, &open, &given, &same),
+            Err(RecordError::SameMark)
+        );
+        assert_eq!(
+            given_when(&w, w.other_teacher, &open, &given, &correct("x")),
+            Err(RecordError::NotYourSubject)
+        );
+    }
+
+    #[test]
+    fn rule_2_an_annulled_grade_leaves_the_average_and_cannot_change_again() {
+        let w = world();
+        let open = BTreeSet::new();
+        let ctx = Context {
+            student: w.student,
+            year: SchoolYear::starting(2025),
+            teacher: w.teacher,
+            directory: &w.dir,
+            closed_terms: &open,
+        };
+        let (a, b, c) = (GradeId::new(), GradeId::new(), GradeId::new());
+        let mut state = Record::default();
+        let oct = date!(2025 - 10 - 06);
+        let apply = |cmd: RecordCommand, state: &mut Record| {
+            for e in decide(state, &cmd, &ctx).unwrap() {
+                evolve(state, &e);
+            }
+        };
+        apply(record(a, numeric("4"), oct), &mut state);
+        apply(record(b, numeric("8"), oct), &mut state);
+        let mut not_counted = record(c, numeric("2"), oct);
+        if let RecordCommand::RecordGrade { counted, .. } = &mut not_counted {
+            *counted = false;
+        }
+        apply(not_counted, &mut state);
+        let (from, to) = (date!(2025 - 09 - 15), date!(2025 - 12 - 20));
+        assert_eq!(
+            state.average("Matematica", from, to).unwrap().to_string(),
+            "6.00"
+        );
+        apply(
+            RecordCommand::AnnulGrade {
+                grade: a,
+                reason: "compito copiato: si ripete".into(),
+            },
+            &mut state,
+        );
+        assert_eq!(
+            state.average("Matematica", from, to).unwrap().to_string(),
+            "8.00"
+        );
+        assert_eq!(
+            state.grade(a).unwrap().annulled.as_deref(),
+            Some("compito copiato: si ripete")
+        );
+        let again = RecordCommand::CorrectGrade {
+            grade: a,
+            mark: numeric("5"),
+            reason: "x".into(),
+        };
+        assert_eq!(decide(&state, &again, &ctx), Err(RecordError::Annulled));
+        // Averages are per term: the pentamestre has none yet.
+        assert_eq!(
+            state.average("Matematica", date!(2026 - 01 - 07), date!(2026 - 06 - 10)),
+            None
+        );
+    }
+
+    #[test]
+    fn rule_2_judgements_are_recorded_but_never_averaged() {
+        let w = world();
+        let open = BTreeSet::new();
+        let ctx = Context {
+            student: w.student,
+            year: SchoolYear::starting(2025),
+            teacher: w.teacher,
+            directory: &w.dir,
+            closed_terms: &open,
+        };
+        let mut state = Record::default();
+        for e in decide(
+            &state,
+            &record(
+                GradeId::new(),
+                Mark::Judgement(Judgement::Distinto),
+                date!(2025 - 10 - 06),
+            ),
+            &ctx,
+        )
+        .unwrap()
+        {
+            evolve(&mut state, &e);
+        }
+        assert_eq!(
+            state.average("Matematica", date!(2025 - 09 - 01), date!(2026 - 08 - 31)),
+            None
+        );
+    }
+
+    #[test]
+    fn rule_6_a_grade_dated_in_a_closed_term_is_refused_until_the_principal_reopens_it() {
+        let w = world();
+        let g = GradeId::new();
+        let november = record(g, numeric("6"), date!(2025 - 11 - 20));
+        let first_closed = BTreeSet::from([0]);
+        assert_eq!(
+            given_when(&w, w.teacher, &first_closed, &[], &november),
+            Err(RecordError::Closed(TermClosed {
+                term: "trimestre".into()
+            }))
+        );
+        // The second term is still open.
+        assert!(
+            given_when(
+                &w,
+                w.teacher,
+                &first_closed,
+                &[],
+                &record(g, numeric("6"), date!(2026 - 02 - 02))
+            )
+            .is_ok()
+        );
+        // Corrections and annulments of a grade in a closed term are refused too.
+        let open = BTreeSet::new();
+        let given = [november.clone()];
+        let annul = RecordCommand::AnnulGrade {
+            grade: g,
+            reason: "x".into(),
+        };
+        assert!(given_when(&w, w.teacher, &open, &given, &annul).is_ok());
+        let ctx = Context {
+            student: w.student,
+            year: SchoolYear::starting(2025),
+            teacher: w.teacher,
+            directory: &w.dir,
+            closed_terms: &open,
+        };
+        let mut state = Record::default();
+        for e in decide(&state, &november, &ctx).unwrap() {
+            evolve(&mut state, &e);
+        }
+        let closed_ctx = Context {
+            closed_terms: &first_closed,
+            ..ctx
+        };
+        assert!(matches!(
+            decide(&state, &annul, &closed_ctx),
+            Err(RecordError::Closed(_))
+        ));
+        // Reopened: allowed again.
+        assert!(decide(&state, &annul, &ctx).is_ok());
+    }
+
+    #[test]
+    fn a_grade_outside_the_school_year_or_of_a_student_in_no_class_is_refused() {
+        let w = world();
+        let open = BTreeSet::new();
+        assert_eq!(
+            given_when(
+                &w,
+                w.teacher,
+                &open,
+                &[],
+                &record(GradeId::new(), numeric("6"), date!(2026 - 09 - 14))
+            ),
+            Err(RecordError::OutsideYear(SchoolYear::starting(2025)))
+        );
+        let ctx = Context {
+            student: PersonId::new(),
+            year: SchoolYear::starting(2025),
+            teacher: w.teacher,
+            directory: &w.dir,
+            closed_terms: &open,
+        };
+        assert_eq!(
+            decide(
+                &Record::default(),
+                &record(GradeId::new(), numeric("6"), date!(2025 - 10 - 06)),
+                &ctx
+            ),
+            Err(RecordError::NotEnrolled)
+        );
+    }
+
+    #[test]
+    fn every_record_event_round_trips_through_its_stored_form() {
+        let g = GradeId::new();
+        let events = [
+            RecordEvent::GradeRecorded {
+                grade: g,
+                class: ClassId::new(),
+                subject: "Matematica".into(),
+                kind: GradeKind::Oral,
+                mark: numeric("6½"),
+                weight: Weight::ONE,
+                counted: true,
+                description: String::new(),
+                date: date!(2025 - 10 - 06),
+            },
+            RecordEvent::GradeCorrected {
+                grade: g,
+                mark: Mark::Level(PrimaryLevel::Buono),
+                reason: "x".into(),
+            },
+            RecordEvent::GradeAnnulled {
+                grade: g,
+                reason: "y".into(),
+            },
+        ];
+        for (e, name) in events.iter().zip(RecordEvent::TYPE_NAMES) {
+            assert_eq!(e.type_name(), name);
+            assert_eq!(RecordEvent::from_stored(name, &e.data()).unwrap(), *e);
+        }
+        // Grades are stored as integers (hundredths), never floats.
+        assert_eq!(
+            events[0].data()["mark"],
+            serde_json::json!({"scale": "numeric", "value": 650})
+        );
+    }
+}
