@@ -13,7 +13,7 @@ use registro_store::{
 };
 use time::OffsetDateTime;
 
-use crate::cache::Fold;
+use crate::cache::{Fold, SchoolStream};
 
 /// One recorded read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,9 +70,11 @@ impl AccessLog {
     }
 }
 
-impl Fold for AccessLog {
+impl SchoolStream for AccessLog {
     const STREAM: &'static str = access::STREAM;
+}
 
+impl Fold for AccessLog {
     fn apply(&mut self, event: &RecordedEvent) -> anyhow::Result<()> {
         anyhow::ensure!(
             event.event_type.as_str() == STUDENT_DATA_READ,

@@ -15,16 +15,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use registro_domain::SchoolId;
 use registro_store::{EventStore, MAX_PAGE, RecordedEvent, StoreError, StreamId};
 
-/// A read model folded from one stream of each school.
+/// A state folded from the events of a stream.
 pub trait Fold: Default + Clone + Send + Sync + 'static {
-    /// The stream it is folded from.
-    const STREAM: &'static str;
-
     /// Applies one event of the stream.
     ///
     /// # Errors
     /// When the event cannot be read (a bug or a foreign event in the stream).
     fn apply(&mut self, event: &RecordedEvent) -> anyhow::Result<()>;
+}
+
+/// A read model folded from the stream of the same name in every school.
+pub trait SchoolStream: Fold {
+    /// The stream it is folded from.
+    const STREAM: &'static str;
 }
 
 /// A model as of a stream version.
@@ -36,7 +39,7 @@ pub struct Snapshot<S> {
     pub state: Arc<S>,
 }
 
-/// The models of every school, for one [`Fold`].
+/// The models of every school, for one [`SchoolStream`].
 #[derive(Debug)]
 pub struct SchoolCache<S> {
     stream: StreamId,
@@ -46,7 +49,7 @@ pub struct SchoolCache<S> {
     cold: Mutex<HashMap<SchoolId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-impl<S: Fold> Default for SchoolCache<S> {
+impl<S: SchoolStream> Default for SchoolCache<S> {
     fn default() -> Self {
         Self {
             #[allow(clippy::expect_used)] // a constant, checked by the tests
@@ -57,7 +60,7 @@ impl<S: Fold> Default for SchoolCache<S> {
     }
 }
 
-impl<S: Fold> SchoolCache<S> {
+impl<S: SchoolStream> SchoolCache<S> {
     /// The school's model, brought up to date with the store.
     ///
     /// No lock is held while the store is read, so a school's requests do not queue behind one
@@ -142,29 +145,42 @@ impl<S: Fold> SchoolCache<S> {
         &self,
         store: &dyn EventStore,
         school: SchoolId,
-        mut snapshot: Snapshot<S>,
+        snapshot: Snapshot<S>,
     ) -> Result<Snapshot<S>, StoreError> {
-        loop {
-            let events = store
-                .read_stream(school, &self.stream, snapshot.version + 1, MAX_PAGE)
-                .await?;
-            let Some(last) = events.last() else {
-                return Ok(snapshot);
-            };
-            let last_version = last.stream_version;
-            let state = Arc::make_mut(&mut snapshot.state);
-            for event in &events {
-                state.apply(event).map_err(|e| {
-                    StoreError::internal(format!(
-                        "event {} of stream {} of school {school}: {e:#}",
-                        event.stream_version, self.stream
-                    ))
-                })?;
-            }
-            snapshot.version = last_version;
-            if events.len() < MAX_PAGE {
-                return Ok(snapshot);
-            }
+        fold_stream(store, school, &self.stream, snapshot).await
+    }
+}
+
+/// `snapshot` brought up to date with the events of `stream` that follow its version.
+///
+/// # Errors
+/// [`StoreError`] from the read, or [`StoreError::Internal`] for an unreadable event.
+pub async fn fold_stream<S: Fold>(
+    store: &dyn EventStore,
+    school: SchoolId,
+    stream: &StreamId,
+    mut snapshot: Snapshot<S>,
+) -> Result<Snapshot<S>, StoreError> {
+    loop {
+        let events = store
+            .read_stream(school, stream, snapshot.version + 1, MAX_PAGE)
+            .await?;
+        let Some(last) = events.last() else {
+            return Ok(snapshot);
+        };
+        let last_version = last.stream_version;
+        let state = Arc::make_mut(&mut snapshot.state);
+        for event in &events {
+            state.apply(event).map_err(|e| {
+                StoreError::internal(format!(
+                    "event {} of stream {stream} of school {school}: {e:#}",
+                    event.stream_version
+                ))
+            })?;
+        }
+        snapshot.version = last_version;
+        if events.len() < MAX_PAGE {
+            return Ok(snapshot);
         }
     }
 }

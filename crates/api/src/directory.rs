@@ -9,18 +9,18 @@ use registro_domain::directory::{
     self, Directory, DirectoryCommand, DirectoryError, DirectoryEvent,
 };
 use registro_store::{
-    AppendOutcome, AppendRequest, CommandMetadata, EventStore, EventType, ExpectedVersion,
-    IdempotencyKey, NewEvent, RecordedEvent, StoreError, StreamId, command_fingerprint,
+    AppendOutcome, CommandMetadata, EventStore, IdempotencyKey, RecordedEvent, StoreError, StreamId,
 };
-use sha2::{Digest as _, Sha256};
-use time::OffsetDateTime;
 
-use crate::cache::{Fold, SchoolCache, Snapshot};
+use crate::cache::{Fold, SchoolCache, SchoolStream, Snapshot};
+use crate::command::{self, Decision, new_events};
 use crate::error::ApiError;
 
-impl Fold for Directory {
+impl SchoolStream for Directory {
     const STREAM: &'static str = directory::STREAM;
+}
 
+impl Fold for Directory {
     fn apply(&mut self, event: &RecordedEvent) -> anyhow::Result<()> {
         let e = DirectoryEvent::from_stored(event.event_type.as_str(), &event.data)?;
         directory::evolve(self, &e);
@@ -28,19 +28,8 @@ impl Fold for Directory {
     }
 }
 
-/// How many times a command is decided again when another write moved the stream first.
-const ATTEMPTS: usize = 3;
-
 /// Why a directory command failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    /// The domain refused it.
-    #[error(transparent)]
-    Refused(#[from] DirectoryError),
-    /// The store failed (or refused a reused idempotency key).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+pub type CommandError = command::CommandError<DirectoryError>;
 
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
@@ -93,87 +82,15 @@ pub async fn execute(
     command: &DirectoryCommand,
     key: Option<IdempotencyKey>,
 ) -> Result<AppendOutcome, CommandError> {
-    let stream = stream();
-    let digest: [u8; 32] = Sha256::digest(
-        serde_json::to_vec(command).map_err(|e| StoreError::internal(e.to_string()))?,
-    )
-    .into();
-    let fingerprint = command_fingerprint(&stream, &metadata, &digest);
-    let replay = async || match &key {
-        Some(key) => store.replay_of(school, key, &fingerprint).await,
-        None => Ok(None),
-    };
-    if let Some(outcome) = replay().await? {
-        return Ok(outcome);
-    }
-    let result = decide_and_append(
-        store,
-        cache,
-        school,
-        &metadata,
-        command,
-        key.as_ref(),
-        digest,
-    )
-    .await;
-    // A retry that raced its first attempt: the first may have committed while this one decided
-    // against the state before it, and been refused or lost the race. Its outcome is the answer.
-    if matches!(
-        result,
-        Err(CommandError::Refused(_) | CommandError::Store(StoreError::Conflict { .. }))
-    ) && let Some(outcome) = replay().await?
-    {
-        return Ok(outcome);
-    }
-    result
-}
-
-/// Decides and appends, deciding again (up to [`ATTEMPTS`] times) when another write moved the
-/// stream first.
-async fn decide_and_append(
-    store: &dyn EventStore,
-    cache: &SchoolCache<Directory>,
-    school: SchoolId,
-    metadata: &CommandMetadata,
-    command: &DirectoryCommand,
-    key: Option<&IdempotencyKey>,
-    digest: [u8; 32],
-) -> Result<AppendOutcome, CommandError> {
-    let stream = stream();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
+    let decide = move || async move {
         let Snapshot { version, state } = cache.current(store, school).await?;
-        let events = directory::decide(&state, command)?;
-        let now = OffsetDateTime::now_utc();
-        let events = events
-            .iter()
-            .map(|e| {
-                Ok(NewEvent::new(
-                    EventType::parse(e.type_name())?,
-                    e.data(),
-                    now,
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let request = AppendRequest {
-            school,
-            stream: stream.clone(),
-            expected: if version == 0 {
-                ExpectedVersion::NoStream
-            } else {
-                ExpectedVersion::Exact(version)
-            },
-            events,
-            metadata: metadata.clone(),
-            idempotency_key: key.cloned(),
-            command_digest: Some(digest),
-        };
-        match store.append(request).await {
-            Err(StoreError::Conflict { .. }) if attempt < ATTEMPTS => {}
-            result => return Ok(result?),
-        }
-    }
+        let events = directory::decide(&state, command).map_err(CommandError::Refused)?;
+        Ok(Decision {
+            version,
+            events: new_events(events.iter().map(|e| (e.type_name(), e.data())))?,
+        })
+    };
+    command::execute(store, school, &stream(), metadata, command, key, decide).await
 }
 
 /// Runs a command as the software itself (the `registro person add` command, the demo school,

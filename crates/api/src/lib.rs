@@ -11,6 +11,7 @@
 mod access_log;
 pub mod auth;
 mod cache;
+pub mod command;
 mod context;
 pub mod directory;
 mod docs;
