@@ -97,8 +97,10 @@ pub enum ExemptionReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exemption {
     /// The first day covered.
+    #[serde(with = "crate::iso_date")]
     pub from: Date,
     /// The last day covered.
+    #[serde(with = "crate::iso_date")]
     pub to: Date,
     /// Why.
     pub reason: ExemptionReason,

@@ -117,8 +117,10 @@ pub struct Term {
     /// Its name, e.g. "primo trimestre", "pentamestre".
     pub name: String,
     /// Its first day.
+    #[serde(with = "crate::iso_date")]
     pub start: Date,
     /// Its last day.
+    #[serde(with = "crate::iso_date")]
     pub end: Date,
 }
 

@@ -19,3 +19,11 @@ pub mod timetable;
 pub use fiscal_code::{FiscalCode, FiscalCodeError};
 pub use ids::{CausationId, ClassId, CorrelationId, EventId, GradeId, PersonId, SchoolId};
 pub use role::{Role, UnknownRole};
+
+// Dates in events and in the API as ISO 8601 calendar dates, `2025-09-15`: stored events keep
+// this form for ever. Use with `#[serde(with = "crate::iso_date")]`.
+time::serde::format_description!(
+    pub iso_date,
+    Date,
+    "[year]-[month]-[day]"
+);

@@ -61,6 +61,7 @@ pub enum RecordCommand {
         /// What it is for.
         description: String,
         /// The day of the test.
+        #[serde(with = "crate::iso_date")]
         date: Date,
     },
     /// Corrects a grade's value.
@@ -104,6 +105,7 @@ pub enum RecordEvent {
         /// What it is for.
         description: String,
         /// The day of the test.
+        #[serde(with = "crate::iso_date")]
         date: Date,
     },
     /// A grade's value was corrected.
@@ -817,7 +819,8 @@ mod tests {
             assert_eq!(e.type_name(), name);
             assert_eq!(RecordEvent::from_stored(name, &e.data()).unwrap(), *e);
         }
-        // Grades are stored as integers (hundredths), never floats.
+        // Dates are stored as ISO dates; grades as integers (hundredths), never floats.
+        assert_eq!(events[0].data()["date"], "2025-10-06");
         assert_eq!(
             events[0].data()["mark"],
             serde_json::json!({"scale": "numeric", "value": 650})
