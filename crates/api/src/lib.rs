@@ -16,6 +16,7 @@ mod context;
 pub mod directory;
 mod docs;
 mod error;
+mod grades;
 mod json;
 mod metrics;
 pub mod policy;

@@ -39,17 +39,28 @@ pub enum Permission {
     ReadStudentAccessLog,
     /// Query the school's whole access log: principal and auditor.
     ReadAccessLog,
+    /// Read the school calendar (years and terms): any member.
+    ReadCalendar,
+    /// Give, correct and annul a student's grades: the student's teachers (and only for the
+    /// subjects they teach in the student's class, which the command itself checks).
+    WriteGrades,
+    /// Read a student's grades: the principal; the student's teachers, guardians, and the
+    /// student.
+    ReadGrades,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 9] = [
         Permission::ReadOwnProfile,
         Permission::ManageDirectory,
         Permission::ReadStudent,
         Permission::ReadClass,
         Permission::ReadStudentAccessLog,
         Permission::ReadAccessLog,
+        Permission::ReadCalendar,
+        Permission::WriteGrades,
+        Permission::ReadGrades,
     ];
 
     /// Whether `role` holds this permission for some resource of its school.
@@ -58,7 +69,9 @@ impl Permission {
         use Permission as P;
         use Role as R;
         match self {
-            P::ReadOwnProfile => role != R::System,
+            P::ReadOwnProfile | P::ReadCalendar => role != R::System,
+            P::WriteGrades => role == R::Teacher,
+            P::ReadGrades => matches!(role, R::Principal | R::Teacher | R::Guardian | R::Student),
             P::ManageDirectory => matches!(role, R::Principal | R::Secretary),
             P::ReadStudent => matches!(
                 role,
@@ -164,14 +177,23 @@ fn allows(
     }
     match (permission, role, target) {
         // School-wide for the principal and the secretary, and for what needs no resource.
-        (_, R::Principal | R::Secretary, _) | (P::ReadOwnProfile | P::ReadAccessLog, _, _) => true,
+        (_, R::Principal | R::Secretary, _)
+        | (P::ReadOwnProfile | P::ReadAccessLog | P::ReadCalendar, _, _) => true,
         (P::ReadStudentAccessLog, R::Auditor, Target::Student(_)) => true,
-        (P::ReadStudent, R::Teacher, Target::Student(s)) => dir.teaches_student(caller, s),
-        (P::ReadClass, R::Teacher, Target::Class(c)) => dir.teaches_class(caller, c),
-        (P::ReadStudent | P::ReadStudentAccessLog, R::Guardian, Target::Student(s)) => {
-            dir.is_linked(caller, s)
+        (P::ReadStudent | P::ReadGrades | P::WriteGrades, R::Teacher, Target::Student(s)) => {
+            dir.teaches_student(caller, s)
         }
-        (P::ReadStudent | P::ReadStudentAccessLog, R::Student, Target::Student(s)) => s == caller,
+        (P::ReadClass, R::Teacher, Target::Class(c)) => dir.teaches_class(caller, c),
+        (
+            P::ReadStudent | P::ReadStudentAccessLog | P::ReadGrades,
+            R::Guardian,
+            Target::Student(s),
+        ) => dir.is_linked(caller, s),
+        (
+            P::ReadStudent | P::ReadStudentAccessLog | P::ReadGrades,
+            R::Student,
+            Target::Student(s),
+        ) => s == caller,
         _ => false,
     }
 }

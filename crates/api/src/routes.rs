@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::context::REQUEST_ID;
 use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
 use crate::policy::{Access, Permission, ResourceKind, Rule};
-use crate::{AppState, docs, metrics, school};
+use crate::{AppState, docs, grades, metrics, school};
 
 /// The OpenAPI document of the API.
 #[derive(Debug, OpenApi)]
@@ -37,7 +37,9 @@ use crate::{AppState, docs, metrics, school};
         school::me, school::register_person, school::grant_role, school::revoke_role,
         school::link_guardian, school::unlink_guardian, school::create_class,
         school::assign_teacher, school::enrol_student, school::class_roster,
-        school::student_record, school::student_access_log, school::school_access_log),
+        school::student_record, school::student_access_log, school::school_access_log,
+        grades::plan_year, grades::year_plan, grades::give_grade, grades::correct_grade,
+        grades::annul_grade, grades::student_grades),
     components(schemas(Problem, Health, Readiness, Checks)),
     modifiers(&EveryOperation),
     tags(
@@ -45,6 +47,8 @@ use crate::{AppState, docs, metrics, school};
         (name = "directory", description = "The school's people, roles, guardian links, classes, \
             teacher assignments and enrolments (anagrafica)"),
         (name = "access log", description = "Who read which student's data (GDPR accountability)"),
+        (name = "calendar", description = "School years and their terms (periodi)"),
+        (name = "grades", description = "Grades (voti), their corrections and annulments, and averages"),
     )
 )]
 pub struct ApiDoc;
@@ -125,8 +129,13 @@ impl Modify for EveryOperation {
             if !path.starts_with("/schools/") {
                 continue;
             }
-            let has_body = item.post.is_some();
-            let operations = [&mut item.get, &mut item.post, &mut item.delete];
+            let has_body = item.post.is_some() || item.put.is_some();
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.put,
+            ];
             for (i, operation) in operations.into_iter().enumerate() {
                 let Some(operation) = operation else { continue };
                 operation.security =
@@ -168,7 +177,7 @@ impl Modify for EveryOperation {
                          detail says which, in Italian), or the idempotency key was used by \
                          another command",
                     );
-                    if i == 1 && has_body {
+                    if (i == 1 || i == 3) && has_body {
                         add("415", "The body is not JSON");
                         add("413", "The body is too large");
                     }
@@ -266,92 +275,127 @@ const fn member(permission: Permission, resource: ResourceKind) -> Access {
 pub fn routes() -> Routes {
     use Permission as P;
     use ResourceKind as R;
-    let (get, post, delete) = (Method::GET, Method::POST, Method::DELETE);
     let manage = |r| member(P::ManageDirectory, r);
     Routes::default()
-        .add(get.clone(), "/healthz", Access::Public, healthz)
-        .add(get.clone(), "/readyz", Access::Public, readyz)
-        .add(get.clone(), "/metrics", Access::Public, metrics_text)
-        .add(get.clone(), "/openapi.json", Access::Public, openapi_json)
-        .add(get.clone(), "/docs", Access::Public, docs_page)
-        .add(get.clone(), "/.well-known/jwks.json", Access::Public, jwks)
+        .add(Method::GET, "/healthz", Access::Public, healthz)
+        .add(Method::GET, "/readyz", Access::Public, readyz)
+        .add(Method::GET, "/metrics", Access::Public, metrics_text)
+        .add(Method::GET, "/openapi.json", Access::Public, openapi_json)
+        .add(Method::GET, "/docs", Access::Public, docs_page)
+        .add(Method::GET, "/.well-known/jwks.json", Access::Public, jwks)
         .add(
-            get.clone(),
+            Method::GET,
             "/schools/{school}/me",
             member(P::ReadOwnProfile, R::School),
             school::me,
         )
         .add(
-            post.clone(),
+            Method::POST,
             "/schools/{school}/people",
             manage(R::School),
             school::register_person,
         )
         .add(
-            post.clone(),
+            Method::POST,
             "/schools/{school}/people/{person}/roles",
             manage(R::Person),
             school::grant_role,
         )
         .add(
-            delete.clone(),
+            Method::DELETE,
             "/schools/{school}/people/{person}/roles/{role}",
             manage(R::Person),
             school::revoke_role,
         )
         .add(
-            post.clone(),
+            Method::POST,
             "/schools/{school}/students/{student}/guardians",
             manage(R::Student),
             school::link_guardian,
         )
         .add(
-            delete,
+            Method::DELETE,
             "/schools/{school}/students/{student}/guardians/{guardian}",
             manage(R::Student),
             school::unlink_guardian,
         )
         .add(
-            post.clone(),
+            Method::POST,
             "/schools/{school}/classes",
             manage(R::School),
             school::create_class,
         )
         .add(
-            post.clone(),
+            Method::POST,
             "/schools/{school}/classes/{class}/teachers",
             manage(R::Class),
             school::assign_teacher,
         )
         .add(
-            post,
+            Method::POST,
             "/schools/{school}/classes/{class}/students",
             manage(R::Class),
             school::enrol_student,
         )
         .add(
-            get.clone(),
+            Method::GET,
             "/schools/{school}/classes/{class}",
             member(P::ReadClass, R::Class),
             school::class_roster,
         )
         .add(
-            get.clone(),
+            Method::GET,
             "/schools/{school}/students/{student}",
             member(P::ReadStudent, R::Student),
             school::student_record,
         )
         .add(
-            get.clone(),
+            Method::GET,
             "/schools/{school}/students/{student}/access-log",
             member(P::ReadStudentAccessLog, R::Student),
             school::student_access_log,
         )
         .add(
-            get,
+            Method::GET,
             "/schools/{school}/access-log",
             member(P::ReadAccessLog, R::School),
             school::school_access_log,
+        )
+        .add(
+            Method::PUT,
+            "/schools/{school}/years/{year}",
+            manage(R::School),
+            grades::plan_year,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/years/{year}",
+            member(P::ReadCalendar, R::School),
+            grades::year_plan,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/students/{student}/years/{year}/grades",
+            member(P::WriteGrades, R::Student),
+            grades::give_grade,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/students/{student}/years/{year}/grades",
+            member(P::ReadGrades, R::Student),
+            grades::student_grades,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/students/{student}/years/{year}/grades/{grade}/corrections",
+            member(P::WriteGrades, R::Student),
+            grades::correct_grade,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/students/{student}/years/{year}/grades/{grade}/annulment",
+            member(P::WriteGrades, R::Student),
+            grades::annul_grade,
         )
 }
 

@@ -247,7 +247,7 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 /// The request's idempotency key, scoped to the caller: keys are the client's own, so one
 /// person's key never meets another's (nor tells them it was used).
-fn idempotency_key(
+pub(crate) fn idempotency_key(
     headers: &HeaderMap,
     caller: &Caller,
 ) -> Result<Option<IdempotencyKey>, ApiError> {
@@ -270,7 +270,7 @@ fn idempotency_key(
 }
 
 /// Runs a directory command for the caller and answers with its outcome.
-async fn command(
+pub(crate) async fn command(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
@@ -289,6 +289,16 @@ async fn command(
         key,
     )
     .await?;
+    Ok(command_response(status, &outcome, id))
+}
+
+/// The answer to a command: its position (and the id of what it created), marked as a replay
+/// when it is the first attempt's outcome.
+pub(crate) fn command_response(
+    status: StatusCode,
+    outcome: &AppendOutcome,
+    id: Option<Uuid>,
+) -> Response {
     let mut response = (
         status,
         Json(Written {
@@ -302,7 +312,7 @@ async fn command(
             .headers_mut()
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
-    Ok(response)
+    response
 }
 
 /// Refuses a command about the caller's own roles or relationships (see
@@ -348,7 +358,7 @@ fn class_ref(dir: &Directory, id: ClassId) -> Option<ClassRef> {
 
 /// Records the caller's read of `students`' data when the policy asks for it; a read that
 /// cannot be recorded is refused.
-async fn record_read(
+pub(crate) async fn record_read(
     state: &AppState,
     caller: &Caller,
     students: impl IntoIterator<Item = PersonId>,
@@ -436,7 +446,7 @@ pub async fn register_person(
 /// The id of something a command creates. With an idempotency key it is derived from the key
 /// (and the school and the caller), so that a retry names what the first attempt created and
 /// is recognised as the same command; without one it is a new UUIDv7.
-fn new_id(caller: &Caller, headers: &HeaderMap, kind: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn new_id(caller: &Caller, headers: &HeaderMap, kind: &str) -> Result<Uuid, ApiError> {
     Ok(match idempotency_key(headers, caller)? {
         Some(key) => Uuid::new_v5(
             caller.school.as_uuid(),

@@ -192,6 +192,45 @@ impl Weight {
     pub const fn hundredths(self) -> u16 {
         self.0
     }
+
+    /// Parses a weight as written: `1`, `0.5`, `0,25`, `2` (at most two decimals).
+    ///
+    /// # Errors
+    /// [`GradeError::Weight`] for anything else, or outside 0.01 to 10.
+    pub fn parse(text: &str) -> Result<Self, GradeError> {
+        let bad = || GradeError::Weight(text.to_owned());
+        let t = text.trim();
+        let (whole, fraction) = t.split_once(['.', ',']).unwrap_or((t, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty()
+            || whole.len() > 2
+            || fraction.len() > 2
+            || !digits(whole)
+            || !digits(fraction)
+            || (t.contains(['.', ',']) && fraction.is_empty())
+        {
+            return Err(bad());
+        }
+        let whole: u16 = whole.parse().map_err(|_| bad())?;
+        let fraction: u16 = match fraction.len() {
+            0 => 0,
+            1 => fraction.parse::<u16>().map_err(|_| bad())? * 10,
+            _ => fraction.parse().map_err(|_| bad())?,
+        };
+        Self::from_hundredths(whole * 100 + fraction).map_err(|_| bad())
+    }
+}
+
+impl fmt::Display for Weight {
+    /// `1`, `0.5`, `0.25`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (whole, rest) = (self.0 / 100, self.0 % 100);
+        match rest {
+            0 => write!(f, "{whole}"),
+            r if r % 10 == 0 => write!(f, "{whole}.{}", r / 10),
+            r => write!(f, "{whole}.{r:02}"),
+        }
+    }
 }
 
 impl Default for Weight {
@@ -456,6 +495,28 @@ mod tests {
         .unwrap();
         assert_eq!(avg.to_string(), "6.44");
         assert_eq!(Average::of([]), None);
+    }
+
+    #[test]
+    fn rule_2_weights_default_to_one_and_read_as_written() {
+        assert_eq!(Weight::default(), Weight::ONE);
+        for (text, hundredths, shown) in [
+            ("1", 100, "1"),
+            ("0.5", 50, "0.5"),
+            ("0,25", 25, "0.25"),
+            ("2", 200, "2"),
+            ("10", 1000, "10"),
+        ] {
+            let w = Weight::parse(text).unwrap();
+            assert_eq!(
+                (w.hundredths(), w.to_string()),
+                (hundredths, shown.to_owned()),
+                "{text}"
+            );
+        }
+        for bad in ["0", "0.00", "10.5", "-1", "1.", "abc", "", "1.255"] {
+            assert!(Weight::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

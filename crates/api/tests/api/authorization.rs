@@ -186,11 +186,60 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
             (format!("{s}/students/{student}/access-log"), None)
         }
         ("GET", "/schools/{school}/access-log") => (format!("{s}/access-log"), None),
+        ("PUT", "/schools/{school}/years/{year}") => {
+            (format!("{s}/years/2025"), Some(crate::world::year_plan()))
+        }
+        ("GET", "/schools/{school}/years/{year}") => (format!("{s}/years/2025"), None),
+        ("POST", "/schools/{school}/students/{student}/years/{year}/grades") => (
+            format!("{s}/students/{student}/years/2025/grades"),
+            Some(crate::world::grade_body("7")),
+        ),
+        ("GET", "/schools/{school}/students/{student}/years/{year}/grades") => {
+            (format!("{s}/students/{student}/years/2025/grades"), None)
+        }
+        (
+            "POST",
+            "/schools/{school}/students/{student}/years/{year}/grades/{grade}/corrections",
+        ) => {
+            let grade = prepared_grade(w, target).await;
+            (
+                format!("{s}/students/{student}/years/2025/grades/{grade}/corrections"),
+                Some(json!({"mark": "8", "reason": "errore di trascrizione"})),
+            )
+        }
+        ("POST", "/schools/{school}/students/{student}/years/{year}/grades/{grade}/annulment") => {
+            let grade = prepared_grade(w, target).await;
+            (
+                format!("{s}/students/{student}/years/2025/grades/{grade}/annulment"),
+                Some(json!({"reason": "prova da ripetere"})),
+            )
+        }
         (m, p) => panic!(
             "{m} {p} is in docs/authorization.md but this test cannot exercise it: add it to \
              `prepare`"
         ),
     }
+}
+
+/// A grade to correct or annul: for the caller's own student, a new one the teacher gives
+/// through the API; for other targets, an id (the policy answers before looking at it).
+async fn prepared_grade(w: &World, target: Target) -> String {
+    if target != Target::Own {
+        return uuid::Uuid::now_v7().to_string();
+    }
+    let r = w
+        .call(
+            Method::POST,
+            &format!("/schools/{}/students/{}/years/2025/grades", w.a, w.x),
+            Some(&w.token(Role::Teacher)),
+            Some(&crate::world::grade_body("7")),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// The generated authorisation matrix: every route the API serves (from its OpenAPI document,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use registro_api::auth::LocalIssuer;
 use registro_api::directory::execute_as_system;
 use registro_api::ratelimit::RateLimit;
+use registro_domain::calendar::{SchoolYear, Term};
 use registro_domain::directory::DirectoryCommand;
 use registro_domain::{ClassId, FiscalCode, PersonId, Role, SchoolId};
 use registro_store::sqlite::SqliteStore;
@@ -125,6 +126,25 @@ impl World {
         w.enrol(a, w.y, w.c2).await;
         w.enrol(b, w.z, w.c3).await;
         w.link(a, guardian, w.x).await;
+        w.run(
+            a,
+            DirectoryCommand::PlanSchoolYear {
+                year: SchoolYear::starting(2025),
+                terms: vec![
+                    Term {
+                        name: "trimestre".into(),
+                        start: time::macros::date!(2025 - 09 - 15),
+                        end: time::macros::date!(2025 - 12 - 20),
+                    },
+                    Term {
+                        name: "pentamestre".into(),
+                        start: time::macros::date!(2026 - 01 - 07),
+                        end: time::macros::date!(2026 - 06 - 10),
+                    },
+                ],
+            },
+        )
+        .await;
         w
     }
 
@@ -225,6 +245,20 @@ impl World {
         }
         request.send().await.unwrap()
     }
+}
+
+/// The body planning school year 2025/26 as the world has it: a trimestre and a pentamestre.
+pub fn year_plan() -> Value {
+    serde_json::json!({"terms": [
+        {"name": "trimestre", "start": "2025-09-15", "end": "2025-12-20"},
+        {"name": "pentamestre", "start": "2026-01-07", "end": "2026-06-10"},
+    ]})
+}
+
+/// A written mathematics grade of `mark` on 6 October 2025.
+pub fn grade_body(mark: &str) -> Value {
+    serde_json::json!({"subject": "Matematica", "kind": "written", "mark": mark,
+        "date": "2025-10-06", "description": "Verifica"})
 }
 
 fn assign(teacher: PersonId, class: ClassId) -> DirectoryCommand {

@@ -1,0 +1,345 @@
+//! Grades over HTTP on both stores: given by the subject's teacher, read by the family with
+//! their averages per term, corrected and annulled with their history, refused with reasons.
+
+use std::time::Duration;
+
+use registro_api::ratelimit::RateLimit;
+use registro_domain::Role;
+use registro_domain::directory::DirectoryCommand;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::world::{World, grade_body};
+
+async fn body(r: reqwest::Response, status: u16) -> Value {
+    let got = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn grades_are_given_read_corrected_and_annulled(w: World) {
+    let teacher = w.token(Role::Teacher);
+    let grades = format!("/schools/{}/students/{}/years/2025/grades", w.a, w.x);
+    let head = || async { w.store.school_head(w.a).await.unwrap().unwrap().last_seq };
+
+    // Two numeric grades in the trimestre (one weighing half), one in the pentamestre, a
+    // judgement that is never averaged.
+    let seven_plus = body(
+        w.call(
+            Method::POST,
+            &grades,
+            Some(&teacher),
+            Some(&grade_body("7+")),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let mut half = grade_body("5");
+    half["weight"] = json!("0,5");
+    half["kind"] = json!("oral");
+    body(
+        w.call(Method::POST, &grades, Some(&teacher), Some(&half))
+            .await,
+        201,
+    )
+    .await;
+    let mut later = grade_body("6½");
+    later["date"] = json!("2026-02-02");
+    let later = body(
+        w.call(Method::POST, &grades, Some(&teacher), Some(&later))
+            .await,
+        201,
+    )
+    .await;
+    let mut judgement = grade_body("distinto");
+    judgement["scale"] = json!("judgement");
+    body(
+        w.call(Method::POST, &grades, Some(&teacher), Some(&judgement))
+            .await,
+        201,
+    )
+    .await;
+
+    // The guardian reads them: (7.25 x 1 + 5 x 0.5) / 1.5 = 6.50 in the trimestre.
+    let view = body(
+        w.call(Method::GET, &grades, Some(&w.token(Role::Guardian)), None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(view["year"], "2025/26");
+    assert_eq!(view["grades"].as_array().unwrap().len(), 4);
+    assert_eq!(view["grades"][0]["mark"], "7+");
+    assert_eq!(view["grades"][0]["hundredths"], 725);
+    assert_eq!(view["grades"][1]["weight"], "0.5");
+    assert_eq!(view["grades"][3]["mark"], "distinto");
+    assert!(view["grades"][3]["hundredths"].is_null());
+    assert_eq!(
+        view["averages"],
+        json!([
+            {"subject": "Matematica", "term": "trimestre", "average": "6.50", "hundredths": 650,
+             "proposal": 7},
+            {"subject": "Matematica", "term": "pentamestre", "average": "6.50",
+             "hundredths": 650, "proposal": 7},
+        ])
+    );
+
+    // Corrected: 7+ was a transcription error for 8-.
+    let first = seven_plus["id"].as_str().unwrap();
+    let correction = json!({"mark": "8-", "reason": "errore di trascrizione"});
+    body(
+        w.call(
+            Method::POST,
+            &format!("{grades}/{first}/corrections"),
+            Some(&teacher),
+            Some(&correction),
+        )
+        .await,
+        201,
+    )
+    .await;
+    // Annulled: the pentamestre test is to be repeated.
+    let second = later["id"].as_str().unwrap();
+    body(
+        w.call(
+            Method::POST,
+            &format!("{grades}/{second}/annulment"),
+            Some(&teacher),
+            Some(&json!({"reason": "prova da ripetere"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let view = body(
+        w.call(Method::GET, &grades, Some(&w.token(Role::Student)), None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(view["grades"][0]["mark"], "8-");
+    assert_eq!(view["grades"][0]["corrections"], 1);
+    assert_eq!(view["grades"][2]["annulled"], "prova da ripetere");
+    // (7.75 + 2.5) / 1.5 = 6.833.. -> 6.83; nothing left in the pentamestre.
+    assert_eq!(
+        view["averages"],
+        json!([{"subject": "Matematica", "term": "trimestre", "average": "6.83",
+            "hundredths": 683, "proposal": 7}])
+    );
+
+    // The teacher's read is in the child's access log; the family's are not.
+    let before = head().await;
+    body(
+        w.call(Method::GET, &grades, Some(&teacher), None).await,
+        200,
+    )
+    .await;
+    assert_eq!(head().await, before + 1);
+    let log = body(
+        w.call(
+            Method::GET,
+            &format!("/schools/{}/students/{}/access-log", w.a, w.x),
+            Some(&w.token(Role::Guardian)),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(log["entries"][0]["view"], "student.grades");
+    assert_eq!(log["entries"][0]["role"], "teacher");
+
+    // Refusals write nothing and say why.
+    let before = head().await;
+    let history_teacher_code = w.code();
+    let history_teacher = w
+        .register_with_code(w.a, Role::Teacher, history_teacher_code.clone())
+        .await;
+    w.run(
+        w.a,
+        DirectoryCommand::AssignTeacher {
+            teacher: history_teacher,
+            class: w.c1,
+            subject: "Storia".into(),
+        },
+    )
+    .await;
+    let before = before + 2;
+    let history = w
+        .issuer
+        .issue_with(None, &history_teacher_code, Duration::from_secs(60))
+        .unwrap();
+    let r = w
+        .call(
+            Method::POST,
+            &grades,
+            Some(&history),
+            Some(&grade_body("6")),
+        )
+        .await;
+    assert_eq!(r.status(), 403, "a grade in another teacher's subject");
+    let r = w
+        .call(
+            Method::POST,
+            &format!("{grades}/{first}/corrections"),
+            Some(&history),
+            Some(&json!({"mark": "4", "reason": "x"})),
+        )
+        .await;
+    assert_eq!(r.status(), 403, "a correction of another teacher's subject");
+    for (bad, field) in [
+        (grade_body("11"), "mark"),
+        (grade_body("sei"), "mark"),
+        (
+            {
+                let mut b = grade_body("6");
+                b["weight"] = json!("0");
+                b
+            },
+            "weight",
+        ),
+        (
+            {
+                let mut b = grade_body("6");
+                b["date"] = json!("2026-10-06");
+                b
+            },
+            "2025/26",
+        ),
+        (
+            {
+                let mut b = grade_body("6");
+                b["kind"] = json!("sung");
+                b
+            },
+            "kind",
+        ),
+        (
+            {
+                let mut b = grade_body("6");
+                b["extra"] = json!(1);
+                b
+            },
+            "extra",
+        ),
+    ] {
+        let problem = body(
+            w.call(Method::POST, &grades, Some(&teacher), Some(&bad))
+                .await,
+            422,
+        )
+        .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains(field),
+            "{field}: {problem}"
+        );
+    }
+    let r = w
+        .call(
+            Method::POST,
+            &format!("{grades}/{}/corrections", uuid::Uuid::now_v7()),
+            Some(&teacher),
+            Some(&json!({"mark": "6", "reason": "x"})),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    let r = w
+        .call(
+            Method::POST,
+            &format!("{grades}/{second}/annulment"),
+            Some(&teacher),
+            Some(&json!({"reason": "di nuovo"})),
+        )
+        .await;
+    assert_eq!(r.status(), 409, "already annulled");
+    assert_eq!(head().await, before, "a refused command wrote something");
+
+    // A double tap gives one grade.
+    let tap = || {
+        w.client
+            .post(format!("{}{grades}", w.base))
+            .bearer_auth(&teacher)
+            .header("idempotency-key", "grade-tap")
+            .json(&grade_body("9"))
+            .send()
+    };
+    let first_tap = body(tap().await.unwrap(), 201).await;
+    let again = tap().await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(body(again, 201).await, first_tap);
+    assert_eq!(head().await, before + 1);
+}
+
+#[tokio::test]
+async fn sqlite_grades_are_given_read_corrected_and_annulled() {
+    grades_are_given_read_corrected_and_annulled(World::sqlite(RateLimit::default()).await).await;
+}
+
+#[tokio::test]
+async fn postgres_grades_are_given_read_corrected_and_annulled() {
+    grades_are_given_read_corrected_and_annulled(World::postgres(RateLimit::default()).await).await;
+}
+
+/// The school calendar: planned by the secretary, read by every member, checked.
+#[tokio::test]
+async fn a_school_year_is_planned_and_read() {
+    let w = World::sqlite(RateLimit::default()).await;
+    let year = format!("/schools/{}/years/2026", w.a);
+    let r = w
+        .call(Method::GET, &year, Some(&w.token(Role::Student)), None)
+        .await;
+    assert_eq!(r.status(), 404, "not planned yet");
+    let plan = json!({"terms": [
+        {"name": "primo quadrimestre", "start": "2026-09-14", "end": "2027-01-31"},
+        {"name": "secondo quadrimestre", "start": "2027-02-01", "end": "2027-06-09"},
+    ]});
+    let r = w
+        .call(
+            Method::PUT,
+            &year,
+            Some(&w.token(Role::Secretary)),
+            Some(&plan),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let read = body(
+        w.call(Method::GET, &year, Some(&w.token(Role::Student)), None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(read, plan);
+    let overlapping = json!({"terms": [
+        {"name": "a", "start": "2026-09-14", "end": "2027-01-31"},
+        {"name": "b", "start": "2027-01-31", "end": "2027-06-09"},
+    ]});
+    let problem = body(
+        w.call(
+            Method::PUT,
+            &year,
+            Some(&w.token(Role::Secretary)),
+            Some(&overlapping),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sovrappongono"),
+        "{problem}"
+    );
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/years/1900", w.a),
+            Some(&w.token(Role::Student)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+}
