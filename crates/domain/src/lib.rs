@@ -7,6 +7,7 @@
 pub mod access;
 pub mod attendance;
 pub mod calendar;
+pub mod catalogue;
 pub mod directory;
 pub mod fiscal_code;
 pub mod grade;

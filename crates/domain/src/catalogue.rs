@@ -1,0 +1,428 @@
+//! The event catalogue: every event registro stores, with its fields, the Italian term, who may
+//! cause it and its schema version. `docs/events.md` is generated from [`CATALOGUE`] (a test
+//! fails when it is out of date), and each entry's sample event proves its field list: the test
+//! checks that the sample's stored data has exactly the fields documented.
+
+use serde_json::Value;
+use time::macros::date;
+
+use crate::access::StudentDataRead;
+use crate::calendar::{SchoolYear, Term};
+use crate::directory::DirectoryEvent;
+use crate::grade::{GradeKind, GradeValue, Weight};
+use crate::record::{Mark, RecordEvent};
+use crate::{ClassId, FiscalCode, GradeId, PersonId, Role};
+
+/// One event type of the catalogue.
+#[derive(Debug, Clone, Copy)]
+pub struct EventDoc {
+    /// The stored type name.
+    pub name: &'static str,
+    /// The stream it is stored in.
+    pub stream: &'static str,
+    /// The Italian term of art.
+    pub italian: &'static str,
+    /// What it records.
+    pub meaning: &'static str,
+    /// Who may cause it.
+    pub who: &'static str,
+    /// The version of its data schema.
+    pub schema_version: u32,
+    /// Its data's fields: name, type, meaning.
+    pub fields: &'static [(&'static str, &'static str, &'static str)],
+    /// A sample of its stored data.
+    pub sample: fn() -> Value,
+}
+
+const DIRECTORY: &str = "`directory`";
+const RECORD: &str = "`student-<student>-<year>`";
+
+fn person() -> PersonId {
+    PersonId::from_uuid(uuid::Uuid::nil())
+}
+
+fn directory(e: &DirectoryEvent) -> Value {
+    e.data()
+}
+
+fn record(e: &RecordEvent) -> Value {
+    e.data()
+}
+
+/// Every event registro stores.
+pub const CATALOGUE: &[EventDoc] = &[
+    EventDoc {
+        name: "PersonRegistered",
+        stream: DIRECTORY,
+        italian: "registrazione in anagrafica",
+        meaning: "A person became known to the school, in a first role.",
+        who: "principal; secretary (not for the privileged roles); the software (`registro add-person`)",
+        schema_version: 1,
+        fields: &[
+            ("person", "uuid", "the person's id"),
+            ("fiscal_code", "string", "codice fiscale, exactly as issued"),
+            ("family_name", "string", "cognome"),
+            ("given_name", "string", "nome"),
+            ("role", "role", "the first role"),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::PersonRegistered {
+                person: person(),
+                #[allow(clippy::unwrap_used)] // a constant, valid
+                fiscal_code: FiscalCode::with_check_character("XXXYYY80A01Z999").unwrap(),
+                family_name: "Rossi".into(),
+                given_name: "Anna".into(),
+                role: Role::Teacher,
+            })
+        },
+    },
+    EventDoc {
+        name: "RoleGranted",
+        stream: DIRECTORY,
+        italian: "assegnazione di un ruolo",
+        meaning: "A person was given another role.",
+        who: "principal; secretary (not the privileged roles); never on oneself",
+        schema_version: 1,
+        fields: &[
+            ("person", "uuid", "the person"),
+            ("role", "role", "the role"),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::RoleGranted {
+                person: person(),
+                role: Role::Guardian,
+            })
+        },
+    },
+    EventDoc {
+        name: "RoleRevoked",
+        stream: DIRECTORY,
+        italian: "revoca di un ruolo",
+        meaning: "A person's role was taken away; the person and their history stay.",
+        who: "principal; secretary (not the privileged roles); never on oneself",
+        schema_version: 1,
+        fields: &[
+            ("person", "uuid", "the person"),
+            ("role", "role", "the role"),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::RoleRevoked {
+                person: person(),
+                role: Role::Guardian,
+            })
+        },
+    },
+    EventDoc {
+        name: "GuardianLinked",
+        stream: DIRECTORY,
+        italian: "collegamento genitore/tutore",
+        meaning: "A guardian was linked to a student (each parent has a link of their own).",
+        who: "principal; secretary; never on oneself",
+        schema_version: 1,
+        fields: &[
+            ("guardian", "uuid", "the guardian"),
+            ("student", "uuid", "the student"),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::GuardianLinked {
+                guardian: person(),
+                student: person(),
+            })
+        },
+    },
+    EventDoc {
+        name: "GuardianUnlinked",
+        stream: DIRECTORY,
+        italian: "scollegamento genitore/tutore",
+        meaning: "A guardian's link to a student ended (a court order, say); other links stay.",
+        who: "principal; secretary; never on oneself",
+        schema_version: 1,
+        fields: &[
+            ("guardian", "uuid", "the guardian"),
+            ("student", "uuid", "the student"),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::GuardianUnlinked {
+                guardian: person(),
+                student: person(),
+            })
+        },
+    },
+    EventDoc {
+        name: "ClassCreated",
+        stream: DIRECTORY,
+        italian: "classe",
+        meaning: "A class was created.",
+        who: "principal; secretary",
+        schema_version: 1,
+        fields: &[
+            ("class", "uuid", "the class's id"),
+            ("name", "string", "its name, unique in the school"),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::ClassCreated {
+                class: ClassId::from_uuid(uuid::Uuid::nil()),
+                name: "3A".into(),
+            })
+        },
+    },
+    EventDoc {
+        name: "TeacherAssigned",
+        stream: DIRECTORY,
+        italian: "cattedra",
+        meaning: "A teacher was assigned to teach a subject in a class.",
+        who: "principal; secretary; never on oneself",
+        schema_version: 1,
+        fields: &[
+            ("teacher", "uuid", "the teacher"),
+            ("class", "uuid", "the class"),
+            ("subject", "string", "the subject (materia)"),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::TeacherAssigned {
+                teacher: person(),
+                class: ClassId::from_uuid(uuid::Uuid::nil()),
+                subject: "Matematica".into(),
+            })
+        },
+    },
+    EventDoc {
+        name: "StudentEnrolled",
+        stream: DIRECTORY,
+        italian: "iscrizione",
+        meaning: "A student was enrolled in a class.",
+        who: "principal; secretary",
+        schema_version: 1,
+        fields: &[
+            ("student", "uuid", "the student"),
+            ("class", "uuid", "the class"),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::StudentEnrolled {
+                student: person(),
+                class: ClassId::from_uuid(uuid::Uuid::nil()),
+            })
+        },
+    },
+    EventDoc {
+        name: "SchoolYearPlanned",
+        stream: DIRECTORY,
+        italian: "anno scolastico e periodi (trimestri, quadrimestri)",
+        meaning: "A school year's terms were set, or set again (the last one counts).",
+        who: "principal; secretary",
+        schema_version: 1,
+        fields: &[
+            (
+                "year",
+                "integer",
+                "the calendar year the school year starts in (2025 is 2025/26)",
+            ),
+            (
+                "terms",
+                "array",
+                "the terms in order: name, start and end dates (ISO 8601)",
+            ),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::SchoolYearPlanned {
+                year: SchoolYear::starting(2025),
+                terms: vec![Term {
+                    name: "trimestre".into(),
+                    start: date!(2025 - 09 - 15),
+                    end: date!(2025 - 12 - 20),
+                }],
+            })
+        },
+    },
+    EventDoc {
+        name: "GradeRecorded",
+        stream: RECORD,
+        italian: "voto",
+        meaning: "A grade was given.",
+        who: "a teacher of the subject in the student's class",
+        schema_version: 1,
+        fields: &[
+            ("grade", "uuid", "the grade's id"),
+            ("class", "uuid", "the student's class"),
+            ("subject", "string", "the subject"),
+            ("kind", "string", "written, oral, practical or graphic"),
+            (
+                "mark",
+                "object",
+                "`{scale, value}`: numeric in hundredths (625 is 6+), judgement or level",
+            ),
+            ("weight", "integer", "its weight in hundredths (100 is 1)"),
+            ("counted", "boolean", "whether it counts in the average"),
+            ("description", "string", "what it is for"),
+            ("date", "date", "the day of the test (ISO 8601)"),
+        ],
+        sample: || {
+            record(&RecordEvent::GradeRecorded {
+                grade: GradeId::from_uuid(uuid::Uuid::nil()),
+                class: ClassId::from_uuid(uuid::Uuid::nil()),
+                subject: "Matematica".into(),
+                kind: GradeKind::Written,
+                mark: Mark::Numeric(GradeValue::PASS),
+                weight: Weight::ONE,
+                counted: true,
+                description: String::new(),
+                date: date!(2025 - 10 - 06),
+            })
+        },
+    },
+    EventDoc {
+        name: "GradeCorrected",
+        stream: RECORD,
+        italian: "correzione di un voto",
+        meaning: "A grade's value was corrected; the history keeps both values.",
+        who: "a teacher of the grade's subject in its class, while its term is open",
+        schema_version: 1,
+        fields: &[
+            ("grade", "uuid", "the grade"),
+            ("mark", "object", "the right value, as in `GradeRecorded`"),
+            ("reason", "string", "why"),
+        ],
+        sample: || {
+            record(&RecordEvent::GradeCorrected {
+                grade: GradeId::from_uuid(uuid::Uuid::nil()),
+                mark: Mark::Numeric(GradeValue::PASS),
+                reason: "errore di trascrizione".into(),
+            })
+        },
+    },
+    EventDoc {
+        name: "GradeAnnulled",
+        stream: RECORD,
+        italian: "annullamento di un voto",
+        meaning: "A grade was annulled; it stays in the history and leaves every average.",
+        who: "a teacher of the grade's subject in its class, while its term is open",
+        schema_version: 1,
+        fields: &[("grade", "uuid", "the grade"), ("reason", "string", "why")],
+        sample: || {
+            record(&RecordEvent::GradeAnnulled {
+                grade: GradeId::from_uuid(uuid::Uuid::nil()),
+                reason: "prova da ripetere".into(),
+            })
+        },
+    },
+    EventDoc {
+        name: "StudentDataRead",
+        stream: "`access-log`",
+        italian: "registro degli accessi",
+        meaning: "Somebody other than the student and their guardians read students' personal data \
+                  (who, in which role and when are the envelope's actor, role and time).",
+        who: "recorded by registro on every such read",
+        schema_version: 1,
+        fields: &[
+            ("students", "array of uuid", "whose data"),
+            (
+                "view",
+                "string",
+                "which view: `student.record`, `class.roster`, `student.grades`, `student.access_log`",
+            ),
+            (
+                "request_id",
+                "string",
+                "the request that read it, as in the server's logs",
+            ),
+        ],
+        sample: || {
+            serde_json::to_value(StudentDataRead {
+                students: vec![person()],
+                view: "student.record".into(),
+                request_id: "r-1".into(),
+            })
+            .unwrap_or_default()
+        },
+    },
+];
+
+/// `docs/events.md`, generated from [`CATALOGUE`].
+#[must_use]
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Event catalogue\n\n\
+         Every event registro stores, generated from `crates/domain/src/catalogue.rs` (do not edit \
+         by hand: `UPDATE_SNAPSHOTS=1 cargo test -p registro-domain catalogue` rewrites it, and \
+         the test fails while it is out of date). The envelope every event has (school, \
+         `school_seq`, stream, version, actor, role, times, hashes) is in \
+         [event-format.md](event-format.md); below is each type's `data`.\n\n\
+         | event | Italian term | stream | who may cause it | schema |\n|---|---|---|---|---|\n",
+    );
+    for e in CATALOGUE {
+        out.push_str(&format!(
+            "| [`{0}`](#{1}) | {2} | {3} | {4} | {5} |\n",
+            e.name,
+            e.name.to_lowercase(),
+            e.italian,
+            e.stream,
+            e.who,
+            e.schema_version
+        ));
+    }
+    for e in CATALOGUE {
+        out.push_str(&format!(
+            "\n## {}\n\n{} *{}*. Stream {}. Caused by: {}. Schema version {}.\n\n\
+             | field | type | meaning |\n|---|---|---|\n",
+            e.name, e.meaning, e.italian, e.stream, e.who, e.schema_version
+        ));
+        for (name, kind, meaning) in e.fields {
+            out.push_str(&format!("| `{name}` | {kind} | {meaning} |\n"));
+        }
+        let sample = serde_json::to_string(&(e.sample)()).unwrap_or_default();
+        out.push_str(&format!("\nExample `data`:\n\n```json\n{sample}\n```\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn every_event_type_is_in_the_catalogue_once() {
+        let documented: Vec<&str> = CATALOGUE.iter().map(|e| e.name).collect();
+        let unique: BTreeSet<&str> = documented.iter().copied().collect();
+        assert_eq!(unique.len(), documented.len(), "a type documented twice");
+        let stored: BTreeSet<&str> = DirectoryEvent::TYPE_NAMES
+            .iter()
+            .chain(&RecordEvent::TYPE_NAMES)
+            .chain(&[crate::access::STUDENT_DATA_READ])
+            .copied()
+            .collect();
+        assert_eq!(unique, stored);
+    }
+
+    #[test]
+    fn each_entry_documents_exactly_the_fields_its_events_carry() {
+        for e in CATALOGUE {
+            let sample = (e.sample)();
+            let carried: BTreeSet<&str> = sample
+                .as_object()
+                .unwrap_or_else(|| panic!("{}: data is an object", e.name))
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let documented: BTreeSet<&str> = e.fields.iter().map(|f| f.0).collect();
+            assert_eq!(carried, documented, "{}", e.name);
+        }
+    }
+
+    /// `docs/events.md` is the rendering of the catalogue. After a change:
+    /// `UPDATE_SNAPSHOTS=1 cargo test -p registro-domain catalogue`.
+    #[test]
+    fn docs_events_md_is_up_to_date() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/events.md");
+        let current = markdown();
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(&path, &current).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == current,
+            "docs/events.md is out of date: run `UPDATE_SNAPSHOTS=1 cargo test -p registro-domain catalogue`"
+        );
+    }
+}
