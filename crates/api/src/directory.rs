@@ -59,7 +59,8 @@ impl From<CommandError> for ApiError {
                     | D::NotGuardianAndStudent
                     | D::NotATeacher
                     | D::NotAStudent
-                    | D::Calendar(_) => ApiError::Unprocessable(detail),
+                    | D::Calendar(_)
+                    | D::Timetable(_) => ApiError::Unprocessable(detail),
                 }
             }
         }

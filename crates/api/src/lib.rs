@@ -16,11 +16,11 @@ mod context;
 pub mod directory;
 mod docs;
 mod error;
-mod grades;
 mod json;
 mod metrics;
 pub mod policy;
 pub mod ratelimit;
+mod register;
 mod routes;
 mod school;
 

@@ -44,14 +44,16 @@ pub enum Permission {
     /// Give, correct and annul a student's grades: the student's teachers (and only for the
     /// subjects they teach in the student's class, which the command itself checks).
     WriteGrades,
-    /// Read a student's grades: the principal; the student's teachers, guardians, and the
-    /// student.
-    ReadGrades,
+    /// Record a student's absences, late entries and early exits: the student's teachers.
+    WriteAttendance,
+    /// Read a student's record for a year (grades, attendance): the principal; the student's
+    /// teachers, guardians, and the student.
+    ReadRecord,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 10] = [
         Permission::ReadOwnProfile,
         Permission::ManageDirectory,
         Permission::ReadStudent,
@@ -60,7 +62,8 @@ impl Permission {
         Permission::ReadAccessLog,
         Permission::ReadCalendar,
         Permission::WriteGrades,
-        Permission::ReadGrades,
+        Permission::WriteAttendance,
+        Permission::ReadRecord,
     ];
 
     /// Whether `role` holds this permission for some resource of its school.
@@ -70,8 +73,8 @@ impl Permission {
         use Role as R;
         match self {
             P::ReadOwnProfile | P::ReadCalendar => role != R::System,
-            P::WriteGrades => role == R::Teacher,
-            P::ReadGrades => matches!(role, R::Principal | R::Teacher | R::Guardian | R::Student),
+            P::WriteGrades | P::WriteAttendance => role == R::Teacher,
+            P::ReadRecord => matches!(role, R::Principal | R::Teacher | R::Guardian | R::Student),
             P::ManageDirectory => matches!(role, R::Principal | R::Secretary),
             P::ReadStudent => matches!(
                 role,
@@ -180,17 +183,19 @@ fn allows(
         (_, R::Principal | R::Secretary, _)
         | (P::ReadOwnProfile | P::ReadAccessLog | P::ReadCalendar, _, _) => true,
         (P::ReadStudentAccessLog, R::Auditor, Target::Student(_)) => true,
-        (P::ReadStudent | P::ReadGrades | P::WriteGrades, R::Teacher, Target::Student(s)) => {
-            dir.teaches_student(caller, s)
-        }
+        (
+            P::ReadStudent | P::ReadRecord | P::WriteGrades | P::WriteAttendance,
+            R::Teacher,
+            Target::Student(s),
+        ) => dir.teaches_student(caller, s),
         (P::ReadClass, R::Teacher, Target::Class(c)) => dir.teaches_class(caller, c),
         (
-            P::ReadStudent | P::ReadStudentAccessLog | P::ReadGrades,
+            P::ReadStudent | P::ReadStudentAccessLog | P::ReadRecord,
             R::Guardian,
             Target::Student(s),
         ) => dir.is_linked(caller, s),
         (
-            P::ReadStudent | P::ReadStudentAccessLog | P::ReadGrades,
+            P::ReadStudent | P::ReadStudentAccessLog | P::ReadRecord,
             R::Student,
             Target::Student(s),
         ) => s == caller,

@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::context::REQUEST_ID;
 use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
 use crate::policy::{Access, Permission, ResourceKind, Rule};
-use crate::{AppState, docs, grades, metrics, school};
+use crate::{AppState, docs, metrics, register, school};
 
 /// The OpenAPI document of the API.
 #[derive(Debug, OpenApi)]
@@ -38,8 +38,10 @@ use crate::{AppState, docs, grades, metrics, school};
         school::link_guardian, school::unlink_guardian, school::create_class,
         school::assign_teacher, school::enrol_student, school::class_roster,
         school::student_record, school::student_access_log, school::school_access_log,
-        grades::plan_year, grades::year_plan, grades::give_grade, grades::correct_grade,
-        grades::annul_grade, grades::student_grades),
+        register::plan_year, register::year_plan, register::give_grade, register::correct_grade,
+        register::annul_grade, register::student_grades, register::set_timetable,
+        register::timetable, register::record_attendance, register::cancel_attendance,
+        register::student_attendance),
     components(schemas(Problem, Health, Readiness, Checks)),
     modifiers(&EveryOperation),
     tags(
@@ -47,8 +49,9 @@ use crate::{AppState, docs, grades, metrics, school};
         (name = "directory", description = "The school's people, roles, guardian links, classes, \
             teacher assignments and enrolments (anagrafica)"),
         (name = "access log", description = "Who read which student's data (GDPR accountability)"),
-        (name = "calendar", description = "School years and their terms (periodi)"),
+        (name = "calendar", description = "School years and their terms (periodi); the classes' timetables"),
         (name = "grades", description = "Grades (voti), their corrections and annulments, and averages"),
+        (name = "attendance", description = "Absences, late entries and early exits, and the attendance limit"),
     )
 )]
 pub struct ApiDoc;
@@ -365,37 +368,67 @@ pub fn routes() -> Routes {
             Method::PUT,
             "/schools/{school}/years/{year}",
             manage(R::School),
-            grades::plan_year,
+            register::plan_year,
         )
         .add(
             Method::GET,
             "/schools/{school}/years/{year}",
             member(P::ReadCalendar, R::School),
-            grades::year_plan,
+            register::year_plan,
         )
         .add(
             Method::POST,
             "/schools/{school}/students/{student}/years/{year}/grades",
             member(P::WriteGrades, R::Student),
-            grades::give_grade,
+            register::give_grade,
         )
         .add(
             Method::GET,
             "/schools/{school}/students/{student}/years/{year}/grades",
-            member(P::ReadGrades, R::Student),
-            grades::student_grades,
+            member(P::ReadRecord, R::Student),
+            register::student_grades,
         )
         .add(
             Method::POST,
             "/schools/{school}/students/{student}/years/{year}/grades/{grade}/corrections",
             member(P::WriteGrades, R::Student),
-            grades::correct_grade,
+            register::correct_grade,
         )
         .add(
             Method::POST,
             "/schools/{school}/students/{student}/years/{year}/grades/{grade}/annulment",
             member(P::WriteGrades, R::Student),
-            grades::annul_grade,
+            register::annul_grade,
+        )
+        .add(
+            Method::PUT,
+            "/schools/{school}/classes/{class}/timetable",
+            manage(R::Class),
+            register::set_timetable,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/classes/{class}/timetable",
+            member(P::ReadCalendar, R::Class),
+            register::timetable,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/students/{student}/years/{year}/attendance",
+            member(P::WriteAttendance, R::Student),
+            register::record_attendance,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/students/{student}/years/{year}/attendance",
+            member(P::ReadRecord, R::Student),
+            register::student_attendance,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/students/{student}/years/{year}/attendance/{entry}/cancellation",
+            member(P::WriteAttendance, R::Student),
+            register::cancel_attendance,
         )
 }
 

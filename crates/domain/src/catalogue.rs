@@ -11,7 +11,8 @@ use crate::calendar::{SchoolYear, Term};
 use crate::directory::DirectoryEvent;
 use crate::grade::{GradeKind, GradeValue, Weight};
 use crate::record::{Mark, RecordEvent};
-use crate::{ClassId, FiscalCode, GradeId, PersonId, Role};
+use crate::timetable::{LessonHour, Missed};
+use crate::{AttendanceId, ClassId, FiscalCode, GradeId, PersonId, Role};
 
 /// One event type of the catalogue.
 #[derive(Debug, Clone, Copy)]
@@ -235,6 +236,36 @@ pub const CATALOGUE: &[EventDoc] = &[
         },
     },
     EventDoc {
+        name: "TimetableSet",
+        stream: DIRECTORY,
+        italian: "orario delle lezioni",
+        meaning: "A class's weekly timetable was set, or set again (the last one counts).",
+        who: "principal; secretary",
+        schema_version: 1,
+        fields: &[
+            ("class", "uuid", "the class"),
+            (
+                "hours",
+                "array",
+                "the weekly lesson hours: `weekday` (monday..sunday), `number` (from 1), `start` \
+                 and `end` (HH:MM), `subject`, `teacher` (uuid or null)",
+            ),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::TimetableSet {
+                class: ClassId::from_uuid(uuid::Uuid::nil()),
+                hours: vec![LessonHour {
+                    weekday: time::Weekday::Monday,
+                    number: 1,
+                    start: time::macros::time!(8:00),
+                    end: time::macros::time!(9:00),
+                    subject: "Italiano".into(),
+                    teacher: None,
+                }],
+            })
+        },
+    },
+    EventDoc {
         name: "GradeRecorded",
         stream: RECORD,
         italian: "voto",
@@ -302,6 +333,55 @@ pub const CATALOGUE: &[EventDoc] = &[
             record(&RecordEvent::GradeAnnulled {
                 grade: GradeId::from_uuid(uuid::Uuid::nil()),
                 reason: "prova da ripetere".into(),
+            })
+        },
+    },
+    EventDoc {
+        name: "AttendanceRecorded",
+        stream: RECORD,
+        italian: "assenza, ritardo (entrata posticipata), uscita anticipata",
+        meaning: "An absence, a late entry or an early exit was recorded, with the lesson hours \
+                  it missed, derived from the class's timetable.",
+        who: "a teacher of the student's class, while the day's term is open",
+        schema_version: 1,
+        fields: &[
+            ("entry", "uuid", "the entry's id"),
+            ("class", "uuid", "the student's class"),
+            ("date", "date", "the day (ISO 8601)"),
+            (
+                "missed",
+                "object",
+                "`{kind}`: `whole_day`, or `late_entry` / `early_exit` with `at` (HH:MM)",
+            ),
+            (
+                "hours",
+                "array of integer",
+                "the numbers of the lesson hours missed",
+            ),
+        ],
+        sample: || {
+            record(&RecordEvent::AttendanceRecorded {
+                entry: AttendanceId::from_uuid(uuid::Uuid::nil()),
+                class: ClassId::from_uuid(uuid::Uuid::nil()),
+                date: date!(2025 - 10 - 06),
+                missed: Missed::LateEntry(time::macros::time!(9:40)),
+                hours: vec![1, 2],
+            })
+        },
+    },
+    EventDoc {
+        name: "AttendanceCancelled",
+        stream: RECORD,
+        italian: "annullamento di un'assenza o di un ritardo",
+        meaning: "An attendance entry recorded by mistake was cancelled; it stays in the history \
+                  and its hours no longer count.",
+        who: "a teacher of the student's class, while the day's term is open",
+        schema_version: 1,
+        fields: &[("entry", "uuid", "the entry"), ("reason", "string", "why")],
+        sample: || {
+            record(&RecordEvent::AttendanceCancelled {
+                entry: AttendanceId::from_uuid(uuid::Uuid::nil()),
+                reason: "registrata per errore".into(),
             })
         },
     },

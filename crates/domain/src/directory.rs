@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{CalendarError, SchoolYear, Term, Terms};
+use crate::timetable::{LessonHour, Timetable, TimetableError};
 use crate::{ClassId, FiscalCode, PersonId, Role};
 
 /// The name of the stream that holds a school's directory (stream ids are per school).
@@ -91,6 +92,13 @@ pub enum DirectoryCommand {
         student: PersonId,
         /// The class.
         class: ClassId,
+    },
+    /// Sets a class's weekly timetable (orario delle lezioni), replacing the one it had.
+    SetTimetable {
+        /// The class.
+        class: ClassId,
+        /// Its weekly lesson hours.
+        hours: Vec<LessonHour>,
     },
     /// Sets the terms (periodi) of a school year; planning a year again replaces its terms.
     PlanSchoolYear {
@@ -169,6 +177,13 @@ pub enum DirectoryEvent {
         /// The class.
         class: ClassId,
     },
+    /// A class's weekly timetable was set (or set again).
+    TimetableSet {
+        /// The class.
+        class: ClassId,
+        /// Its weekly lesson hours.
+        hours: Vec<LessonHour>,
+    },
     /// A school year's terms were set (or set again).
     SchoolYearPlanned {
         /// The school year.
@@ -180,7 +195,7 @@ pub enum DirectoryEvent {
 
 impl DirectoryEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 9] = [
+    pub const TYPE_NAMES: [&'static str; 10] = [
         "PersonRegistered",
         "RoleGranted",
         "RoleRevoked",
@@ -190,6 +205,7 @@ impl DirectoryEvent {
         "TeacherAssigned",
         "StudentEnrolled",
         "SchoolYearPlanned",
+        "TimetableSet",
     ];
 
     /// The event's type name, as stored.
@@ -205,6 +221,7 @@ impl DirectoryEvent {
             Self::TeacherAssigned { .. } => 6,
             Self::StudentEnrolled { .. } => 7,
             Self::SchoolYearPlanned { .. } => 8,
+            Self::TimetableSet { .. } => 9,
         };
         Self::TYPE_NAMES[i]
     }
@@ -290,6 +307,9 @@ pub enum DirectoryError {
     /// The school year's terms do not fit.
     #[error(transparent)]
     Calendar(#[from] CalendarError),
+    /// The timetable does not fit.
+    #[error(transparent)]
+    Timetable(#[from] TimetableError),
 }
 
 /// One registered person, as the decisions and the access rules need them.
@@ -329,6 +349,8 @@ pub struct Directory {
     enrolment: HashMap<PersonId, ClassId>,
     /// Each planned school year's terms.
     calendars: BTreeMap<SchoolYear, Terms>,
+    /// Each class's weekly timetable.
+    timetables: HashMap<ClassId, Timetable>,
 }
 
 impl Directory {
@@ -414,6 +436,12 @@ impl Directory {
     #[must_use]
     pub fn terms(&self, year: SchoolYear) -> Option<&Terms> {
         self.calendars.get(&year)
+    }
+
+    /// A class's weekly timetable, once set.
+    #[must_use]
+    pub fn timetable(&self, class: ClassId) -> Option<&Timetable> {
+        self.timetables.get(&class)
     }
 
     /// Whether `teacher` teaches `subject` in `class`.
@@ -580,6 +608,19 @@ pub fn decide(
                 class: *class,
             }
         }
+        C::SetTimetable { class, hours } => {
+            state.existing_class(*class)?;
+            for teacher in hours.iter().filter_map(|h| h.teacher) {
+                if !state.holds(teacher, Role::Teacher)? {
+                    return Err(Error::NotATeacher);
+                }
+            }
+            let timetable = Timetable::new(hours.clone())?;
+            E::TimetableSet {
+                class: *class,
+                hours: timetable.hours().to_vec(),
+            }
+        }
         C::PlanSchoolYear { year, terms } => {
             let terms = Terms::new(*year, terms.clone())?;
             E::SchoolYearPlanned {
@@ -651,6 +692,12 @@ pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
             if let Some(c) = state.classes.get_mut(class) {
                 c.students.insert(*student);
                 state.enrolment.insert(*student, *class);
+            }
+        }
+        E::TimetableSet { class, hours } => {
+            // Checked when decided, as the terms are.
+            if let Ok(timetable) = Timetable::new(hours.clone()) {
+                state.timetables.insert(*class, timetable);
             }
         }
         E::SchoolYearPlanned { year, terms } => {
@@ -1052,6 +1099,17 @@ mod tests {
                     name: "trimestre".into(),
                     start: time::macros::date!(2025 - 09 - 15),
                     end: time::macros::date!(2025 - 12 - 20),
+                }],
+            },
+            DirectoryEvent::TimetableSet {
+                class: c,
+                hours: vec![LessonHour {
+                    weekday: time::Weekday::Monday,
+                    number: 1,
+                    start: time::macros::time!(8:00),
+                    end: time::macros::time!(9:00),
+                    subject: "Italiano".into(),
+                    teacher: None,
                 }],
             },
         ];

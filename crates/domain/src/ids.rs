@@ -93,6 +93,10 @@ uuid_id!(
     GradeId
 );
 uuid_id!(
+    /// One attendance entry of a student: an absence, a late entry or an early exit.
+    AttendanceId
+);
+uuid_id!(
     /// One stored event.
     EventId
 );

@@ -18,7 +18,9 @@ pub mod role;
 pub mod timetable;
 
 pub use fiscal_code::{FiscalCode, FiscalCodeError};
-pub use ids::{CausationId, ClassId, CorrelationId, EventId, GradeId, PersonId, SchoolId};
+pub use ids::{
+    AttendanceId, CausationId, ClassId, CorrelationId, EventId, GradeId, PersonId, SchoolId,
+};
 pub use role::{Role, UnknownRole};
 
 // Dates in events and in the API as ISO 8601 calendar dates, `2025-09-15`: stored events keep
@@ -28,3 +30,51 @@ time::serde::format_description!(
     Date,
     "[year]-[month]-[day]"
 );
+
+// Times of day in events and in the API as `08:00`. Use with
+// `#[serde(with = "crate::hour_minute")]`.
+time::serde::format_description!(pub hour_minute, Time, "[hour]:[minute]");
+
+/// Weekdays in events and in the API as their English names, `monday` to `sunday`. Use with
+/// `#[serde(with = "crate::weekday_name")]`.
+pub mod weekday_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::Weekday;
+
+    const NAMES: [(&str, Weekday); 7] = [
+        ("monday", Weekday::Monday),
+        ("tuesday", Weekday::Tuesday),
+        ("wednesday", Weekday::Wednesday),
+        ("thursday", Weekday::Thursday),
+        ("friday", Weekday::Friday),
+        ("saturday", Weekday::Saturday),
+        ("sunday", Weekday::Sunday),
+    ];
+
+    /// Writes the weekday's name.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(day: &Weekday, s: S) -> Result<S::Ok, S::Error> {
+        let name = NAMES
+            .iter()
+            .find(|(_, d)| d == day)
+            .map_or("monday", |(n, _)| n);
+        s.serialize_str(name)
+    }
+
+    /// Reads a weekday's name.
+    ///
+    /// # Errors
+    /// For anything but `monday` to `sunday`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Weekday, D::Error> {
+        let name = String::deserialize(d)?;
+        NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, day)| *day)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("{name:?} is not a weekday (monday to sunday)"))
+            })
+    }
+}

@@ -1,6 +1,8 @@
-//! A student's record for one school year (the stream `student-<id>-<year>`): for now their
-//! grades (voti) with corrections and annulments (`rules.md` section 2); absences,
-//! justifications and notes join it with the rest of the register.
+//! A student's record for one school year (the stream `student-<id>-<year>`): their grades
+//! (voti) with corrections and annulments (`rules.md` section 2), and their attendance:
+//! absences, late entries and early exits with the lesson hours they missed, derived from the
+//! class's timetable (`rules.md` section 1). Justifications and notes join it with the rest of
+//! the register.
 //!
 //! A grade is never edited: a correction is a new event naming the grade and why, an annulment
 //! likewise. The family sees the current value; auditors see the whole chain.
@@ -17,7 +19,8 @@ use time::Date;
 use crate::calendar::{SchoolYear, TermClosed};
 use crate::directory::Directory;
 use crate::grade::{Average, GradeKind, GradeValue, Judgement, PrimaryLevel, Weight};
-use crate::{ClassId, GradeId, PersonId};
+use crate::timetable::Missed;
+use crate::{AttendanceId, ClassId, GradeId, PersonId};
 
 /// The longest description or reason, in characters.
 pub const MAX_TEXT_CHARS: usize = 500;
@@ -80,6 +83,23 @@ pub enum RecordCommand {
         /// Why.
         reason: String,
     },
+    /// Records an absence, a late entry or an early exit.
+    RecordAttendance {
+        /// The new entry's id.
+        entry: AttendanceId,
+        /// The day.
+        #[serde(with = "crate::iso_date")]
+        date: Date,
+        /// What was missed.
+        missed: Missed,
+    },
+    /// Cancels an attendance entry recorded by mistake (a correction is a new entry).
+    CancelAttendance {
+        /// The entry.
+        entry: AttendanceId,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What happened. Stored as events (`event_type` = the variant name, `data` = its fields).
@@ -124,11 +144,39 @@ pub enum RecordEvent {
         /// Why.
         reason: String,
     },
+    /// An absence (assenza), late entry (ritardo) or early exit (uscita anticipata) was
+    /// recorded, with the lesson hours it missed.
+    AttendanceRecorded {
+        /// The entry.
+        entry: AttendanceId,
+        /// The class the student was in.
+        class: ClassId,
+        /// The day.
+        #[serde(with = "crate::iso_date")]
+        date: Date,
+        /// What was missed.
+        missed: Missed,
+        /// The numbers of the lesson hours missed, from the class's timetable.
+        hours: Vec<u8>,
+    },
+    /// An attendance entry was cancelled.
+    AttendanceCancelled {
+        /// The entry.
+        entry: AttendanceId,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl RecordEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 3] = ["GradeRecorded", "GradeCorrected", "GradeAnnulled"];
+    pub const TYPE_NAMES: [&'static str; 5] = [
+        "GradeRecorded",
+        "GradeCorrected",
+        "GradeAnnulled",
+        "AttendanceRecorded",
+        "AttendanceCancelled",
+    ];
 
     /// The event's type name, as stored.
     #[must_use]
@@ -137,6 +185,8 @@ impl RecordEvent {
             Self::GradeRecorded { .. } => Self::TYPE_NAMES[0],
             Self::GradeCorrected { .. } => Self::TYPE_NAMES[1],
             Self::GradeAnnulled { .. } => Self::TYPE_NAMES[2],
+            Self::AttendanceRecorded { .. } => Self::TYPE_NAMES[3],
+            Self::AttendanceCancelled { .. } => Self::TYPE_NAMES[4],
         }
     }
 
@@ -191,6 +241,22 @@ pub enum RecordError {
     /// A description or reason that is empty where one is required, or too long.
     #[error("testo mancante o più lungo di {MAX_TEXT_CHARS} caratteri")]
     Text,
+    /// The class has no timetable, so the hours missed cannot be known.
+    #[error("la classe non ha ancora un orario delle lezioni")]
+    NoTimetable,
+    /// The class has no lesson hour that would be missed (no lessons that day, an entry before
+    /// the first hour, an exit after the last).
+    #[error("nessuna ora di lezione persa in quel giorno a quell'ora")]
+    NoHoursMissed,
+    /// The day already has an entry that this one contradicts (an absence and a late entry).
+    #[error("per quel giorno è già registrata un'assenza, un ritardo o un'uscita incompatibile")]
+    AlreadyRecorded,
+    /// No such attendance entry in this record.
+    #[error("registrazione di presenza sconosciuta")]
+    UnknownEntry,
+    /// The entry was cancelled already.
+    #[error("la registrazione è già stata annullata")]
+    Cancelled,
 }
 
 /// The facts a decision needs from outside the record.
@@ -202,6 +268,8 @@ pub struct Context<'a> {
     pub year: SchoolYear,
     /// The teacher acting.
     pub teacher: PersonId,
+    /// The subjects the student is exempt from (their hours are never missed).
+    pub exempt_subjects: &'a BTreeSet<String>,
     /// The school directory, now.
     pub directory: &'a Directory,
     /// The terms (indexes into the year's terms) closed by the class's scrutinio.
@@ -245,10 +313,26 @@ pub struct Grade {
     pub annulled: Option<String>,
 }
 
+/// An attendance entry as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttendanceEntry {
+    /// The class the student was in.
+    pub class: ClassId,
+    /// The day.
+    pub date: Date,
+    /// What was missed.
+    pub missed: Missed,
+    /// The lesson hours missed.
+    pub hours: Vec<u8>,
+    /// Why it was cancelled, if it was.
+    pub cancelled: Option<String>,
+}
+
 /// The state of a student's record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
     grades: BTreeMap<GradeId, Grade>,
+    attendance: BTreeMap<AttendanceId, AttendanceEntry>,
 }
 
 impl Record {
@@ -261,6 +345,22 @@ impl Record {
     /// Every grade, annulled ones included, by id (time order for UUIDv7 ids).
     pub fn grades(&self) -> impl Iterator<Item = (GradeId, &Grade)> {
         self.grades.iter().map(|(id, g)| (*id, g))
+    }
+
+    /// Every attendance entry, cancelled ones included, by id.
+    pub fn attendance(&self) -> impl Iterator<Item = (AttendanceId, &AttendanceEntry)> {
+        self.attendance.iter().map(|(id, a)| (*id, a))
+    }
+
+    /// The lesson hours missed, entry by entry (cancelled entries left out): each day with
+    /// the hours missed on it, for the attendance limit ([`crate::attendance::counted_hours`]).
+    #[must_use]
+    pub fn missed_hours(&self) -> Vec<(Date, u32)> {
+        self.attendance
+            .values()
+            .filter(|a| a.cancelled.is_none())
+            .map(|a| (a.date, u32::try_from(a.hours.len()).unwrap_or(u32::MAX)))
+            .collect()
     }
 
     /// The weighted average of the counted numeric grades of `subject` dated between `from`
@@ -358,6 +458,71 @@ pub fn decide(
                 reason: text(reason, true)?,
             }
         }
+        C::RecordAttendance {
+            entry,
+            date,
+            missed,
+        } => {
+            if state.attendance.contains_key(entry) {
+                return Err(RecordError::AlreadyRecorded);
+            }
+            let class = ctx
+                .directory
+                .class_of(ctx.student)
+                .ok_or(RecordError::NotEnrolled)?;
+            if !ctx.directory.teaches_class(ctx.teacher, class) {
+                return Err(RecordError::NotYourSubject);
+            }
+            ctx.check_open(*date)?;
+            let timetable = ctx
+                .directory
+                .timetable(class)
+                .ok_or(RecordError::NoTimetable)?;
+            let hours = timetable.missed_hours(*date, *missed, ctx.exempt_subjects);
+            if hours.is_empty() {
+                return Err(RecordError::NoHoursMissed);
+            }
+            let clashes = |other: &Missed| {
+                matches!(
+                    (missed, other),
+                    (Missed::WholeDay, _)
+                        | (_, Missed::WholeDay)
+                        | (Missed::LateEntry(_), Missed::LateEntry(_))
+                        | (Missed::EarlyExit(_), Missed::EarlyExit(_))
+                )
+            };
+            if state
+                .attendance
+                .values()
+                .any(|a| a.cancelled.is_none() && a.date == *date && clashes(&a.missed))
+            {
+                return Err(RecordError::AlreadyRecorded);
+            }
+            E::AttendanceRecorded {
+                entry: *entry,
+                class,
+                date: *date,
+                missed: *missed,
+                hours,
+            }
+        }
+        C::CancelAttendance { entry, reason } => {
+            let existing = state
+                .attendance
+                .get(entry)
+                .ok_or(RecordError::UnknownEntry)?;
+            if existing.cancelled.is_some() {
+                return Err(RecordError::Cancelled);
+            }
+            if !ctx.directory.teaches_class(ctx.teacher, existing.class) {
+                return Err(RecordError::NotYourSubject);
+            }
+            ctx.check_open(existing.date)?;
+            E::AttendanceCancelled {
+                entry: *entry,
+                reason: text(reason, true)?,
+            }
+        }
     };
     Ok(vec![event])
 }
@@ -425,6 +590,29 @@ pub fn evolve(state: &mut Record, event: &RecordEvent) {
                 g.annulled = Some(reason.clone());
             }
         }
+        E::AttendanceRecorded {
+            entry,
+            class,
+            date,
+            missed,
+            hours,
+        } => {
+            state.attendance.insert(
+                *entry,
+                AttendanceEntry {
+                    class: *class,
+                    date: *date,
+                    missed: *missed,
+                    hours: hours.clone(),
+                    cancelled: None,
+                },
+            );
+        }
+        E::AttendanceCancelled { entry, reason } => {
+            if let Some(a) = state.attendance.get_mut(entry) {
+                a.cancelled = Some(reason.clone());
+            }
+        }
     }
 }
 
@@ -436,6 +624,8 @@ mod tests {
     use crate::calendar::Term;
     use crate::directory::{self, DirectoryCommand};
     use crate::{FiscalCode, Role};
+
+    static NO_EXEMPTIONS: BTreeSet<String> = BTreeSet::new();
 
     struct World {
         dir: Directory,
@@ -482,6 +672,22 @@ mod tests {
             subject: "Storia".into(),
         });
         run(DirectoryCommand::EnrolStudent { student, class });
+        // Monday and Tuesday, five hours from 8:00, mathematics first on Monday.
+        let subjects = ["Matematica", "Italiano", "Storia", "Religione", "Inglese"];
+        let mut hours = Vec::new();
+        for weekday in [time::Weekday::Monday, time::Weekday::Tuesday] {
+            for (subject, n) in subjects.iter().zip(1u8..) {
+                hours.push(crate::timetable::LessonHour {
+                    weekday,
+                    number: n,
+                    start: time::Time::from_hms(7 + n, 0, 0).unwrap(),
+                    end: time::Time::from_hms(8 + n, 0, 0).unwrap(),
+                    subject: (*subject).into(),
+                    teacher: None,
+                });
+            }
+        }
+        run(DirectoryCommand::SetTimetable { class, hours });
         run(DirectoryCommand::PlanSchoolYear {
             year: SchoolYear::starting(2025),
             terms: vec![
@@ -536,6 +742,7 @@ mod tests {
             student: w.student,
             year: SchoolYear::starting(2025),
             teacher: w.teacher,
+            exempt_subjects: &NO_EXEMPTIONS,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -623,6 +830,7 @@ mod tests {
             student: w.student,
             year: SchoolYear::starting(2025),
             teacher: w.teacher,
+            exempt_subjects: &NO_EXEMPTIONS,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -682,6 +890,7 @@ mod tests {
             student: w.student,
             year: SchoolYear::starting(2025),
             teacher: w.teacher,
+            exempt_subjects: &NO_EXEMPTIONS,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -740,6 +949,7 @@ mod tests {
             student: w.student,
             year: SchoolYear::starting(2025),
             teacher: w.teacher,
+            exempt_subjects: &NO_EXEMPTIONS,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -777,6 +987,7 @@ mod tests {
             student: PersonId::new(),
             year: SchoolYear::starting(2025),
             teacher: w.teacher,
+            exempt_subjects: &NO_EXEMPTIONS,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -788,6 +999,139 @@ mod tests {
             ),
             Err(RecordError::NotEnrolled)
         );
+    }
+
+    fn attend(entry: AttendanceId, date: Date, missed: Missed) -> RecordCommand {
+        RecordCommand::RecordAttendance {
+            entry,
+            date,
+            missed,
+        }
+    }
+
+    #[test]
+    fn rule_1_an_absence_misses_the_hours_of_the_class_timetable() {
+        let w = world();
+        let open = BTreeSet::new();
+        let monday = date!(2025 - 10 - 06);
+        let events = given_when(
+            &w,
+            w.other_teacher,
+            &open,
+            &[],
+            &attend(AttendanceId::new(), monday, Missed::WholeDay),
+        )
+        .unwrap();
+        assert!(matches!(
+            &events[..],
+            [RecordEvent::AttendanceRecorded { hours, .. }] if *hours == vec![1, 2, 3, 4, 5]
+        ));
+        // In at 9:40: the first hour and most of the second.
+        let late = attend(
+            AttendanceId::new(),
+            monday,
+            Missed::LateEntry(time::macros::time!(9:40)),
+        );
+        assert!(matches!(
+            &given_when(&w, w.teacher, &open, &[], &late).unwrap()[..],
+            [RecordEvent::AttendanceRecorded { hours, .. }] if *hours == vec![1, 2]
+        ));
+        // A student exempt from religion misses four hours on a whole day.
+        let exempt = BTreeSet::from(["Religione".to_owned()]);
+        let ctx = Context {
+            student: w.student,
+            year: SchoolYear::starting(2025),
+            teacher: w.teacher,
+            exempt_subjects: &exempt,
+            directory: &w.dir,
+            closed_terms: &open,
+        };
+        let events = decide(
+            &Record::default(),
+            &attend(AttendanceId::new(), monday, Missed::WholeDay),
+            &ctx,
+        )
+        .unwrap();
+        assert!(matches!(
+            &events[..],
+            [RecordEvent::AttendanceRecorded { hours, .. }] if hours.len() == 4
+        ));
+        // No lessons on Wednesday in this timetable.
+        assert_eq!(
+            given_when(
+                &w,
+                w.teacher,
+                &open,
+                &[],
+                &attend(AttendanceId::new(), date!(2025 - 10 - 08), Missed::WholeDay)
+            ),
+            Err(RecordError::NoHoursMissed)
+        );
+    }
+
+    #[test]
+    fn a_day_has_one_absence_or_one_late_entry_and_one_early_exit() {
+        let w = world();
+        let open = BTreeSet::new();
+        let monday = date!(2025 - 10 - 06);
+        let late = attend(
+            AttendanceId::new(),
+            monday,
+            Missed::LateEntry(time::macros::time!(9:00)),
+        );
+        let early = attend(
+            AttendanceId::new(),
+            monday,
+            Missed::EarlyExit(time::macros::time!(12:00)),
+        );
+        assert!(given_when(&w, w.teacher, &open, std::slice::from_ref(&late), &early).is_ok());
+        assert_eq!(
+            given_when(
+                &w,
+                w.teacher,
+                &open,
+                std::slice::from_ref(&late),
+                &attend(AttendanceId::new(), monday, Missed::WholeDay)
+            ),
+            Err(RecordError::AlreadyRecorded)
+        );
+        // Cancelled, the late entry no longer stands in the way of the absence.
+        let RecordCommand::RecordAttendance { entry, .. } = late else {
+            unreachable!()
+        };
+        let cancel = RecordCommand::CancelAttendance {
+            entry,
+            reason: "era assente tutto il giorno".into(),
+        };
+        assert!(
+            given_when(
+                &w,
+                w.teacher,
+                &open,
+                &[late.clone(), cancel.clone()],
+                &attend(AttendanceId::new(), monday, Missed::WholeDay)
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            given_when(&w, w.teacher, &open, &[late, cancel.clone()], &cancel),
+            Err(RecordError::Cancelled)
+        );
+    }
+
+    #[test]
+    fn rule_6_an_absence_dated_in_a_closed_term_is_refused() {
+        let w = world();
+        assert!(matches!(
+            given_when(
+                &w,
+                w.teacher,
+                &BTreeSet::from([0]),
+                &[],
+                &attend(AttendanceId::new(), date!(2025 - 10 - 06), Missed::WholeDay)
+            ),
+            Err(RecordError::Closed(_))
+        ));
     }
 
     #[test]
@@ -813,6 +1157,17 @@ mod tests {
             RecordEvent::GradeAnnulled {
                 grade: g,
                 reason: "y".into(),
+            },
+            RecordEvent::AttendanceRecorded {
+                entry: AttendanceId::new(),
+                class: ClassId::new(),
+                date: date!(2025 - 10 - 06),
+                missed: Missed::LateEntry(time::macros::time!(9:10)),
+                hours: vec![1],
+            },
+            RecordEvent::AttendanceCancelled {
+                entry: AttendanceId::new(),
+                reason: "z".into(),
             },
         ];
         for (e, name) in events.iter().zip(RecordEvent::TYPE_NAMES) {

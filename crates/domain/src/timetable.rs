@@ -17,12 +17,15 @@ use crate::PersonId;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LessonHour {
     /// The day of the week.
+    #[serde(with = "crate::weekday_name")]
     pub weekday: Weekday,
     /// Its number in the day, from 1 ("prima ora").
     pub number: u8,
     /// When it starts.
+    #[serde(with = "crate::hour_minute")]
     pub start: Time,
     /// When it ends.
+    #[serde(with = "crate::hour_minute")]
     pub end: Time,
     /// The subject taught.
     pub subject: String,
@@ -63,14 +66,15 @@ pub enum Missed {
     /// Absent the whole day (assenza).
     WholeDay,
     /// Entered at this time (ritardo, entrata posticipata).
-    LateEntry(Time),
+    LateEntry(#[serde(with = "crate::hour_minute")] Time),
     /// Left at this time (uscita anticipata).
-    EarlyExit(Time),
+    EarlyExit(#[serde(with = "crate::hour_minute")] Time),
 }
 
 /// A class's weekly timetable, checked: within each day hours are numbered uniquely from 1, in
 /// time order, and do not overlap.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
 pub struct Timetable {
     hours: Vec<LessonHour>,
 }
@@ -105,6 +109,12 @@ impl Timetable {
             }
         }
         Ok(Self { hours })
+    }
+
+    /// Every hour, by day and time.
+    #[must_use]
+    pub fn hours(&self) -> &[LessonHour] {
+        &self.hours
     }
 
     /// The hours of a weekday, in order.
@@ -245,6 +255,34 @@ mod tests {
         let t = monday();
         assert_eq!(t.weekly_hours(&BTreeSet::new()), 5);
         assert_eq!(t.weekly_hours(&BTreeSet::from(["Religione".to_owned()])), 4);
+    }
+
+    #[test]
+    fn hours_and_what_was_missed_are_stored_readably() {
+        let h = hour(Weekday::Monday, 1, time!(8:00), time!(8:50), "Italiano");
+        let json = serde_json::to_value(&h).unwrap();
+        assert_eq!(json["weekday"], "monday");
+        assert_eq!(
+            (json["start"].as_str(), json["end"].as_str()),
+            (Some("08:00"), Some("08:50"))
+        );
+        assert_eq!(serde_json::from_value::<LessonHour>(json).unwrap(), h);
+        let late = serde_json::to_value(Missed::LateEntry(time!(9:10))).unwrap();
+        assert_eq!(
+            late,
+            serde_json::json!({"kind": "late_entry", "at": "09:10"})
+        );
+        assert_eq!(
+            serde_json::to_value(Missed::WholeDay).unwrap(),
+            serde_json::json!({"kind": "whole_day"})
+        );
+        assert!(
+            serde_json::from_value::<LessonHour>(serde_json::json!({
+                "weekday": "lunedì", "number": 1, "start": "08:00", "end": "09:00",
+                "subject": "x", "teacher": null
+            }))
+            .is_err()
+        );
     }
 
     #[test]

@@ -190,6 +190,31 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
             (format!("{s}/years/2025"), Some(crate::world::year_plan()))
         }
         ("GET", "/schools/{school}/years/{year}") => (format!("{s}/years/2025"), None),
+        ("PUT", "/schools/{school}/classes/{class}/timetable") => (
+            format!("{s}/classes/{class}/timetable"),
+            Some(crate::world::timetable()),
+        ),
+        ("GET", "/schools/{school}/classes/{class}/timetable") => {
+            (format!("{s}/classes/{class}/timetable"), None)
+        }
+        ("POST", "/schools/{school}/students/{student}/years/{year}/attendance") => (
+            format!("{s}/students/{student}/years/2025/attendance"),
+            Some(json!({"date": "2025-10-06", "kind": "early_exit", "at": "12:10"})),
+        ),
+        ("GET", "/schools/{school}/students/{student}/years/{year}/attendance") => (
+            format!("{s}/students/{student}/years/2025/attendance"),
+            None,
+        ),
+        (
+            "POST",
+            "/schools/{school}/students/{student}/years/{year}/attendance/{entry}/cancellation",
+        ) => {
+            let entry = prepared_absence(w, target).await;
+            (
+                format!("{s}/students/{student}/years/2025/attendance/{entry}/cancellation"),
+                Some(json!({"reason": "registrata per errore"})),
+            )
+        }
         ("POST", "/schools/{school}/students/{student}/years/{year}/grades") => (
             format!("{s}/students/{student}/years/2025/grades"),
             Some(crate::world::grade_body("7")),
@@ -236,6 +261,33 @@ async fn prepared_grade(w: &World, target: Target) -> String {
         )
         .await;
     assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// An attendance entry to cancel: for the caller's own student, a new absence the teacher
+/// records through the API (on a day of its own, so that they never clash); for other targets,
+/// an id.
+async fn prepared_absence(w: &World, target: Target) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static DAYS: AtomicU32 = AtomicU32::new(0);
+    if target != Target::Own {
+        return uuid::Uuid::now_v7().to_string();
+    }
+    // Mondays from 13 October 2025 on, one per call.
+    let monday = time::macros::date!(2025 - 10 - 13)
+        + time::Duration::weeks(i64::from(DAYS.fetch_add(1, Ordering::Relaxed)));
+    let r = w
+        .call(
+            Method::POST,
+            &format!("/schools/{}/students/{}/years/2025/attendance", w.a, w.x),
+            Some(&w.token(Role::Teacher)),
+            Some(&json!({"date": monday.to_string(), "kind": "absence"})),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
     r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()

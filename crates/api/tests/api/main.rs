@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod authorization;
-mod grades;
+mod register;
 mod world;
 
 use std::sync::Arc;

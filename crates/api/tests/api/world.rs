@@ -126,6 +126,18 @@ impl World {
         w.enrol(a, w.y, w.c2).await;
         w.enrol(b, w.z, w.c3).await;
         w.link(a, guardian, w.x).await;
+        let hours: Vec<registro_domain::timetable::LessonHour> =
+            serde_json::from_value(timetable()["hours"].clone()).unwrap();
+        for class in [w.c1, w.c2] {
+            w.run(
+                a,
+                DirectoryCommand::SetTimetable {
+                    class,
+                    hours: hours.clone(),
+                },
+            )
+            .await;
+        }
         w.run(
             a,
             DirectoryCommand::PlanSchoolYear {
@@ -253,6 +265,20 @@ pub fn year_plan() -> Value {
         {"name": "trimestre", "start": "2025-09-15", "end": "2025-12-20"},
         {"name": "pentamestre", "start": "2026-01-07", "end": "2026-06-10"},
     ]})
+}
+
+/// A timetable: Monday to Friday, five hours from 8:00, mathematics first.
+pub fn timetable() -> Value {
+    let subjects = ["Matematica", "Italiano", "Storia", "Inglese", "Scienze"];
+    let mut hours = Vec::new();
+    for day in ["monday", "tuesday", "wednesday", "thursday", "friday"] {
+        for (n, subject) in (1..).zip(subjects) {
+            hours.push(serde_json::json!({"weekday": day, "number": n,
+                "start": format!("{:02}:00", 7 + n), "end": format!("{:02}:00", 8 + n),
+                "subject": subject}));
+        }
+    }
+    serde_json::json!({ "hours": hours })
 }
 
 /// A written mathematics grade of `mark` on 6 October 2025.

@@ -1,6 +1,7 @@
-//! The school calendar and the students' grades over HTTP: planning a school year's terms,
-//! reading them; giving, correcting and annulling grades; reading a student's grades with their
-//! averages per subject and term (`rules.md` section 2).
+//! The register over HTTP: the school calendar (a school year's terms) and the classes'
+//! timetables; a student's grades (given, corrected, annulled; read with their averages per
+//! subject and term, `rules.md` section 2) and attendance (absences, late entries, early exits
+//! with the hours missed; read against the annual limit, `rules.md` section 1).
 
 // utoipa's expansion of `params(...)` names the parameter types by path.
 #![allow(unused_qualifications)]
@@ -46,14 +47,20 @@ impl From<command::CommandError<RecordError>> for ApiError {
                 let detail = e.to_string();
                 match e {
                     RecordError::NotYourSubject => ApiError::Forbidden(detail),
-                    RecordError::UnknownGrade => ApiError::NotFoundDetail(detail),
-                    RecordError::Closed(_) | RecordError::GradeExists | RecordError::Annulled => {
-                        ApiError::Conflict(detail)
+                    RecordError::UnknownGrade | RecordError::UnknownEntry => {
+                        ApiError::NotFoundDetail(detail)
                     }
+                    RecordError::Closed(_)
+                    | RecordError::GradeExists
+                    | RecordError::Annulled
+                    | RecordError::AlreadyRecorded
+                    | RecordError::Cancelled => ApiError::Conflict(detail),
                     RecordError::NotEnrolled
                     | RecordError::OutsideYear(_)
                     | RecordError::SameMark
-                    | RecordError::Text => ApiError::Unprocessable(detail),
+                    | RecordError::Text
+                    | RecordError::NoTimetable
+                    | RecordError::NoHoursMissed => ApiError::Unprocessable(detail),
                 }
             }
         }
@@ -246,9 +253,10 @@ async fn record_command(
     let store = state.store.as_ref();
     let (directory, school, teacher) = (&state.directory, caller.school, caller.person);
     let (stream_ref, cmd_ref) = (&stream, &cmd);
-    // The classes' scrutini cannot be closed yet (the scrutini issue): no term is locked.
-    let closed = BTreeSet::new();
-    let closed = &closed;
+    // The classes' scrutini cannot be closed yet (the scrutini issue): no term is locked. Nor
+    // can exemptions from a subject be recorded yet: no hour is exempt.
+    let none = (BTreeSet::new(), BTreeSet::new());
+    let (closed, exempt_subjects) = (&none.0, &none.1);
     let decide = move || async move {
         let Snapshot { version, state } =
             fold_stream::<Record>(store, school, stream_ref, Snapshot::default()).await?;
@@ -257,6 +265,7 @@ async fn record_command(
             student,
             year,
             teacher,
+            exempt_subjects,
             directory: &directory,
             closed_terms: closed,
         };
@@ -463,21 +472,7 @@ pub async fn student_grades(
 ) -> Result<Json<GradesView>, ApiError> {
     let (_, student, year) = ids;
     let year = school_year(year)?;
-    if !caller
-        .directory
-        .has_role(student, registro_domain::Role::Student)
-    {
-        return Err(ApiError::NotFound);
-    }
-    let stream = StreamId::parse(record::stream(student, year))?;
-    let record = fold_stream::<Record>(
-        state.store.as_ref(),
-        caller.school,
-        &stream,
-        Snapshot::default(),
-    )
-    .await?
-    .state;
+    let record = student_record(&state, &caller, student, year).await?;
     let grades = record
         .grades()
         .map(|(id, g)| {
@@ -538,4 +533,353 @@ pub async fn student_grades(
         grades,
         averages,
     }))
+}
+
+/// One weekly lesson hour.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HourBody {
+    /// monday to sunday.
+    #[schema(value_type = String, example = "monday")]
+    #[serde(with = "registro_domain::weekday_name")]
+    pub weekday: time::Weekday,
+    /// Its number in the day, from 1.
+    #[schema(example = 1)]
+    pub number: u8,
+    /// When it starts, HH:MM.
+    #[schema(value_type = String, example = "08:00")]
+    #[serde(with = "registro_domain::hour_minute")]
+    pub start: time::Time,
+    /// When it ends, HH:MM.
+    #[schema(value_type = String, example = "09:00")]
+    #[serde(with = "registro_domain::hour_minute")]
+    pub end: time::Time,
+    /// The subject.
+    #[schema(example = "Matematica")]
+    pub subject: String,
+    /// The teacher, when known.
+    #[schema(value_type = Option<Uuid>)]
+    #[serde(default)]
+    pub teacher: Option<PersonId>,
+}
+
+/// A class's weekly timetable.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimetableBody {
+    /// The weekly lesson hours.
+    pub hours: Vec<HourBody>,
+}
+
+/// Sets a class's weekly timetable (orario delle lezioni), replacing the one it had. The
+/// hours students miss are derived from it.
+#[utoipa::path(put, path = "/schools/{school}/classes/{class}/timetable", tag = "calendar",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class")),
+    request_body = TimetableBody,
+    responses((status = 200, description = "Set", body = Written)))]
+pub async fn set_timetable(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, registro_domain::ClassId)>,
+    headers: HeaderMap,
+    Json(body): Json<TimetableBody>,
+) -> Result<Response, ApiError> {
+    let (_, class) = ids;
+    let cmd = DirectoryCommand::SetTimetable {
+        class,
+        hours: body
+            .hours
+            .into_iter()
+            .map(|h| registro_domain::timetable::LessonHour {
+                weekday: h.weekday,
+                number: h.number,
+                start: h.start,
+                end: h.end,
+                subject: h.subject.trim().to_owned(),
+                teacher: h.teacher,
+            })
+            .collect(),
+    };
+    crate::school::command(&state, &caller, &headers, cmd, StatusCode::OK, None).await
+}
+
+/// A class's weekly timetable.
+#[utoipa::path(get, path = "/schools/{school}/classes/{class}/timetable", tag = "calendar",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class")),
+    responses((status = 200, description = "The timetable", body = TimetableBody)))]
+pub async fn timetable(
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, registro_domain::ClassId)>,
+) -> Result<Json<TimetableBody>, ApiError> {
+    let (_, class) = ids;
+    let timetable = caller
+        .directory
+        .timetable(class)
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(TimetableBody {
+        hours: timetable
+            .hours()
+            .iter()
+            .map(|h| HourBody {
+                weekday: h.weekday,
+                number: h.number,
+                start: h.start,
+                end: h.end,
+                subject: h.subject.clone(),
+                teacher: h.teacher,
+            })
+            .collect(),
+    }))
+}
+
+/// What was missed.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttendanceKind {
+    /// Absent the whole day (assenza).
+    Absence,
+    /// Came in late, at `at` (ritardo, entrata posticipata).
+    LateEntry,
+    /// Left early, at `at` (uscita anticipata).
+    EarlyExit,
+}
+
+/// An absence, late entry or early exit to record.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordAttendance {
+    /// The day, in the school year of the path.
+    #[schema(value_type = String, format = Date, example = "2025-10-06")]
+    #[serde(with = "registro_domain::iso_date")]
+    pub date: Date,
+    /// absence, late_entry or early_exit.
+    pub kind: AttendanceKind,
+    /// For a late entry or an early exit, the time, HH:MM.
+    #[schema(value_type = Option<String>, example = "09:10")]
+    #[serde(default, with = "registro_domain::hour_minute::option")]
+    pub at: Option<time::Time>,
+}
+
+/// A cancellation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelAttendance {
+    /// Why (kept in the history).
+    #[schema(example = "registrata per errore")]
+    pub reason: String,
+}
+
+/// Records an absence, a late entry or an early exit; the lesson hours missed come from the
+/// class's timetable. Only a teacher of the student's class.
+#[utoipa::path(post, path = "/schools/{school}/students/{student}/years/{year}/attendance",
+    tag = "attendance",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("student" = Uuid, Path, description = "The student"),
+        ("year" = i32, Path, description = "The year the school year starts in")),
+    request_body = RecordAttendance,
+    responses(
+        (status = 201, description = "Recorded; `id` is the entry's", body = Written),
+        (status = 409, description = "The day already has such an entry, or its term is closed",
+            body = crate::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn record_attendance(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId, i32)>,
+    headers: HeaderMap,
+    Json(body): Json<RecordAttendance>,
+) -> Result<Response, ApiError> {
+    use registro_domain::timetable::Missed;
+    let (_, student, year) = ids;
+    let missed = match (body.kind, body.at) {
+        (AttendanceKind::Absence, None) => Missed::WholeDay,
+        (AttendanceKind::LateEntry, Some(at)) => Missed::LateEntry(at),
+        (AttendanceKind::EarlyExit, Some(at)) => Missed::EarlyExit(at),
+        (AttendanceKind::Absence, Some(_)) => {
+            return Err(ApiError::Unprocessable(
+                "at: a whole-day absence has no time".into(),
+            ));
+        }
+        (_, None) => {
+            return Err(ApiError::Unprocessable(
+                "at: a late entry or an early exit needs the time (HH:MM)".into(),
+            ));
+        }
+    };
+    let entry = registro_domain::AttendanceId::from_uuid(new_id(&caller, &headers, "attendance")?);
+    let cmd = RecordCommand::RecordAttendance {
+        entry,
+        date: body.date,
+        missed,
+    };
+    let year = school_year(year)?;
+    record_command(
+        &state,
+        &caller,
+        &headers,
+        student,
+        year,
+        cmd,
+        Some(entry.into()),
+    )
+    .await
+}
+
+/// Cancels an attendance entry recorded by mistake; the history keeps it, with the reason.
+#[utoipa::path(post,
+    path = "/schools/{school}/students/{student}/years/{year}/attendance/{entry}/cancellation",
+    tag = "attendance",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("student" = Uuid, Path, description = "The student"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("entry" = Uuid, Path, description = "The entry")),
+    request_body = CancelAttendance,
+    responses((status = 201, description = "Cancelled", body = Written)))]
+pub async fn cancel_attendance(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId, i32, registro_domain::AttendanceId)>,
+    headers: HeaderMap,
+    Json(body): Json<CancelAttendance>,
+) -> Result<Response, ApiError> {
+    let (_, student, year, entry) = ids;
+    let cmd = RecordCommand::CancelAttendance {
+        entry,
+        reason: body.reason,
+    };
+    record_command(
+        &state,
+        &caller,
+        &headers,
+        student,
+        school_year(year)?,
+        cmd,
+        None,
+    )
+    .await
+}
+
+/// One attendance entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttendanceEntryView {
+    /// The entry's id.
+    pub id: Uuid,
+    /// The day.
+    #[schema(value_type = String, format = Date)]
+    #[serde(with = "registro_domain::iso_date")]
+    pub date: Date,
+    /// absence, late_entry or early_exit.
+    pub kind: AttendanceKind,
+    /// The time of a late entry or early exit.
+    #[schema(value_type = Option<String>)]
+    #[serde(with = "registro_domain::hour_minute::option")]
+    pub at: Option<time::Time>,
+    /// The numbers of the lesson hours missed.
+    pub hours: Vec<u8>,
+    /// Why it was cancelled, when it was (its hours then count no more).
+    pub cancelled: Option<String>,
+}
+
+/// A student's attendance for a school year, against the annual limit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttendanceView {
+    /// The school year, `2025/26`.
+    pub year: String,
+    /// The entries, oldest first.
+    pub entries: Vec<AttendanceEntryView>,
+    /// The lesson hours missed that count toward the limit.
+    pub missed_hours: u32,
+    /// The personalised annual hours (weekly hours of the class's timetable times 33), when the
+    /// class has a timetable.
+    pub annual_hours: Option<u32>,
+    /// The most hours of absence that keep the year valid (a quarter of the annual hours).
+    pub max_absence_hours: Option<u32>,
+    /// Whether the missed hours are over that limit.
+    pub over_limit: bool,
+    /// The highest warning passed: 10, 15 or 20 (per cent of the annual hours).
+    pub warning_percent: Option<u8>,
+}
+
+/// A student's absences, late entries and early exits for a school year, with the hours
+/// missed against the annual limit (`rules.md` section 1). A read by the principal or a teacher
+/// is recorded in the access log.
+#[utoipa::path(get, path = "/schools/{school}/students/{student}/years/{year}/attendance",
+    tag = "attendance",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("student" = Uuid, Path, description = "The student"),
+        ("year" = i32, Path, description = "The year the school year starts in")),
+    responses((status = 200, description = "The attendance", body = AttendanceView)))]
+pub async fn student_attendance(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId, i32)>,
+) -> Result<Json<AttendanceView>, ApiError> {
+    use registro_domain::attendance::{AnnualLimit, counted_hours};
+    use registro_domain::timetable::Missed;
+    let (_, student, year) = ids;
+    let year = school_year(year)?;
+    let record = student_record(&state, &caller, student, year).await?;
+    let entries = record
+        .attendance()
+        .map(|(id, a)| {
+            let (kind, at) = match a.missed {
+                Missed::WholeDay => (AttendanceKind::Absence, None),
+                Missed::LateEntry(t) => (AttendanceKind::LateEntry, Some(t)),
+                Missed::EarlyExit(t) => (AttendanceKind::EarlyExit, Some(t)),
+            };
+            AttendanceEntryView {
+                id: id.into(),
+                date: a.date,
+                kind,
+                at,
+                hours: a.hours.clone(),
+                cancelled: a.cancelled.clone(),
+            }
+        })
+        .collect();
+    // No exemption from the limit (deroghe) can be recorded yet: the scrutini issue.
+    let missed_hours = counted_hours(&record.missed_hours(), &[]);
+    let limit = caller
+        .directory
+        .class_of(student)
+        .and_then(|c| caller.directory.timetable(c))
+        .map(|t| AnnualLimit::for_weekly_hours(t.weekly_hours(&BTreeSet::new())));
+    record_read(&state, &caller, [student], "student.attendance").await?;
+    Ok(Json(AttendanceView {
+        year: year.to_string(),
+        entries,
+        missed_hours,
+        annual_hours: limit.map(|l| l.annual_hours),
+        max_absence_hours: limit.map(|l| l.max_absence_hours),
+        over_limit: limit.is_some_and(|l| l.is_over(missed_hours)),
+        warning_percent: limit
+            .and_then(|l| l.warning(missed_hours))
+            .map(|w| w.percent()),
+    }))
+}
+
+/// A student's record for a year, for a read; 404 for anyone who is not a student.
+async fn student_record(
+    state: &AppState,
+    caller: &Caller,
+    student: PersonId,
+    year: SchoolYear,
+) -> Result<std::sync::Arc<Record>, ApiError> {
+    if !caller
+        .directory
+        .has_role(student, registro_domain::Role::Student)
+    {
+        return Err(ApiError::NotFound);
+    }
+    let stream = StreamId::parse(record::stream(student, year))?;
+    Ok(fold_stream::<Record>(
+        state.store.as_ref(),
+        caller.school,
+        &stream,
+        Snapshot::default(),
+    )
+    .await?
+    .state)
 }

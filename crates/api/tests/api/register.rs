@@ -1,5 +1,7 @@
-//! Grades over HTTP on both stores: given by the subject's teacher, read by the family with
-//! their averages per term, corrected and annulled with their history, refused with reasons.
+//! The register over HTTP on both stores: grades given by the subject's teacher, read by the
+//! family with their averages per term, corrected and annulled with their history; absences,
+//! late entries and early exits with the hours they miss against the annual limit; refusals
+//! with their reasons.
 
 use std::time::Duration;
 
@@ -342,4 +344,147 @@ async fn a_school_year_is_planned_and_read() {
         )
         .await;
     assert_eq!(r.status(), 404);
+}
+
+async fn attendance_is_recorded_with_the_hours_missed(w: World) {
+    let teacher = w.token(Role::Teacher);
+    let attendance = format!("/schools/{}/students/{}/years/2025/attendance", w.a, w.x);
+    let head = || async { w.store.school_head(w.a).await.unwrap().unwrap().last_seq };
+    let record = |body: Value| {
+        let (w, teacher, attendance) = (&w, &teacher, &attendance);
+        async move {
+            w.call(Method::POST, attendance, Some(teacher), Some(&body))
+                .await
+        }
+    };
+    // Absent on Monday (five hours); in at 9:40 on Tuesday (two); out at 12:10 on Wednesday
+    // (the fifth hour, fifty minutes of sixty).
+    let monday = body(
+        record(json!({"date": "2025-10-06", "kind": "absence"})).await,
+        201,
+    )
+    .await;
+    body(
+        record(json!({"date": "2025-10-07", "kind": "late_entry", "at": "09:40"})).await,
+        201,
+    )
+    .await;
+    body(
+        record(json!({"date": "2025-10-08", "kind": "early_exit", "at": "12:10"})).await,
+        201,
+    )
+    .await;
+
+    let before = head().await;
+    let view = body(
+        w.call(
+            Method::GET,
+            &attendance,
+            Some(&w.token(Role::Guardian)),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(head().await, before, "the family's reads are not recorded");
+    assert_eq!(view["year"], "2025/26");
+    let hours: Vec<Value> = view["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["hours"].clone())
+        .collect();
+    assert_eq!(hours, [json!([1, 2, 3, 4, 5]), json!([1, 2]), json!([5])]);
+    assert_eq!(view["entries"][1]["kind"], "late_entry");
+    assert_eq!(view["entries"][1]["at"], "09:40");
+    // 25 hours a week: 825 a year, at most 206 of absence.
+    assert_eq!(
+        (
+            &view["missed_hours"],
+            &view["annual_hours"],
+            &view["max_absence_hours"],
+            &view["over_limit"],
+            &view["warning_percent"]
+        ),
+        (
+            &json!(8),
+            &json!(825),
+            &json!(206),
+            &json!(false),
+            &Value::Null
+        )
+    );
+
+    // Refused, and nothing written: an absence on a day with a late entry, an absence with a
+    // time, a late entry without one, a day without lessons, a day of another year.
+    let before = head().await;
+    for (bad, status, says) in [
+        (
+            json!({"date": "2025-10-07", "kind": "absence"}),
+            409,
+            "già registrata",
+        ),
+        (
+            json!({"date": "2025-10-09", "kind": "absence", "at": "08:00"}),
+            422,
+            "at",
+        ),
+        (
+            json!({"date": "2025-10-09", "kind": "late_entry"}),
+            422,
+            "at",
+        ),
+        (
+            json!({"date": "2025-10-11", "kind": "absence"}),
+            422,
+            "nessuna ora",
+        ),
+        (
+            json!({"date": "2026-10-05", "kind": "absence"}),
+            422,
+            "2025/26",
+        ),
+        (json!({"date": "2025-10-09", "kind": "nap"}), 422, "kind"),
+    ] {
+        let problem = body(record(bad.clone()).await, status).await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains(says),
+            "{bad}: {problem}"
+        );
+    }
+    assert_eq!(head().await, before);
+
+    // Cancelled by mistake: its hours no longer count; the teacher's read is recorded.
+    let id = monday["id"].as_str().unwrap();
+    body(
+        w.call(
+            Method::POST,
+            &format!("{attendance}/{id}/cancellation"),
+            Some(&teacher),
+            Some(&json!({"reason": "era in gita"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let before = head().await;
+    let view = body(
+        w.call(Method::GET, &attendance, Some(&teacher), None).await,
+        200,
+    )
+    .await;
+    assert_eq!(head().await, before + 1, "the teacher's read is recorded");
+    assert_eq!(view["missed_hours"], 3);
+    assert_eq!(view["entries"][0]["cancelled"], "era in gita");
+}
+
+#[tokio::test]
+async fn sqlite_attendance_is_recorded_with_the_hours_missed() {
+    attendance_is_recorded_with_the_hours_missed(World::sqlite(RateLimit::default()).await).await;
+}
+
+#[tokio::test]
+async fn postgres_attendance_is_recorded_with_the_hours_missed() {
+    attendance_is_recorded_with_the_hours_missed(World::postgres(RateLimit::default()).await).await;
 }
