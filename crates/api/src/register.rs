@@ -60,11 +60,21 @@ impl From<command::CommandError<RecordError>> for ApiError {
                     | RecordError::SameMark
                     | RecordError::Text
                     | RecordError::NoTimetable
-                    | RecordError::NoHoursMissed => ApiError::Unprocessable(detail),
+                    | RecordError::NoHoursMissed
+                    | RecordError::NotInTerm
+                    | RecordError::FutureDate
+                    | RecordError::ScaleMismatch => ApiError::Unprocessable(detail),
                 }
             }
         }
     }
+}
+
+/// Today in Italy, without a time-zone database: Italian time is UTC+1 or UTC+2, so the date
+/// two hours from now in UTC is Italy's date, or at most two hours ahead of it (just after
+/// 22:00 in winter), which only lets a teacher date something "tomorrow" for those two hours.
+fn italian_today() -> Date {
+    (time::OffsetDateTime::now_utc() + time::Duration::hours(2)).date()
 }
 
 /// A school year from the path (the year it starts in); anything else names nothing.
@@ -265,6 +275,7 @@ async fn record_command(
             student,
             year,
             teacher,
+            today: italian_today(),
             exempt_subjects,
             directory: &directory,
             closed_terms: closed,

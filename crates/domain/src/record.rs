@@ -226,6 +226,16 @@ pub enum RecordError {
     /// The date is in a term whose scrutinio is closed.
     #[error(transparent)]
     Closed(#[from] TermClosed),
+    /// The school year's terms are planned and the date falls in none of them (a holiday).
+    #[error("la data non cade in nessun periodo dell'anno scolastico")]
+    NotInTerm,
+    /// The date is after today.
+    #[error("la data è nel futuro")]
+    FutureDate,
+    /// The grade is on another scale than the subject's other grades (or than the grade it
+    /// corrects).
+    #[error("il voto è su una scala diversa da quella degli altri voti della materia")]
+    ScaleMismatch,
     /// The grade id is used already.
     #[error("questo voto esiste già")]
     GradeExists,
@@ -268,6 +278,8 @@ pub struct Context<'a> {
     pub year: SchoolYear,
     /// The teacher acting.
     pub teacher: PersonId,
+    /// Today, in the school's time zone: nothing is dated after it.
+    pub today: Date,
     /// The subjects the student is exempt from (their hours are never missed).
     pub exempt_subjects: &'a BTreeSet<String>,
     /// The school directory, now.
@@ -277,11 +289,17 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// Whether something dated `date` may be written: in the record's year, not after today,
+    /// in one of the year's terms once they are planned, and not in a closed one.
     fn check_open(&self, date: Date) -> Result<(), RecordError> {
         if !self.year.contains(date) {
             return Err(RecordError::OutsideYear(self.year));
         }
+        if date > self.today {
+            return Err(RecordError::FutureDate);
+        }
         match self.directory.terms(self.year) {
+            Some(terms) if terms.term_of(date).is_none() => Err(RecordError::NotInTerm),
             Some(terms) => Ok(terms.check_open(self.closed_terms, date)?),
             None => Ok(()),
         }
@@ -332,7 +350,11 @@ pub struct AttendanceEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
     grades: BTreeMap<GradeId, Grade>,
+    /// The grades in the order they were given.
+    grade_order: Vec<GradeId>,
     attendance: BTreeMap<AttendanceId, AttendanceEntry>,
+    /// The entries in the order they were recorded.
+    attendance_order: Vec<AttendanceId>,
 }
 
 impl Record {
@@ -342,14 +364,18 @@ impl Record {
         self.grades.get(&id)
     }
 
-    /// Every grade, annulled ones included, by id (time order for UUIDv7 ids).
+    /// Every grade, annulled ones included, in the order they were given.
     pub fn grades(&self) -> impl Iterator<Item = (GradeId, &Grade)> {
-        self.grades.iter().map(|(id, g)| (*id, g))
+        self.grade_order
+            .iter()
+            .filter_map(|id| self.grades.get(id).map(|g| (*id, g)))
     }
 
-    /// Every attendance entry, cancelled ones included, by id.
+    /// Every attendance entry, cancelled ones included, in the order they were recorded.
     pub fn attendance(&self) -> impl Iterator<Item = (AttendanceId, &AttendanceEntry)> {
-        self.attendance.iter().map(|(id, a)| (*id, a))
+        self.attendance_order
+            .iter()
+            .filter_map(|id| self.attendance.get(id).map(|a| (*id, a)))
     }
 
     /// The lesson hours missed, entry by entry (cancelled entries left out): each day with
@@ -424,6 +450,12 @@ pub fn decide(
                 return Err(RecordError::NotYourSubject);
             }
             ctx.check_open(*date)?;
+            // A subject's grades are on one scale: numbers are averaged, judgements never.
+            if state.grades.values().any(|g| {
+                g.subject == *subject && g.annulled.is_none() && !same_scale(&g.mark, mark)
+            }) {
+                return Err(RecordError::ScaleMismatch);
+            }
             E::GradeRecorded {
                 grade: *grade,
                 class,
@@ -444,6 +476,9 @@ pub fn decide(
             let existing = changeable(state, *grade, ctx)?;
             if existing.mark == *mark {
                 return Err(RecordError::SameMark);
+            }
+            if !same_scale(&existing.mark, mark) {
+                return Err(RecordError::ScaleMismatch);
             }
             E::GradeCorrected {
                 grade: *grade,
@@ -527,6 +562,10 @@ pub fn decide(
     Ok(vec![event])
 }
 
+fn same_scale(a: &Mark, b: &Mark) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
 /// A grade the acting teacher may correct or annul: not annulled, of a subject they teach in
 /// the grade's class, dated in a term still open.
 fn changeable<'a>(
@@ -563,6 +602,7 @@ pub fn evolve(state: &mut Record, event: &RecordEvent) {
             description,
             date,
         } => {
+            state.grade_order.push(*grade);
             state.grades.insert(
                 *grade,
                 Grade {
@@ -597,6 +637,7 @@ pub fn evolve(state: &mut Record, event: &RecordEvent) {
             missed,
             hours,
         } => {
+            state.attendance_order.push(*entry);
             state.attendance.insert(
                 *entry,
                 AttendanceEntry {
@@ -626,6 +667,8 @@ mod tests {
     use crate::{FiscalCode, Role};
 
     static NO_EXEMPTIONS: BTreeSet<String> = BTreeSet::new();
+    /// The day the tests decide on: late in the school year 2025/26.
+    const TODAY: Date = date!(2026 - 06 - 30);
 
     struct World {
         dir: Directory,
@@ -743,6 +786,7 @@ mod tests {
             year: SchoolYear::starting(2025),
             teacher: w.teacher,
             exempt_subjects: &NO_EXEMPTIONS,
+            today: TODAY,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -831,6 +875,7 @@ mod tests {
             year: SchoolYear::starting(2025),
             teacher: w.teacher,
             exempt_subjects: &NO_EXEMPTIONS,
+            today: TODAY,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -891,6 +936,7 @@ mod tests {
             year: SchoolYear::starting(2025),
             teacher: w.teacher,
             exempt_subjects: &NO_EXEMPTIONS,
+            today: TODAY,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -950,6 +996,7 @@ mod tests {
             year: SchoolYear::starting(2025),
             teacher: w.teacher,
             exempt_subjects: &NO_EXEMPTIONS,
+            today: TODAY,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -988,6 +1035,7 @@ mod tests {
             year: SchoolYear::starting(2025),
             teacher: w.teacher,
             exempt_subjects: &NO_EXEMPTIONS,
+            today: TODAY,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -1043,6 +1091,7 @@ mod tests {
             year: SchoolYear::starting(2025),
             teacher: w.teacher,
             exempt_subjects: &exempt,
+            today: TODAY,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -1132,6 +1181,94 @@ mod tests {
             ),
             Err(RecordError::Closed(_))
         ));
+    }
+
+    #[test]
+    fn rule_2_a_subjects_grades_stay_on_one_scale() {
+        let w = world();
+        let open = BTreeSet::new();
+        let g = GradeId::new();
+        let given = [record(g, numeric("6"), date!(2025 - 10 - 06))];
+        let judgement = record(
+            GradeId::new(),
+            Mark::Judgement(Judgement::Buono),
+            date!(2025 - 10 - 07),
+        );
+        assert_eq!(
+            given_when(&w, w.teacher, &open, &given, &judgement),
+            Err(RecordError::ScaleMismatch)
+        );
+        let to_level = RecordCommand::CorrectGrade {
+            grade: g,
+            mark: Mark::Level(PrimaryLevel::Buono),
+            reason: "x".into(),
+        };
+        assert_eq!(
+            given_when(&w, w.teacher, &open, &given, &to_level),
+            Err(RecordError::ScaleMismatch)
+        );
+    }
+
+    #[test]
+    fn nothing_is_dated_in_the_future_or_between_terms() {
+        let w = world();
+        let open = BTreeSet::new();
+        // After "today" (30 June 2026), still in the school year.
+        assert_eq!(
+            given_when(
+                &w,
+                w.teacher,
+                &open,
+                &[],
+                &record(GradeId::new(), numeric("6"), date!(2026 - 07 - 01))
+            ),
+            Err(RecordError::FutureDate)
+        );
+        // The Christmas holidays fall between the trimestre and the pentamestre.
+        assert_eq!(
+            given_when(
+                &w,
+                w.teacher,
+                &open,
+                &[],
+                &record(GradeId::new(), numeric("6"), date!(2025 - 12 - 29))
+            ),
+            Err(RecordError::NotInTerm)
+        );
+    }
+
+    #[test]
+    fn grades_and_entries_come_in_the_order_they_were_given() {
+        let w = world();
+        let open = BTreeSet::new();
+        let ctx = Context {
+            student: w.student,
+            year: SchoolYear::starting(2025),
+            teacher: w.teacher,
+            exempt_subjects: &NO_EXEMPTIONS,
+            today: TODAY,
+            directory: &w.dir,
+            closed_terms: &open,
+        };
+        // Ids that sort the other way round (as ids derived from idempotency keys may).
+        let ids = [
+            GradeId::from_uuid(uuid::Uuid::from_u128(3)),
+            GradeId::from_uuid(uuid::Uuid::from_u128(1)),
+            GradeId::from_uuid(uuid::Uuid::from_u128(2)),
+        ];
+        let mut state = Record::default();
+        for id in ids {
+            for e in decide(
+                &state,
+                &record(id, numeric("6"), date!(2025 - 10 - 06)),
+                &ctx,
+            )
+            .unwrap()
+            {
+                evolve(&mut state, &e);
+            }
+        }
+        assert_eq!(state.grades().map(|(id, _)| id).collect::<Vec<_>>(), ids);
     }
 
     #[test]

@@ -55,8 +55,30 @@ async fn grades_are_given_read_corrected_and_annulled(w: World) {
         201,
     )
     .await;
+    // Religion is graded by judgement, never averaged; a judgement in mathematics, whose grades
+    // are numbers, is refused.
     let mut judgement = grade_body("distinto");
     judgement["scale"] = json!("judgement");
+    let problem = body(
+        w.call(Method::POST, &grades, Some(&teacher), Some(&judgement))
+            .await,
+        422,
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("scala"),
+        "{problem}"
+    );
+    w.run(
+        w.a,
+        DirectoryCommand::AssignTeacher {
+            teacher: w.person(Role::Teacher),
+            class: w.c1,
+            subject: "Religione".into(),
+        },
+    )
+    .await;
+    judgement["subject"] = json!("Religione");
     body(
         w.call(Method::POST, &grades, Some(&teacher), Some(&judgement))
             .await,
@@ -65,12 +87,14 @@ async fn grades_are_given_read_corrected_and_annulled(w: World) {
     .await;
 
     // The guardian reads them: (7.25 x 1 + 5 x 0.5) / 1.5 = 6.50 in the trimestre.
+    let before = head().await;
     let view = body(
         w.call(Method::GET, &grades, Some(&w.token(Role::Guardian)), None)
             .await,
         200,
     )
     .await;
+    assert_eq!(head().await, before, "the family's reads are not recorded");
     assert_eq!(view["year"], "2025/26");
     assert_eq!(view["grades"].as_array().unwrap().len(), 4);
     assert_eq!(view["grades"][0]["mark"], "7+");
@@ -115,12 +139,14 @@ async fn grades_are_given_read_corrected_and_annulled(w: World) {
         201,
     )
     .await;
+    let before = head().await;
     let view = body(
         w.call(Method::GET, &grades, Some(&w.token(Role::Student)), None)
             .await,
         200,
     )
     .await;
+    assert_eq!(head().await, before, "nor the student's own");
     assert_eq!(view["grades"][0]["mark"], "8-");
     assert_eq!(view["grades"][0]["corrections"], 1);
     assert_eq!(view["grades"][2]["annulled"], "prova da ripetere");
@@ -131,7 +157,7 @@ async fn grades_are_given_read_corrected_and_annulled(w: World) {
             "hundredths": 683, "proposal": 7}])
     );
 
-    // The teacher's read is in the child's access log; the family's are not.
+    // The teacher's read is in the child's access log.
     let before = head().await;
     body(
         w.call(Method::GET, &grades, Some(&teacher), None).await,
