@@ -218,6 +218,7 @@ mod tests {
             family_name: "Rossi".into(),
             given_name: "Anna".into(),
             role: Role::Teacher,
+            birth_date: None,
         };
         execute_as_system(&store, school, &register(1))
             .await

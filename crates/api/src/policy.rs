@@ -327,6 +327,7 @@ mod tests {
                 family_name: "Rossi".into(),
                 given_name: "Anna".into(),
                 role,
+                birth_date: None,
             },
         );
         person

@@ -58,6 +58,10 @@ pub struct RegisterPerson {
     /// The first role: principal, secretary, teacher, guardian, student, auditor or admin.
     #[schema(value_type = String, example = "guardian")]
     pub role: Role,
+    /// Their date of birth (for students: an adult student justifies their own absences).
+    #[schema(value_type = Option<String>, format = Date, example = "2010-05-01")]
+    #[serde(default, with = "registro_domain::iso_date::option")]
+    pub birth_date: Option<time::Date>,
 }
 
 /// A role to give.
@@ -431,6 +435,7 @@ pub async fn register_person(
         family_name: body.family_name,
         given_name: body.given_name,
         role: body.role,
+        birth_date: body.birth_date,
     };
     command(
         &state,

@@ -128,6 +128,7 @@ async fn create(store: &dyn EventStore) -> anyhow::Result<()> {
             family_name: p.family_name.into(),
             given_name: p.given_name.into(),
             role: p.role,
+            birth_date: None,
         });
     }
     let (class_a, class_b) = (ClassId::new(), ClassId::new());

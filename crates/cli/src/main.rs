@@ -318,6 +318,7 @@ async fn add_person(args: AddPersonArgs) -> anyhow::Result<()> {
         family_name: args.family_name,
         given_name: args.given_name,
         role,
+        birth_date: None,
     };
     let outcome = registro_api::directory::execute_as_system(
         store.as_ref(),

@@ -65,6 +65,11 @@ pub const CATALOGUE: &[EventDoc] = &[
             ("family_name", "string", "cognome"),
             ("given_name", "string", "nome"),
             ("role", "role", "the first role"),
+            (
+                "birth_date",
+                "date, optional",
+                "the date of birth (ISO 8601), when known",
+            ),
         ],
         sample: || {
             directory(&DirectoryEvent::PersonRegistered {
@@ -74,6 +79,7 @@ pub const CATALOGUE: &[EventDoc] = &[
                 family_name: "Rossi".into(),
                 given_name: "Anna".into(),
                 role: Role::Teacher,
+                birth_date: Some(date!(1980 - 01 - 01)),
             })
         },
     },

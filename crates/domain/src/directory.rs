@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
+use time::Date;
 
 use crate::calendar::{CalendarError, SchoolYear, Term, Terms};
 use crate::timetable::{LessonHour, Timetable, TimetableError};
@@ -41,6 +42,10 @@ pub enum DirectoryCommand {
         given_name: String,
         /// The role they are registered in.
         role: Role,
+        /// Their date of birth, when known (needed for students: an adult student justifies
+        /// their own absences).
+        #[serde(default, with = "crate::iso_date::option")]
+        birth_date: Option<Date>,
     },
     /// Gives a registered person another role.
     GrantRole {
@@ -125,6 +130,13 @@ pub enum DirectoryEvent {
         given_name: String,
         /// Their first role.
         role: Role,
+        /// Their date of birth, when known.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "crate::iso_date::option"
+        )]
+        birth_date: Option<Date>,
     },
     /// A person was given a role.
     RoleGranted {
@@ -323,6 +335,8 @@ pub struct Person {
     pub given_name: String,
     /// The roles they hold now.
     pub roles: BTreeSet<Role>,
+    /// Their date of birth, when known.
+    pub birth_date: Option<Date>,
 }
 
 /// One class.
@@ -494,6 +508,7 @@ pub fn decide(
             family_name,
             given_name,
             role,
+            birth_date,
         } => {
             if state.people.contains_key(person) {
                 return Err(Error::AlreadyRegistered);
@@ -510,6 +525,7 @@ pub fn decide(
                 family_name: clean_name(family_name)?,
                 given_name: clean_name(given_name)?,
                 role: *role,
+                birth_date: *birth_date,
             }
         }
         C::GrantRole { person, role } => {
@@ -642,6 +658,7 @@ pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
             family_name,
             given_name,
             role,
+            birth_date,
         } => {
             state.by_code.insert(fiscal_code.clone(), *person);
             state.people.insert(
@@ -651,6 +668,7 @@ pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
                     family_name: family_name.clone(),
                     given_name: given_name.clone(),
                     roles: BTreeSet::from([*role]),
+                    birth_date: *birth_date,
                 },
             );
         }
@@ -726,6 +744,7 @@ mod tests {
             family_name: "Rossi".into(),
             given_name: "Anna".into(),
             role,
+            birth_date: None,
         }
     }
 
@@ -764,6 +783,7 @@ mod tests {
                 family_name: "De Luca".into(),
                 given_name: "Maria Grazia".into(),
                 role: Role::Teacher,
+                birth_date: None,
             }])
         );
     }
@@ -787,6 +807,7 @@ mod tests {
             family_name: "Rossi".into(),
             given_name: "Anna".into(),
             role: Role::Guardian,
+            birth_date: None,
         };
         let mut state = Directory::default();
         for c in given.iter().chain([&omocodic]) {
@@ -1063,6 +1084,7 @@ mod tests {
                 family_name: "Rossi".into(),
                 given_name: "Anna".into(),
                 role: Role::Teacher,
+                birth_date: None,
             },
             DirectoryEvent::RoleGranted {
                 person: p,

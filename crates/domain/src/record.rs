@@ -690,6 +690,7 @@ mod tests {
             family_name: "Rossi".into(),
             given_name: "Anna".into(),
             role,
+            birth_date: None,
         };
         let (teacher, other_teacher, student, class) = (
             PersonId::new(),

@@ -191,6 +191,7 @@ impl World {
                 family_name: "Prova".into(),
                 given_name: format!("{role}"),
                 role,
+                birth_date: None,
             },
         )
         .await;
