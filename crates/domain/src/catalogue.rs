@@ -10,7 +10,8 @@ use crate::access::StudentDataRead;
 use crate::calendar::{SchoolYear, Term};
 use crate::directory::DirectoryEvent;
 use crate::grade::{GradeKind, GradeValue, Weight};
-use crate::record::{Mark, RecordEvent};
+use crate::justification::{Justifier, ReasonCategory};
+use crate::record::{Mark, Reason, RecordEvent, Sealable};
 use crate::timetable::{LessonHour, Missed};
 use crate::{AttendanceId, ClassId, FiscalCode, GradeId, PersonId, Role};
 
@@ -388,6 +389,74 @@ pub const CATALOGUE: &[EventDoc] = &[
             record(&RecordEvent::AttendanceCancelled {
                 entry: AttendanceId::from_uuid(uuid::Uuid::nil()),
                 reason: "registrata per errore".into(),
+            })
+        },
+    },
+    EventDoc {
+        name: "JustificationSubmitted",
+        stream: RECORD,
+        italian: "giustificazione",
+        meaning: "A justification of an absence, late entry or early exit was submitted, or \
+                  changed before a teacher decided. Its reason is sealed with the student's key \
+                  (health is special-category data) and erased when its retention ends.",
+        who: "a guardian of a minor student; the student when of age (a school setting, on by default)",
+        schema_version: 1,
+        fields: &[
+            ("entry", "uuid", "the attendance entry"),
+            ("justifier", "string", "`guardian` or `student`"),
+            (
+                "reason",
+                "sealed object",
+                "`{category, text}`: category `health`, `family`, `sport`, `transport`, \
+                 `religious` or `other`, and free text; stored sealed, read as \
+                 `{\"$erased\": ...}` after erasure",
+            ),
+        ],
+        sample: || {
+            record(&RecordEvent::JustificationSubmitted {
+                entry: AttendanceId::from_uuid(uuid::Uuid::nil()),
+                justifier: Justifier::Guardian,
+                reason: Sealable::Open(Reason {
+                    category: ReasonCategory::Family,
+                    text: String::new(),
+                }),
+            })
+        },
+    },
+    EventDoc {
+        name: "JustificationAccepted",
+        stream: RECORD,
+        italian: "giustificazione accettata",
+        meaning: "A teacher accepted the submitted justification; it can no longer change.",
+        who: "a teacher of the student's class",
+        schema_version: 1,
+        fields: &[
+            ("entry", "uuid", "the attendance entry"),
+            ("reason", "string", "a note, possibly empty"),
+        ],
+        sample: || {
+            record(&RecordEvent::JustificationAccepted {
+                entry: AttendanceId::from_uuid(uuid::Uuid::nil()),
+                reason: String::new(),
+            })
+        },
+    },
+    EventDoc {
+        name: "JustificationRejected",
+        stream: RECORD,
+        italian: "giustificazione respinta",
+        meaning: "A teacher rejected the submitted justification, with a reason; a new one may \
+                  be submitted.",
+        who: "a teacher of the student's class",
+        schema_version: 1,
+        fields: &[
+            ("entry", "uuid", "the attendance entry"),
+            ("reason", "string", "why"),
+        ],
+        sample: || {
+            record(&RecordEvent::JustificationRejected {
+                entry: AttendanceId::from_uuid(uuid::Uuid::nil()),
+                reason: "manca la firma".into(),
             })
         },
     },

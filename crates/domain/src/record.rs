@@ -19,6 +19,10 @@ use time::Date;
 use crate::calendar::{SchoolYear, TermClosed};
 use crate::directory::Directory;
 use crate::grade::{Average, GradeKind, GradeValue, Judgement, PrimaryLevel, Weight};
+use crate::justification::{
+    JustificationError, JustificationSettings, JustificationState, Justifier, ReasonCategory,
+    may_justify,
+};
 use crate::timetable::Missed;
 use crate::{AttendanceId, ClassId, GradeId, PersonId};
 
@@ -100,6 +104,48 @@ pub enum RecordCommand {
         /// Why.
         reason: String,
     },
+    /// Submits (or changes, until a teacher decides) the justification of an entry.
+    SubmitJustification {
+        /// The entry.
+        entry: AttendanceId,
+        /// Who submits it: a guardian, or the student when of age.
+        justifier: Justifier,
+        /// The reason.
+        reason: Reason,
+    },
+    /// A teacher accepts or rejects the submitted justification.
+    DecideJustification {
+        /// The entry.
+        entry: AttendanceId,
+        /// Accepted (true) or rejected.
+        accept: bool,
+        /// Why (required for a rejection).
+        reason: String,
+    },
+}
+
+/// The reason given for an absence, late entry or early exit. Stored sealed with the student's
+/// key (the category may be health, special-category data), and erasable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// The category.
+    pub category: ReasonCategory,
+    /// Free text, possibly empty.
+    pub text: String,
+}
+
+/// A sealed value as read back: open, or erased when its key was destroyed (crypto-shredding).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Sealable<T> {
+    /// The value.
+    Open(T),
+    /// Erased: what the store shows once the data subject's key is destroyed.
+    Erased {
+        /// The store's marker.
+        #[serde(rename = "$erased")]
+        erased: serde_json::Value,
+    },
 }
 
 /// What happened. Stored as events (`event_type` = the variant name, `data` = its fields).
@@ -166,16 +212,42 @@ pub enum RecordEvent {
         /// Why.
         reason: String,
     },
+    /// A justification was submitted, or changed (giustificazione).
+    JustificationSubmitted {
+        /// The entry.
+        entry: AttendanceId,
+        /// Who submitted it.
+        justifier: Justifier,
+        /// The reason, sealed with the student's key.
+        reason: Sealable<Reason>,
+    },
+    /// A teacher accepted the justification.
+    JustificationAccepted {
+        /// The entry.
+        entry: AttendanceId,
+        /// A note, possibly empty.
+        reason: String,
+    },
+    /// A teacher rejected the justification, with a reason.
+    JustificationRejected {
+        /// The entry.
+        entry: AttendanceId,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl RecordEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 5] = [
+    pub const TYPE_NAMES: [&'static str; 8] = [
         "GradeRecorded",
         "GradeCorrected",
         "GradeAnnulled",
         "AttendanceRecorded",
         "AttendanceCancelled",
+        "JustificationSubmitted",
+        "JustificationAccepted",
+        "JustificationRejected",
     ];
 
     /// The event's type name, as stored.
@@ -187,6 +259,19 @@ impl RecordEvent {
             Self::GradeAnnulled { .. } => Self::TYPE_NAMES[2],
             Self::AttendanceRecorded { .. } => Self::TYPE_NAMES[3],
             Self::AttendanceCancelled { .. } => Self::TYPE_NAMES[4],
+            Self::JustificationSubmitted { .. } => Self::TYPE_NAMES[5],
+            Self::JustificationAccepted { .. } => Self::TYPE_NAMES[6],
+            Self::JustificationRejected { .. } => Self::TYPE_NAMES[7],
+        }
+    }
+
+    /// The JSON pointer of the event's field to seal with the student's key, if any: the
+    /// reason of a justification (special-category data when it is health).
+    #[must_use]
+    pub const fn sealed_field(&self) -> Option<&'static str> {
+        match self {
+            Self::JustificationSubmitted { .. } => Some("/reason"),
+            _ => None,
         }
     }
 
@@ -267,6 +352,9 @@ pub enum RecordError {
     /// The entry was cancelled already.
     #[error("la registrazione è già stata annullata")]
     Cancelled,
+    /// A justification rule refused it (`rules.md` section 5).
+    #[error(transparent)]
+    Justification(#[from] JustificationError),
 }
 
 /// The facts a decision needs from outside the record.
@@ -344,6 +432,32 @@ pub struct AttendanceEntry {
     pub hours: Vec<u8>,
     /// Why it was cancelled, if it was.
     pub cancelled: Option<String>,
+    /// Its justification.
+    pub justification: Justification,
+}
+
+/// An entry's justification as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Justification {
+    /// Where it stands.
+    pub state: JustificationState,
+    /// Who submitted the last one.
+    pub justifier: Option<Justifier>,
+    /// The reason given (sealed; erased once its retention ends).
+    pub reason: Option<Sealable<Reason>>,
+    /// The teacher's note or reason for rejecting it.
+    pub decision: Option<String>,
+}
+
+impl Default for Justification {
+    fn default() -> Self {
+        Self {
+            state: JustificationState::Missing,
+            justifier: None,
+            reason: None,
+            decision: None,
+        }
+    }
 }
 
 /// The state of a student's record.
@@ -541,6 +655,54 @@ pub fn decide(
                 hours,
             }
         }
+        C::SubmitJustification {
+            entry,
+            justifier,
+            reason,
+        } => {
+            let existing = live_entry(state, *entry)?;
+            existing.justification.state.may_submit()?;
+            let settings = JustificationSettings::default();
+            match ctx.directory.person(ctx.student).and_then(|p| p.birth_date) {
+                Some(birth) => may_justify(&settings, *justifier, birth, existing.date)?,
+                // Without a date of birth the student counts as a minor.
+                None if *justifier == Justifier::Guardian => {}
+                None => return Err(JustificationError::MinorCannotJustify.into()),
+            }
+            ctx.check_open(existing.date)?;
+            E::JustificationSubmitted {
+                entry: *entry,
+                justifier: *justifier,
+                reason: Sealable::Open(Reason {
+                    category: reason.category,
+                    text: text(&reason.text, false)?,
+                }),
+            }
+        }
+        C::DecideJustification {
+            entry,
+            accept,
+            reason,
+        } => {
+            let existing = live_entry(state, *entry)?;
+            if !ctx.directory.teaches_class(ctx.teacher, existing.class) {
+                return Err(RecordError::NotYourSubject);
+            }
+            existing.justification.state.may_decide(*accept, reason)?;
+            ctx.check_open(existing.date)?;
+            let reason = text(reason, !*accept)?;
+            if *accept {
+                E::JustificationAccepted {
+                    entry: *entry,
+                    reason,
+                }
+            } else {
+                E::JustificationRejected {
+                    entry: *entry,
+                    reason,
+                }
+            }
+        }
         C::CancelAttendance { entry, reason } => {
             let existing = state
                 .attendance
@@ -560,6 +722,18 @@ pub fn decide(
         }
     };
     Ok(vec![event])
+}
+
+/// An attendance entry that stands (not cancelled).
+fn live_entry(state: &Record, entry: AttendanceId) -> Result<&AttendanceEntry, RecordError> {
+    let existing = state
+        .attendance
+        .get(&entry)
+        .ok_or(RecordError::UnknownEntry)?;
+    if existing.cancelled.is_some() {
+        return Err(RecordError::Cancelled);
+    }
+    Ok(existing)
 }
 
 fn same_scale(a: &Mark, b: &Mark) -> bool {
@@ -646,12 +820,37 @@ pub fn evolve(state: &mut Record, event: &RecordEvent) {
                     missed: *missed,
                     hours: hours.clone(),
                     cancelled: None,
+                    justification: Justification::default(),
                 },
             );
         }
         E::AttendanceCancelled { entry, reason } => {
             if let Some(a) = state.attendance.get_mut(entry) {
                 a.cancelled = Some(reason.clone());
+            }
+        }
+        E::JustificationSubmitted {
+            entry,
+            justifier,
+            reason,
+        } => {
+            if let Some(a) = state.attendance.get_mut(entry) {
+                a.justification = Justification {
+                    state: JustificationState::Submitted,
+                    justifier: Some(*justifier),
+                    reason: Some(reason.clone()),
+                    decision: None,
+                };
+            }
+        }
+        E::JustificationAccepted { entry, reason } | E::JustificationRejected { entry, reason } => {
+            if let Some(a) = state.attendance.get_mut(entry) {
+                a.justification.state = if matches!(event, E::JustificationAccepted { .. }) {
+                    JustificationState::Accepted
+                } else {
+                    JustificationState::Rejected
+                };
+                a.justification.decision = Some(reason.clone());
             }
         }
     }
@@ -675,6 +874,8 @@ mod tests {
         teacher: PersonId,
         other_teacher: PersonId,
         student: PersonId,
+        /// A student of the same class, born on 1 January 2007: of age in 2025/26.
+        adult: PersonId,
     }
 
     fn world() -> World {
@@ -716,6 +917,19 @@ mod tests {
             subject: "Storia".into(),
         });
         run(DirectoryCommand::EnrolStudent { student, class });
+        let adult = PersonId::new();
+        run(DirectoryCommand::Register {
+            person: adult,
+            fiscal_code: FiscalCode::with_check_character("XXXYYY07A01Z999").unwrap(),
+            family_name: "Bianchi".into(),
+            given_name: "Carlo".into(),
+            role: Role::Student,
+            birth_date: Some(date!(2007 - 01 - 01)),
+        });
+        run(DirectoryCommand::EnrolStudent {
+            student: adult,
+            class,
+        });
         // Monday and Tuesday, five hours from 8:00, mathematics first on Monday.
         let subjects = ["Matematica", "Italiano", "Storia", "Religione", "Inglese"];
         let mut hours = Vec::new();
@@ -752,6 +966,7 @@ mod tests {
             teacher,
             other_teacher,
             student,
+            adult,
         }
     }
 
@@ -1272,6 +1487,174 @@ mod tests {
         assert_eq!(state.grades().map(|(id, _)| id).collect::<Vec<_>>(), ids);
     }
 
+    /// Runs `commands` on `student`'s record as the mathematics teacher, then returns the state.
+    fn run_all(
+        w: &World,
+        student: PersonId,
+        commands: &[RecordCommand],
+    ) -> Result<Record, RecordError> {
+        let open = BTreeSet::new();
+        let ctx = Context {
+            student,
+            year: SchoolYear::starting(2025),
+            teacher: w.teacher,
+            exempt_subjects: &NO_EXEMPTIONS,
+            today: TODAY,
+            directory: &w.dir,
+            closed_terms: &open,
+        };
+        let mut state = Record::default();
+        for c in commands {
+            for e in decide(&state, c, &ctx)? {
+                evolve(&mut state, &e);
+            }
+        }
+        Ok(state)
+    }
+
+    fn justify(entry: AttendanceId, justifier: Justifier, text: &str) -> RecordCommand {
+        RecordCommand::SubmitJustification {
+            entry,
+            justifier,
+            reason: Reason {
+                category: ReasonCategory::Health,
+                text: text.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn rule_5_a_guardian_justifies_a_minors_absence_changes_it_until_a_teacher_decides() {
+        let w = world();
+        let entry = AttendanceId::new();
+        let absent = attend(entry, date!(2025 - 10 - 06), Missed::WholeDay);
+        let state = run_all(
+            &w,
+            w.student,
+            &[
+                absent.clone(),
+                justify(entry, Justifier::Guardian, "febbre"),
+                justify(entry, Justifier::Guardian, "febbre alta"),
+            ],
+        )
+        .unwrap();
+        let j = &state.attendance().next().unwrap().1.justification;
+        assert_eq!(j.state, JustificationState::Submitted);
+        assert_eq!(
+            j.reason,
+            Some(Sealable::Open(Reason {
+                category: ReasonCategory::Health,
+                text: "febbre alta".into()
+            }))
+        );
+        // The minor cannot justify their own absence.
+        assert_eq!(
+            run_all(
+                &w,
+                w.student,
+                &[absent.clone(), justify(entry, Justifier::Student, "x")]
+            )
+            .unwrap_err(),
+            RecordError::Justification(JustificationError::MinorCannotJustify)
+        );
+        // Accepted by a teacher of the class: no more changes.
+        let accept = RecordCommand::DecideJustification {
+            entry,
+            accept: true,
+            reason: String::new(),
+        };
+        let accepted = [
+            absent.clone(),
+            justify(entry, Justifier::Guardian, "febbre"),
+            accept.clone(),
+        ];
+        let state = run_all(&w, w.student, &accepted).unwrap();
+        assert_eq!(
+            state.attendance().next().unwrap().1.justification.state,
+            JustificationState::Accepted
+        );
+        let mut again = accepted.to_vec();
+        again.push(justify(entry, Justifier::Guardian, "altro"));
+        assert_eq!(
+            run_all(&w, w.student, &again).unwrap_err(),
+            RecordError::Justification(JustificationError::AlreadyDecided)
+        );
+        // A rejection needs a reason; after it, a new justification may come.
+        let reject = |why: &str| RecordCommand::DecideJustification {
+            entry,
+            accept: false,
+            reason: why.into(),
+        };
+        assert_eq!(
+            run_all(
+                &w,
+                w.student,
+                &[
+                    absent.clone(),
+                    justify(entry, Justifier::Guardian, "x"),
+                    reject(" ")
+                ]
+            )
+            .unwrap_err(),
+            RecordError::Justification(JustificationError::ReasonRequired)
+        );
+        assert!(
+            run_all(
+                &w,
+                w.student,
+                &[
+                    absent,
+                    justify(entry, Justifier::Guardian, "x"),
+                    reject("manca la firma"),
+                    justify(entry, Justifier::Guardian, "x, firmato")
+                ]
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn rule_5_an_adult_student_justifies_their_own_absence_and_the_guardian_does_not() {
+        let w = world();
+        let entry = AttendanceId::new();
+        let absent = attend(entry, date!(2025 - 10 - 06), Missed::WholeDay);
+        assert!(
+            run_all(
+                &w,
+                w.adult,
+                &[absent.clone(), justify(entry, Justifier::Student, "visita")]
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            run_all(
+                &w,
+                w.adult,
+                &[absent, justify(entry, Justifier::Guardian, "visita")]
+            )
+            .unwrap_err(),
+            RecordError::Justification(JustificationError::AdultJustifiesOwn)
+        );
+    }
+
+    #[test]
+    fn an_erased_reason_still_reads_as_a_justification() {
+        let entry = AttendanceId::new();
+        let data = serde_json::json!({
+            "entry": entry, "justifier": "guardian",
+            "reason": {"$erased": {"subject": "00000000-0000-0000-0000-000000000000"}}
+        });
+        let event = RecordEvent::from_stored("JustificationSubmitted", &data).unwrap();
+        assert!(matches!(
+            event,
+            RecordEvent::JustificationSubmitted {
+                reason: Sealable::Erased { .. },
+                ..
+            }
+        ));
+        assert_eq!(event.sealed_field(), Some("/reason"));
+    }
+
     #[test]
     fn every_record_event_round_trips_through_its_stored_form() {
         let g = GradeId::new();
@@ -1306,6 +1689,22 @@ mod tests {
             RecordEvent::AttendanceCancelled {
                 entry: AttendanceId::new(),
                 reason: "z".into(),
+            },
+            RecordEvent::JustificationSubmitted {
+                entry: AttendanceId::new(),
+                justifier: Justifier::Guardian,
+                reason: Sealable::Open(Reason {
+                    category: ReasonCategory::Family,
+                    text: "matrimonio".into(),
+                }),
+            },
+            RecordEvent::JustificationAccepted {
+                entry: AttendanceId::new(),
+                reason: String::new(),
+            },
+            RecordEvent::JustificationRejected {
+                entry: AttendanceId::new(),
+                reason: "senza firma".into(),
             },
         ];
         for (e, name) in events.iter().zip(RecordEvent::TYPE_NAMES) {
