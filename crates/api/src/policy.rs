@@ -44,8 +44,12 @@ pub enum Permission {
     /// Give, correct and annul a student's grades: the student's teachers (and only for the
     /// subjects they teach in the student's class, which the command itself checks).
     WriteGrades,
-    /// Record a student's absences, late entries and early exits: the student's teachers.
+    /// Record a student's absences, late entries and early exits, and decide on their
+    /// justifications: the student's teachers.
     WriteAttendance,
+    /// Justify a student's absences, late entries and early exits: the student's guardians, and
+    /// the student (whether they may, by age, the command itself checks: `rules.md` section 5).
+    Justify,
     /// Read a student's record for a year (grades, attendance): the principal; the student's
     /// teachers, guardians, and the student.
     ReadRecord,
@@ -53,7 +57,7 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Permission::ReadOwnProfile,
         Permission::ManageDirectory,
         Permission::ReadStudent,
@@ -63,6 +67,7 @@ impl Permission {
         Permission::ReadCalendar,
         Permission::WriteGrades,
         Permission::WriteAttendance,
+        Permission::Justify,
         Permission::ReadRecord,
     ];
 
@@ -74,6 +79,7 @@ impl Permission {
         match self {
             P::ReadOwnProfile | P::ReadCalendar => role != R::System,
             P::WriteGrades | P::WriteAttendance => role == R::Teacher,
+            P::Justify => matches!(role, R::Guardian | R::Student),
             P::ReadRecord => matches!(role, R::Principal | R::Teacher | R::Guardian | R::Student),
             P::ManageDirectory => matches!(role, R::Principal | R::Secretary),
             P::ReadStudent => matches!(
@@ -190,12 +196,12 @@ fn allows(
         ) => dir.teaches_student(caller, s),
         (P::ReadClass, R::Teacher, Target::Class(c)) => dir.teaches_class(caller, c),
         (
-            P::ReadStudent | P::ReadStudentAccessLog | P::ReadRecord,
+            P::ReadStudent | P::ReadStudentAccessLog | P::ReadRecord | P::Justify,
             R::Guardian,
             Target::Student(s),
         ) => dir.is_linked(caller, s),
         (
-            P::ReadStudent | P::ReadStudentAccessLog | P::ReadRecord,
+            P::ReadStudent | P::ReadStudentAccessLog | P::ReadRecord | P::Justify,
             R::Student,
             Target::Student(s),
         ) => s == caller,

@@ -64,6 +64,16 @@ impl From<command::CommandError<RecordError>> for ApiError {
                     | RecordError::NotInTerm
                     | RecordError::FutureDate
                     | RecordError::ScaleMismatch => ApiError::Unprocessable(detail),
+                    RecordError::Justification(j) => {
+                        use registro_domain::justification::JustificationError as J;
+                        match j {
+                            J::MinorCannotJustify | J::AdultJustifiesOwn => {
+                                ApiError::Forbidden(detail)
+                            }
+                            J::AlreadyDecided | J::NothingToDecide => ApiError::Conflict(detail),
+                            J::ReasonRequired => ApiError::Unprocessable(detail),
+                        }
+                    }
                 }
             }
         }
@@ -282,9 +292,18 @@ async fn record_command(
         };
         let events =
             record::decide(&state, cmd_ref, &ctx).map_err(command::CommandError::Refused)?;
+        // A justification's reason is sealed with the student's key (crypto-shredding).
+        let sealed = new_events(events.iter().map(|e| (e.type_name(), e.data())))?
+            .into_iter()
+            .zip(&events)
+            .map(|(new, e)| match e.sealed_field() {
+                Some(pointer) => new.seal(pointer, student),
+                None => new,
+            })
+            .collect();
         Ok(Decision {
             version,
-            events: new_events(events.iter().map(|e| (e.type_name(), e.data())))?,
+            events: sealed,
         })
     };
     let metadata = CommandMetadata::by(caller.person, caller.role);
@@ -791,6 +810,34 @@ pub struct AttendanceEntryView {
     pub hours: Vec<u8>,
     /// Why it was cancelled, when it was (its hours then count no more).
     pub cancelled: Option<String>,
+    /// Its justification.
+    pub justification: JustificationView,
+}
+
+/// Where a justification stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JustificationView {
+    /// missing, submitted, accepted or rejected.
+    #[schema(value_type = String)]
+    pub state: registro_domain::justification::JustificationState,
+    /// Who submitted it: guardian or student.
+    #[schema(value_type = Option<String>)]
+    pub justifier: Option<registro_domain::justification::Justifier>,
+    /// The reason's category, unless erased.
+    #[schema(value_type = Option<String>)]
+    pub category: Option<registro_domain::justification::ReasonCategory>,
+    /// The reason's text, unless erased.
+    pub text: Option<String>,
+    /// Whether the reason was erased (its retention ended).
+    pub erased: bool,
+    /// The teacher's note, or why they rejected it.
+    pub decision: Option<String>,
+    /// The last day it is due: the fifth school day after the entry's day.
+    #[schema(value_type = Option<String>, format = Date)]
+    #[serde(with = "registro_domain::iso_date::option")]
+    pub due: Option<Date>,
+    /// Whether it is overdue (flagged to the class coordinator).
+    pub overdue: bool,
 }
 
 /// A student's attendance for a school year, against the annual limit.
@@ -828,6 +875,7 @@ pub async fn student_attendance(
     PathIds(ids): PathIds<(SchoolId, PersonId, i32)>,
 ) -> Result<Json<AttendanceView>, ApiError> {
     use registro_domain::attendance::{AnnualLimit, counted_hours};
+    use registro_domain::justification::{JustificationSettings, due_on, is_overdue};
     use registro_domain::timetable::Missed;
     let (_, student, year) = ids;
     let year = school_year(year)?;
@@ -840,6 +888,17 @@ pub async fn student_attendance(
                 Missed::LateEntry(t) => (AttendanceKind::LateEntry, Some(t)),
                 Missed::EarlyExit(t) => (AttendanceKind::EarlyExit, Some(t)),
             };
+            let j = &a.justification;
+            let (category, text, erased) = match &j.reason {
+                Some(record::Sealable::Open(r)) => (Some(r.category), Some(r.text.clone()), false),
+                Some(record::Sealable::Erased { .. }) => (None, None, true),
+                None => (None, None, false),
+            };
+            let due = due_on(
+                a.date,
+                JustificationSettings::default().due_within_school_days,
+                lesson_days_after(&caller.directory, a.class, year, a.date),
+            );
             AttendanceEntryView {
                 id: id.into(),
                 date: a.date,
@@ -847,6 +906,17 @@ pub async fn student_attendance(
                 at,
                 hours: a.hours.clone(),
                 cancelled: a.cancelled.clone(),
+                justification: JustificationView {
+                    state: j.state,
+                    justifier: j.justifier,
+                    category,
+                    text,
+                    erased,
+                    decision: j.decision.clone(),
+                    due,
+                    overdue: a.cancelled.is_none()
+                        && due.is_some_and(|d| is_overdue(j.state, d, italian_today())),
+                },
             }
         })
         .collect();
@@ -871,6 +941,25 @@ pub async fn student_attendance(
     }))
 }
 
+/// The class's school days after `day` (the days its timetable has lessons, inside the year's
+/// terms when they are planned), up to two months on: where a justification's due day falls.
+fn lesson_days_after(
+    directory: &registro_domain::directory::Directory,
+    class: registro_domain::ClassId,
+    year: SchoolYear,
+    day: Date,
+) -> Vec<Date> {
+    let Some(timetable) = directory.timetable(class) else {
+        return Vec::new();
+    };
+    let terms = directory.terms(year);
+    (1..=60)
+        .map(|n| day + time::Duration::days(n))
+        .filter(|d| timetable.hours_on(d.weekday()).next().is_some())
+        .filter(|d| terms.is_none_or(|t| t.term_of(*d).is_some()))
+        .collect()
+}
+
 /// A student's record for a year, for a read; 404 for anyone who is not a student.
 async fn student_record(
     state: &AppState,
@@ -893,4 +982,120 @@ async fn student_record(
     )
     .await?
     .state)
+}
+
+/// A justification.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJustification {
+    /// health, family, sport, transport, religious or other. Stored sealed with the student's
+    /// key (health is special-category data), erased when its retention ends.
+    #[schema(value_type = String, example = "health")]
+    pub category: registro_domain::justification::ReasonCategory,
+    /// Free text (optional), sealed likewise.
+    #[serde(default)]
+    #[schema(example = "visita medica")]
+    pub text: String,
+}
+
+/// A teacher's decision on a justification.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideJustification {
+    /// Accepted (true) or rejected (false).
+    pub accept: bool,
+    /// Why; required for a rejection.
+    #[serde(default)]
+    #[schema(example = "manca la firma")]
+    pub reason: String,
+}
+
+/// Justifies an absence, late entry or early exit, or changes the justification until a
+/// teacher decides: a guardian for a minor; the student, when of age on the day, for
+/// themself (`rules.md` section 5).
+#[utoipa::path(post,
+    path = "/schools/{school}/students/{student}/years/{year}/attendance/{entry}/justification",
+    tag = "attendance",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("student" = Uuid, Path, description = "The student"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("entry" = Uuid, Path, description = "The attendance entry")),
+    request_body = SubmitJustification,
+    responses(
+        (status = 201, description = "Submitted", body = Written),
+        (status = 409, description = "A teacher has already accepted it",
+            body = crate::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn submit_justification(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId, i32, registro_domain::AttendanceId)>,
+    headers: HeaderMap,
+    Json(body): Json<SubmitJustification>,
+) -> Result<Response, ApiError> {
+    use registro_domain::justification::Justifier;
+    let (_, student, year, entry) = ids;
+    let justifier = if caller.role == registro_domain::Role::Student {
+        Justifier::Student
+    } else {
+        Justifier::Guardian
+    };
+    let cmd = RecordCommand::SubmitJustification {
+        entry,
+        justifier,
+        reason: record::Reason {
+            category: body.category,
+            text: body.text,
+        },
+    };
+    record_command(
+        &state,
+        &caller,
+        &headers,
+        student,
+        school_year(year)?,
+        cmd,
+        None,
+    )
+    .await
+}
+
+/// A teacher of the class accepts or rejects a submitted justification (a rejection with a
+/// reason).
+#[utoipa::path(post,
+    path = "/schools/{school}/students/{student}/years/{year}/attendance/{entry}/justification/decision",
+    tag = "attendance",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("student" = Uuid, Path, description = "The student"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("entry" = Uuid, Path, description = "The attendance entry")),
+    request_body = DecideJustification,
+    responses(
+        (status = 201, description = "Decided", body = Written),
+        (status = 409, description = "Nothing submitted to decide on",
+            body = crate::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn decide_justification(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId, i32, registro_domain::AttendanceId)>,
+    headers: HeaderMap,
+    Json(body): Json<DecideJustification>,
+) -> Result<Response, ApiError> {
+    let (_, student, year, entry) = ids;
+    let cmd = RecordCommand::DecideJustification {
+        entry,
+        accept: body.accept,
+        reason: body.reason,
+    };
+    record_command(
+        &state,
+        &caller,
+        &headers,
+        student,
+        school_year(year)?,
+        cmd,
+        None,
+    )
+    .await
 }

@@ -41,7 +41,8 @@ use crate::{AppState, docs, metrics, register, school};
         register::plan_year, register::year_plan, register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
-        register::student_attendance),
+        register::student_attendance, register::submit_justification,
+        register::decide_justification),
     components(schemas(Problem, Health, Readiness, Checks)),
     modifiers(&EveryOperation),
     tags(
@@ -429,6 +430,18 @@ pub fn routes() -> Routes {
             "/schools/{school}/students/{student}/years/{year}/attendance/{entry}/cancellation",
             member(P::WriteAttendance, R::Student),
             register::cancel_attendance,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/students/{student}/years/{year}/attendance/{entry}/justification",
+            member(P::Justify, R::Student),
+            register::submit_justification,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/students/{student}/years/{year}/attendance/{entry}/justification/decision",
+            member(P::WriteAttendance, R::Student),
+            register::decide_justification,
         )
 }
 

@@ -210,6 +210,36 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
         ),
         (
             "POST",
+            "/schools/{school}/students/{student}/years/{year}/attendance/{entry}/justification",
+        ) => {
+            let entry = prepared_absence(w, target).await;
+            (
+                format!("{s}/students/{student}/years/2025/attendance/{entry}/justification"),
+                Some(json!({"category": "health", "text": "febbre"})),
+            )
+        }
+        (
+            "POST",
+            "/schools/{school}/students/{student}/years/{year}/attendance/{entry}/justification/decision",
+        ) => {
+            let entry = prepared_absence(w, target).await;
+            let path =
+                format!("{s}/students/{student}/years/2025/attendance/{entry}/justification");
+            if target == Target::Own {
+                let r = w
+                    .call(
+                        Method::POST,
+                        &path,
+                        Some(&w.token(Role::Guardian)),
+                        Some(&json!({"category": "family"})),
+                    )
+                    .await;
+                assert_eq!(r.status(), 201);
+            }
+            (format!("{path}/decision"), Some(json!({"accept": true})))
+        }
+        (
+            "POST",
             "/schools/{school}/students/{student}/years/{year}/attendance/{entry}/cancellation",
         ) => {
             let entry = prepared_absence(w, target).await;
@@ -270,24 +300,26 @@ async fn prepared_grade(w: &World, target: Target) -> String {
         .to_owned()
 }
 
-/// An attendance entry to cancel: for the caller's own student, a new absence the teacher
-/// records through the API (on a day of its own, so that they never clash); for other targets,
-/// an id.
+/// An attendance entry to cancel or justify: for the caller's own student, a new absence the
+/// teacher records through the API (on a day of its own, so that they never clash); for other
+/// targets, an id.
 async fn prepared_absence(w: &World, target: Target) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static DAYS: AtomicU32 = AtomicU32::new(0);
     if target != Target::Own {
         return uuid::Uuid::now_v7().to_string();
     }
-    // Mondays from 13 October 2025 on, one per call.
-    let monday = time::macros::date!(2025 - 10 - 13)
-        + time::Duration::weeks(i64::from(DAYS.fetch_add(1, Ordering::Relaxed)));
+    // School days (Monday to Friday) from 13 October 2025 on, one per call: all in the
+    // trimestre for the few dozen calls of the table.
+    let n = DAYS.fetch_add(1, Ordering::Relaxed);
+    let day =
+        time::macros::date!(2025 - 10 - 13) + time::Duration::days(i64::from(n / 5 * 7 + n % 5));
     let r = w
         .call(
             Method::POST,
             &format!("/schools/{}/students/{}/years/2025/attendance", w.a, w.x),
             Some(&w.token(Role::Teacher)),
-            Some(&json!({"date": monday.to_string(), "kind": "absence"})),
+            Some(&json!({"date": day.to_string(), "kind": "absence"})),
         )
         .await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());

@@ -503,6 +503,101 @@ async fn attendance_is_recorded_with_the_hours_missed(w: World) {
     assert_eq!(head().await, before + 1, "the teacher's read is recorded");
     assert_eq!(view["missed_hours"], 3);
     assert_eq!(view["entries"][0]["cancelled"], "era in gita");
+
+    // Justifications (rule 5): the guardian justifies Tuesday's late entry; the minor student
+    // cannot; the teacher accepts; the guardian can no longer change it.
+    let tuesday = view["entries"][1]["id"].as_str().unwrap().to_owned();
+    let justification = format!("{attendance}/{tuesday}/justification");
+    let reason = json!({"category": "health", "text": "febbre"});
+    let r = w
+        .call(
+            Method::POST,
+            &justification,
+            Some(&w.token(Role::Student)),
+            Some(&reason),
+        )
+        .await;
+    let problem = body(r, 403).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("minorenne"),
+        "{problem}"
+    );
+    let guardian = w.token(Role::Guardian);
+    body(
+        w.call(Method::POST, &justification, Some(&guardian), Some(&reason))
+            .await,
+        201,
+    )
+    .await;
+    let view = body(
+        w.call(Method::GET, &attendance, Some(&guardian), None)
+            .await,
+        200,
+    )
+    .await;
+    let j = &view["entries"][1]["justification"];
+    assert_eq!(
+        (&j["state"], &j["category"], &j["text"], &j["justifier"]),
+        (
+            &json!("submitted"),
+            &json!("health"),
+            &json!("febbre"),
+            &json!("guardian")
+        )
+    );
+    // Due on the fifth school day after Tuesday 7 October: Tuesday 14 October; not overdue,
+    // since it is submitted. Wednesday's early exit, never justified, is overdue.
+    assert_eq!(j["due"], "2025-10-14");
+    assert_eq!(j["overdue"], false);
+    assert_eq!(view["entries"][2]["justification"]["state"], "missing");
+    assert_eq!(view["entries"][2]["justification"]["overdue"], true);
+    body(
+        w.call(
+            Method::POST,
+            &format!("{justification}/decision"),
+            Some(&teacher),
+            Some(&json!({"accept": true})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let r = w
+        .call(Method::POST, &justification, Some(&guardian), Some(&reason))
+        .await;
+    assert_eq!(r.status(), 409, "accepted: no more changes");
+
+    // The reason is stored sealed: the stored bytes hold no trace of it.
+    let stored = w
+        .store
+        .read_school(w.a, 1, 10_000, registro_store::Sealed::Keep)
+        .await
+        .unwrap();
+    let submitted = stored
+        .iter()
+        .find(|e| e.event_type.as_str() == "JustificationSubmitted")
+        .unwrap();
+    assert!(
+        submitted.stored_data.contains("$sealed"),
+        "{}",
+        submitted.stored_data
+    );
+    assert!(!submitted.stored_data.contains("febbre"));
+    assert!(!submitted.stored_data.contains("health"));
+    // Erased when its retention ends (the key destroyed): the justification stands, its
+    // reason reads as erased.
+    assert!(w.store.destroy_subject_key(w.a, w.x).await.unwrap());
+    let view = body(
+        w.call(Method::GET, &attendance, Some(&guardian), None)
+            .await,
+        200,
+    )
+    .await;
+    let j = &view["entries"][1]["justification"];
+    assert_eq!(
+        (&j["state"], &j["erased"], &j["text"]),
+        (&json!("accepted"), &json!(true), &Value::Null)
+    );
 }
 
 #[tokio::test]
