@@ -1,0 +1,258 @@
+//! A school set up and a school day run through the API alone, with the real binary, on the
+//! embedded SQLite default and on PostgreSQL: the first principal from the command line, then
+//! only HTTP calls, as an office, a teacher and a family would make them.
+
+use registro_domain::{FiscalCode, SchoolId};
+use registro_testkit::TempDir;
+use registro_testkit::pg::TestDb;
+use serde_json::{Value, json};
+
+use crate::support::{Server, run, stderr, stdout};
+
+/// A synthetic fiscal code (surname XXX, name YYY, "born" in Z999, which does not exist).
+fn code(date: &str) -> FiscalCode {
+    FiscalCode::with_check_character(&format!("XXXYYY{date}Z999")).unwrap()
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> Value {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+}
+
+/// Runs the day against a server started with `storage` (the data directory holds the local
+/// token issuer's key in both cases).
+async fn a_school_day(storage: &[&str], dir: &str) {
+    let school = SchoolId::new();
+    let s = format!("/schools/{school}");
+    let school_text = school.to_string();
+    let mut args = vec!["add-person", "--school", school_text.as_str()];
+    let principal_code = code("66A41");
+    let principal_code_text = principal_code.as_str().to_owned();
+    args.extend([
+        "--fiscal-code",
+        &principal_code_text,
+        "--family-name",
+        "Preside",
+        "--given-name",
+        "Paola",
+        "--role",
+        "principal",
+        "--data-dir",
+        dir,
+    ]);
+    args.extend(storage);
+    let added = run(&args);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let mut serve_args = vec!["--data-dir", dir];
+    serve_args.extend(storage);
+    let server = Server::start(&serve_args).await;
+    let client = |code: &FiscalCode| {
+        let mut args = vec!["token", "--school"];
+        let school = school.to_string();
+        args.extend([
+            school.as_str(),
+            "--fiscal-code",
+            code.as_str(),
+            "--data-dir",
+            dir,
+        ]);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        Client {
+            http: reqwest::Client::new(),
+            base: server.base.clone(),
+            token: stdout(&out).trim().to_owned(),
+        }
+    };
+    let principal = client(&principal_code);
+
+    // The office: a secretary, then the people of one class, its year and its timetable.
+    let register = |fiscal: &FiscalCode, family: &str, given: &str, role: &str| {
+        json!({"fiscal_code": fiscal.as_str(), "family_name": family, "given_name": given,
+            "role": role})
+    };
+    principal
+        .post(
+            &format!("{s}/people"),
+            register(&code("70B01"), "Segreteria", "Sara", "secretary"),
+        )
+        .await;
+    let office = client(&code("70B01"));
+    let teacher_id = office
+        .post(
+            &format!("{s}/people"),
+            register(&code("78C45"), "Russo", "Giulia", "teacher"),
+        )
+        .await["id"]
+        .clone();
+    let guardian_id = office
+        .post(
+            &format!("{s}/people"),
+            register(&code("75D10"), "Ferrari", "Paolo", "guardian"),
+        )
+        .await["id"]
+        .clone();
+    let mut student = register(&code("12E50"), "Ferrari", "Sofia", "student");
+    student["birth_date"] = json!("2012-05-10");
+    let student_id = office.post(&format!("{s}/people"), student).await["id"].clone();
+    let class = office
+        .post(&format!("{s}/classes"), json!({"name": "1A"}))
+        .await["id"]
+        .clone();
+    let class = class.as_str().unwrap();
+    office
+        .post(
+            &format!("{s}/classes/{class}/teachers"),
+            json!({"teacher": teacher_id, "subject": "Matematica"}),
+        )
+        .await;
+    office
+        .post(
+            &format!("{s}/classes/{class}/students"),
+            json!({"student": student_id}),
+        )
+        .await;
+    let student_id = student_id.as_str().unwrap();
+    office
+        .post(
+            &format!("{s}/students/{student_id}/guardians"),
+            json!({"guardian": guardian_id}),
+        )
+        .await;
+    office
+        .put(
+            &format!("{s}/years/2025"),
+            json!({"terms": [
+                {"name": "trimestre", "start": "2025-09-15", "end": "2025-12-20"},
+                {"name": "pentamestre", "start": "2026-01-07", "end": "2026-06-10"},
+            ]}),
+        )
+        .await;
+    let mut hours = Vec::new();
+    for day in ["monday", "tuesday", "wednesday", "thursday", "friday"] {
+        for (n, subject) in (1..).zip(["Matematica", "Italiano", "Storia", "Inglese", "Arte"]) {
+            hours.push(json!({"weekday": day, "number": n, "subject": subject,
+                "start": format!("{:02}:00", 7 + n), "end": format!("{:02}:00", 8 + n)}));
+        }
+    }
+    office
+        .put(
+            &format!("{s}/classes/{class}/timetable"),
+            json!({ "hours": hours }),
+        )
+        .await;
+
+    // The day, Monday 6 October 2025: the student comes in at 9:40; the teacher gives a grade.
+    let teacher = client(&code("78C45"));
+    let record = format!("{s}/students/{student_id}/years/2025");
+    let late = teacher
+        .post(
+            &format!("{record}/attendance"),
+            json!({"date": "2025-10-06", "kind": "late_entry", "at": "09:40"}),
+        )
+        .await;
+    teacher
+        .post(
+            &format!("{record}/grades"),
+            json!({"subject": "Matematica", "kind": "oral", "mark": "7½", "date": "2025-10-06"}),
+        )
+        .await;
+
+    // The family justifies the late entry; the teacher accepts it.
+    let family = client(&code("75D10"));
+    let late = late["id"].as_str().unwrap();
+    family
+        .post(
+            &format!("{record}/attendance/{late}/justification"),
+            json!({"category": "transport", "text": "sciopero dei treni"}),
+        )
+        .await;
+    teacher
+        .post(
+            &format!("{record}/attendance/{late}/justification/decision"),
+            json!({"accept": true}),
+        )
+        .await;
+
+    // The family reads it all, and sees who read their child's record.
+    let grades = family.get(&format!("{record}/grades")).await;
+    assert_eq!(grades["grades"][0]["mark"], "7½");
+    assert_eq!(grades["averages"][0]["average"], "7.50");
+    let attendance = family.get(&format!("{record}/attendance")).await;
+    assert_eq!(attendance["entries"][0]["hours"], json!([1, 2]));
+    assert_eq!(
+        attendance["entries"][0]["justification"]["state"],
+        "accepted"
+    );
+    assert_eq!(attendance["missed_hours"], 2);
+    assert_eq!(attendance["annual_hours"], 825);
+    teacher.get(&format!("{s}/students/{student_id}")).await;
+    let log = family
+        .get(&format!("{s}/students/{student_id}/access-log"))
+        .await;
+    assert_eq!(log["entries"][0]["reader"]["family_name"], "Russo");
+    assert_eq!(log["entries"][0]["view"], "student.record");
+    assert!(server.terminate().await.success());
+
+    // And the day's log verifies.
+    let mut args = vec!["verify", "--school"];
+    let school = school.to_string();
+    args.extend([school.as_str(), "--data-dir", dir]);
+    args.extend(storage);
+    let verified = run(&args);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert!(
+        stdout(&verified).starts_with("OK "),
+        "{}",
+        stdout(&verified)
+    );
+}
+
+#[tokio::test]
+async fn a_school_day_through_the_api_on_sqlite() {
+    let data = TempDir::new();
+    a_school_day(&[], data.path().to_str().unwrap()).await;
+}
+
+#[tokio::test]
+async fn a_school_day_through_the_api_on_postgres() {
+    let db = TestDb::new().await;
+    let url = db.app_url().await;
+    let key = registro_store::MasterKey::generate().to_base64();
+    let data = TempDir::new();
+    a_school_day(
+        &["--database-url", &url, "--master-key", &key],
+        data.path().to_str().unwrap(),
+    )
+    .await;
+}
