@@ -8,12 +8,13 @@ use time::macros::date;
 
 use crate::access::StudentDataRead;
 use crate::calendar::{SchoolYear, Term};
+use crate::class_register::ClassEvent;
 use crate::directory::DirectoryEvent;
 use crate::grade::{GradeKind, GradeValue, Weight};
 use crate::justification::{Justifier, ReasonCategory};
 use crate::record::{Mark, Reason, RecordEvent, Sealable};
 use crate::timetable::{LessonHour, Missed};
-use crate::{AttendanceId, ClassId, FiscalCode, GradeId, PersonId, Role};
+use crate::{AttendanceId, ClassId, FiscalCode, GradeId, HomeworkId, PersonId, Role, TestId};
 
 /// One event type of the catalogue.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +39,7 @@ pub struct EventDoc {
 
 const DIRECTORY: &str = "`directory`";
 const RECORD: &str = "`student-<student>-<year>`";
+const CLASS: &str = "`class-<class>`";
 
 fn person() -> PersonId {
     PersonId::from_uuid(uuid::Uuid::nil())
@@ -48,6 +50,10 @@ fn directory(e: &DirectoryEvent) -> Value {
 }
 
 fn record(e: &RecordEvent) -> Value {
+    e.data()
+}
+
+fn class(e: &ClassEvent) -> Value {
     e.data()
 }
 
@@ -461,6 +467,110 @@ pub const CATALOGUE: &[EventDoc] = &[
         },
     },
     EventDoc {
+        name: "LessonSigned",
+        stream: CLASS,
+        italian: "firma (registro di classe), argomento, attività",
+        meaning: "A teacher signed a lesson hour of the class, with the topic taught.",
+        who: "a teacher assigned to the class (co-teachers and support teachers too), or the \
+              substitute recorded for the hour; once per teacher, date and hour",
+        schema_version: 1,
+        fields: &[
+            ("date", "date", "the day (ISO 8601)"),
+            (
+                "hour",
+                "integer",
+                "the hour's number in the class's timetable",
+            ),
+            ("teacher", "uuid", "who signed"),
+            ("subject", "string", "the hour's subject in the timetable"),
+            ("topic", "string", "the topic taught (argomento)"),
+            ("activity", "string", "the activity (attività svolta)"),
+            (
+                "substitute",
+                "boolean",
+                "whether they signed as the recorded substitute",
+            ),
+        ],
+        sample: || {
+            class(&ClassEvent::LessonSigned {
+                date: date!(2025 - 10 - 06),
+                hour: 1,
+                teacher: person(),
+                subject: "Matematica".into(),
+                topic: "Equazioni".into(),
+                activity: "Lezione frontale".into(),
+                substitute: false,
+            })
+        },
+    },
+    EventDoc {
+        name: "SubstituteAssigned",
+        stream: CLASS,
+        italian: "supplenza",
+        meaning: "A teacher was recorded as the substitute for an hour of the class.",
+        who: "principal; secretary",
+        schema_version: 1,
+        fields: &[
+            ("date", "date", "the day (ISO 8601)"),
+            ("hour", "integer", "the hour"),
+            ("teacher", "uuid", "the substitute"),
+        ],
+        sample: || {
+            class(&ClassEvent::SubstituteAssigned {
+                date: date!(2025 - 10 - 06),
+                hour: 2,
+                teacher: person(),
+            })
+        },
+    },
+    EventDoc {
+        name: "HomeworkAssigned",
+        stream: CLASS,
+        italian: "compiti assegnati",
+        meaning: "Homework was set for the class.",
+        who: "a teacher of the subject in the class",
+        schema_version: 1,
+        fields: &[
+            ("homework", "uuid", "the homework's id"),
+            ("subject", "string", "the subject"),
+            ("text", "string", "what to do"),
+            ("assigned_on", "date", "the day it was set"),
+            ("due", "date", "when it is due"),
+        ],
+        sample: || {
+            class(&ClassEvent::HomeworkAssigned {
+                homework: HomeworkId::from_uuid(uuid::Uuid::nil()),
+                subject: "Matematica".into(),
+                text: "Esercizi a pagina 42".into(),
+                assigned_on: date!(2025 - 10 - 06),
+                due: date!(2025 - 10 - 08),
+            })
+        },
+    },
+    EventDoc {
+        name: "TestScheduled",
+        stream: CLASS,
+        italian: "verifica programmata (agenda)",
+        meaning: "A test was scheduled for the class; scheduling a second one on the same day \
+                  warns, but is allowed.",
+        who: "a teacher of the subject in the class",
+        schema_version: 1,
+        fields: &[
+            ("test", "uuid", "the test's id"),
+            ("subject", "string", "the subject"),
+            ("date", "date", "the day (ISO 8601)"),
+            ("description", "string", "what it covers"),
+        ],
+        sample: || {
+            class(&ClassEvent::TestScheduled {
+                test: TestId::from_uuid(uuid::Uuid::nil()),
+                subject: "Matematica".into(),
+                date: date!(2025 - 10 - 20),
+                description: "Equazioni".into(),
+            })
+        },
+    },
+    EventDoc {
         name: "StudentDataRead",
         stream: "`access-log`",
         italian: "registro degli accessi",
@@ -544,6 +654,7 @@ mod tests {
         let stored: BTreeSet<&str> = DirectoryEvent::TYPE_NAMES
             .iter()
             .chain(&RecordEvent::TYPE_NAMES)
+            .chain(&ClassEvent::TYPE_NAMES)
             .chain(&[crate::access::STUDENT_DATA_READ])
             .copied()
             .collect();

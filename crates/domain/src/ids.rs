@@ -97,6 +97,14 @@ uuid_id!(
     AttendanceId
 );
 uuid_id!(
+    /// Homework (compiti assegnati) set for a class.
+    HomeworkId
+);
+uuid_id!(
+    /// A test (verifica) scheduled for a class.
+    TestId
+);
+uuid_id!(
     /// One stored event.
     EventId
 );

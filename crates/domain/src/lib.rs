@@ -8,6 +8,7 @@ pub mod access;
 pub mod attendance;
 pub mod calendar;
 pub mod catalogue;
+pub mod class_register;
 pub mod directory;
 pub mod fiscal_code;
 pub mod grade;
@@ -19,7 +20,8 @@ pub mod timetable;
 
 pub use fiscal_code::{FiscalCode, FiscalCodeError};
 pub use ids::{
-    AttendanceId, CausationId, ClassId, CorrelationId, EventId, GradeId, PersonId, SchoolId,
+    AttendanceId, CausationId, ClassId, CorrelationId, EventId, GradeId, HomeworkId, PersonId,
+    SchoolId, TestId,
 };
 pub use role::{Role, UnknownRole};
 
