@@ -53,11 +53,17 @@ pub enum Permission {
     /// Read a student's record for a year (grades, attendance): the principal; the student's
     /// teachers, guardians, and the student.
     ReadRecord,
+    /// Sign a lesson hour of a class: any teacher of the school (whether assigned to the class
+    /// or its recorded substitute, the command itself checks).
+    SignLessons,
+    /// Set homework and schedule tests for a class: its teachers (the command checks the
+    /// subject).
+    WriteClassRegister,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 11] = [
+    pub const ALL: [Permission; 13] = [
         Permission::ReadOwnProfile,
         Permission::ManageDirectory,
         Permission::ReadStudent,
@@ -69,6 +75,8 @@ impl Permission {
         Permission::WriteAttendance,
         Permission::Justify,
         Permission::ReadRecord,
+        Permission::SignLessons,
+        Permission::WriteClassRegister,
     ];
 
     /// Whether `role` holds this permission for some resource of its school.
@@ -80,6 +88,7 @@ impl Permission {
             P::ReadOwnProfile | P::ReadCalendar => role != R::System,
             P::WriteGrades | P::WriteAttendance => role == R::Teacher,
             P::Justify => matches!(role, R::Guardian | R::Student),
+            P::SignLessons | P::WriteClassRegister => role == R::Teacher,
             P::ReadRecord => matches!(role, R::Principal | R::Teacher | R::Guardian | R::Student),
             P::ManageDirectory => matches!(role, R::Principal | R::Secretary),
             P::ReadStudent => matches!(
@@ -194,7 +203,10 @@ fn allows(
             R::Teacher,
             Target::Student(s),
         ) => dir.teaches_student(caller, s),
-        (P::ReadClass, R::Teacher, Target::Class(c)) => dir.teaches_class(caller, c),
+        (P::ReadClass | P::WriteClassRegister, R::Teacher, Target::Class(c)) => {
+            dir.teaches_class(caller, c)
+        }
+        (P::SignLessons, R::Teacher, Target::Class(_)) => true,
         (
             P::ReadStudent | P::ReadStudentAccessLog | P::ReadRecord | P::Justify,
             R::Guardian,

@@ -1099,3 +1099,397 @@ pub async fn decide_justification(
     )
     .await
 }
+
+impl Fold for registro_domain::class_register::ClassRegister {
+    fn apply(&mut self, event: &RecordedEvent) -> anyhow::Result<()> {
+        use registro_domain::class_register::{ClassEvent, evolve};
+        evolve(
+            self,
+            &ClassEvent::from_stored(event.event_type.as_str(), &event.data)?,
+        );
+        Ok(())
+    }
+}
+
+impl From<command::CommandError<registro_domain::class_register::ClassError>> for ApiError {
+    fn from(e: command::CommandError<registro_domain::class_register::ClassError>) -> Self {
+        use registro_domain::class_register::ClassError as C;
+        match e {
+            command::CommandError::Store(e) => e.into(),
+            command::CommandError::Refused(e) => {
+                let detail = e.to_string();
+                match e {
+                    C::NotYourClass | C::NotYourSubject => ApiError::Forbidden(detail),
+                    C::UnknownClass => ApiError::NotFound,
+                    C::AlreadySigned | C::Exists => ApiError::Conflict(detail),
+                    C::NoTimetable | C::NoSuchHour | C::NotATeacher | C::BadDate(_) | C::Text => {
+                        ApiError::Unprocessable(detail)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The class's register as it is now.
+async fn class_register(
+    state: &AppState,
+    school: SchoolId,
+    class: registro_domain::ClassId,
+) -> Result<Snapshot<registro_domain::class_register::ClassRegister>, ApiError> {
+    let stream = StreamId::parse(registro_domain::class_register::stream(class))?;
+    Ok(fold_stream(state.store.as_ref(), school, &stream, Snapshot::default()).await?)
+}
+
+/// Runs a class-register command for the caller.
+async fn class_command(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    class: registro_domain::ClassId,
+    cmd: registro_domain::class_register::ClassCommand,
+) -> Result<registro_store::AppendOutcome, ApiError> {
+    use registro_domain::class_register;
+    let key = idempotency_key(headers, caller)?;
+    let stream = StreamId::parse(class_register::stream(class))?;
+    let store = state.store.as_ref();
+    let (directory, school, actor) = (&state.directory, caller.school, caller.person);
+    let (stream_ref, cmd_ref) = (&stream, &cmd);
+    let decide = move || async move {
+        let Snapshot {
+            version,
+            state: register,
+        } = fold_stream::<class_register::ClassRegister>(
+            store,
+            school,
+            stream_ref,
+            Snapshot::default(),
+        )
+        .await?;
+        let directory = directory.current(store, school).await?.state;
+        let ctx = class_register::Context {
+            class,
+            actor,
+            today: italian_today(),
+            directory: &directory,
+        };
+        let events = class_register::decide(&register, cmd_ref, &ctx)
+            .map_err(command::CommandError::Refused)?;
+        Ok(Decision {
+            version,
+            events: new_events(events.iter().map(|e| (e.type_name(), e.data())))?,
+        })
+    };
+    let metadata = CommandMetadata::by(caller.person, caller.role);
+    Ok(command::execute(store, school, &stream, metadata, &cmd, key, decide).await?)
+}
+
+/// A lesson hour to sign.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignLesson {
+    /// The day (today or before).
+    #[schema(value_type = String, format = Date, example = "2025-10-06")]
+    #[serde(with = "registro_domain::iso_date")]
+    pub date: Date,
+    /// The hour's number in the class's timetable for that weekday.
+    #[schema(example = 1)]
+    pub hour: u8,
+    /// The topic taught (argomento).
+    #[serde(default)]
+    #[schema(example = "Equazioni di primo grado")]
+    pub topic: String,
+    /// The activity (attività svolta).
+    #[serde(default)]
+    #[schema(example = "Lezione frontale ed esercizi")]
+    pub activity: String,
+}
+
+/// Signs a lesson hour of the class (firma), with the topic taught: a teacher assigned to the
+/// class (co-teachers and support teachers too), or the substitute recorded for the hour; once
+/// per teacher and hour.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/lessons", tag = "class register",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class")),
+    request_body = SignLesson,
+    responses(
+        (status = 201, description = "Signed", body = Written),
+        (status = 409, description = "Already signed by this teacher",
+            body = crate::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn sign_lesson(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, registro_domain::ClassId)>,
+    headers: HeaderMap,
+    Json(body): Json<SignLesson>,
+) -> Result<Response, ApiError> {
+    let (_, class) = ids;
+    let cmd = registro_domain::class_register::ClassCommand::SignLesson {
+        date: body.date,
+        hour: body.hour,
+        topic: body.topic,
+        activity: body.activity,
+    };
+    let outcome = class_command(&state, &caller, &headers, class, cmd).await?;
+    Ok(command_response(StatusCode::CREATED, &outcome, None))
+}
+
+/// A substitute for an hour.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignSubstitute {
+    /// The day.
+    #[schema(value_type = String, format = Date, example = "2025-10-06")]
+    #[serde(with = "registro_domain::iso_date")]
+    pub date: Date,
+    /// The hour.
+    #[schema(example = 2)]
+    pub hour: u8,
+    /// The substitute teacher.
+    #[schema(value_type = Uuid)]
+    pub teacher: PersonId,
+}
+
+/// Records the substitute for an hour of the class (supplenza): they may then sign it.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/substitutions",
+    tag = "class register",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class")),
+    request_body = AssignSubstitute,
+    responses((status = 201, description = "Recorded", body = Written)))]
+pub async fn assign_substitute(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, registro_domain::ClassId)>,
+    headers: HeaderMap,
+    Json(body): Json<AssignSubstitute>,
+) -> Result<Response, ApiError> {
+    let (_, class) = ids;
+    let cmd = registro_domain::class_register::ClassCommand::AssignSubstitute {
+        date: body.date,
+        hour: body.hour,
+        teacher: body.teacher,
+    };
+    let outcome = class_command(&state, &caller, &headers, class, cmd).await?;
+    Ok(command_response(StatusCode::CREATED, &outcome, None))
+}
+
+/// Homework to set.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignHomework {
+    /// The subject, as assigned to the teacher in the class.
+    #[schema(example = "Matematica")]
+    pub subject: String,
+    /// What to do.
+    #[schema(example = "Esercizi 1-10 a pagina 42")]
+    pub text: String,
+    /// When it is due (today or after).
+    #[schema(value_type = String, format = Date, example = "2025-10-08")]
+    #[serde(with = "registro_domain::iso_date")]
+    pub due: Date,
+}
+
+/// Sets homework for the class (compiti assegnati).
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/homework", tag = "class register",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class")),
+    request_body = AssignHomework,
+    responses((status = 201, description = "Set; `id` is the homework's", body = Written)))]
+pub async fn assign_homework(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, registro_domain::ClassId)>,
+    headers: HeaderMap,
+    Json(body): Json<AssignHomework>,
+) -> Result<Response, ApiError> {
+    let (_, class) = ids;
+    let homework = registro_domain::HomeworkId::from_uuid(new_id(&caller, &headers, "homework")?);
+    let cmd = registro_domain::class_register::ClassCommand::AssignHomework {
+        homework,
+        subject: body.subject.trim().to_owned(),
+        text: body.text,
+        due: body.due,
+    };
+    let outcome = class_command(&state, &caller, &headers, class, cmd).await?;
+    Ok(command_response(
+        StatusCode::CREATED,
+        &outcome,
+        Some(homework.into()),
+    ))
+}
+
+/// A test to schedule.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleTest {
+    /// The subject, as assigned to the teacher in the class.
+    #[schema(example = "Matematica")]
+    pub subject: String,
+    /// The day (today or after).
+    #[schema(value_type = String, format = Date, example = "2025-10-20")]
+    #[serde(with = "registro_domain::iso_date")]
+    pub date: Date,
+    /// What it covers.
+    #[serde(default)]
+    #[schema(example = "Equazioni di primo grado")]
+    pub description: String,
+}
+
+/// Schedules a test on the class's agenda (verifica programmata). When the class already has
+/// a test that day the test is scheduled all the same, and the answer carries a warning.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/tests", tag = "class register",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class")),
+    request_body = ScheduleTest,
+    responses((status = 201, description = "Scheduled; `id` is the test's, `warnings` says when \
+        the class already has a test that day", body = Written)))]
+pub async fn schedule_test(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, registro_domain::ClassId)>,
+    headers: HeaderMap,
+    Json(body): Json<ScheduleTest>,
+) -> Result<Response, ApiError> {
+    let (_, class) = ids;
+    let test = registro_domain::TestId::from_uuid(new_id(&caller, &headers, "test")?);
+    let date = body.date;
+    let cmd = registro_domain::class_register::ClassCommand::ScheduleTest {
+        test,
+        subject: body.subject.trim().to_owned(),
+        date,
+        description: body.description,
+    };
+    let outcome = class_command(&state, &caller, &headers, class, cmd).await?;
+    // The warning counts the other tests of that day, as the register stands after the append.
+    let register = class_register(&state, caller.school, class).await?.state;
+    let others = register.tests_on(date).filter(|t| t.id != test).count();
+    let warnings = if others > 0 {
+        vec![format!(
+            "la classe ha già {others} {} il {date}",
+            if others == 1 { "verifica" } else { "verifiche" }
+        )]
+    } else {
+        Vec::new()
+    };
+    Ok(crate::school::command_response_warning(
+        StatusCode::CREATED,
+        &outcome,
+        Some(test.into()),
+        warnings,
+    ))
+}
+
+/// A signed lesson hour.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LessonView {
+    /// The hour.
+    pub hour: u8,
+    /// Who signed.
+    pub teacher: Uuid,
+    /// The subject.
+    pub subject: String,
+    /// The topic taught.
+    pub topic: String,
+    /// The activity.
+    pub activity: String,
+    /// Signed as the recorded substitute.
+    pub substitute: bool,
+}
+
+/// Homework in a day's register.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HomeworkView {
+    /// Its id.
+    pub id: Uuid,
+    /// The subject.
+    pub subject: String,
+    /// What to do.
+    pub text: String,
+    /// The day it was set.
+    #[schema(value_type = String, format = Date)]
+    #[serde(with = "registro_domain::iso_date")]
+    pub assigned_on: Date,
+    /// When it is due.
+    #[schema(value_type = String, format = Date)]
+    #[serde(with = "registro_domain::iso_date")]
+    pub due: Date,
+}
+
+/// A test in a day's register.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestView {
+    /// Its id.
+    pub id: Uuid,
+    /// The subject.
+    pub subject: String,
+    /// What it covers.
+    pub description: String,
+}
+
+/// A day of the class register.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClassDay {
+    /// The day.
+    #[schema(value_type = String, format = Date)]
+    #[serde(with = "registro_domain::iso_date")]
+    pub date: Date,
+    /// The lesson hours signed, by hour.
+    pub lessons: Vec<LessonView>,
+    /// The homework set that day or due that day.
+    pub homework: Vec<HomeworkView>,
+    /// The tests scheduled that day.
+    pub tests: Vec<TestView>,
+}
+
+/// A day of the class register: the hours signed with their topics, the homework set or due,
+/// the tests. It holds no student's personal data.
+#[utoipa::path(get, path = "/schools/{school}/classes/{class}/days/{date}", tag = "class register",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("date" = String, Path, description = "The day, YYYY-MM-DD")),
+    responses((status = 200, description = "The day", body = ClassDay)))]
+pub async fn class_day(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, registro_domain::ClassId, String)>,
+) -> Result<Json<ClassDay>, ApiError> {
+    let (_, class, date) = ids;
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = Date::parse(&date, &format).map_err(|_| ApiError::NotFound)?;
+    let register = class_register(&state, caller.school, class).await?.state;
+    Ok(Json(ClassDay {
+        date,
+        lessons: register
+            .lessons_on(date)
+            .into_iter()
+            .map(|l| LessonView {
+                hour: l.hour,
+                teacher: l.teacher.into(),
+                subject: l.subject.clone(),
+                topic: l.topic.clone(),
+                activity: l.activity.clone(),
+                substitute: l.substitute,
+            })
+            .collect(),
+        homework: register
+            .homework_around(date)
+            .map(|h| HomeworkView {
+                id: h.id.into(),
+                subject: h.subject.clone(),
+                text: h.text.clone(),
+                assigned_on: h.assigned_on,
+                due: h.due,
+            })
+            .collect(),
+        tests: register
+            .tests_on(date)
+            .map(|t| TestView {
+                id: t.id.into(),
+                subject: t.subject.clone(),
+                description: t.description.clone(),
+            })
+            .collect(),
+    }))
+}

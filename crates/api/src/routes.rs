@@ -42,7 +42,8 @@ use crate::{AppState, docs, metrics, register, school};
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
         register::student_attendance, register::submit_justification,
-        register::decide_justification),
+        register::decide_justification, register::sign_lesson, register::assign_substitute,
+        register::assign_homework, register::schedule_test, register::class_day),
     components(schemas(Problem, Health, Readiness, Checks)),
     modifiers(&EveryOperation),
     tags(
@@ -53,6 +54,7 @@ use crate::{AppState, docs, metrics, register, school};
         (name = "calendar", description = "School years and their terms (periodi); the classes' timetables"),
         (name = "grades", description = "Grades (voti), their corrections and annulments, and averages"),
         (name = "attendance", description = "Absences, late entries and early exits, and the attendance limit"),
+        (name = "class register", description = "Lesson signatures and topics, substitutes, homework and tests"),
     )
 )]
 pub struct ApiDoc;
@@ -442,6 +444,36 @@ pub fn routes() -> Routes {
             "/schools/{school}/students/{student}/years/{year}/attendance/{entry}/justification/decision",
             member(P::WriteAttendance, R::Student),
             register::decide_justification,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/lessons",
+            member(P::SignLessons, R::Class),
+            register::sign_lesson,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/substitutions",
+            manage(R::Class),
+            register::assign_substitute,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/homework",
+            member(P::WriteClassRegister, R::Class),
+            register::assign_homework,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/tests",
+            member(P::WriteClassRegister, R::Class),
+            register::schedule_test,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/classes/{class}/days/{date}",
+            member(P::ReadClass, R::Class),
+            register::class_day,
         )
 }
 

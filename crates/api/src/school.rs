@@ -41,6 +41,9 @@ pub struct Written {
     /// The id of what was created, when something was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<Uuid>,
+    /// Things to know, the command done all the same (a second test on the same day).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Registers a person.
@@ -303,11 +306,22 @@ pub(crate) fn command_response(
     outcome: &AppendOutcome,
     id: Option<Uuid>,
 ) -> Response {
+    command_response_warning(status, outcome, id, Vec::new())
+}
+
+/// As [`command_response`], with warnings (the command was done all the same).
+pub(crate) fn command_response_warning(
+    status: StatusCode,
+    outcome: &AppendOutcome,
+    id: Option<Uuid>,
+    warnings: Vec<String>,
+) -> Response {
     let mut response = (
         status,
         Json(Written {
             position: outcome.last_seq,
             id,
+            warnings,
         }),
     )
         .into_response();

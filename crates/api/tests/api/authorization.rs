@@ -189,6 +189,26 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
             (format!("{s}/students/{student}/access-log"), None)
         }
         ("GET", "/schools/{school}/access-log") => (format!("{s}/access-log"), None),
+        ("POST", "/schools/{school}/classes/{class}/lessons") => (
+            format!("{s}/classes/{class}/lessons"),
+            Some(json!({"date": next_school_day().to_string(), "hour": 1, "topic": "Frazioni"})),
+        ),
+        ("POST", "/schools/{school}/classes/{class}/substitutions") => (
+            format!("{s}/classes/{class}/substitutions"),
+            Some(json!({"date": next_school_day().to_string(), "hour": 2,
+                "teacher": w.person(Role::Teacher)})),
+        ),
+        ("POST", "/schools/{school}/classes/{class}/homework") => (
+            format!("{s}/classes/{class}/homework"),
+            Some(json!({"subject": "Matematica", "text": "Esercizi", "due": "2099-05-20"})),
+        ),
+        ("POST", "/schools/{school}/classes/{class}/tests") => (
+            format!("{s}/classes/{class}/tests"),
+            Some(json!({"subject": "Matematica", "date": "2099-05-20"})),
+        ),
+        ("GET", "/schools/{school}/classes/{class}/days/{date}") => {
+            (format!("{s}/classes/{class}/days/2025-10-06"), None)
+        }
         ("PUT", "/schools/{school}/years/{year}") => {
             (format!("{s}/years/2025"), Some(crate::world::year_plan()))
         }
@@ -300,20 +320,23 @@ async fn prepared_grade(w: &World, target: Target) -> String {
         .to_owned()
 }
 
+/// A school day (Monday to Friday) from 13 October 2025 on, another one each call: all in the
+/// trimestre for the few dozen calls of the table, so that writes dated by it never clash.
+fn next_school_day() -> time::Date {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static DAYS: AtomicU32 = AtomicU32::new(0);
+    let n = DAYS.fetch_add(1, Ordering::Relaxed);
+    time::macros::date!(2025 - 10 - 13) + time::Duration::days(i64::from(n / 5 * 7 + n % 5))
+}
+
 /// An attendance entry to cancel or justify: for the caller's own student, a new absence the
 /// teacher records through the API (on a day of its own, so that they never clash); for other
 /// targets, an id.
 async fn prepared_absence(w: &World, target: Target) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static DAYS: AtomicU32 = AtomicU32::new(0);
     if target != Target::Own {
         return uuid::Uuid::now_v7().to_string();
     }
-    // School days (Monday to Friday) from 13 October 2025 on, one per call: all in the
-    // trimestre for the few dozen calls of the table.
-    let n = DAYS.fetch_add(1, Ordering::Relaxed);
-    let day =
-        time::macros::date!(2025 - 10 - 13) + time::Duration::days(i64::from(n / 5 * 7 + n % 5));
+    let day = next_school_day();
     let r = w
         .call(
             Method::POST,

@@ -1,7 +1,7 @@
 //! The register over HTTP on both stores: grades given by the subject's teacher, read by the
 //! family with their averages per term, corrected and annulled with their history; absences,
-//! late entries and early exits with the hours they miss against the annual limit; refusals
-//! with their reasons.
+//! late entries and early exits with the hours they miss against the annual limit; the class
+//! register (signatures, substitutes, homework, tests); refusals with their reasons.
 
 use std::time::Duration;
 
@@ -608,4 +608,172 @@ async fn sqlite_attendance_is_recorded_with_the_hours_missed() {
 #[tokio::test]
 async fn postgres_attendance_is_recorded_with_the_hours_missed() {
     attendance_is_recorded_with_the_hours_missed(World::postgres(RateLimit::default()).await).await;
+}
+
+async fn the_class_register_is_signed_and_planned(w: World) {
+    let teacher = w.token(Role::Teacher);
+    let s = format!("/schools/{}/classes/{}", w.a, w.c1);
+    let sign = |hour: u8, date: &str| json!({"date": date, "hour": hour, "topic": "Frazioni"});
+    body(
+        w.call(
+            Method::POST,
+            &format!("{s}/lessons"),
+            Some(&teacher),
+            Some(&sign(1, "2025-10-06")),
+        )
+        .await,
+        201,
+    )
+    .await;
+    for (bad, status) in [
+        (sign(1, "2025-10-06"), 409), // signed already
+        (sign(9, "2025-10-06"), 422), // no such hour
+        (sign(1, "2025-10-11"), 422), // a Saturday: no lessons
+        (sign(1, "2099-10-05"), 422), // not yet happened
+    ] {
+        let r = w
+            .call(
+                Method::POST,
+                &format!("{s}/lessons"),
+                Some(&teacher),
+                Some(&bad),
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), status, "{bad}");
+    }
+
+    // A teacher of another class signs only the hour the office records them for.
+    let outsider_code = w.code();
+    let outsider = w
+        .register_with_code(w.a, Role::Teacher, outsider_code.clone())
+        .await;
+    let outsider_token = w
+        .issuer
+        .issue_with(None, &outsider_code, Duration::from_secs(60))
+        .unwrap();
+    let r = w
+        .call(
+            Method::POST,
+            &format!("{s}/lessons"),
+            Some(&outsider_token),
+            Some(&sign(2, "2025-10-06")),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    body(
+        w.call(
+            Method::POST,
+            &format!("{s}/substitutions"),
+            Some(&w.token(Role::Secretary)),
+            Some(&json!({"date": "2025-10-06", "hour": 2, "teacher": outsider})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    body(
+        w.call(
+            Method::POST,
+            &format!("{s}/lessons"),
+            Some(&outsider_token),
+            Some(&sign(2, "2025-10-06")),
+        )
+        .await,
+        201,
+    )
+    .await;
+
+    // Homework and two tests on one day: the second is scheduled, with a warning.
+    body(
+        w.call(
+            Method::POST,
+            &format!("{s}/homework"),
+            Some(&teacher),
+            Some(&json!({"subject": "Matematica", "text": "Esercizi 1-10", "due": "2099-10-06"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let test = json!({"subject": "Matematica", "date": "2099-10-06", "description": "Frazioni"});
+    let first = body(
+        w.call(
+            Method::POST,
+            &format!("{s}/tests"),
+            Some(&teacher),
+            Some(&test),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert!(first.get("warnings").is_none(), "{first}");
+    let second = body(
+        w.call(
+            Method::POST,
+            &format!("{s}/tests"),
+            Some(&teacher),
+            Some(&test),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(
+        second["warnings"],
+        json!(["la classe ha già 1 verifica il 2099-10-06"])
+    );
+    let r = w
+        .call(
+            Method::POST,
+            &format!("{s}/homework"),
+            Some(&outsider_token),
+            Some(&json!({"subject": "Matematica", "text": "x", "due": "2099-10-06"})),
+        )
+        .await;
+    assert_eq!(r.status(), 404, "not a teacher of the class");
+
+    // The day as the register shows it.
+    let day = body(
+        w.call(
+            Method::GET,
+            &format!("{s}/days/2025-10-06"),
+            Some(&teacher),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let signed: Vec<(Value, Value)> = day["lessons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["hour"].clone(), l["substitute"].clone()))
+        .collect();
+    assert_eq!(signed, [(json!(1), json!(false)), (json!(2), json!(true))]);
+    assert_eq!(day["lessons"][0]["topic"], "Frazioni");
+    let later = body(
+        w.call(
+            Method::GET,
+            &format!("{s}/days/2099-10-06"),
+            Some(&teacher),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(later["homework"].as_array().unwrap().len(), 1);
+    assert_eq!(later["tests"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn sqlite_the_class_register_is_signed_and_planned() {
+    the_class_register_is_signed_and_planned(World::sqlite(RateLimit::default()).await).await;
+}
+
+#[tokio::test]
+async fn postgres_the_class_register_is_signed_and_planned() {
+    the_class_register_is_signed_and_planned(World::postgres(RateLimit::default()).await).await;
 }
