@@ -53,7 +53,9 @@ impl From<CommandError> for ApiError {
                     | D::ClassExists
                     | D::ClassNameTaken
                     | D::AlreadyAssigned
-                    | D::AlreadyEnrolled => ApiError::Conflict(detail),
+                    | D::AlreadyEnrolled
+                    | D::AlreadyExempt
+                    | D::NotExempt => ApiError::Conflict(detail),
                     D::BadName
                     | D::NotAPersonRole
                     | D::NotGuardianAndStudent

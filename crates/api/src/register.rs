@@ -273,20 +273,20 @@ async fn record_command(
     let store = state.store.as_ref();
     let (directory, school, teacher) = (&state.directory, caller.school, caller.person);
     let (stream_ref, cmd_ref) = (&stream, &cmd);
-    // The classes' scrutini cannot be closed yet (the scrutini issue): no term is locked. Nor
-    // can exemptions from a subject be recorded yet: no hour is exempt.
-    let none = (BTreeSet::new(), BTreeSet::new());
-    let (closed, exempt_subjects) = (&none.0, &none.1);
+    // The classes' scrutini cannot be closed yet (the scrutini issue): no term is locked.
+    let none = BTreeSet::new();
+    let closed = &none;
     let decide = move || async move {
         let Snapshot { version, state } =
             fold_stream::<Record>(store, school, stream_ref, Snapshot::default()).await?;
         let directory = directory.current(store, school).await?.state;
+        let exempt_subjects = directory.exempt_subjects(student);
         let ctx = record::Context {
             student,
             year,
             teacher,
             today: italian_today(),
-            exempt_subjects,
+            exempt_subjects: &exempt_subjects,
             directory: &directory,
             closed_terms: closed,
         };
@@ -926,7 +926,11 @@ pub async fn student_attendance(
         .directory
         .class_of(student)
         .and_then(|c| caller.directory.timetable(c))
-        .map(|t| AnnualLimit::for_weekly_hours(t.weekly_hours(&BTreeSet::new())));
+        .map(|t| {
+            AnnualLimit::for_weekly_hours(
+                t.weekly_hours(&caller.directory.exempt_subjects(student)),
+            )
+        });
     record_read(&state, &caller, [student], "student.attendance").await?;
     Ok(Json(AttendanceView {
         year: year.to_string(),
@@ -1492,4 +1496,53 @@ pub async fn class_day(
             })
             .collect(),
     }))
+}
+
+/// A subject to exempt a student from.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Exemption {
+    /// The subject, as the timetable names it.
+    #[schema(example = "Religione")]
+    pub subject: String,
+}
+
+/// Exempts a student from a subject (esonero, e.g. religion without an alternative activity):
+/// its hours leave the student's personalised annual hours and are never missed.
+#[utoipa::path(post, path = "/schools/{school}/students/{student}/exemptions", tag = "attendance",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("student" = Uuid, Path, description = "The student")),
+    request_body = Exemption,
+    responses((status = 201, description = "Exempted", body = Written)))]
+pub async fn exempt_from_subject(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId)>,
+    headers: HeaderMap,
+    Json(body): Json<Exemption>,
+) -> Result<Response, ApiError> {
+    let (_, student) = ids;
+    let cmd = DirectoryCommand::ExemptFromSubject {
+        student,
+        subject: body.subject,
+    };
+    crate::school::command(&state, &caller, &headers, cmd, StatusCode::CREATED, None).await
+}
+
+/// Ends a student's exemption from a subject.
+#[utoipa::path(delete, path = "/schools/{school}/students/{student}/exemptions/{subject}",
+    tag = "attendance",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("student" = Uuid, Path, description = "The student"),
+        ("subject" = String, Path, description = "The subject")),
+    responses((status = 200, description = "Ended", body = Written)))]
+pub async fn end_exemption(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (_, student, subject) = ids;
+    let cmd = DirectoryCommand::EndExemption { student, subject };
+    crate::school::command(&state, &caller, &headers, cmd, StatusCode::OK, None).await
 }

@@ -43,7 +43,8 @@ use crate::{AppState, docs, metrics, register, school};
         register::timetable, register::record_attendance, register::cancel_attendance,
         register::student_attendance, register::submit_justification,
         register::decide_justification, register::sign_lesson, register::assign_substitute,
-        register::assign_homework, register::schedule_test, register::class_day),
+        register::assign_homework, register::schedule_test, register::class_day,
+        register::exempt_from_subject, register::end_exemption),
     components(schemas(Problem, Health, Readiness, Checks)),
     modifiers(&EveryOperation),
     tags(
@@ -474,6 +475,18 @@ pub fn routes() -> Routes {
             "/schools/{school}/classes/{class}/days/{date}",
             member(P::ReadClass, R::Class),
             register::class_day,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/students/{student}/exemptions",
+            manage(R::Student),
+            register::exempt_from_subject,
+        )
+        .add(
+            Method::DELETE,
+            "/schools/{school}/students/{student}/exemptions/{subject}",
+            manage(R::Student),
+            register::end_exemption,
         )
 }
 

@@ -279,6 +279,43 @@ pub const CATALOGUE: &[EventDoc] = &[
         },
     },
     EventDoc {
+        name: "SubjectExemptionGranted",
+        stream: DIRECTORY,
+        italian: "esonero (ad esempio da religione senza attività alternativa)",
+        meaning: "A student was exempted from a subject: its hours leave their personalised \
+                  annual hours and are never missed.",
+        who: "principal; secretary",
+        schema_version: 1,
+        fields: &[
+            ("student", "uuid", "the student"),
+            ("subject", "string", "the subject"),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::SubjectExemptionGranted {
+                student: person(),
+                subject: "Religione".into(),
+            })
+        },
+    },
+    EventDoc {
+        name: "SubjectExemptionEnded",
+        stream: DIRECTORY,
+        italian: "fine dell'esonero",
+        meaning: "A student's exemption from a subject ended.",
+        who: "principal; secretary",
+        schema_version: 1,
+        fields: &[
+            ("student", "uuid", "the student"),
+            ("subject", "string", "the subject"),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::SubjectExemptionEnded {
+                student: person(),
+                subject: "Religione".into(),
+            })
+        },
+    },
+    EventDoc {
         name: "GradeRecorded",
         stream: RECORD,
         italian: "voto",

@@ -105,6 +105,21 @@ pub enum DirectoryCommand {
         /// Its weekly lesson hours.
         hours: Vec<LessonHour>,
     },
+    /// Exempts a student from a subject (e.g. religion without an alternative activity): its
+    /// hours leave the student's personalised annual hours and are never missed.
+    ExemptFromSubject {
+        /// The student.
+        student: PersonId,
+        /// The subject.
+        subject: String,
+    },
+    /// Ends a student's exemption from a subject.
+    EndExemption {
+        /// The student.
+        student: PersonId,
+        /// The subject.
+        subject: String,
+    },
     /// Sets the terms (periodi) of a school year; planning a year again replaces its terms.
     PlanSchoolYear {
         /// The school year.
@@ -196,6 +211,20 @@ pub enum DirectoryEvent {
         /// Its weekly lesson hours.
         hours: Vec<LessonHour>,
     },
+    /// A student was exempted from a subject (esonero).
+    SubjectExemptionGranted {
+        /// The student.
+        student: PersonId,
+        /// The subject.
+        subject: String,
+    },
+    /// A student's exemption from a subject ended.
+    SubjectExemptionEnded {
+        /// The student.
+        student: PersonId,
+        /// The subject.
+        subject: String,
+    },
     /// A school year's terms were set (or set again).
     SchoolYearPlanned {
         /// The school year.
@@ -207,7 +236,7 @@ pub enum DirectoryEvent {
 
 impl DirectoryEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 10] = [
+    pub const TYPE_NAMES: [&'static str; 12] = [
         "PersonRegistered",
         "RoleGranted",
         "RoleRevoked",
@@ -218,6 +247,8 @@ impl DirectoryEvent {
         "StudentEnrolled",
         "SchoolYearPlanned",
         "TimetableSet",
+        "SubjectExemptionGranted",
+        "SubjectExemptionEnded",
     ];
 
     /// The event's type name, as stored.
@@ -234,6 +265,8 @@ impl DirectoryEvent {
             Self::StudentEnrolled { .. } => 7,
             Self::SchoolYearPlanned { .. } => 8,
             Self::TimetableSet { .. } => 9,
+            Self::SubjectExemptionGranted { .. } => 10,
+            Self::SubjectExemptionEnded { .. } => 11,
         };
         Self::TYPE_NAMES[i]
     }
@@ -322,6 +355,12 @@ pub enum DirectoryError {
     /// The timetable does not fit.
     #[error(transparent)]
     Timetable(#[from] TimetableError),
+    /// The student is already exempt from the subject.
+    #[error("lo studente è già esonerato da questa materia")]
+    AlreadyExempt,
+    /// The student is not exempt from the subject.
+    #[error("lo studente non è esonerato da questa materia")]
+    NotExempt,
 }
 
 /// One registered person, as the decisions and the access rules need them.
@@ -365,6 +404,8 @@ pub struct Directory {
     calendars: BTreeMap<SchoolYear, Terms>,
     /// Each class's weekly timetable.
     timetables: HashMap<ClassId, Timetable>,
+    /// Each student's exempt subjects.
+    exemptions: HashMap<PersonId, BTreeSet<String>>,
 }
 
 impl Directory {
@@ -450,6 +491,12 @@ impl Directory {
     #[must_use]
     pub fn terms(&self, year: SchoolYear) -> Option<&Terms> {
         self.calendars.get(&year)
+    }
+
+    /// The subjects a student is exempt from.
+    #[must_use]
+    pub fn exempt_subjects(&self, student: PersonId) -> BTreeSet<String> {
+        self.exemptions.get(&student).cloned().unwrap_or_default()
     }
 
     /// A class's weekly timetable, once set.
@@ -637,6 +684,37 @@ pub fn decide(
                 hours: timetable.hours().to_vec(),
             }
         }
+        C::ExemptFromSubject { student, subject } => {
+            if !state.holds(*student, Role::Student)? {
+                return Err(Error::NotAStudent);
+            }
+            let subject = clean_name(subject)?;
+            if state
+                .exemptions
+                .get(student)
+                .is_some_and(|s| s.contains(&subject))
+            {
+                return Err(Error::AlreadyExempt);
+            }
+            E::SubjectExemptionGranted {
+                student: *student,
+                subject,
+            }
+        }
+        C::EndExemption { student, subject } => {
+            let subject = clean_name(subject)?;
+            if !state
+                .exemptions
+                .get(student)
+                .is_some_and(|s| s.contains(&subject))
+            {
+                return Err(Error::NotExempt);
+            }
+            E::SubjectExemptionEnded {
+                student: *student,
+                subject,
+            }
+        }
         C::PlanSchoolYear { year, terms } => {
             let terms = Terms::new(*year, terms.clone())?;
             E::SchoolYearPlanned {
@@ -716,6 +794,18 @@ pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
             // Checked when decided, as the terms are.
             if let Ok(timetable) = Timetable::new(hours.clone()) {
                 state.timetables.insert(*class, timetable);
+            }
+        }
+        E::SubjectExemptionGranted { student, subject } => {
+            state
+                .exemptions
+                .entry(*student)
+                .or_default()
+                .insert(subject.clone());
+        }
+        E::SubjectExemptionEnded { student, subject } => {
+            if let Some(s) = state.exemptions.get_mut(student) {
+                s.remove(subject);
             }
         }
         E::SchoolYearPlanned { year, terms } => {
@@ -1134,6 +1224,14 @@ mod tests {
                     teacher: None,
                 }],
             },
+            DirectoryEvent::SubjectExemptionGranted {
+                student: p,
+                subject: "Religione".into(),
+            },
+            DirectoryEvent::SubjectExemptionEnded {
+                student: p,
+                subject: "Religione".into(),
+            },
         ];
         for (e, name) in events.iter().zip(DirectoryEvent::TYPE_NAMES) {
             assert_eq!(e.type_name(), name);
@@ -1190,5 +1288,47 @@ mod tests {
             evolve(&mut state, &e);
         }
         assert_eq!(state.terms(year).unwrap().terms().len(), 1);
+    }
+
+    #[test]
+    fn rule_1_a_student_is_exempted_from_a_subject_and_the_exemption_ends() {
+        let student = PersonId::new();
+        let given = [register(student, "10A01", Role::Student)];
+        let exempt = DirectoryCommand::ExemptFromSubject {
+            student,
+            subject: "Religione".into(),
+        };
+        let end = DirectoryCommand::EndExemption {
+            student,
+            subject: "Religione".into(),
+        };
+        let mut state = Directory::default();
+        for c in given.iter().chain([&exempt]) {
+            for e in decide(&state, c).unwrap() {
+                evolve(&mut state, &e);
+            }
+        }
+        assert_eq!(
+            state.exempt_subjects(student),
+            BTreeSet::from(["Religione".to_owned()])
+        );
+        assert_eq!(decide(&state, &exempt), Err(DirectoryError::AlreadyExempt));
+        for e in decide(&state, &end).unwrap() {
+            evolve(&mut state, &e);
+        }
+        assert!(state.exempt_subjects(student).is_empty());
+        assert_eq!(decide(&state, &end), Err(DirectoryError::NotExempt));
+        // Only students are exempted.
+        let teacher = PersonId::new();
+        assert_eq!(
+            given_when(
+                &[register(teacher, "70A01", Role::Teacher)],
+                &DirectoryCommand::ExemptFromSubject {
+                    student: teacher,
+                    subject: "Religione".into()
+                }
+            ),
+            Err(DirectoryError::NotAStudent)
+        );
     }
 }

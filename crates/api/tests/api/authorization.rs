@@ -209,6 +209,22 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
         ("GET", "/schools/{school}/classes/{class}/days/{date}") => {
             (format!("{s}/classes/{class}/days/2025-10-06"), None)
         }
+        ("POST", "/schools/{school}/students/{student}/exemptions") => (
+            format!("{s}/students/{student}/exemptions"),
+            Some(json!({"subject": format!("Materia {fresh}")})),
+        ),
+        ("DELETE", "/schools/{school}/students/{student}/exemptions/{subject}") => {
+            let subject = format!("Materia{fresh}");
+            w.run(
+                school,
+                registro_domain::directory::DirectoryCommand::ExemptFromSubject {
+                    student,
+                    subject: subject.clone(),
+                },
+            )
+            .await;
+            (format!("{s}/students/{student}/exemptions/{subject}"), None)
+        }
         ("PUT", "/schools/{school}/years/{year}") => {
             (format!("{s}/years/2025"), Some(crate::world::year_plan()))
         }

@@ -598,6 +598,38 @@ async fn attendance_is_recorded_with_the_hours_missed(w: World) {
         (&j["state"], &j["erased"], &j["text"]),
         (&json!("accepted"), &json!(true), &Value::Null)
     );
+
+    // Exempt from science (rule 1, personalised hours): 20 hours a week, 660 a year; a whole
+    // day now misses the four other hours.
+    body(
+        w.call(
+            Method::POST,
+            &format!("/schools/{}/students/{}/exemptions", w.a, w.x),
+            Some(&w.token(Role::Secretary)),
+            Some(&json!({"subject": "Scienze"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let thursday = body(
+        record(json!({"date": "2025-10-09", "kind": "absence"})).await,
+        201,
+    )
+    .await;
+    let view = body(
+        w.call(Method::GET, &attendance, Some(&guardian), None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (&view["annual_hours"], &view["max_absence_hours"]),
+        (&json!(660), &json!(165))
+    );
+    let last = view["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["id"], thursday["id"]);
+    assert_eq!(last["hours"], json!([1, 2, 3, 4]));
 }
 
 #[tokio::test]
