@@ -59,11 +59,14 @@ pub enum Permission {
     /// Set homework and schedule tests for a class: its teachers (the command checks the
     /// subject).
     WriteClassRegister,
+    /// Write and annul a student's notes and sanctions: the student's teachers (notes) and the
+    /// principal (sanctions; the command checks which).
+    WriteNotes,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 13] = [
+    pub const ALL: [Permission; 14] = [
         Permission::ReadOwnProfile,
         Permission::ManageDirectory,
         Permission::ReadStudent,
@@ -77,6 +80,7 @@ impl Permission {
         Permission::ReadRecord,
         Permission::SignLessons,
         Permission::WriteClassRegister,
+        Permission::WriteNotes,
     ];
 
     /// Whether `role` holds this permission for some resource of its school.
@@ -89,6 +93,7 @@ impl Permission {
             P::WriteGrades | P::WriteAttendance => role == R::Teacher,
             P::Justify => matches!(role, R::Guardian | R::Student),
             P::SignLessons | P::WriteClassRegister => role == R::Teacher,
+            P::WriteNotes => matches!(role, R::Teacher | R::Principal),
             P::ReadRecord => matches!(role, R::Principal | R::Teacher | R::Guardian | R::Student),
             P::ManageDirectory => matches!(role, R::Principal | R::Secretary),
             P::ReadStudent => matches!(
@@ -199,7 +204,7 @@ fn allows(
         | (P::ReadOwnProfile | P::ReadAccessLog | P::ReadCalendar, _, _) => true,
         (P::ReadStudentAccessLog, R::Auditor, Target::Student(_)) => true,
         (
-            P::ReadStudent | P::ReadRecord | P::WriteGrades | P::WriteAttendance,
+            P::ReadStudent | P::ReadRecord | P::WriteGrades | P::WriteAttendance | P::WriteNotes,
             R::Teacher,
             Target::Student(s),
         ) => dir.teaches_student(caller, s),

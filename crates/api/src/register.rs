@@ -46,9 +46,14 @@ impl From<command::CommandError<RecordError>> for ApiError {
             command::CommandError::Refused(e) => {
                 let detail = e.to_string();
                 match e {
-                    RecordError::NotYourSubject => ApiError::Forbidden(detail),
-                    RecordError::UnknownGrade | RecordError::UnknownEntry => {
-                        ApiError::NotFoundDetail(detail)
+                    RecordError::NotYourSubject | RecordError::NotThePrincipal => {
+                        ApiError::Forbidden(detail)
+                    }
+                    RecordError::UnknownGrade
+                    | RecordError::UnknownEntry
+                    | RecordError::UnknownNote => ApiError::NotFoundDetail(detail),
+                    RecordError::NoteAnnulled | RecordError::NoteExists => {
+                        ApiError::Conflict(detail)
                     }
                     RecordError::Closed(_)
                     | RecordError::GradeExists
@@ -272,6 +277,7 @@ async fn record_command(
     let stream = StreamId::parse(record::stream(student, year))?;
     let store = state.store.as_ref();
     let (directory, school, teacher) = (&state.directory, caller.school, caller.person);
+    let as_principal = caller.role == registro_domain::Role::Principal;
     let (stream_ref, cmd_ref) = (&stream, &cmd);
     // The classes' scrutini cannot be closed yet (the scrutini issue): no term is locked.
     let none = BTreeSet::new();
@@ -286,6 +292,7 @@ async fn record_command(
             year,
             teacher,
             today: italian_today(),
+            as_principal,
             exempt_subjects: &exempt_subjects,
             directory: &directory,
             closed_terms: closed,
@@ -1545,4 +1552,196 @@ pub async fn end_exemption(
     let (_, student, subject) = ids;
     let cmd = DirectoryCommand::EndExemption { student, subject };
     crate::school::command(&state, &caller, &headers, cmd, StatusCode::OK, None).await
+}
+
+/// A note to write.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteNote {
+    /// disciplinary or annotation.
+    #[schema(value_type = String, example = "disciplinary")]
+    pub kind: record::NoteKind,
+    /// What happened.
+    #[schema(example = "Disturba ripetutamente la lezione")]
+    pub text: String,
+    /// The day.
+    #[schema(value_type = String, format = Date, example = "2025-10-06")]
+    #[serde(with = "registro_domain::iso_date")]
+    pub date: Date,
+}
+
+/// A sanction to record.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideSanction {
+    /// The sanction and its reasons.
+    #[schema(example = "Sospensione di un giorno con obbligo di frequenza")]
+    pub text: String,
+    /// The day it was decided.
+    #[schema(value_type = String, format = Date, example = "2025-10-07")]
+    #[serde(with = "registro_domain::iso_date")]
+    pub date: Date,
+}
+
+/// An annulment with its reason.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnnulNote {
+    /// Why.
+    #[schema(example = "scritta per errore")]
+    pub reason: String,
+}
+
+/// Writes a disciplinary note (nota disciplinare) or an annotation about a student: a teacher
+/// of the student's class.
+#[utoipa::path(post, path = "/schools/{school}/students/{student}/years/{year}/notes",
+    tag = "discipline",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("student" = Uuid, Path, description = "The student"),
+        ("year" = i32, Path, description = "The year the school year starts in")),
+    request_body = WriteNote,
+    responses((status = 201, description = "Written; `id` is the note's", body = Written)))]
+pub async fn write_note(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId, i32)>,
+    headers: HeaderMap,
+    Json(body): Json<WriteNote>,
+) -> Result<Response, ApiError> {
+    let (_, student, year) = ids;
+    let note = registro_domain::NoteId::from_uuid(new_id(&caller, &headers, "note")?);
+    let cmd = RecordCommand::RecordNote {
+        note,
+        kind: body.kind,
+        text: body.text,
+        date: body.date,
+    };
+    let year = school_year(year)?;
+    record_command(
+        &state,
+        &caller,
+        &headers,
+        student,
+        year,
+        cmd,
+        Some(note.into()),
+    )
+    .await
+}
+
+/// Records a sanction (provvedimento disciplinare): the principal.
+#[utoipa::path(post, path = "/schools/{school}/students/{student}/years/{year}/sanctions",
+    tag = "discipline",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("student" = Uuid, Path, description = "The student"),
+        ("year" = i32, Path, description = "The year the school year starts in")),
+    request_body = DecideSanction,
+    responses((status = 201, description = "Recorded; `id` is the sanction's", body = Written)))]
+pub async fn decide_sanction(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId, i32)>,
+    headers: HeaderMap,
+    Json(body): Json<DecideSanction>,
+) -> Result<Response, ApiError> {
+    let (_, student, year) = ids;
+    let note = registro_domain::NoteId::from_uuid(new_id(&caller, &headers, "sanction")?);
+    let cmd = RecordCommand::DecideSanction {
+        note,
+        text: body.text,
+        date: body.date,
+    };
+    let year = school_year(year)?;
+    record_command(
+        &state,
+        &caller,
+        &headers,
+        student,
+        year,
+        cmd,
+        Some(note.into()),
+    )
+    .await
+}
+
+/// Annuls a note (a teacher of the class, or the principal) or a sanction (the principal),
+/// with a reason; it stays in the history.
+#[utoipa::path(post,
+    path = "/schools/{school}/students/{student}/years/{year}/notes/{note}/annulment",
+    tag = "discipline",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("student" = Uuid, Path, description = "The student"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("note" = Uuid, Path, description = "The note or sanction")),
+    request_body = AnnulNote,
+    responses((status = 201, description = "Annulled", body = Written)))]
+pub async fn annul_note(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId, i32, registro_domain::NoteId)>,
+    headers: HeaderMap,
+    Json(body): Json<AnnulNote>,
+) -> Result<Response, ApiError> {
+    let (_, student, year, note) = ids;
+    let cmd = RecordCommand::AnnulNote {
+        note,
+        reason: body.reason,
+    };
+    record_command(
+        &state,
+        &caller,
+        &headers,
+        student,
+        school_year(year)?,
+        cmd,
+        None,
+    )
+    .await
+}
+
+/// A note as it stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NoteView {
+    /// Its id.
+    pub id: Uuid,
+    /// disciplinary, annotation or sanction.
+    #[schema(value_type = String)]
+    pub kind: record::NoteKind,
+    /// What happened.
+    pub text: String,
+    /// The day.
+    #[schema(value_type = String, format = Date)]
+    #[serde(with = "registro_domain::iso_date")]
+    pub date: Date,
+    /// Why it was annulled, when it was.
+    pub annulled: Option<String>,
+}
+
+/// A student's notes and sanctions for a school year, in the order written. A read by the
+/// principal or a teacher is recorded in the access log.
+#[utoipa::path(get, path = "/schools/{school}/students/{student}/years/{year}/notes",
+    tag = "discipline",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("student" = Uuid, Path, description = "The student"),
+        ("year" = i32, Path, description = "The year the school year starts in")),
+    responses((status = 200, description = "The notes", body = Vec<NoteView>)))]
+pub async fn student_notes(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId, i32)>,
+) -> Result<Json<Vec<NoteView>>, ApiError> {
+    let (_, student, year) = ids;
+    let record = student_record(&state, &caller, student, school_year(year)?).await?;
+    let notes = record
+        .notes()
+        .map(|(id, n)| NoteView {
+            id: id.into(),
+            kind: n.kind,
+            text: n.text.clone(),
+            date: n.date,
+            annulled: n.annulled.clone(),
+        })
+        .collect();
+    record_read(&state, &caller, [student], "student.notes").await?;
+    Ok(Json(notes))
 }

@@ -44,7 +44,8 @@ use crate::{AppState, docs, metrics, register, school};
         register::student_attendance, register::submit_justification,
         register::decide_justification, register::sign_lesson, register::assign_substitute,
         register::assign_homework, register::schedule_test, register::class_day,
-        register::exempt_from_subject, register::end_exemption),
+        register::exempt_from_subject, register::end_exemption, register::write_note,
+        register::decide_sanction, register::annul_note, register::student_notes),
     components(schemas(Problem, Health, Readiness, Checks)),
     modifiers(&EveryOperation),
     tags(
@@ -56,6 +57,7 @@ use crate::{AppState, docs, metrics, register, school};
         (name = "grades", description = "Grades (voti), their corrections and annulments, and averages"),
         (name = "attendance", description = "Absences, late entries and early exits, and the attendance limit"),
         (name = "class register", description = "Lesson signatures and topics, substitutes, homework and tests"),
+        (name = "discipline", description = "Disciplinary notes, annotations and sanctions"),
     )
 )]
 pub struct ApiDoc;
@@ -487,6 +489,30 @@ pub fn routes() -> Routes {
             "/schools/{school}/students/{student}/exemptions/{subject}",
             manage(R::Student),
             register::end_exemption,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/students/{student}/years/{year}/notes",
+            member(P::WriteNotes, R::Student),
+            register::write_note,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/students/{student}/years/{year}/notes",
+            member(P::ReadRecord, R::Student),
+            register::student_notes,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/students/{student}/years/{year}/sanctions",
+            member(P::WriteNotes, R::Student),
+            register::decide_sanction,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/students/{student}/years/{year}/notes/{note}/annulment",
+            member(P::WriteNotes, R::Student),
+            register::annul_note,
         )
 }
 

@@ -12,9 +12,11 @@ use crate::class_register::ClassEvent;
 use crate::directory::DirectoryEvent;
 use crate::grade::{GradeKind, GradeValue, Weight};
 use crate::justification::{Justifier, ReasonCategory};
-use crate::record::{Mark, Reason, RecordEvent, Sealable};
+use crate::record::{Mark, NoteKind, Reason, RecordEvent, Sealable};
 use crate::timetable::{LessonHour, Missed};
-use crate::{AttendanceId, ClassId, FiscalCode, GradeId, HomeworkId, PersonId, Role, TestId};
+use crate::{
+    AttendanceId, ClassId, FiscalCode, GradeId, HomeworkId, NoteId, PersonId, Role, TestId,
+};
 
 /// One event type of the catalogue.
 #[derive(Debug, Clone, Copy)]
@@ -500,6 +502,53 @@ pub const CATALOGUE: &[EventDoc] = &[
             record(&RecordEvent::JustificationRejected {
                 entry: AttendanceId::from_uuid(uuid::Uuid::nil()),
                 reason: "manca la firma".into(),
+            })
+        },
+    },
+    EventDoc {
+        name: "NoteRecorded",
+        stream: RECORD,
+        italian: "nota disciplinare, annotazione, provvedimento disciplinare",
+        meaning: "A note about the student, an annotation, or a sanction was written.",
+        who: "a teacher of the student's class (notes, annotations); the principal (sanctions)",
+        schema_version: 1,
+        fields: &[
+            ("note", "uuid", "the note's id"),
+            (
+                "kind",
+                "string",
+                "`disciplinary`, `annotation` or `sanction`",
+            ),
+            ("class", "uuid", "the student's class"),
+            (
+                "text",
+                "string",
+                "what happened, or the sanction and its reasons",
+            ),
+            ("date", "date", "the day (ISO 8601)"),
+        ],
+        sample: || {
+            record(&RecordEvent::NoteRecorded {
+                note: NoteId::from_uuid(uuid::Uuid::nil()),
+                kind: NoteKind::Disciplinary,
+                class: ClassId::from_uuid(uuid::Uuid::nil()),
+                text: "Disturba la lezione".into(),
+                date: date!(2025 - 10 - 06),
+            })
+        },
+    },
+    EventDoc {
+        name: "NoteAnnulled",
+        stream: RECORD,
+        italian: "annullamento di una nota",
+        meaning: "A note or a sanction was annulled, with a reason; it stays in the history.",
+        who: "a teacher of the class or the principal (notes); the principal (sanctions)",
+        schema_version: 1,
+        fields: &[("note", "uuid", "the note"), ("reason", "string", "why")],
+        sample: || {
+            record(&RecordEvent::NoteAnnulled {
+                note: NoteId::from_uuid(uuid::Uuid::nil()),
+                reason: "scritta per errore".into(),
             })
         },
     },

@@ -105,6 +105,10 @@ uuid_id!(
     TestId
 );
 uuid_id!(
+    /// A disciplinary note, an annotation or a sanction in a student's record.
+    NoteId
+);
+uuid_id!(
     /// One stored event.
     EventId
 );

@@ -20,8 +20,8 @@ pub mod timetable;
 
 pub use fiscal_code::{FiscalCode, FiscalCodeError};
 pub use ids::{
-    AttendanceId, CausationId, ClassId, CorrelationId, EventId, GradeId, HomeworkId, PersonId,
-    SchoolId, TestId,
+    AttendanceId, CausationId, ClassId, CorrelationId, EventId, GradeId, HomeworkId, NoteId,
+    PersonId, SchoolId, TestId,
 };
 pub use role::{Role, UnknownRole};
 

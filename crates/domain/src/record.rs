@@ -24,7 +24,7 @@ use crate::justification::{
     may_justify,
 };
 use crate::timetable::Missed;
-use crate::{AttendanceId, ClassId, GradeId, PersonId};
+use crate::{AttendanceId, ClassId, GradeId, NoteId, PersonId};
 
 /// The longest description or reason, in characters.
 pub const MAX_TEXT_CHARS: usize = 500;
@@ -113,6 +113,36 @@ pub enum RecordCommand {
         /// The reason.
         reason: Reason,
     },
+    /// A teacher writes a note about the student (nota disciplinare) or an annotation.
+    RecordNote {
+        /// The new note's id.
+        note: NoteId,
+        /// Disciplinary note or annotation.
+        kind: NoteKind,
+        /// What happened.
+        text: String,
+        /// The day.
+        #[serde(with = "crate::iso_date")]
+        date: Date,
+    },
+    /// The principal decides a sanction (provvedimento disciplinare).
+    DecideSanction {
+        /// The new sanction's id.
+        note: NoteId,
+        /// The sanction and its reasons.
+        text: String,
+        /// The day it was decided.
+        #[serde(with = "crate::iso_date")]
+        date: Date,
+    },
+    /// Annuls a note or a sanction, with a reason: a teacher of the class for a note, the
+    /// principal for a sanction.
+    AnnulNote {
+        /// The note or sanction.
+        note: NoteId,
+        /// Why.
+        reason: String,
+    },
     /// A teacher accepts or rejects the submitted justification.
     DecideJustification {
         /// The entry.
@@ -122,6 +152,18 @@ pub enum RecordCommand {
         /// Why (required for a rejection).
         reason: String,
     },
+}
+
+/// What kind of note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    /// Nota disciplinare.
+    Disciplinary,
+    /// Annotazione (a remark, not disciplinary).
+    Annotation,
+    /// Provvedimento disciplinare, decided by the principal.
+    Sanction,
 }
 
 /// The reason given for an absence, late entry or early exit. Stored sealed with the student's
@@ -235,11 +277,33 @@ pub enum RecordEvent {
         /// Why.
         reason: String,
     },
+    /// A note, an annotation or a sanction was recorded (nota disciplinare, annotazione,
+    /// provvedimento disciplinare).
+    NoteRecorded {
+        /// The note.
+        note: NoteId,
+        /// Its kind.
+        kind: NoteKind,
+        /// The class the student was in.
+        class: ClassId,
+        /// What happened, or the sanction.
+        text: String,
+        /// The day.
+        #[serde(with = "crate::iso_date")]
+        date: Date,
+    },
+    /// A note or sanction was annulled; it stays in the history.
+    NoteAnnulled {
+        /// The note.
+        note: NoteId,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl RecordEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 8] = [
+    pub const TYPE_NAMES: [&'static str; 10] = [
         "GradeRecorded",
         "GradeCorrected",
         "GradeAnnulled",
@@ -248,6 +312,8 @@ impl RecordEvent {
         "JustificationSubmitted",
         "JustificationAccepted",
         "JustificationRejected",
+        "NoteRecorded",
+        "NoteAnnulled",
     ];
 
     /// The event's type name, as stored.
@@ -262,6 +328,8 @@ impl RecordEvent {
             Self::JustificationSubmitted { .. } => Self::TYPE_NAMES[5],
             Self::JustificationAccepted { .. } => Self::TYPE_NAMES[6],
             Self::JustificationRejected { .. } => Self::TYPE_NAMES[7],
+            Self::NoteRecorded { .. } => Self::TYPE_NAMES[8],
+            Self::NoteAnnulled { .. } => Self::TYPE_NAMES[9],
         }
     }
 
@@ -352,6 +420,18 @@ pub enum RecordError {
     /// The entry was cancelled already.
     #[error("la registrazione è già stata annullata")]
     Cancelled,
+    /// No such note in this record.
+    #[error("nota sconosciuta")]
+    UnknownNote,
+    /// The note was annulled already.
+    #[error("la nota è già stata annullata")]
+    NoteAnnulled,
+    /// Sanctions are the principal's, notes the class's teachers'.
+    #[error("solo il dirigente scolastico decide e annulla i provvedimenti disciplinari")]
+    NotThePrincipal,
+    /// The id is used already.
+    #[error("questa nota esiste già")]
+    NoteExists,
     /// A justification rule refused it (`rules.md` section 5).
     #[error(transparent)]
     Justification(#[from] JustificationError),
@@ -364,8 +444,10 @@ pub struct Context<'a> {
     pub student: PersonId,
     /// The record's school year.
     pub year: SchoolYear,
-    /// The teacher acting.
+    /// The teacher acting (or, for sanctions, the principal).
     pub teacher: PersonId,
+    /// Whether the person acting does so as the principal.
+    pub as_principal: bool,
     /// Today, in the school's time zone: nothing is dated after it.
     pub today: Date,
     /// The subjects the student is exempt from (their hours are never missed).
@@ -460,9 +542,27 @@ impl Default for Justification {
     }
 }
 
+/// A note as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Its kind.
+    pub kind: NoteKind,
+    /// The class the student was in.
+    pub class: ClassId,
+    /// What happened.
+    pub text: String,
+    /// The day.
+    pub date: Date,
+    /// Why it was annulled, if it was.
+    pub annulled: Option<String>,
+}
+
 /// The state of a student's record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
+    notes: BTreeMap<NoteId, Note>,
+    /// The notes in the order they were written.
+    note_order: Vec<NoteId>,
     grades: BTreeMap<GradeId, Grade>,
     /// The grades in the order they were given.
     grade_order: Vec<GradeId>,
@@ -483,6 +583,13 @@ impl Record {
         self.grade_order
             .iter()
             .filter_map(|id| self.grades.get(id).map(|g| (*id, g)))
+    }
+
+    /// Every note and sanction, annulled ones included, in the order they were written.
+    pub fn notes(&self) -> impl Iterator<Item = (NoteId, &Note)> {
+        self.note_order
+            .iter()
+            .filter_map(|id| self.notes.get(id).map(|n| (*id, n)))
     }
 
     /// Every attendance entry, cancelled ones included, in the order they were recorded.
@@ -703,6 +810,72 @@ pub fn decide(
                 }
             }
         }
+        C::RecordNote {
+            note,
+            kind,
+            text: what,
+            date,
+        } => {
+            if *kind == NoteKind::Sanction {
+                return Err(RecordError::NotThePrincipal);
+            }
+            let class = ctx
+                .directory
+                .class_of(ctx.student)
+                .ok_or(RecordError::NotEnrolled)?;
+            if !ctx.directory.teaches_class(ctx.teacher, class) {
+                return Err(RecordError::NotYourSubject);
+            }
+            new_note(state, *note)?;
+            ctx.check_open(*date)?;
+            E::NoteRecorded {
+                note: *note,
+                kind: *kind,
+                class,
+                text: text(what, true)?,
+                date: *date,
+            }
+        }
+        C::DecideSanction {
+            note,
+            text: what,
+            date,
+        } => {
+            if !ctx.as_principal {
+                return Err(RecordError::NotThePrincipal);
+            }
+            let class = ctx
+                .directory
+                .class_of(ctx.student)
+                .ok_or(RecordError::NotEnrolled)?;
+            new_note(state, *note)?;
+            ctx.check_open(*date)?;
+            E::NoteRecorded {
+                note: *note,
+                kind: NoteKind::Sanction,
+                class,
+                text: text(what, true)?,
+                date: *date,
+            }
+        }
+        C::AnnulNote { note, reason } => {
+            let existing = state.notes.get(note).ok_or(RecordError::UnknownNote)?;
+            if existing.annulled.is_some() {
+                return Err(RecordError::NoteAnnulled);
+            }
+            let allowed = if existing.kind == NoteKind::Sanction {
+                ctx.as_principal
+            } else {
+                ctx.as_principal || ctx.directory.teaches_class(ctx.teacher, existing.class)
+            };
+            if !allowed {
+                return Err(RecordError::NotThePrincipal);
+            }
+            E::NoteAnnulled {
+                note: *note,
+                reason: text(reason, true)?,
+            }
+        }
         C::CancelAttendance { entry, reason } => {
             let existing = state
                 .attendance
@@ -722,6 +895,14 @@ pub fn decide(
         }
     };
     Ok(vec![event])
+}
+
+/// Refuses an id already used for a note.
+fn new_note(state: &Record, note: NoteId) -> Result<(), RecordError> {
+    if state.notes.contains_key(&note) {
+        return Err(RecordError::NoteExists);
+    }
+    Ok(())
 }
 
 /// An attendance entry that stands (not cancelled).
@@ -841,6 +1022,30 @@ pub fn evolve(state: &mut Record, event: &RecordEvent) {
                     reason: Some(reason.clone()),
                     decision: None,
                 };
+            }
+        }
+        E::NoteRecorded {
+            note,
+            kind,
+            class,
+            text,
+            date,
+        } => {
+            state.note_order.push(*note);
+            state.notes.insert(
+                *note,
+                Note {
+                    kind: *kind,
+                    class: *class,
+                    text: text.clone(),
+                    date: *date,
+                    annulled: None,
+                },
+            );
+        }
+        E::NoteAnnulled { note, reason } => {
+            if let Some(n) = state.notes.get_mut(note) {
+                n.annulled = Some(reason.clone());
             }
         }
         E::JustificationAccepted { entry, reason } | E::JustificationRejected { entry, reason } => {
@@ -1003,6 +1208,7 @@ mod tests {
             teacher: w.teacher,
             exempt_subjects: &NO_EXEMPTIONS,
             today: TODAY,
+            as_principal: false,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -1092,6 +1298,7 @@ mod tests {
             teacher: w.teacher,
             exempt_subjects: &NO_EXEMPTIONS,
             today: TODAY,
+            as_principal: false,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -1153,6 +1360,7 @@ mod tests {
             teacher: w.teacher,
             exempt_subjects: &NO_EXEMPTIONS,
             today: TODAY,
+            as_principal: false,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -1213,6 +1421,7 @@ mod tests {
             teacher: w.teacher,
             exempt_subjects: &NO_EXEMPTIONS,
             today: TODAY,
+            as_principal: false,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -1252,6 +1461,7 @@ mod tests {
             teacher: w.teacher,
             exempt_subjects: &NO_EXEMPTIONS,
             today: TODAY,
+            as_principal: false,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -1308,6 +1518,7 @@ mod tests {
             teacher: w.teacher,
             exempt_subjects: &exempt,
             today: TODAY,
+            as_principal: false,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -1463,6 +1674,7 @@ mod tests {
             teacher: w.teacher,
             exempt_subjects: &NO_EXEMPTIONS,
             today: TODAY,
+            as_principal: false,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -1500,6 +1712,7 @@ mod tests {
             teacher: w.teacher,
             exempt_subjects: &NO_EXEMPTIONS,
             today: TODAY,
+            as_principal: false,
             directory: &w.dir,
             closed_terms: &open,
         };
@@ -1656,6 +1869,77 @@ mod tests {
     }
 
     #[test]
+    fn notes_are_written_by_the_class_teachers_and_sanctions_by_the_principal() {
+        let w = world();
+        let open = BTreeSet::new();
+        let note = NoteId::new();
+        let write = RecordCommand::RecordNote {
+            note,
+            kind: NoteKind::Disciplinary,
+            text: "Disturba la lezione".into(),
+            date: date!(2025 - 10 - 06),
+        };
+        assert!(given_when(&w, w.other_teacher, &open, &[], &write).is_ok());
+        let sanction = RecordCommand::DecideSanction {
+            note: NoteId::new(),
+            text: "Sospensione di un giorno con obbligo di frequenza".into(),
+            date: date!(2025 - 10 - 07),
+        };
+        assert_eq!(
+            given_when(&w, w.teacher, &open, &[], &sanction),
+            Err(RecordError::NotThePrincipal)
+        );
+        let principal = Context {
+            student: w.student,
+            year: SchoolYear::starting(2025),
+            teacher: PersonId::new(),
+            today: TODAY,
+            as_principal: true,
+            exempt_subjects: &NO_EXEMPTIONS,
+            directory: &w.dir,
+            closed_terms: &open,
+        };
+        let mut state = Record::default();
+        for cmd in [&write, &sanction] {
+            let ctx = if matches!(cmd, RecordCommand::DecideSanction { .. }) {
+                principal
+            } else {
+                Context {
+                    teacher: w.teacher,
+                    as_principal: false,
+                    ..principal
+                }
+            };
+            for e in decide(&state, cmd, &ctx).unwrap() {
+                evolve(&mut state, &e);
+            }
+        }
+        let kinds: Vec<NoteKind> = state.notes().map(|(_, n)| n.kind).collect();
+        assert_eq!(kinds, [NoteKind::Disciplinary, NoteKind::Sanction]);
+        // A teacher annuls a note, with a reason, but not the principal's sanction.
+        let teacher = Context {
+            teacher: w.teacher,
+            as_principal: false,
+            ..principal
+        };
+        let annul = |note, reason: &str| RecordCommand::AnnulNote {
+            note,
+            reason: reason.into(),
+        };
+        assert_eq!(
+            decide(&state, &annul(note, " "), &teacher),
+            Err(RecordError::Text)
+        );
+        assert!(decide(&state, &annul(note, "scritta per errore"), &teacher).is_ok());
+        let sanction_id = state.notes().nth(1).unwrap().0;
+        assert_eq!(
+            decide(&state, &annul(sanction_id, "revocata"), &teacher),
+            Err(RecordError::NotThePrincipal)
+        );
+        assert!(decide(&state, &annul(sanction_id, "revocata"), &principal).is_ok());
+    }
+
+    #[test]
     fn every_record_event_round_trips_through_its_stored_form() {
         let g = GradeId::new();
         let events = [
@@ -1705,6 +1989,17 @@ mod tests {
             RecordEvent::JustificationRejected {
                 entry: AttendanceId::new(),
                 reason: "senza firma".into(),
+            },
+            RecordEvent::NoteRecorded {
+                note: NoteId::new(),
+                kind: NoteKind::Annotation,
+                class: ClassId::new(),
+                text: "Dimentica spesso il materiale".into(),
+                date: date!(2025 - 10 - 06),
+            },
+            RecordEvent::NoteAnnulled {
+                note: NoteId::new(),
+                reason: "x".into(),
             },
         ];
         for (e, name) in events.iter().zip(RecordEvent::TYPE_NAMES) {

@@ -225,6 +225,27 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
             .await;
             (format!("{s}/students/{student}/exemptions/{subject}"), None)
         }
+        ("POST", "/schools/{school}/students/{student}/years/{year}/notes") => (
+            format!("{s}/students/{student}/years/2025/notes"),
+            Some(
+                json!({"kind": "annotation", "text": "Dimentica il materiale",
+                "date": "2025-10-06"}),
+            ),
+        ),
+        ("GET", "/schools/{school}/students/{student}/years/{year}/notes") => {
+            (format!("{s}/students/{student}/years/2025/notes"), None)
+        }
+        ("POST", "/schools/{school}/students/{student}/years/{year}/sanctions") => (
+            format!("{s}/students/{student}/years/2025/sanctions"),
+            Some(json!({"text": "Ammonizione scritta", "date": "2025-10-07"})),
+        ),
+        ("POST", "/schools/{school}/students/{student}/years/{year}/notes/{note}/annulment") => {
+            let note = prepared_note(w, target).await;
+            (
+                format!("{s}/students/{student}/years/2025/notes/{note}/annulment"),
+                Some(json!({"reason": "scritta per errore"})),
+            )
+        }
         ("PUT", "/schools/{school}/years/{year}") => {
             (format!("{s}/years/2025"), Some(crate::world::year_plan()))
         }
@@ -330,6 +351,40 @@ async fn prepared_grade(w: &World, target: Target) -> String {
         )
         .await;
     assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A note to annul: on the caller's own student, one the teacher writes; on the other student
+/// of the school, a sanction the principal records (nobody teaches that class); elsewhere, an
+/// id.
+async fn prepared_note(w: &World, target: Target) -> String {
+    let (student, role, path, body) = match target {
+        Target::Own => (
+            w.x,
+            Role::Teacher,
+            "notes",
+            json!({"kind": "disciplinary", "text": "Disturba", "date": "2025-10-06"}),
+        ),
+        Target::Other => (
+            w.y,
+            Role::Principal,
+            "sanctions",
+            json!({"text": "Ammonizione", "date": "2025-10-06"}),
+        ),
+        Target::Foreign => return uuid::Uuid::now_v7().to_string(),
+    };
+    let r = w
+        .call(
+            Method::POST,
+            &format!("/schools/{}/students/{student}/years/2025/{path}", w.a),
+            Some(&w.token(role)),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
     r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()

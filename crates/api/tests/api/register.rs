@@ -1,7 +1,8 @@
 //! The register over HTTP on both stores: grades given by the subject's teacher, read by the
 //! family with their averages per term, corrected and annulled with their history; absences,
 //! late entries and early exits with the hours they miss against the annual limit; the class
-//! register (signatures, substitutes, homework, tests); refusals with their reasons.
+//! register (signatures, substitutes, homework, tests); notes and sanctions; refusals with
+//! their reasons.
 
 use std::time::Duration;
 
@@ -808,4 +809,101 @@ async fn sqlite_the_class_register_is_signed_and_planned() {
 #[tokio::test]
 async fn postgres_the_class_register_is_signed_and_planned() {
     the_class_register_is_signed_and_planned(World::postgres(RateLimit::default()).await).await;
+}
+
+async fn notes_and_sanctions_are_written_read_and_annulled(w: World) {
+    let notes = format!("/schools/{}/students/{}/years/2025/notes", w.a, w.x);
+    let sanctions = format!("/schools/{}/students/{}/years/2025/sanctions", w.a, w.x);
+    let (teacher, principal) = (w.token(Role::Teacher), w.token(Role::Principal));
+    let note = body(
+        w.call(
+            Method::POST,
+            &notes,
+            Some(&teacher),
+            Some(
+                &json!({"kind": "disciplinary", "text": "Disturba la lezione",
+                "date": "2025-10-06"}),
+            ),
+        )
+        .await,
+        201,
+    )
+    .await;
+    body(
+        w.call(
+            Method::POST,
+            &sanctions,
+            Some(&principal),
+            Some(&json!({"text": "Ammonizione scritta", "date": "2025-10-07"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    // A teacher does not decide sanctions; the principal writes no class notes.
+    let r = w
+        .call(
+            Method::POST,
+            &sanctions,
+            Some(&teacher),
+            Some(&json!({"text": "x", "date": "2025-10-07"})),
+        )
+        .await;
+    let problem = body(r, 403).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("dirigente"),
+        "{problem}"
+    );
+    let r = w
+        .call(
+            Method::POST,
+            &notes,
+            Some(&principal),
+            Some(&json!({"kind": "annotation", "text": "x", "date": "2025-10-07"})),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    let id = note["id"].as_str().unwrap();
+    body(
+        w.call(
+            Method::POST,
+            &format!("{notes}/{id}/annulment"),
+            Some(&teacher),
+            Some(&json!({"reason": "scritta per errore"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let list = body(
+        w.call(Method::GET, &notes, Some(&w.token(Role::Guardian)), None)
+            .await,
+        200,
+    )
+    .await;
+    let seen: Vec<(Value, Value)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["kind"].clone(), n["annulled"].clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (json!("disciplinary"), json!("scritta per errore")),
+            (json!("sanction"), Value::Null)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn sqlite_notes_and_sanctions_are_written_read_and_annulled() {
+    notes_and_sanctions_are_written_read_and_annulled(World::sqlite(RateLimit::default()).await)
+        .await;
+}
+
+#[tokio::test]
+async fn postgres_notes_and_sanctions_are_written_read_and_annulled() {
+    notes_and_sanctions_are_written_read_and_annulled(World::postgres(RateLimit::default()).await)
+        .await;
 }
