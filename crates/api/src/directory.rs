@@ -39,11 +39,21 @@ impl From<CommandError> for ApiError {
                     .into(),
             ),
             CommandError::Store(e) => e.into(),
+            CommandError::Refused(DirectoryError::BadRows(rows)) => ApiError::BadLines(
+                rows.into_iter()
+                    .map(|r| crate::error::LineError {
+                        line: r.line,
+                        reason: r.reason,
+                    })
+                    .collect(),
+            ),
             CommandError::Refused(e) => {
                 use DirectoryError as D;
                 let detail = e.to_string();
                 match e {
+                    D::BadRows(_) => ApiError::Unprocessable(detail),
                     D::UnknownPerson(_) | D::UnknownClass(_) => ApiError::NotFoundDetail(detail),
+                    D::UnknownClassName => ApiError::Unprocessable(detail),
                     D::FiscalCodeTaken { .. }
                     | D::AlreadyRegistered
                     | D::RoleHeld

@@ -35,6 +35,19 @@ pub struct Problem {
     /// The request id, also in the `x-request-id` header and the server's logs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// For a file refused line by line: every bad line and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(default)]
+    pub errors: Vec<LineError>,
+}
+
+/// A line of an uploaded file that cannot be taken, and why.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LineError {
+    /// The line's number in the file (1 is the header).
+    pub line: usize,
+    /// Why, in Italian.
+    pub reason: String,
 }
 
 /// Everything a handler can fail with. Each variant's status is in its doc.
@@ -70,6 +83,9 @@ pub enum ApiError {
     /// 415: the request's body is not of a media type the route accepts.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 422: lines of an uploaded file cannot be taken; the problem lists them all.
+    #[error("{} righe non valide", .0.len())]
+    BadLines(Vec<LineError>),
     /// 409: the request conflicts with the current state (a concurrent write; erased data).
     #[error("{0}")]
     Conflict(String),
@@ -100,6 +116,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::BadLines(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -118,6 +135,10 @@ impl ApiError {
             Self::TooManyRequests { retry_after } => {
                 format!("Too many requests with this token: try again in {retry_after} s.")
             }
+            Self::BadLines(lines) => format!(
+                "{} righe del file non sono valide: nessuna è stata applicata (vedi `errors`).",
+                lines.len()
+            ),
             Self::Unauthorized(d)
             | Self::Forbidden(d)
             | Self::NotFoundDetail(d)
@@ -171,6 +192,11 @@ impl From<JsonRejection> for ApiError {
 
 /// A problem response for `status` with `detail`, in the current request's context.
 pub fn problem_response(status: StatusCode, detail: String) -> Response {
+    problem_with_errors(status, detail, Vec::new())
+}
+
+/// As [`problem_response`], listing the bad lines of an uploaded file.
+fn problem_with_errors(status: StatusCode, detail: String, errors: Vec<LineError>) -> Response {
     let ctx = context::current();
     let problem = Problem {
         kind: "about:blank".into(),
@@ -179,6 +205,7 @@ pub fn problem_response(status: StatusCode, detail: String) -> Response {
         detail,
         instance: ctx.as_ref().map(|c| c.path.clone()),
         request_id: ctx.map(|c| c.id),
+        errors,
     };
     let mut response = (status, Json(problem)).into_response();
     response
@@ -198,7 +225,11 @@ impl IntoResponse for ApiError {
         if let Self::Internal(cause) = &self {
             tracing::error!(error = ?cause, "internal error");
         }
-        let mut response = problem_response(self.status(), self.detail());
+        let errors = match &self {
+            Self::BadLines(lines) => lines.clone(),
+            _ => Vec::new(),
+        };
+        let mut response = problem_with_errors(self.status(), self.detail(), errors);
         match self {
             Self::Unauthorized(_) => {
                 response.headers_mut().insert(

@@ -15,6 +15,7 @@ pub mod command;
 mod context;
 pub mod directory;
 mod docs;
+mod enrolment;
 mod error;
 mod json;
 mod metrics;

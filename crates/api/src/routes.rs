@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::context::REQUEST_ID;
 use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
 use crate::policy::{Access, Permission, ResourceKind, Rule};
-use crate::{AppState, docs, metrics, register, school};
+use crate::{AppState, docs, enrolment, metrics, register, school};
 
 /// The OpenAPI document of the API.
 #[derive(Debug, OpenApi)]
@@ -45,8 +45,9 @@ use crate::{AppState, docs, metrics, register, school};
         register::decide_justification, register::sign_lesson, register::assign_substitute,
         register::assign_homework, register::schedule_test, register::class_day,
         register::exempt_from_subject, register::end_exemption, register::write_note,
-        register::decide_sanction, register::annul_note, register::student_notes),
-    components(schemas(Problem, Health, Readiness, Checks)),
+        register::decide_sanction, register::annul_note, register::student_notes,
+        enrolment::enrol_from_csv),
+    components(schemas(Problem, crate::error::LineError, Health, Readiness, Checks)),
     modifiers(&EveryOperation),
     tags(
         (name = "operations", description = "Health, readiness, metrics and the API's own description"),
@@ -513,6 +514,12 @@ pub fn routes() -> Routes {
             "/schools/{school}/students/{student}/years/{year}/notes/{note}/annulment",
             member(P::WriteNotes, R::Student),
             register::annul_note,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/enrolments",
+            manage(R::School),
+            enrolment::enrol_from_csv,
         )
 }
 

@@ -120,6 +120,11 @@ pub enum DirectoryCommand {
         /// The subject.
         subject: String,
     },
+    /// Registers and enrols students from a list (a CSV file): all rows or none.
+    EnrolList {
+        /// The rows, with their line numbers in the file.
+        rows: Vec<EnrolmentRow>,
+    },
     /// Sets the terms (periodi) of a school year; planning a year again replaces its terms.
     PlanSchoolYear {
         /// The school year.
@@ -127,6 +132,35 @@ pub enum DirectoryCommand {
         /// Its terms, in order.
         terms: Vec<Term>,
     },
+}
+
+/// One row of an enrolment list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnrolmentRow {
+    /// Its line in the file (1 is the header).
+    pub line: usize,
+    /// The id a new student gets (unused when the fiscal code is registered already).
+    pub person: PersonId,
+    /// The student's fiscal code.
+    pub fiscal_code: FiscalCode,
+    /// Cognome.
+    pub family_name: String,
+    /// Nome.
+    pub given_name: String,
+    /// The date of birth, when given.
+    #[serde(with = "crate::iso_date::option")]
+    pub birth_date: Option<Date>,
+    /// The class's name.
+    pub class: String,
+}
+
+/// A row of an enrolment list that cannot be applied, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowProblem {
+    /// The line in the file.
+    pub line: usize,
+    /// Why, in Italian.
+    pub reason: String,
 }
 
 /// What happened. Stored as events (`event_type` = the variant name, `data` = its fields).
@@ -337,6 +371,9 @@ pub enum DirectoryError {
     /// No such class in this school.
     #[error("classe sconosciuta")]
     UnknownClass(ClassId),
+    /// No class of that name in this school.
+    #[error("nessuna classe con questo nome")]
+    UnknownClassName,
     /// Only a person holding the teacher role can be assigned to a class.
     #[error("la persona non è un docente")]
     NotATeacher,
@@ -355,6 +392,9 @@ pub enum DirectoryError {
     /// The timetable does not fit.
     #[error(transparent)]
     Timetable(#[from] TimetableError),
+    /// Rows of an enrolment list cannot be applied: nothing is.
+    #[error("{} righe non valide: nessuna applicata", .0.len())]
+    BadRows(Vec<RowProblem>),
     /// The student is already exempt from the subject.
     #[error("lo studente è già esonerato da questa materia")]
     AlreadyExempt,
@@ -491,6 +531,16 @@ impl Directory {
     #[must_use]
     pub fn terms(&self, year: SchoolYear) -> Option<&Terms> {
         self.calendars.get(&year)
+    }
+
+    /// The class with this name (letter case aside).
+    #[must_use]
+    pub fn class_by_name(&self, name: &str) -> Option<ClassId> {
+        let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+        self.classes
+            .iter()
+            .find(|(_, c)| c.name.eq_ignore_ascii_case(&name))
+            .map(|(id, _)| *id)
     }
 
     /// The subjects a student is exempt from.
@@ -684,6 +734,7 @@ pub fn decide(
                 hours: timetable.hours().to_vec(),
             }
         }
+        C::EnrolList { rows } => return enrol_list(state, rows),
         C::ExemptFromSubject { student, subject } => {
             if !state.holds(*student, Role::Student)? {
                 return Err(Error::NotAStudent);
@@ -724,6 +775,71 @@ pub fn decide(
         }
     };
     Ok(vec![event])
+}
+
+/// Decides an enrolment list row by row against the directory as the earlier rows leave it:
+/// every row registers its student (unless their fiscal code is registered already, as a
+/// student) and enrols them in the named class. Every problem of every row is reported; nothing
+/// is decided unless there is none.
+fn enrol_list(
+    state: &Directory,
+    rows: &[EnrolmentRow],
+) -> Result<Vec<DirectoryEvent>, DirectoryError> {
+    let mut scratch = state.clone();
+    let mut events = Vec::new();
+    let mut problems = Vec::new();
+    for row in rows {
+        let step = |scratch: &Directory| -> Result<Vec<DirectoryEvent>, DirectoryError> {
+            let class = scratch
+                .class_by_name(&row.class)
+                .ok_or(DirectoryError::UnknownClassName)?;
+            let mut decided = Vec::new();
+            let student = match scratch.by_fiscal_code(&row.fiscal_code) {
+                Some(existing) if scratch.has_role(existing, Role::Student) => existing,
+                Some(_) => return Err(DirectoryError::NotAStudent),
+                None => {
+                    decided.extend(decide(
+                        scratch,
+                        &DirectoryCommand::Register {
+                            person: row.person,
+                            fiscal_code: row.fiscal_code.clone(),
+                            family_name: row.family_name.clone(),
+                            given_name: row.given_name.clone(),
+                            role: Role::Student,
+                            birth_date: row.birth_date,
+                        },
+                    )?);
+                    row.person
+                }
+            };
+            let mut after = scratch.clone();
+            for e in &decided {
+                evolve(&mut after, e);
+            }
+            decided.extend(decide(
+                &after,
+                &DirectoryCommand::EnrolStudent { student, class },
+            )?);
+            Ok(decided)
+        };
+        match step(&scratch) {
+            Ok(decided) => {
+                for e in &decided {
+                    evolve(&mut scratch, e);
+                }
+                events.extend(decided);
+            }
+            Err(e) => problems.push(RowProblem {
+                line: row.line,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(events)
+    } else {
+        Err(DirectoryError::BadRows(problems))
+    }
 }
 
 /// Applies an event to the state. Events are facts: applying never fails.
@@ -1330,5 +1446,65 @@ mod tests {
             ),
             Err(DirectoryError::NotAStudent)
         );
+    }
+
+    #[test]
+    fn an_enrolment_list_applies_whole_or_reports_every_bad_line() {
+        let class = ClassId::new();
+        let known = PersonId::new();
+        let teacher = PersonId::new();
+        let given = [
+            DirectoryCommand::CreateClass {
+                class,
+                name: "1A".into(),
+            },
+            register(known, "11A01", Role::Student),
+            register(teacher, "70A01", Role::Teacher),
+        ];
+        let mut state = Directory::default();
+        for c in &given {
+            for e in decide(&state, c).unwrap() {
+                evolve(&mut state, &e);
+            }
+        }
+        let row = |line, date: &str, class: &str| EnrolmentRow {
+            line,
+            person: PersonId::new(),
+            fiscal_code: code(date),
+            family_name: "Verdi".into(),
+            given_name: "Luca".into(),
+            birth_date: None,
+            class: class.into(),
+        };
+        // A new student, and one registered already: both enrolled.
+        let good = DirectoryCommand::EnrolList {
+            rows: vec![row(2, "12A01", "1a"), row(3, "11A01", "1A")],
+        };
+        let events = decide(&state, &good).unwrap();
+        assert_eq!(
+            events
+                .iter()
+                .map(DirectoryEvent::type_name)
+                .collect::<Vec<_>>(),
+            ["PersonRegistered", "StudentEnrolled", "StudentEnrolled"]
+        );
+        // Every bad line is named, and nothing is decided.
+        let bad = DirectoryCommand::EnrolList {
+            rows: vec![
+                row(2, "12A01", "1A"),
+                row(3, "12A01", "1A"), // the same student twice
+                row(4, "13A01", "9Z"), // no such class
+                row(5, "70A01", "1A"), // a teacher's code
+            ],
+        };
+        let Err(DirectoryError::BadRows(problems)) = decide(&state, &bad) else {
+            panic!("refused")
+        };
+        assert_eq!(
+            problems.iter().map(|p| p.line).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+        assert!(problems[0].reason.contains("iscritto"), "{problems:?}");
+        assert!(problems[1].reason.contains("classe"), "{problems:?}");
     }
 }

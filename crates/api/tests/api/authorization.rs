@@ -246,6 +246,12 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
                 Some(json!({"reason": "scritta per errore"})),
             )
         }
+        ("POST", "/schools/{school}/enrolments") => (
+            format!("{s}/enrolments"),
+            Some(Value::String(format!(
+                "fiscal_code;family_name;given_name;birth_date;class\n{fresh};Nuovo;Alunno;;1A\n"
+            ))),
+        ),
         ("PUT", "/schools/{school}/years/{year}") => {
             (format!("{s}/years/2025"), Some(crate::world::year_plan()))
         }

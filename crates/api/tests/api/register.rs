@@ -907,3 +907,142 @@ async fn postgres_notes_and_sanctions_are_written_read_and_annulled() {
     notes_and_sanctions_are_written_read_and_annulled(World::postgres(RateLimit::default()).await)
         .await;
 }
+
+/// Bulk enrolment from CSV: a dry run lists every bad line and writes nothing; a clean file is
+/// applied whole, once, even when sent twice.
+#[tokio::test]
+async fn a_csv_file_enrols_whole_or_lists_every_bad_line() {
+    let w = World::sqlite(RateLimit::default()).await;
+    let office = w.token(Role::Secretary);
+    let url = format!("/schools/{}/enrolments", w.a);
+    let head = || async { w.store.school_head(w.a).await.unwrap().unwrap().last_seq };
+    let before = head().await;
+    let (a, b) = (w.code(), w.code());
+    let bad = format!(
+        "fiscal_code;family_name;given_name;birth_date;class\n\
+         {a};Rossi;Anna;2012-05-10;1A\n\
+         XXXYYY12E50Z999A;Verdi;Luca;;1A\n\
+         {b};Bianchi;Marta;10/05/2012;1A\n\
+         {b};Bianchi;Marta;;9Z\n\
+         {a};Rossi;Anna;;1B\n\
+         solo;due\n"
+    );
+    let problem = body(
+        w.call(
+            Method::POST,
+            &format!("{url}?dry_run=true"),
+            Some(&office),
+            Some(&Value::String(bad.clone())),
+        )
+        .await,
+        422,
+    )
+    .await;
+    let lines: Vec<u64> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    // The unreadable lines first (3: the check character, 4: the date, 7: two fields); then,
+    // the readable ones checked against the school: 5 (no class 9Z), 6 (enrolled by line 2).
+    assert_eq!(lines, [3, 4, 7], "{problem}");
+    assert!(
+        problem["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("fiscal_code")
+    );
+    let readable = format!(
+        "fiscal_code;family_name;given_name;birth_date;class\n\
+         {a};Rossi;Anna;2012-05-10;1A\n\
+         {b};Bianchi;Marta;;9Z\n\
+         {a};Rossi;Anna;;1B\n"
+    );
+    let problem = body(
+        w.call(
+            Method::POST,
+            &url,
+            Some(&office),
+            Some(&Value::String(readable)),
+        )
+        .await,
+        422,
+    )
+    .await;
+    let lines: Vec<u64> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [3, 4], "{problem}");
+    assert_eq!(head().await, before, "a refused file wrote nothing");
+
+    // A clean file: checked, then applied once.
+    let clean = format!(
+        "fiscal_code,family_name,given_name,birth_date,class\n\
+         {a},Rossi,Anna,2012-05-10,1A\n\
+         {b},Bianchi,Marta,,1b\n"
+    );
+    let checked = body(
+        w.call(
+            Method::POST,
+            &format!("{url}?dry_run=true"),
+            Some(&office),
+            Some(&Value::String(clean.clone())),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (&checked["registered"], &checked["enrolled"]),
+        (&json!(2), &json!(2))
+    );
+    assert_eq!(head().await, before, "a dry run writes nothing");
+    let send = || {
+        w.client
+            .post(format!("{}{url}", w.base))
+            .bearer_auth(&office)
+            .header("content-type", "text/csv")
+            .header("idempotency-key", "iscrizioni-2025")
+            .body(clean.clone())
+            .send()
+    };
+    let applied = body(send().await.unwrap(), 201).await;
+    assert_eq!(head().await, before + 4);
+    let again = send().await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(body(again, 201).await, applied);
+    assert_eq!(head().await, before + 4);
+    let roster = body(
+        w.call(
+            Method::GET,
+            &format!("/schools/{}/classes/{}", w.a, w.c2),
+            Some(&office),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert!(
+        roster["students"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["family_name"] == "Bianchi"),
+        "{roster}"
+    );
+    // Not CSV: 415.
+    let r = w
+        .call(
+            Method::POST,
+            &url,
+            Some(&office),
+            Some(&json!({"csv": clean})),
+        )
+        .await;
+    assert_eq!(r.status(), 415);
+}

@@ -241,7 +241,8 @@ impl World {
             .unwrap()
     }
 
-    /// Sends `method path` with `token` and an optional JSON body.
+    /// Sends `method path` with `token` and an optional body: JSON, or, for a JSON string, the
+    /// string itself as `text/csv` (an uploaded file).
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -253,8 +254,14 @@ impl World {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        if let Some(body) = body {
-            request = request.json(body);
+        match body {
+            Some(Value::String(text)) => {
+                request = request
+                    .header("content-type", "text/csv")
+                    .body(text.clone());
+            }
+            Some(body) => request = request.json(body),
+            None => {}
         }
         request.send().await.unwrap()
     }
