@@ -12,10 +12,11 @@ use crate::class_register::ClassEvent;
 use crate::directory::DirectoryEvent;
 use crate::grade::{GradeKind, GradeValue, Weight};
 use crate::justification::{Justifier, ReasonCategory};
+use crate::meetings::MeetingEvent;
 use crate::record::{Mark, NoteKind, Reason, RecordEvent, Sealable};
 use crate::timetable::{LessonHour, Missed};
 use crate::{
-    AttendanceId, ClassId, FiscalCode, GradeId, HomeworkId, NoteId, PersonId, Role, TestId,
+    AttendanceId, ClassId, FiscalCode, GradeId, HomeworkId, NoteId, PersonId, Role, SlotId, TestId,
 };
 
 /// One event type of the catalogue.
@@ -42,6 +43,7 @@ pub struct EventDoc {
 const DIRECTORY: &str = "`directory`";
 const RECORD: &str = "`student-<student>-<year>`";
 const CLASS: &str = "`class-<class>`";
+const MEETINGS: &str = "`meetings-<teacher>`";
 
 fn person() -> PersonId {
     PersonId::from_uuid(uuid::Uuid::nil())
@@ -56,6 +58,10 @@ fn record(e: &RecordEvent) -> Value {
 }
 
 fn class(e: &ClassEvent) -> Value {
+    e.data()
+}
+
+fn meeting(e: &MeetingEvent) -> Value {
     e.data()
 }
 
@@ -657,6 +663,87 @@ pub const CATALOGUE: &[EventDoc] = &[
         },
     },
     EventDoc {
+        name: "SlotOffered",
+        stream: MEETINGS,
+        italian: "colloquio (disponibilità del docente)",
+        meaning: "A teacher offered a slot for parent-teacher meetings.",
+        who: "the teacher",
+        schema_version: 1,
+        fields: &[
+            ("slot", "uuid", "the slot's id"),
+            ("date", "date", "the day (ISO 8601)"),
+            ("start", "time", "when it starts (HH:MM)"),
+            ("end", "time", "when it ends (HH:MM)"),
+            ("capacity", "integer", "how many bookings it takes"),
+            ("place", "string", "where"),
+        ],
+        sample: || {
+            meeting(&MeetingEvent::SlotOffered {
+                slot: SlotId::from_uuid(uuid::Uuid::nil()),
+                date: date!(2025 - 10 - 15),
+                start: time::macros::time!(16:00),
+                end: time::macros::time!(16:30),
+                capacity: 3,
+                place: "Aula 12".into(),
+            })
+        },
+    },
+    EventDoc {
+        name: "SlotCancelled",
+        stream: MEETINGS,
+        italian: "colloquio annullato",
+        meaning: "A teacher cancelled a slot, with a reason; its bookings fall with it.",
+        who: "the teacher",
+        schema_version: 1,
+        fields: &[("slot", "uuid", "the slot"), ("reason", "string", "why")],
+        sample: || {
+            meeting(&MeetingEvent::SlotCancelled {
+                slot: SlotId::from_uuid(uuid::Uuid::nil()),
+                reason: "consiglio di classe straordinario".into(),
+            })
+        },
+    },
+    EventDoc {
+        name: "MeetingBooked",
+        stream: MEETINGS,
+        italian: "prenotazione del colloquio",
+        meaning: "A guardian booked a slot about their child.",
+        who: "a guardian of a student the teacher teaches",
+        schema_version: 1,
+        fields: &[
+            ("slot", "uuid", "the slot"),
+            ("guardian", "uuid", "the guardian"),
+            ("student", "uuid", "the student"),
+        ],
+        sample: || {
+            meeting(&MeetingEvent::MeetingBooked {
+                slot: SlotId::from_uuid(uuid::Uuid::nil()),
+                guardian: person(),
+                student: person(),
+            })
+        },
+    },
+    EventDoc {
+        name: "BookingCancelled",
+        stream: MEETINGS,
+        italian: "prenotazione annullata",
+        meaning: "A guardian cancelled their booking; the place is free again.",
+        who: "the guardian who booked",
+        schema_version: 1,
+        fields: &[
+            ("slot", "uuid", "the slot"),
+            ("guardian", "uuid", "the guardian"),
+            ("student", "uuid", "the student"),
+        ],
+        sample: || {
+            meeting(&MeetingEvent::BookingCancelled {
+                slot: SlotId::from_uuid(uuid::Uuid::nil()),
+                guardian: person(),
+                student: person(),
+            })
+        },
+    },
+    EventDoc {
         name: "StudentDataRead",
         stream: "`access-log`",
         italian: "registro degli accessi",
@@ -741,6 +828,7 @@ mod tests {
             .iter()
             .chain(&RecordEvent::TYPE_NAMES)
             .chain(&ClassEvent::TYPE_NAMES)
+            .chain(&MeetingEvent::TYPE_NAMES)
             .chain(&[crate::access::STUDENT_DATA_READ])
             .copied()
             .collect();

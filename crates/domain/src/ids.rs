@@ -109,6 +109,10 @@ uuid_id!(
     NoteId
 );
 uuid_id!(
+    /// A slot a teacher offers for parent-teacher meetings (colloqui).
+    SlotId
+);
+uuid_id!(
     /// One stored event.
     EventId
 );

@@ -14,6 +14,7 @@ pub mod fiscal_code;
 pub mod grade;
 pub mod ids;
 pub mod justification;
+pub mod meetings;
 pub mod record;
 pub mod role;
 pub mod timetable;
@@ -21,7 +22,7 @@ pub mod timetable;
 pub use fiscal_code::{FiscalCode, FiscalCodeError};
 pub use ids::{
     AttendanceId, CausationId, ClassId, CorrelationId, EventId, GradeId, HomeworkId, NoteId,
-    PersonId, SchoolId, TestId,
+    PersonId, SchoolId, SlotId, TestId,
 };
 pub use role::{Role, UnknownRole};
 
