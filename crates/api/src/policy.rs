@@ -62,11 +62,15 @@ pub enum Permission {
     /// Write and annul a student's notes and sanctions: the student's teachers (notes) and the
     /// principal (sanctions; the command checks which).
     WriteNotes,
+    /// A teacher's parent-teacher meetings: the teacher (offers, cancels, reads), the guardians
+    /// of the students they teach (book, cancel their bookings, read), the principal (reads);
+    /// the command checks who does what.
+    Meetings,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 15] = [
         Permission::ReadOwnProfile,
         Permission::ManageDirectory,
         Permission::ReadStudent,
@@ -81,6 +85,7 @@ impl Permission {
         Permission::SignLessons,
         Permission::WriteClassRegister,
         Permission::WriteNotes,
+        Permission::Meetings,
     ];
 
     /// Whether `role` holds this permission for some resource of its school.
@@ -94,6 +99,7 @@ impl Permission {
             P::Justify => matches!(role, R::Guardian | R::Student),
             P::SignLessons | P::WriteClassRegister => role == R::Teacher,
             P::WriteNotes => matches!(role, R::Teacher | R::Principal),
+            P::Meetings => matches!(role, R::Teacher | R::Principal | R::Guardian),
             P::ReadRecord => matches!(role, R::Principal | R::Teacher | R::Guardian | R::Student),
             P::ManageDirectory => matches!(role, R::Principal | R::Secretary),
             P::ReadStudent => matches!(
@@ -212,6 +218,10 @@ fn allows(
             dir.teaches_class(caller, c)
         }
         (P::SignLessons, R::Teacher, Target::Class(_)) => true,
+        (P::Meetings, R::Teacher, Target::Person(p)) => p == caller,
+        (P::Meetings, R::Guardian, Target::Person(p)) => {
+            dir.students_of(caller).any(|s| dir.teaches_student(p, s))
+        }
         (
             P::ReadStudent | P::ReadStudentAccessLog | P::ReadRecord | P::Justify,
             R::Guardian,

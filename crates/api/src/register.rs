@@ -1745,3 +1745,298 @@ pub async fn student_notes(
     record_read(&state, &caller, [student], "student.notes").await?;
     Ok(Json(notes))
 }
+
+impl Fold for registro_domain::meetings::Meetings {
+    fn apply(&mut self, event: &RecordedEvent) -> anyhow::Result<()> {
+        use registro_domain::meetings::{MeetingEvent, evolve};
+        evolve(
+            self,
+            &MeetingEvent::from_stored(event.event_type.as_str(), &event.data)?,
+        );
+        Ok(())
+    }
+}
+
+impl From<command::CommandError<registro_domain::meetings::MeetingError>> for ApiError {
+    fn from(e: command::CommandError<registro_domain::meetings::MeetingError>) -> Self {
+        use registro_domain::meetings::MeetingError as M;
+        match e {
+            command::CommandError::Store(e) => e.into(),
+            command::CommandError::Refused(e) => {
+                let detail = e.to_string();
+                match e {
+                    M::NotTheTeacher | M::NotYourTeacher | M::NotYourBooking => {
+                        ApiError::Forbidden(detail)
+                    }
+                    M::UnknownSlot => ApiError::NotFoundDetail(detail),
+                    M::Cancelled | M::Full | M::AlreadyBooked | M::NotBooked | M::Exists => {
+                        ApiError::Conflict(detail)
+                    }
+                    M::BadSlot | M::Past | M::Text => ApiError::Unprocessable(detail),
+                }
+            }
+        }
+    }
+}
+
+/// Runs a meetings command for the caller on `teacher`'s meetings.
+async fn meetings_command(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    teacher: PersonId,
+    cmd: registro_domain::meetings::MeetingCommand,
+) -> Result<registro_store::AppendOutcome, ApiError> {
+    use registro_domain::meetings;
+    let key = idempotency_key(headers, caller)?;
+    let stream = StreamId::parse(meetings::stream(teacher))?;
+    let store = state.store.as_ref();
+    let (directory, school, actor) = (&state.directory, caller.school, caller.person);
+    let (stream_ref, cmd_ref) = (&stream, &cmd);
+    let decide = move || async move {
+        let Snapshot {
+            version,
+            state: current,
+        } = fold_stream::<meetings::Meetings>(store, school, stream_ref, Snapshot::default())
+            .await?;
+        let directory = directory.current(store, school).await?.state;
+        let ctx = meetings::Context {
+            teacher,
+            actor,
+            today: italian_today(),
+            directory: &directory,
+        };
+        let events =
+            meetings::decide(&current, cmd_ref, &ctx).map_err(command::CommandError::Refused)?;
+        Ok(Decision {
+            version,
+            events: new_events(events.iter().map(|e| (e.type_name(), e.data())))?,
+        })
+    };
+    let metadata = CommandMetadata::by(caller.person, caller.role);
+    Ok(command::execute(store, school, &stream, metadata, &cmd, key, decide).await?)
+}
+
+/// A slot to offer.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfferSlot {
+    /// The day.
+    #[schema(value_type = String, format = Date, example = "2025-10-15")]
+    #[serde(with = "registro_domain::iso_date")]
+    pub date: Date,
+    /// When it starts, HH:MM.
+    #[schema(value_type = String, example = "16:00")]
+    #[serde(with = "registro_domain::hour_minute")]
+    pub start: time::Time,
+    /// When it ends, HH:MM.
+    #[schema(value_type = String, example = "16:30")]
+    #[serde(with = "registro_domain::hour_minute")]
+    pub end: time::Time,
+    /// How many bookings it takes (1 to 50).
+    #[schema(example = 3)]
+    pub capacity: u8,
+    /// Where.
+    #[serde(default)]
+    #[schema(example = "Aula 12")]
+    pub place: String,
+}
+
+/// Offers a slot for parent-teacher meetings (colloqui): the teacher, for themself.
+#[utoipa::path(post, path = "/schools/{school}/teachers/{person}/meetings", tag = "meetings",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("person" = Uuid, Path, description = "The teacher")),
+    request_body = OfferSlot,
+    responses((status = 201, description = "Offered; `id` is the slot's", body = Written)))]
+pub async fn offer_slot(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId)>,
+    headers: HeaderMap,
+    Json(body): Json<OfferSlot>,
+) -> Result<Response, ApiError> {
+    let (_, teacher) = ids;
+    let slot = registro_domain::SlotId::from_uuid(new_id(&caller, &headers, "slot")?);
+    let cmd = registro_domain::meetings::MeetingCommand::OfferSlot {
+        slot,
+        date: body.date,
+        start: body.start,
+        end: body.end,
+        capacity: body.capacity,
+        place: body.place,
+    };
+    let outcome = meetings_command(&state, &caller, &headers, teacher, cmd).await?;
+    Ok(command_response(
+        StatusCode::CREATED,
+        &outcome,
+        Some(slot.into()),
+    ))
+}
+
+/// A cancellation of a slot.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelSlot {
+    /// Why.
+    #[schema(example = "consiglio di classe straordinario")]
+    pub reason: String,
+}
+
+/// Cancels a slot, with a reason: the teacher. Its bookings fall with it.
+#[utoipa::path(post, path = "/schools/{school}/teachers/{person}/meetings/{slot}/cancellation",
+    tag = "meetings",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("person" = Uuid, Path, description = "The teacher"),
+        ("slot" = Uuid, Path, description = "The slot")),
+    request_body = CancelSlot,
+    responses((status = 201, description = "Cancelled", body = Written)))]
+pub async fn cancel_slot(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId, registro_domain::SlotId)>,
+    headers: HeaderMap,
+    Json(body): Json<CancelSlot>,
+) -> Result<Response, ApiError> {
+    let (_, teacher, slot) = ids;
+    let cmd = registro_domain::meetings::MeetingCommand::CancelSlot {
+        slot,
+        reason: body.reason,
+    };
+    let outcome = meetings_command(&state, &caller, &headers, teacher, cmd).await?;
+    Ok(command_response(StatusCode::CREATED, &outcome, None))
+}
+
+/// A booking.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Booking {
+    /// The student the meeting is about: the guardian's child, taught by the teacher.
+    #[schema(value_type = Uuid)]
+    pub student: PersonId,
+}
+
+/// Books a slot: a guardian of a student the teacher teaches.
+#[utoipa::path(post, path = "/schools/{school}/teachers/{person}/meetings/{slot}/bookings",
+    tag = "meetings",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("person" = Uuid, Path, description = "The teacher"),
+        ("slot" = Uuid, Path, description = "The slot")),
+    request_body = Booking,
+    responses(
+        (status = 201, description = "Booked", body = Written),
+        (status = 409, description = "Full, cancelled, or booked already",
+            body = crate::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn book_slot(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId, registro_domain::SlotId)>,
+    headers: HeaderMap,
+    Json(body): Json<Booking>,
+) -> Result<Response, ApiError> {
+    let (_, teacher, slot) = ids;
+    let cmd = registro_domain::meetings::MeetingCommand::Book {
+        slot,
+        student: body.student,
+    };
+    let outcome = meetings_command(&state, &caller, &headers, teacher, cmd).await?;
+    Ok(command_response(StatusCode::CREATED, &outcome, None))
+}
+
+/// Cancels a booking: the guardian who made it.
+#[utoipa::path(delete,
+    path = "/schools/{school}/teachers/{person}/meetings/{slot}/bookings/{student}",
+    tag = "meetings",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("person" = Uuid, Path, description = "The teacher"),
+        ("slot" = Uuid, Path, description = "The slot"),
+        ("student" = Uuid, Path, description = "The student")),
+    responses((status = 200, description = "Cancelled", body = Written)))]
+pub async fn cancel_booking(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId, registro_domain::SlotId, PersonId)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (_, teacher, slot, student) = ids;
+    let cmd = registro_domain::meetings::MeetingCommand::CancelBooking { slot, student };
+    let outcome = meetings_command(&state, &caller, &headers, teacher, cmd).await?;
+    Ok(command_response(StatusCode::OK, &outcome, None))
+}
+
+/// A slot as the caller may see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SlotView {
+    /// Its id.
+    pub id: Uuid,
+    /// The day.
+    #[schema(value_type = String, format = Date)]
+    #[serde(with = "registro_domain::iso_date")]
+    pub date: Date,
+    /// When it starts.
+    #[schema(value_type = String)]
+    #[serde(with = "registro_domain::hour_minute")]
+    pub start: time::Time,
+    /// When it ends.
+    #[schema(value_type = String)]
+    #[serde(with = "registro_domain::hour_minute")]
+    pub end: time::Time,
+    /// Where.
+    pub place: String,
+    /// How many bookings it takes.
+    pub capacity: u8,
+    /// How many places are free.
+    pub free: u8,
+    /// Why it was cancelled, if it was.
+    pub cancelled: Option<String>,
+    /// The students booked: every one for the teacher and the principal; a guardian sees only
+    /// their own.
+    #[schema(value_type = Vec<Uuid>)]
+    pub booked_students: Vec<PersonId>,
+}
+
+/// A teacher's meeting slots. Guardians see the free places and their own bookings only.
+#[utoipa::path(get, path = "/schools/{school}/teachers/{person}/meetings", tag = "meetings",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("person" = Uuid, Path, description = "The teacher")),
+    responses((status = 200, description = "The slots", body = Vec<SlotView>)))]
+pub async fn teacher_slots(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId)>,
+) -> Result<Json<Vec<SlotView>>, ApiError> {
+    let (_, teacher) = ids;
+    let stream = StreamId::parse(registro_domain::meetings::stream(teacher))?;
+    let meetings = fold_stream::<registro_domain::meetings::Meetings>(
+        state.store.as_ref(),
+        caller.school,
+        &stream,
+        Snapshot::default(),
+    )
+    .await?
+    .state;
+    let sees_all = caller.role != registro_domain::Role::Guardian;
+    Ok(Json(
+        meetings
+            .slots()
+            .map(|(id, s)| SlotView {
+                id: id.into(),
+                date: s.date,
+                start: s.start,
+                end: s.end,
+                place: s.place.clone(),
+                capacity: s.capacity,
+                free: s
+                    .capacity
+                    .saturating_sub(u8::try_from(s.bookings.len()).unwrap_or(u8::MAX)),
+                cancelled: s.cancelled.clone(),
+                booked_students: s
+                    .bookings
+                    .iter()
+                    .filter(|(guardian, _)| sees_all || *guardian == caller.person)
+                    .map(|(_, student)| *student)
+                    .collect(),
+            })
+            .collect(),
+    ))
+}

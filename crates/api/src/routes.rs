@@ -46,7 +46,8 @@ use crate::{AppState, docs, enrolment, metrics, register, school};
         register::assign_homework, register::schedule_test, register::class_day,
         register::exempt_from_subject, register::end_exemption, register::write_note,
         register::decide_sanction, register::annul_note, register::student_notes,
-        enrolment::enrol_from_csv),
+        enrolment::enrol_from_csv, register::offer_slot, register::teacher_slots,
+        register::cancel_slot, register::book_slot, register::cancel_booking),
     components(schemas(Problem, crate::error::LineError, Health, Readiness, Checks)),
     modifiers(&EveryOperation),
     tags(
@@ -59,6 +60,7 @@ use crate::{AppState, docs, enrolment, metrics, register, school};
         (name = "attendance", description = "Absences, late entries and early exits, and the attendance limit"),
         (name = "class register", description = "Lesson signatures and topics, substitutes, homework and tests"),
         (name = "discipline", description = "Disciplinary notes, annotations and sanctions"),
+        (name = "meetings", description = "Parent-teacher meetings (colloqui)"),
     )
 )]
 pub struct ApiDoc;
@@ -520,6 +522,36 @@ pub fn routes() -> Routes {
             "/schools/{school}/enrolments",
             manage(R::School),
             enrolment::enrol_from_csv,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/teachers/{person}/meetings",
+            member(P::Meetings, R::Person),
+            register::offer_slot,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/teachers/{person}/meetings",
+            member(P::Meetings, R::Person),
+            register::teacher_slots,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/teachers/{person}/meetings/{slot}/cancellation",
+            member(P::Meetings, R::Person),
+            register::cancel_slot,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/teachers/{person}/meetings/{slot}/bookings",
+            member(P::Meetings, R::Person),
+            register::book_slot,
+        )
+        .add(
+            Method::DELETE,
+            "/schools/{school}/teachers/{person}/meetings/{slot}/bookings/{student}",
+            member(P::Meetings, R::Person),
+            register::cancel_booking,
         )
 }
 

@@ -179,9 +179,12 @@ pub enum MeetingError {
     /// Booked already for that student.
     #[error("il colloquio è già prenotato per questo studente")]
     AlreadyBooked,
-    /// No such booking of this guardian.
-    #[error("nessuna prenotazione di questo genitore per questo studente")]
+    /// No such booking.
+    #[error("nessuna prenotazione per questo studente")]
     NotBooked,
+    /// The booking is another guardian's.
+    #[error("la prenotazione è di un altro genitore")]
+    NotYourBooking,
     /// The guardian is not the student's, or the teacher does not teach them.
     #[error("il docente non insegna allo studente, o lo studente non è figlio del genitore")]
     NotYourTeacher,
@@ -328,7 +331,11 @@ pub fn decide(
         C::CancelBooking { slot, student } => {
             let s = live(*slot)?;
             if !s.bookings.contains(&(ctx.actor, *student)) {
-                return Err(MeetingError::NotBooked);
+                return Err(if s.bookings.iter().any(|(_, st)| st == student) {
+                    MeetingError::NotYourBooking
+                } else {
+                    MeetingError::NotBooked
+                });
             }
             E::BookingCancelled {
                 slot: *slot,
@@ -516,6 +523,18 @@ mod tests {
         assert_eq!(
             run(&w, &[(w.teacher, offer(slot, 2)), book(0), book(0)]).unwrap_err(),
             MeetingError::AlreadyBooked
+        );
+        // Only the guardian who booked cancels the booking.
+        let other_cancels = (
+            w.parents[1],
+            MeetingCommand::CancelBooking {
+                slot,
+                student: w.children[0],
+            },
+        );
+        assert_eq!(
+            run(&w, &[(w.teacher, offer(slot, 2)), book(0), other_cancels]).unwrap_err(),
+            MeetingError::NotYourBooking
         );
         // A cancelled booking frees its place.
         let cancel = (

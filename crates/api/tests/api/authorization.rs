@@ -252,6 +252,41 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
                 "fiscal_code;family_name;given_name;birth_date;class\n{fresh};Nuovo;Alunno;;1A\n"
             ))),
         ),
+        ("POST", "/schools/{school}/teachers/{person}/meetings") => {
+            let teacher = meeting_teacher(w, target).await.0;
+            (
+                format!("{s}/teachers/{teacher}/meetings"),
+                Some(
+                    json!({"date": "2099-10-15", "start": "16:00", "end": "16:30",
+                    "capacity": 3}),
+                ),
+            )
+        }
+        ("GET", "/schools/{school}/teachers/{person}/meetings") => {
+            let teacher = meeting_teacher(w, target).await.0;
+            (format!("{s}/teachers/{teacher}/meetings"), None)
+        }
+        ("POST", "/schools/{school}/teachers/{person}/meetings/{slot}/cancellation") => {
+            let (teacher, slot) = meeting_slot(w, target, false).await;
+            (
+                format!("{s}/teachers/{teacher}/meetings/{slot}/cancellation"),
+                Some(json!({"reason": "riunione"})),
+            )
+        }
+        ("POST", "/schools/{school}/teachers/{person}/meetings/{slot}/bookings") => {
+            let (teacher, slot) = meeting_slot(w, target, false).await;
+            (
+                format!("{s}/teachers/{teacher}/meetings/{slot}/bookings"),
+                Some(json!({"student": w.x})),
+            )
+        }
+        ("DELETE", "/schools/{school}/teachers/{person}/meetings/{slot}/bookings/{student}") => {
+            let (teacher, slot) = meeting_slot(w, target, true).await;
+            (
+                format!("{s}/teachers/{teacher}/meetings/{slot}/bookings/{}", w.x),
+                None,
+            )
+        }
         ("PUT", "/schools/{school}/years/{year}") => {
             (format!("{s}/years/2025"), Some(crate::world::year_plan()))
         }
@@ -361,6 +396,66 @@ async fn prepared_grade(w: &World, target: Target) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// The teacher whose meetings a call touches, with a token for them: X's teacher; a new
+/// teacher of the school who teaches nobody; the other school's teacher.
+async fn meeting_teacher(w: &World, target: Target) -> (registro_domain::PersonId, String) {
+    match target {
+        Target::Own => (w.person(Role::Teacher), w.token(Role::Teacher)),
+        Target::Other => {
+            let code = w.code();
+            let teacher = w.register_with_code(w.a, Role::Teacher, code.clone()).await;
+            let token = w
+                .issuer
+                .issue_with(None, &code, Duration::from_secs(600))
+                .unwrap();
+            (teacher, token)
+        }
+        Target::Foreign => (w.teacher_b, String::new()),
+    }
+}
+
+/// A slot of the target's teacher, offered through the API (and, with `booked`, booked by
+/// X's guardian when the teacher is X's): an id for the other school.
+async fn meeting_slot(
+    w: &World,
+    target: Target,
+    booked: bool,
+) -> (registro_domain::PersonId, String) {
+    let (teacher, token) = meeting_teacher(w, target).await;
+    if target == Target::Foreign {
+        return (teacher, uuid::Uuid::now_v7().to_string());
+    }
+    let path = format!("/schools/{}/teachers/{teacher}/meetings", w.a);
+    let r = w
+        .call(
+            Method::POST,
+            &path,
+            Some(&token),
+            Some(
+                &json!({"date": "2099-10-15", "start": "16:00", "end": "16:30",
+                "capacity": 50}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    let slot = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    if booked && target == Target::Own {
+        let r = w
+            .call(
+                Method::POST,
+                &format!("{path}/{slot}/bookings"),
+                Some(&w.token(Role::Guardian)),
+                Some(&json!({"student": w.x})),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    (teacher, slot)
 }
 
 /// A note to annul: on the caller's own student, one the teacher writes; on the other student

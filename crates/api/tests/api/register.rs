@@ -1046,3 +1046,73 @@ async fn a_csv_file_enrols_whole_or_lists_every_bad_line() {
         .await;
     assert_eq!(r.status(), 415);
 }
+
+/// Meetings: the teacher offers, a guardian books, another family sees the free places but not
+/// who booked, the teacher sees every booking.
+#[tokio::test]
+async fn a_meeting_is_offered_booked_and_seen_by_each_as_they_may() {
+    let w = World::sqlite(RateLimit::default()).await;
+    let teacher = w.person(Role::Teacher);
+    let meetings = format!("/schools/{}/teachers/{teacher}/meetings", w.a);
+    let slot = body(
+        w.call(
+            Method::POST,
+            &meetings,
+            Some(&w.token(Role::Teacher)),
+            Some(
+                &json!({"date": "2099-10-15", "start": "16:00", "end": "16:30",
+                "capacity": 2, "place": "Aula 12"}),
+            ),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let slot = slot["id"].as_str().unwrap();
+    body(
+        w.call(
+            Method::POST,
+            &format!("{meetings}/{slot}/bookings"),
+            Some(&w.token(Role::Guardian)),
+            Some(&json!({"student": w.x})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    // A second parent of the same child, with a link of their own, sees one place taken and
+    // not by whom.
+    let code = w.code();
+    let other_parent = w
+        .register_with_code(w.a, Role::Guardian, code.clone())
+        .await;
+    w.link(w.a, other_parent, w.x).await;
+    let other = w
+        .issuer
+        .issue_with(None, &code, Duration::from_secs(60))
+        .unwrap();
+    let seen = body(
+        w.call(Method::GET, &meetings, Some(&other), None).await,
+        200,
+    )
+    .await;
+    assert_eq!(seen[0]["free"], 1);
+    assert_eq!(seen[0]["booked_students"], json!([]));
+    let seen = body(
+        w.call(Method::GET, &meetings, Some(&w.token(Role::Teacher)), None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(seen[0]["booked_students"], json!([w.x]));
+    // The other parent cannot cancel the first one's booking.
+    let r = w
+        .call(
+            Method::DELETE,
+            &format!("{meetings}/{slot}/bookings/{}", w.x),
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+}
