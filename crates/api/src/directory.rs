@@ -65,7 +65,10 @@ impl From<CommandError> for ApiError {
                     | D::AlreadyAssigned
                     | D::AlreadyEnrolled
                     | D::AlreadyExempt
-                    | D::NotExempt => ApiError::Conflict(detail),
+                    | D::NotExempt
+                    | D::NotEnrolled
+                    | D::SameClass => ApiError::Conflict(detail),
+                    D::NotTheClassTeacher | D::Reason => ApiError::Unprocessable(detail),
                     D::BadName
                     | D::NotAPersonRole
                     | D::NotGuardianAndStudent

@@ -47,7 +47,8 @@ use crate::{AppState, docs, enrolment, metrics, register, school};
         register::exempt_from_subject, register::end_exemption, register::write_note,
         register::decide_sanction, register::annul_note, register::student_notes,
         enrolment::enrol_from_csv, register::offer_slot, register::teacher_slots,
-        register::cancel_slot, register::book_slot, register::cancel_booking),
+        register::cancel_slot, register::book_slot, register::cancel_booking,
+        school::transfer_student, school::withdraw_student, school::appoint_coordinator),
     components(schemas(Problem, crate::error::LineError, Health, Readiness, Checks)),
     modifiers(&EveryOperation),
     tags(
@@ -552,6 +553,24 @@ pub fn routes() -> Routes {
             "/schools/{school}/teachers/{person}/meetings/{slot}/bookings/{student}",
             member(P::Meetings, R::Person),
             register::cancel_booking,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/students/{student}/transfer",
+            manage(R::Student),
+            school::transfer_student,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/students/{student}/withdrawal",
+            manage(R::Student),
+            school::withdraw_student,
+        )
+        .add(
+            Method::PUT,
+            "/schools/{school}/classes/{class}/coordinator",
+            manage(R::Class),
+            school::appoint_coordinator,
         )
 }
 

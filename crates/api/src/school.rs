@@ -820,3 +820,96 @@ async fn access_records(
         next_before,
     })
 }
+
+/// The class a student moves to.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    /// The class.
+    #[schema(value_type = Uuid)]
+    pub class: ClassId,
+}
+
+/// Moves an enrolled student to another class of the school (trasferimento di classe).
+#[utoipa::path(post, path = "/schools/{school}/students/{student}/transfer", tag = "directory",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("student" = Uuid, Path, description = "The student")),
+    request_body = Transfer,
+    responses((status = 201, description = "Moved", body = Written)))]
+pub async fn transfer_student(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId)>,
+    headers: HeaderMap,
+    Json(body): Json<Transfer>,
+) -> Result<Response, ApiError> {
+    let (_, student) = ids;
+    not_about_oneself(&caller, student)?;
+    let cmd = DirectoryCommand::TransferStudent {
+        student,
+        class: body.class,
+    };
+    command(&state, &caller, &headers, cmd, StatusCode::CREATED, None).await
+}
+
+/// Why a student leaves.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Withdrawal {
+    /// Why (ritiro, nulla osta to another school...).
+    #[schema(example = "nulla osta verso altro istituto")]
+    pub reason: String,
+}
+
+/// A student leaves the school (ritiro): they stay in the history, in no class.
+#[utoipa::path(post, path = "/schools/{school}/students/{student}/withdrawal", tag = "directory",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("student" = Uuid, Path, description = "The student")),
+    request_body = Withdrawal,
+    responses((status = 201, description = "Withdrawn", body = Written)))]
+pub async fn withdraw_student(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId)>,
+    headers: HeaderMap,
+    Json(body): Json<Withdrawal>,
+) -> Result<Response, ApiError> {
+    let (_, student) = ids;
+    not_about_oneself(&caller, student)?;
+    let cmd = DirectoryCommand::WithdrawStudent {
+        student,
+        reason: body.reason,
+    };
+    command(&state, &caller, &headers, cmd, StatusCode::CREATED, None).await
+}
+
+/// A class's coordinator.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Coordinator {
+    /// A teacher assigned to the class.
+    #[schema(value_type = Uuid)]
+    pub teacher: PersonId,
+}
+
+/// Names a teacher of the class its coordinator (coordinatore di classe).
+#[utoipa::path(put, path = "/schools/{school}/classes/{class}/coordinator", tag = "directory",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class")),
+    request_body = Coordinator,
+    responses((status = 200, description = "Appointed", body = Written)))]
+pub async fn appoint_coordinator(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, ClassId)>,
+    headers: HeaderMap,
+    Json(body): Json<Coordinator>,
+) -> Result<Response, ApiError> {
+    let (_, class) = ids;
+    not_about_oneself(&caller, body.teacher)?;
+    let cmd = DirectoryCommand::AppointCoordinator {
+        class,
+        teacher: body.teacher,
+    };
+    command(&state, &caller, &headers, cmd, StatusCode::OK, None).await
+}

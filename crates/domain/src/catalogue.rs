@@ -324,6 +324,64 @@ pub const CATALOGUE: &[EventDoc] = &[
         },
     },
     EventDoc {
+        name: "StudentTransferred",
+        stream: DIRECTORY,
+        italian: "trasferimento di classe",
+        meaning: "A student moved to another class of the school.",
+        who: "principal; secretary",
+        schema_version: 1,
+        fields: &[
+            ("student", "uuid", "the student"),
+            ("from", "uuid", "the class they left"),
+            ("to", "uuid", "the class they joined"),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::StudentTransferred {
+                student: person(),
+                from: ClassId::from_uuid(uuid::Uuid::nil()),
+                to: ClassId::from_uuid(uuid::Uuid::nil()),
+            })
+        },
+    },
+    EventDoc {
+        name: "StudentWithdrawn",
+        stream: DIRECTORY,
+        italian: "ritiro (o trasferimento ad altro istituto)",
+        meaning: "A student left the school; they stay in the history, in no class.",
+        who: "principal; secretary",
+        schema_version: 1,
+        fields: &[
+            ("student", "uuid", "the student"),
+            ("class", "uuid", "the class they left"),
+            ("reason", "string", "why"),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::StudentWithdrawn {
+                student: person(),
+                class: ClassId::from_uuid(uuid::Uuid::nil()),
+                reason: "nulla osta verso altro istituto".into(),
+            })
+        },
+    },
+    EventDoc {
+        name: "CoordinatorAppointed",
+        stream: DIRECTORY,
+        italian: "coordinatore di classe",
+        meaning: "A teacher of the class became its coordinator (the previous one no longer is).",
+        who: "principal; secretary",
+        schema_version: 1,
+        fields: &[
+            ("class", "uuid", "the class"),
+            ("teacher", "uuid", "the teacher"),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::CoordinatorAppointed {
+                class: ClassId::from_uuid(uuid::Uuid::nil()),
+                teacher: person(),
+            })
+        },
+    },
+    EventDoc {
         name: "GradeRecorded",
         stream: RECORD,
         italian: "voto",

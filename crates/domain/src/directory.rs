@@ -120,6 +120,28 @@ pub enum DirectoryCommand {
         /// The subject.
         subject: String,
     },
+    /// Moves an enrolled student to another class of the school (trasferimento di classe).
+    TransferStudent {
+        /// The student.
+        student: PersonId,
+        /// The class they move to.
+        class: ClassId,
+    },
+    /// A student leaves the school (ritiro, or transfer to another school): they stay in the
+    /// history, in no class.
+    WithdrawStudent {
+        /// The student.
+        student: PersonId,
+        /// Why (ritiro, nulla osta to another school...).
+        reason: String,
+    },
+    /// Names a teacher of a class its coordinator (coordinatore di classe).
+    AppointCoordinator {
+        /// The class.
+        class: ClassId,
+        /// A teacher assigned to the class.
+        teacher: PersonId,
+    },
     /// Registers and enrols students from a list (a CSV file): all rows or none.
     EnrolList {
         /// The rows, with their line numbers in the file.
@@ -245,6 +267,31 @@ pub enum DirectoryEvent {
         /// Its weekly lesson hours.
         hours: Vec<LessonHour>,
     },
+    /// A student moved to another class (trasferimento di classe).
+    StudentTransferred {
+        /// The student.
+        student: PersonId,
+        /// The class they left.
+        from: ClassId,
+        /// The class they joined.
+        to: ClassId,
+    },
+    /// A student left the school (ritiro).
+    StudentWithdrawn {
+        /// The student.
+        student: PersonId,
+        /// The class they left.
+        class: ClassId,
+        /// Why.
+        reason: String,
+    },
+    /// A teacher became the class's coordinator (the previous one, if any, no longer is).
+    CoordinatorAppointed {
+        /// The class.
+        class: ClassId,
+        /// The teacher.
+        teacher: PersonId,
+    },
     /// A student was exempted from a subject (esonero).
     SubjectExemptionGranted {
         /// The student.
@@ -270,7 +317,7 @@ pub enum DirectoryEvent {
 
 impl DirectoryEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 12] = [
+    pub const TYPE_NAMES: [&'static str; 15] = [
         "PersonRegistered",
         "RoleGranted",
         "RoleRevoked",
@@ -283,6 +330,9 @@ impl DirectoryEvent {
         "TimetableSet",
         "SubjectExemptionGranted",
         "SubjectExemptionEnded",
+        "StudentTransferred",
+        "StudentWithdrawn",
+        "CoordinatorAppointed",
     ];
 
     /// The event's type name, as stored.
@@ -301,6 +351,9 @@ impl DirectoryEvent {
             Self::TimetableSet { .. } => 9,
             Self::SubjectExemptionGranted { .. } => 10,
             Self::SubjectExemptionEnded { .. } => 11,
+            Self::StudentTransferred { .. } => 12,
+            Self::StudentWithdrawn { .. } => 13,
+            Self::CoordinatorAppointed { .. } => 14,
         };
         Self::TYPE_NAMES[i]
     }
@@ -392,6 +445,18 @@ pub enum DirectoryError {
     /// The timetable does not fit.
     #[error(transparent)]
     Timetable(#[from] TimetableError),
+    /// The student is in no class.
+    #[error("lo studente non è iscritto a nessuna classe")]
+    NotEnrolled,
+    /// The student is in that class already.
+    #[error("lo studente è già in questa classe")]
+    SameClass,
+    /// The coordinator must teach in the class.
+    #[error("il coordinatore deve essere un docente della classe")]
+    NotTheClassTeacher,
+    /// A reason is required.
+    #[error("motivo mancante o troppo lungo")]
+    Reason,
     /// Rows of an enrolment list cannot be applied: nothing is.
     #[error("{} righe non valide: nessuna applicata", .0.len())]
     BadRows(Vec<RowProblem>),
@@ -423,6 +488,8 @@ pub struct Person {
 pub struct Class {
     /// Its name.
     pub name: String,
+    /// Its coordinator (coordinatore di classe), once appointed.
+    pub coordinator: Option<PersonId>,
     /// Its teachers with their subjects.
     pub teachers: BTreeSet<(PersonId, String)>,
     /// Its students.
@@ -735,6 +802,40 @@ pub fn decide(
             }
         }
         C::EnrolList { rows } => return enrol_list(state, rows),
+        C::TransferStudent { student, class } => {
+            let from = state.class_of(*student).ok_or(Error::NotEnrolled)?;
+            state.existing_class(*class)?;
+            if from == *class {
+                return Err(Error::SameClass);
+            }
+            E::StudentTransferred {
+                student: *student,
+                from,
+                to: *class,
+            }
+        }
+        C::WithdrawStudent { student, reason } => {
+            let class = state.class_of(*student).ok_or(Error::NotEnrolled)?;
+            let reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+            if reason.is_empty() || reason.chars().count() > 500 {
+                return Err(Error::Reason);
+            }
+            E::StudentWithdrawn {
+                student: *student,
+                class,
+                reason,
+            }
+        }
+        C::AppointCoordinator { class, teacher } => {
+            state.existing_class(*class)?;
+            if !state.teaches_class(*teacher, *class) {
+                return Err(Error::NotTheClassTeacher);
+            }
+            E::CoordinatorAppointed {
+                class: *class,
+                teacher: *teacher,
+            }
+        }
         C::ExemptFromSubject { student, subject } => {
             if !state.holds(*student, Role::Student)? {
                 return Err(Error::NotAStudent);
@@ -910,6 +1011,26 @@ pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
             // Checked when decided, as the terms are.
             if let Ok(timetable) = Timetable::new(hours.clone()) {
                 state.timetables.insert(*class, timetable);
+            }
+        }
+        E::StudentTransferred { student, from, to } => {
+            if let Some(c) = state.classes.get_mut(from) {
+                c.students.remove(student);
+            }
+            if let Some(c) = state.classes.get_mut(to) {
+                c.students.insert(*student);
+                state.enrolment.insert(*student, *to);
+            }
+        }
+        E::StudentWithdrawn { student, class, .. } => {
+            if let Some(c) = state.classes.get_mut(class) {
+                c.students.remove(student);
+            }
+            state.enrolment.remove(student);
+        }
+        E::CoordinatorAppointed { class, teacher } => {
+            if let Some(c) = state.classes.get_mut(class) {
+                c.coordinator = Some(*teacher);
             }
         }
         E::SubjectExemptionGranted { student, subject } => {
@@ -1348,6 +1469,20 @@ mod tests {
                 student: p,
                 subject: "Religione".into(),
             },
+            DirectoryEvent::StudentTransferred {
+                student: p,
+                from: c,
+                to: c,
+            },
+            DirectoryEvent::StudentWithdrawn {
+                student: p,
+                class: c,
+                reason: "nulla osta".into(),
+            },
+            DirectoryEvent::CoordinatorAppointed {
+                class: c,
+                teacher: p,
+            },
         ];
         for (e, name) in events.iter().zip(DirectoryEvent::TYPE_NAMES) {
             assert_eq!(e.type_name(), name);
@@ -1506,5 +1641,75 @@ mod tests {
         );
         assert!(problems[0].reason.contains("iscritto"), "{problems:?}");
         assert!(problems[1].reason.contains("classe"), "{problems:?}");
+    }
+
+    #[test]
+    fn students_move_between_classes_and_leave_and_classes_get_a_coordinator() {
+        let (student, teacher, a, b) = (
+            PersonId::new(),
+            PersonId::new(),
+            ClassId::new(),
+            ClassId::new(),
+        );
+        let mut state = Directory::default();
+        let mut run = |c: DirectoryCommand, state: &mut Directory| -> Result<(), DirectoryError> {
+            for e in decide(state, &c)? {
+                evolve(state, &e);
+            }
+            Ok(())
+        };
+        run(register(student, "10A01", Role::Student), &mut state).unwrap();
+        run(register(teacher, "70A01", Role::Teacher), &mut state).unwrap();
+        for (class, name) in [(a, "1A"), (b, "1B")] {
+            run(
+                DirectoryCommand::CreateClass {
+                    class,
+                    name: name.into(),
+                },
+                &mut state,
+            )
+            .unwrap();
+        }
+        let transfer = DirectoryCommand::TransferStudent { student, class: b };
+        assert_eq!(
+            run(transfer.clone(), &mut state),
+            Err(DirectoryError::NotEnrolled)
+        );
+        run(
+            DirectoryCommand::EnrolStudent { student, class: a },
+            &mut state,
+        )
+        .unwrap();
+        run(transfer.clone(), &mut state).unwrap();
+        assert_eq!(state.class_of(student), Some(b));
+        assert!(!state.class(a).unwrap().students.contains(&student));
+        assert_eq!(run(transfer, &mut state), Err(DirectoryError::SameClass));
+        run(
+            DirectoryCommand::WithdrawStudent {
+                student,
+                reason: "nulla osta verso altro istituto".into(),
+            },
+            &mut state,
+        )
+        .unwrap();
+        assert_eq!(state.class_of(student), None);
+        assert!(state.person(student).is_some(), "they stay in the history");
+        // The coordinator teaches in the class.
+        let appoint = DirectoryCommand::AppointCoordinator { class: a, teacher };
+        assert_eq!(
+            run(appoint.clone(), &mut state),
+            Err(DirectoryError::NotTheClassTeacher)
+        );
+        run(
+            DirectoryCommand::AssignTeacher {
+                teacher,
+                class: a,
+                subject: "Latino".into(),
+            },
+            &mut state,
+        )
+        .unwrap();
+        run(appoint, &mut state).unwrap();
+        assert_eq!(state.class(a).unwrap().coordinator, Some(teacher));
     }
 }

@@ -287,6 +287,44 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
                 None,
             )
         }
+        ("POST", "/schools/{school}/students/{student}/transfer") => {
+            let moving = enrolled_student(w, target).await;
+            let to = if target == Target::Own { w.c2 } else { w.c1 };
+            (
+                format!("{s}/students/{moving}/transfer"),
+                Some(json!({"class": to})),
+            )
+        }
+        ("POST", "/schools/{school}/students/{student}/withdrawal") => {
+            let leaving = enrolled_student(w, target).await;
+            (
+                format!("{s}/students/{leaving}/withdrawal"),
+                Some(json!({"reason": "nulla osta verso altro istituto"})),
+            )
+        }
+        ("PUT", "/schools/{school}/classes/{class}/coordinator") => {
+            let teacher = match target {
+                Target::Own => w.person(Role::Teacher),
+                Target::Other => {
+                    let t = w.register(w.a, Role::Teacher).await;
+                    w.run(
+                        w.a,
+                        registro_domain::directory::DirectoryCommand::AssignTeacher {
+                            teacher: t,
+                            class: w.c2,
+                            subject: "Storia".into(),
+                        },
+                    )
+                    .await;
+                    t
+                }
+                Target::Foreign => w.teacher_b,
+            };
+            (
+                format!("{s}/classes/{class}/coordinator"),
+                Some(json!({"teacher": teacher})),
+            )
+        }
         ("PUT", "/schools/{school}/years/{year}") => {
             (format!("{s}/years/2025"), Some(crate::world::year_plan()))
         }
@@ -456,6 +494,19 @@ async fn meeting_slot(
         assert_eq!(r.status(), 201);
     }
     (teacher, slot)
+}
+
+/// A new student enrolled for the call: in 1A for the own target, 1B for the other; for the
+/// other school, its student.
+async fn enrolled_student(w: &World, target: Target) -> registro_domain::PersonId {
+    let class = match target {
+        Target::Own => w.c1,
+        Target::Other => w.c2,
+        Target::Foreign => return w.z,
+    };
+    let student = w.register(w.a, Role::Student).await;
+    w.enrol(w.a, student, class).await;
+    student
 }
 
 /// A note to annul: on the caller's own student, one the teacher writes; on the other student
