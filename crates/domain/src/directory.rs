@@ -1652,7 +1652,7 @@ mod tests {
             ClassId::new(),
         );
         let mut state = Directory::default();
-        let mut run = |c: DirectoryCommand, state: &mut Directory| -> Result<(), DirectoryError> {
+        let run = |c: DirectoryCommand, state: &mut Directory| -> Result<(), DirectoryError> {
             for e in decide(state, &c)? {
                 evolve(state, &e);
             }
