@@ -22,6 +22,10 @@ use crate::error::{ApiError, LineError};
 use crate::json::{Json, QueryOf};
 use crate::school::idempotency_key;
 
+/// The most data lines one file may have (an append carries at most 10,000 events, two a
+/// student).
+pub const MAX_LINES: usize = 4000;
+
 /// The columns of the file's header, in order.
 pub const COLUMNS: [&str; 5] = [
     "fiscal_code",
@@ -84,6 +88,20 @@ fn parse(
             ),
         )]);
     }
+    let data_lines = text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    if data_lines == 0 {
+        return Err(vec![bad(2, "il file non ha righe di dati".into())]);
+    }
+    if data_lines > MAX_LINES {
+        return Err(vec![bad(
+            MAX_LINES + 2,
+            format!("il file ha {data_lines} righe: al più {MAX_LINES} per invio"),
+        )]);
+    }
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let (mut rows, mut errors) = (Vec::new(), Vec::new());
     for (line, text) in lines {
@@ -139,7 +157,8 @@ fn parse(
     }
 }
 
-/// Registers and enrols the students of a CSV file (`text/csv`, UTF-8; header
+/// Registers and enrols the students of a CSV file (`text/csv` or `text/plain`, UTF-8, at most
+/// 4,000 data lines; header
 /// `fiscal_code;family_name;given_name;birth_date;class`, `;` or `,`). With `dry_run=true` it
 /// only checks. A file with any bad line is refused whole (422), every bad line listed in
 /// `errors` with its reason; a clean one is applied as one command, safe to retry with an
@@ -157,7 +176,7 @@ pub async fn enrol_from_csv(
     Extension(caller): Extension<Caller>,
     QueryOf(query): QueryOf<EnrolmentQuery>,
     headers: HeaderMap,
-    body: String,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let csv = headers
         .get(header::CONTENT_TYPE)
@@ -168,8 +187,14 @@ pub async fn enrol_from_csv(
             "The file must be sent as text/csv (UTF-8).".into(),
         ));
     }
+    let body = std::str::from_utf8(&body).map_err(|_| {
+        ApiError::Unprocessable(
+            "Il file deve essere in UTF-8 (dal foglio di calcolo: salva come \"CSV UTF-8\")."
+                .into(),
+        )
+    })?;
     let key = idempotency_key(&headers, &caller)?;
-    let rows = parse(&body, &caller, key.as_ref()).map_err(ApiError::BadLines)?;
+    let rows = parse(body, &caller, key.as_ref()).map_err(ApiError::BadLines)?;
     let lines = rows.len();
     let cmd = DirectoryCommand::EnrolList { rows };
     let count = |names: &mut dyn Iterator<Item = &str>| {

@@ -59,6 +59,9 @@ pub struct ApiConfig {
     pub verifier: TokenVerifier,
     /// The rate limit on reads, per token holder.
     pub read_limit: RateLimit,
+    /// A fixed "today" instead of the clock's (tests of a school year that is not the current
+    /// one); `None` in service.
+    pub today: Option<time::Date>,
 }
 
 /// What every handler can reach. Cheap to clone.
@@ -80,6 +83,8 @@ pub struct AppState {
     pub access_log: Arc<SchoolCache<AccessLog>>,
     /// The rate limiter of reads.
     pub limiter: Arc<RateLimiter>,
+    /// A fixed "today", for tests; `None`: the clock.
+    pub today: Option<time::Date>,
 }
 
 impl AppState {
@@ -105,6 +110,7 @@ impl AppState {
             directory: Arc::default(),
             access_log: Arc::default(),
             limiter: Arc::new(RateLimiter::new(read_limit)),
+            today: None,
         }
     }
 }
@@ -127,6 +133,7 @@ pub async fn build(config: ApiConfig, store: Arc<dyn EventStore>) -> anyhow::Res
     policy::check_documented(&rules, &ApiDoc::openapi()).map_err(anyhow::Error::msg)?;
     let mut state = AppState::new(store, config.verifier, config.read_limit, &rules);
     state.local_jwks = config.local_jwks.map(Arc::new);
+    state.today = config.today;
     let router = with_middleware(routes, state);
     let listener = TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;

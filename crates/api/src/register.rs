@@ -88,8 +88,11 @@ impl From<command::CommandError<RecordError>> for ApiError {
 /// Today in Italy, without a time-zone database: Italian time is UTC+1 or UTC+2, so the date
 /// two hours from now in UTC is Italy's date, or at most two hours ahead of it (just after
 /// 22:00 in winter), which only lets a teacher date something "tomorrow" for those two hours.
-fn italian_today() -> Date {
-    (time::OffsetDateTime::now_utc() + time::Duration::hours(2)).date()
+/// A fixed date when the API was built with one (tests).
+fn italian_today(state: &AppState) -> Date {
+    state
+        .today
+        .unwrap_or_else(|| (time::OffsetDateTime::now_utc() + time::Duration::hours(2)).date())
 }
 
 /// A school year from the path (the year it starts in); anything else names nothing.
@@ -282,6 +285,7 @@ async fn record_command(
     // The classes' scrutini cannot be closed yet (the scrutini issue): no term is locked.
     let none = BTreeSet::new();
     let closed = &none;
+    let today = italian_today(state);
     let decide = move || async move {
         let Snapshot { version, state } =
             fold_stream::<Record>(store, school, stream_ref, Snapshot::default()).await?;
@@ -291,7 +295,7 @@ async fn record_command(
             student,
             year,
             teacher,
-            today: italian_today(),
+            today,
             as_principal,
             exempt_subjects: &exempt_subjects,
             directory: &directory,
@@ -314,7 +318,16 @@ async fn record_command(
         })
     };
     let metadata = CommandMetadata::by(caller.person, caller.role);
-    let outcome = command::execute(store, school, &stream, metadata, &cmd, key, decide).await?;
+    let outcome = command::execute(
+        store,
+        school,
+        &stream,
+        metadata,
+        &cmd.digest_form(),
+        key,
+        decide,
+    )
+    .await?;
     Ok(command_response(StatusCode::CREATED, &outcome, id))
 }
 
@@ -830,7 +843,8 @@ pub struct JustificationView {
     /// Who submitted it: guardian or student.
     #[schema(value_type = Option<String>)]
     pub justifier: Option<registro_domain::justification::Justifier>,
-    /// The reason's category, unless erased.
+    /// The reason's category, unless erased (or the reason is an adult student's own and the
+    /// reader their guardian).
     #[schema(value_type = Option<String>)]
     pub category: Option<registro_domain::justification::ReasonCategory>,
     /// The reason's text, unless erased.
@@ -896,10 +910,19 @@ pub async fn student_attendance(
                 Missed::EarlyExit(t) => (AttendanceKind::EarlyExit, Some(t)),
             };
             let j = &a.justification;
+            // An adult student's own reason is theirs: their guardians see that they justified,
+            // not why.
+            let private = caller.role == registro_domain::Role::Guardian
+                && j.justifier == Some(registro_domain::justification::Justifier::Student);
             let (category, text, erased) = match &j.reason {
+                Some(record::Sealable::Open(_)) if private => (None, None, false),
                 Some(record::Sealable::Open(r)) => (Some(r.category), Some(r.text.clone()), false),
                 Some(record::Sealable::Erased { .. }) => (None, None, true),
                 None => (None, None, false),
+            };
+            let decision = match &j.decision {
+                Some(record::Sealable::Open(note)) if !private => Some(note.clone()),
+                _ => None,
             };
             let due = due_on(
                 a.date,
@@ -919,10 +942,10 @@ pub async fn student_attendance(
                     category,
                     text,
                     erased,
-                    decision: j.decision.clone(),
+                    decision,
                     due,
                     overdue: a.cancelled.is_none()
-                        && due.is_some_and(|d| is_overdue(j.state, d, italian_today())),
+                        && due.is_some_and(|d| is_overdue(j.state, d, italian_today(&state))),
                 },
             }
         })
@@ -1166,6 +1189,7 @@ async fn class_command(
     let store = state.store.as_ref();
     let (directory, school, actor) = (&state.directory, caller.school, caller.person);
     let (stream_ref, cmd_ref) = (&stream, &cmd);
+    let today = italian_today(state);
     let decide = move || async move {
         let Snapshot {
             version,
@@ -1181,7 +1205,7 @@ async fn class_command(
         let ctx = class_register::Context {
             class,
             actor,
-            today: italian_today(),
+            today,
             directory: &directory,
         };
         let events = class_register::decide(&register, cmd_ref, &ctx)
@@ -1469,6 +1493,9 @@ pub async fn class_day(
     let (_, class, date) = ids;
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let date = Date::parse(&date, &format).map_err(|_| ApiError::NotFound)?;
+    if caller.directory.class(class).is_none() {
+        return Err(ApiError::NotFound);
+    }
     let register = class_register(&state, caller.school, class).await?.state;
     Ok(Json(ClassDay {
         date,
@@ -1793,6 +1820,7 @@ async fn meetings_command(
     let store = state.store.as_ref();
     let (directory, school, actor) = (&state.directory, caller.school, caller.person);
     let (stream_ref, cmd_ref) = (&stream, &cmd);
+    let today = italian_today(state);
     let decide = move || async move {
         let Snapshot {
             version,
@@ -1803,7 +1831,7 @@ async fn meetings_command(
         let ctx = meetings::Context {
             teacher,
             actor,
-            today: italian_today(),
+            today,
             directory: &directory,
         };
         let events =

@@ -227,6 +227,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 per_minute: args.read_rate_limit,
                 burst: args.read_burst,
             },
+            today: None,
         },
         Arc::clone(&store),
     )

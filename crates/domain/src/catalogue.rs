@@ -541,12 +541,16 @@ pub const CATALOGUE: &[EventDoc] = &[
         schema_version: 1,
         fields: &[
             ("entry", "uuid", "the attendance entry"),
-            ("reason", "string", "a note, possibly empty"),
+            (
+                "reason",
+                "sealed string",
+                "a note, possibly empty; sealed with the student's key",
+            ),
         ],
         sample: || {
             record(&RecordEvent::JustificationAccepted {
                 entry: AttendanceId::from_uuid(uuid::Uuid::nil()),
-                reason: String::new(),
+                reason: Sealable::Open(String::new()),
             })
         },
     },
@@ -560,12 +564,16 @@ pub const CATALOGUE: &[EventDoc] = &[
         schema_version: 1,
         fields: &[
             ("entry", "uuid", "the attendance entry"),
-            ("reason", "string", "why"),
+            (
+                "reason",
+                "sealed string",
+                "why; sealed with the student's key",
+            ),
         ],
         sample: || {
             record(&RecordEvent::JustificationRejected {
                 entry: AttendanceId::from_uuid(uuid::Uuid::nil()),
-                reason: "manca la firma".into(),
+                reason: Sealable::Open("manca la firma".into()),
             })
         },
     },

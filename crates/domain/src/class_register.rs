@@ -3,17 +3,23 @@
 //! (compiti assegnati) and scheduled tests (verifiche programmate, the agenda). The scrutini
 //! that close the class's terms are to join it.
 //!
-//! A teacher signs an hour of the class's timetable only when assigned to the class (the
-//! teachers of the subject, co-teachers and support teachers all sign), or as the substitute
-//! recorded for that hour; each teacher once per date and hour (`rules.md` section 6).
+//! A teacher signs an hour of the class's timetable only when assigned to the class for that
+//! hour's subject (co-teachers of the subject too), as a support teacher of the class (an
+//! assignment for [`SUPPORT_SUBJECT`]), or as the substitute recorded for that hour; each
+//! teacher once per date and hour, and only in the current school year (`rules.md` section 6).
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use time::Date;
 
+use crate::calendar::SchoolYear;
 use crate::directory::Directory;
 use crate::{ClassId, HomeworkId, PersonId, Role, TestId};
+
+/// The subject name of a support teacher's assignment (sostegno): they sign any hour of the
+/// class.
+pub const SUPPORT_SUBJECT: &str = "Sostegno";
 
 /// The longest topic, activity, homework or test description, in characters.
 pub const MAX_TEXT_CHARS: usize = 1000;
@@ -349,12 +355,18 @@ pub fn decide(
                     "una lezione si firma quando è avvenuta",
                 ));
             }
+            if SchoolYear::of(*date) != SchoolYear::of(ctx.today) {
+                return Err(ClassError::BadDate(
+                    "si firmano solo lezioni dell'anno scolastico in corso",
+                ));
+            }
             let timetable = dir.timetable(ctx.class).ok_or(ClassError::NoTimetable)?;
             let lesson_hour = timetable
                 .hours_on(date.weekday())
                 .find(|h| h.number == *hour)
                 .ok_or(ClassError::NoSuchHour)?;
-            let assigned = dir.teaches_class(ctx.actor, ctx.class);
+            let assigned = dir.teaches_subject(ctx.actor, ctx.class, &lesson_hour.subject)
+                || dir.teaches_subject(ctx.actor, ctx.class, SUPPORT_SUBJECT);
             let substitute = state.substitutes_for(*date, *hour).any(|t| t == ctx.actor);
             if !assigned && !substitute {
                 return Err(ClassError::NotYourClass);
@@ -525,6 +537,8 @@ mod tests {
         maths: PersonId,
         support: PersonId,
         outsider: PersonId,
+        /// Teaches history in the class (the second hour).
+        history: PersonId,
     }
 
     fn world() -> World {
@@ -542,8 +556,9 @@ mod tests {
             role: Role::Teacher,
             birth_date: None,
         };
-        let (class, maths, support, outsider) = (
+        let (class, maths, support, outsider, history) = (
             ClassId::new(),
+            PersonId::new(),
             PersonId::new(),
             PersonId::new(),
             PersonId::new(),
@@ -551,6 +566,7 @@ mod tests {
         run(teacher(maths, "70A01"));
         run(teacher(support, "71A01"));
         run(teacher(outsider, "72A01"));
+        run(teacher(history, "73A01"));
         run(DirectoryCommand::CreateClass {
             class,
             name: "2B".into(),
@@ -564,6 +580,11 @@ mod tests {
             teacher: support,
             class,
             subject: "Sostegno".into(),
+        });
+        run(DirectoryCommand::AssignTeacher {
+            teacher: history,
+            class,
+            subject: "Storia".into(),
         });
         run(DirectoryCommand::SetTimetable {
             class,
@@ -592,6 +613,7 @@ mod tests {
             maths,
             support,
             outsider,
+            history,
         }
     }
 
@@ -645,6 +667,12 @@ mod tests {
         );
         // The support teacher signs the same hour.
         assert!(given_when(&w, &[(w.maths, sign(1))], w.support, &sign(1)).is_ok());
+        // The history teacher of the same class signs the history hour, not the maths one.
+        assert_eq!(
+            given_when(&w, &[], w.history, &sign(1)),
+            Err(ClassError::NotYourClass)
+        );
+        assert!(given_when(&w, &[], w.history, &sign(2)).is_ok());
         // A teacher of another class may not, nor may anyone sign an hour the timetable lacks.
         assert_eq!(
             given_when(&w, &[], w.outsider, &sign(1)),
@@ -675,6 +703,21 @@ mod tests {
             given_when(&w, &[(office, cover)], w.outsider, &sign(1)),
             Err(ClassError::NotYourClass)
         );
+    }
+
+    #[test]
+    fn a_lesson_of_a_past_school_year_is_not_signed() {
+        let w = world();
+        let last_year = ClassCommand::SignLesson {
+            date: date!(2024 - 10 - 07), // a Monday of 2024/25
+            hour: 1,
+            topic: String::new(),
+            activity: String::new(),
+        };
+        assert!(matches!(
+            given_when(&w, &[], w.maths, &last_year),
+            Err(ClassError::BadDate(_))
+        ));
     }
 
     #[test]

@@ -890,7 +890,9 @@ fn enrol_list(
     let mut events = Vec::new();
     let mut problems = Vec::new();
     for row in rows {
-        let step = |scratch: &Directory| -> Result<Vec<DirectoryEvent>, DirectoryError> {
+        // Decided on the scratch directory in place: a row's registration is applied only once
+        // its enrolment is sure to follow (the class exists, a new student is in no class).
+        let step = |scratch: &mut Directory| -> Result<Vec<DirectoryEvent>, DirectoryError> {
             let class = scratch
                 .class_by_name(&row.class)
                 .ok_or(DirectoryError::UnknownClassName)?;
@@ -899,7 +901,7 @@ fn enrol_list(
                 Some(existing) if scratch.has_role(existing, Role::Student) => existing,
                 Some(_) => return Err(DirectoryError::NotAStudent),
                 None => {
-                    decided.extend(decide(
+                    let registered = decide(
                         scratch,
                         &DirectoryCommand::Register {
                             person: row.person,
@@ -909,27 +911,23 @@ fn enrol_list(
                             role: Role::Student,
                             birth_date: row.birth_date,
                         },
-                    )?);
+                    )?;
+                    for e in &registered {
+                        evolve(scratch, e);
+                    }
+                    decided.extend(registered);
                     row.person
                 }
             };
-            let mut after = scratch.clone();
-            for e in &decided {
-                evolve(&mut after, e);
+            let enrolled = decide(scratch, &DirectoryCommand::EnrolStudent { student, class })?;
+            for e in &enrolled {
+                evolve(scratch, e);
             }
-            decided.extend(decide(
-                &after,
-                &DirectoryCommand::EnrolStudent { student, class },
-            )?);
+            decided.extend(enrolled);
             Ok(decided)
         };
-        match step(&scratch) {
-            Ok(decided) => {
-                for e in &decided {
-                    evolve(&mut scratch, e);
-                }
-                events.extend(decided);
-            }
+        match step(&mut scratch) {
+            Ok(decided) => events.extend(decided),
             Err(e) => problems.push(RowProblem {
                 line: row.line,
                 reason: e.to_string(),

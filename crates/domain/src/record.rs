@@ -166,6 +166,27 @@ pub enum NoteKind {
     Sanction,
 }
 
+impl RecordCommand {
+    /// What identifies the command for idempotency: the command itself, without the sealed
+    /// contents (a justification's reason, a teacher's decision note), so that the digest kept
+    /// with an idempotency key, which outlives any erasure, holds no trace of them. (The same
+    /// key sent again with another reason is then answered as a retry.)
+    #[must_use]
+    pub fn digest_form(&self) -> serde_json::Value {
+        match self {
+            Self::SubmitJustification {
+                entry, justifier, ..
+            } => serde_json::json!({
+                "type": "submit_justification", "entry": entry, "justifier": justifier
+            }),
+            Self::DecideJustification { entry, accept, .. } => serde_json::json!({
+                "type": "decide_justification", "entry": entry, "accept": accept
+            }),
+            other => serde_json::to_value(other).unwrap_or_default(),
+        }
+    }
+}
+
 /// The reason given for an absence, late entry or early exit. Stored sealed with the student's
 /// key (the category may be health, special-category data), and erasable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,15 +288,16 @@ pub enum RecordEvent {
     JustificationAccepted {
         /// The entry.
         entry: AttendanceId,
-        /// A note, possibly empty.
-        reason: String,
+        /// A note, possibly empty; sealed with the student's key like the justification's
+        /// reason, which it may echo.
+        reason: Sealable<String>,
     },
     /// A teacher rejected the justification, with a reason.
     JustificationRejected {
         /// The entry.
         entry: AttendanceId,
-        /// Why.
-        reason: String,
+        /// Why; sealed with the student's key.
+        reason: Sealable<String>,
     },
     /// A note, an annotation or a sanction was recorded (nota disciplinare, annotazione,
     /// provvedimento disciplinare).
@@ -338,7 +360,9 @@ impl RecordEvent {
     #[must_use]
     pub const fn sealed_field(&self) -> Option<&'static str> {
         match self {
-            Self::JustificationSubmitted { .. } => Some("/reason"),
+            Self::JustificationSubmitted { .. }
+            | Self::JustificationAccepted { .. }
+            | Self::JustificationRejected { .. } => Some("/reason"),
             _ => None,
         }
     }
@@ -527,8 +551,8 @@ pub struct Justification {
     pub justifier: Option<Justifier>,
     /// The reason given (sealed; erased once its retention ends).
     pub reason: Option<Sealable<Reason>>,
-    /// The teacher's note or reason for rejecting it.
-    pub decision: Option<String>,
+    /// The teacher's note or reason for rejecting it (sealed; erased with the reason).
+    pub decision: Option<Sealable<String>>,
 }
 
 impl Default for Justification {
@@ -797,7 +821,7 @@ pub fn decide(
             }
             existing.justification.state.may_decide(*accept, reason)?;
             ctx.check_open(existing.date)?;
-            let reason = text(reason, !*accept)?;
+            let reason = Sealable::Open(text(reason, !*accept)?);
             if *accept {
                 E::JustificationAccepted {
                     entry: *entry,
@@ -1851,6 +1875,24 @@ mod tests {
     }
 
     #[test]
+    fn the_digest_of_a_justification_holds_no_trace_of_its_reason() {
+        let entry = AttendanceId::new();
+        let digest = justify(entry, Justifier::Guardian, "febbre")
+            .digest_form()
+            .to_string();
+        assert!(
+            !digest.contains("febbre") && !digest.contains("health"),
+            "{digest}"
+        );
+        let decision = RecordCommand::DecideJustification {
+            entry,
+            accept: false,
+            reason: "certificato medico mancante".into(),
+        };
+        assert!(!decision.digest_form().to_string().contains("certificato"));
+    }
+
+    #[test]
     fn an_erased_reason_still_reads_as_a_justification() {
         let entry = AttendanceId::new();
         let data = serde_json::json!({
@@ -1984,11 +2026,11 @@ mod tests {
             },
             RecordEvent::JustificationAccepted {
                 entry: AttendanceId::new(),
-                reason: String::new(),
+                reason: Sealable::Open(String::new()),
             },
             RecordEvent::JustificationRejected {
                 entry: AttendanceId::new(),
-                reason: "senza firma".into(),
+                reason: Sealable::Open("senza firma".into()),
             },
             RecordEvent::NoteRecorded {
                 note: NoteId::new(),

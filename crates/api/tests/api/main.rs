@@ -63,6 +63,8 @@ async fn spawn_with(
             local_jwks: None,
             verifier: verifier_for(issuer),
             read_limit: limit,
+            // The tests' school year is 2025/26: "today" is its last day of June.
+            today: Some(time::macros::date!(2026 - 06 - 30)),
         },
         store,
     )
@@ -387,6 +389,7 @@ async fn the_local_issuers_keys_are_published_only_when_it_is_in_use() {
             local_jwks: Some(issuer.jwks()),
             verifier: verifier_for(&issuer),
             read_limit: RateLimit::default(),
+            today: None,
         },
         Arc::new(store),
     )

@@ -944,8 +944,8 @@ async fn a_csv_file_enrols_whole_or_lists_every_bad_line() {
         .iter()
         .map(|e| e["line"].as_u64().unwrap())
         .collect();
-    // The unreadable lines first (3: the check character, 4: the date, 7: two fields); then,
-    // the readable ones checked against the school: 5 (no class 9Z), 6 (enrolled by line 2).
+    // While lines cannot be read (3: the check character, 4: the date, 7: two fields) only
+    // they are listed; the readable ones are checked against the school once all can be read.
     assert_eq!(lines, [3, 4, 7], "{problem}");
     assert!(
         problem["errors"][0]["reason"]
@@ -1034,6 +1034,40 @@ async fn a_csv_file_enrols_whole_or_lists_every_bad_line() {
             .iter()
             .any(|s| s["family_name"] == "Bianchi"),
         "{roster}"
+    );
+    // An empty file, and one that is not UTF-8: refused, saying why.
+    let problem = body(
+        w.call(
+            Method::POST,
+            &url,
+            Some(&office),
+            Some(&Value::String(
+                "fiscal_code;family_name;given_name;birth_date;class\n".into(),
+            )),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert!(
+        problem["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("non ha righe")
+    );
+    let latin1 = w
+        .client
+        .post(format!("{}{url}", w.base))
+        .bearer_auth(&office)
+        .header("content-type", "text/csv")
+        .body(b"fiscal_code;family_name;given_name;birth_date;class\nX;Nicol\xf2;A;;1A\n".to_vec())
+        .send()
+        .await
+        .unwrap();
+    let problem = body(latin1, 422).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("UTF-8"),
+        "{problem}"
     );
     // Not CSV: 415.
     let r = w
