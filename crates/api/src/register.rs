@@ -303,12 +303,14 @@ async fn record_command(
         };
         let events =
             record::decide(&state, cmd_ref, &ctx).map_err(command::CommandError::Refused)?;
-        // A justification's reason is sealed with the student's key (crypto-shredding).
+        // A justification's reason is sealed with the key of the student's record for the year
+        // (crypto-shredding, one year at a time).
+        let subject = record::sealing_subject(student, year);
         let sealed = new_events(events.iter().map(|e| (e.type_name(), e.data())))?
             .into_iter()
             .zip(&events)
             .map(|(new, e)| match e.sealed_field() {
-                Some(pointer) => new.seal(pointer, student),
+                Some(pointer) => new.seal(pointer, subject),
                 None => new,
             })
             .collect();

@@ -29,6 +29,18 @@ use crate::{AttendanceId, ClassId, GradeId, NoteId, PersonId};
 /// The longest description or reason, in characters.
 pub const MAX_TEXT_CHARS: usize = 500;
 
+/// The data subject whose key seals the special-category data of a student's record for a
+/// school year (a justification's reason): one per student and year, so that erasing a year's
+/// details when their retention ends (`rules.md` section 7) leaves the other years, and the
+/// justifications still to come, untouched. Derived (UUIDv5) from the student and the year.
+#[must_use]
+pub fn sealing_subject(student: PersonId, year: SchoolYear) -> PersonId {
+    PersonId::from_uuid(uuid::Uuid::new_v5(
+        student.as_uuid(),
+        format!("registro/record/{}", year.start_year()).as_bytes(),
+    ))
+}
+
 /// The stream of a student's record for a school year.
 #[must_use]
 pub fn stream(student: PersonId, year: SchoolYear) -> String {
@@ -1871,6 +1883,19 @@ mod tests {
             )
             .unwrap_err(),
             RecordError::Justification(JustificationError::AdultJustifiesOwn)
+        );
+    }
+
+    #[test]
+    fn each_year_of_a_record_is_sealed_under_a_key_of_its_own() {
+        let student = PersonId::new();
+        let (a, b) = (SchoolYear::starting(2025), SchoolYear::starting(2026));
+        assert_eq!(sealing_subject(student, a), sealing_subject(student, a));
+        assert_ne!(sealing_subject(student, a), sealing_subject(student, b));
+        assert_ne!(sealing_subject(student, a), student);
+        assert_ne!(
+            sealing_subject(PersonId::new(), a),
+            sealing_subject(student, a)
         );
     }
 
