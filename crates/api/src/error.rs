@@ -44,7 +44,8 @@ pub struct Problem {
 /// A line of an uploaded file that cannot be taken, and why.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LineError {
-    /// The line's number in the file (1 is the header).
+    /// The line's number in the file (1 is the header), or the item's place in a list (from
+    /// 1).
     pub line: usize,
     /// Why, in Italian.
     pub reason: String,

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use registro_domain::calendar::{SchoolYear, Term};
 use registro_domain::directory::DirectoryCommand;
 use registro_domain::grade::{GradeKind, GradeValue, Judgement, PrimaryLevel, Weight};
@@ -27,7 +27,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::cache::{Fold, Snapshot, fold_stream};
 use crate::command::{self, Decision, new_events};
-use crate::error::ApiError;
+use crate::error::{ApiError, LineError};
 use crate::json::{Json, PathIds};
 use crate::school::{Written, command_response, idempotency_key, new_id, record_read};
 
@@ -277,6 +277,19 @@ async fn record_command(
     id: Option<Uuid>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(headers, caller)?;
+    let outcome = record_command_keyed(state, caller, key, student, year, cmd).await?;
+    Ok(command_response(StatusCode::CREATED, &outcome, id))
+}
+
+/// Runs a record command for the caller with an idempotency key already scoped.
+async fn record_command_keyed(
+    state: &AppState,
+    caller: &Caller,
+    key: Option<registro_store::IdempotencyKey>,
+    student: PersonId,
+    year: SchoolYear,
+    cmd: RecordCommand,
+) -> Result<registro_store::AppendOutcome, ApiError> {
     let stream = StreamId::parse(record::stream(student, year))?;
     let store = state.store.as_ref();
     let (directory, school, teacher) = (&state.directory, caller.school, caller.person);
@@ -320,7 +333,7 @@ async fn record_command(
         })
     };
     let metadata = CommandMetadata::by(caller.person, caller.role);
-    let outcome = command::execute(
+    Ok(command::execute(
         store,
         school,
         &stream,
@@ -329,8 +342,7 @@ async fn record_command(
         key,
         decide,
     )
-    .await?;
-    Ok(command_response(StatusCode::CREATED, &outcome, id))
+    .await?)
 }
 
 /// Gives a grade (voto). Only a teacher of the subject in the student's class; never dated in
@@ -2069,4 +2081,203 @@ pub async fn teacher_slots(
             })
             .collect(),
     ))
+}
+
+/// One student's mark in a class test.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StudentMark {
+    /// The student.
+    #[schema(value_type = Uuid)]
+    pub student: PersonId,
+    /// The mark as written (`7+`, `distinto`).
+    #[schema(example = "6½")]
+    pub mark: String,
+}
+
+/// The grades of a whole class test.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GiveClassGrades {
+    /// The subject.
+    #[schema(example = "Matematica")]
+    pub subject: String,
+    /// written, oral, practical or graphic.
+    #[schema(value_type = String, example = "written")]
+    pub kind: GradeKind,
+    /// The scale (default numeric).
+    #[serde(default)]
+    pub scale: Scale,
+    /// The weight as written (default `1`).
+    pub weight: Option<String>,
+    /// Whether they count in the average (default true).
+    #[serde(default = "yes")]
+    pub counted: bool,
+    /// What the test was.
+    #[serde(default)]
+    pub description: String,
+    /// The day of the test.
+    #[schema(value_type = String, format = Date, example = "2025-10-06")]
+    #[serde(with = "registro_domain::iso_date")]
+    pub date: Date,
+    /// Each student's mark (students absent from the list get none).
+    pub marks: Vec<StudentMark>,
+}
+
+/// The grades given, student by student.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClassGrades {
+    /// Each student's new grade id, in the order of the request.
+    pub grades: Vec<GivenGrade>,
+}
+
+/// A grade given to a student.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GivenGrade {
+    /// The student.
+    pub student: Uuid,
+    /// The grade.
+    pub id: Uuid,
+    /// The `school_seq` of its event.
+    pub position: u64,
+}
+
+/// Gives the grades of a whole class test in one request: every mark is checked first (a bad
+/// one refuses the request, `errors` naming each by its place in `marks`, nothing written);
+/// then each student's grade is appended to their own record. With an `Idempotency-Key` the
+/// request can be retried until it has gone through for every student, none twice.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/years/{year}/grades",
+    tag = "grades",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in")),
+    request_body = GiveClassGrades,
+    responses((status = 201, description = "Given", body = ClassGrades)))]
+pub async fn give_class_grades(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, registro_domain::ClassId, i32)>,
+    headers: HeaderMap,
+    Json(body): Json<GiveClassGrades>,
+) -> Result<Response, ApiError> {
+    use sha2::{Digest as _, Sha256};
+    let (_, class, year) = ids;
+    let year = school_year(year)?;
+    let key = idempotency_key(&headers, &caller)?;
+    let weight = match &body.weight {
+        Some(w) => Weight::parse(w).map_err(|e| ApiError::Unprocessable(format!("weight: {e}")))?,
+        None => Weight::ONE,
+    };
+    let roster = caller
+        .directory
+        .class(class)
+        .map(|c| c.students.clone())
+        .unwrap_or_default();
+    let mut errors = Vec::new();
+    let mut commands = Vec::new();
+    for (i, m) in body.marks.iter().enumerate() {
+        let line = i + 1;
+        if !roster.contains(&m.student) {
+            errors.push(LineError {
+                line,
+                reason: "lo studente non è in questa classe".into(),
+            });
+            continue;
+        }
+        let mark = match mark(body.scale, &m.mark) {
+            Ok(mark) => mark,
+            Err(e) => {
+                errors.push(LineError {
+                    line,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        // Each student's grade: an id and an idempotency key of its own, derived from the
+        // request's key when there is one.
+        let (grade, student_key) = match &key {
+            Some(k) => {
+                let digest = Sha256::digest(format!("{}/{}", k.as_str(), m.student).as_bytes());
+                let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+                (
+                    GradeId::from_uuid(Uuid::new_v5(caller.school.as_uuid(), hex.as_bytes())),
+                    Some(registro_store::IdempotencyKey::parse(format!(
+                        "{}:class-grade:{hex}",
+                        caller.person
+                    ))?),
+                )
+            }
+            None => (GradeId::new(), None),
+        };
+        commands.push((
+            m.student,
+            grade,
+            student_key,
+            RecordCommand::RecordGrade {
+                grade,
+                subject: body.subject.trim().to_owned(),
+                kind: body.kind,
+                mark,
+                weight,
+                counted: body.counted,
+                description: body.description.clone(),
+                date: body.date,
+            },
+        ));
+    }
+    // Every grade is checked against its record before any is written.
+    if errors.is_empty() {
+        let directory = state
+            .directory
+            .current(state.store.as_ref(), caller.school)
+            .await?
+            .state;
+        let none = BTreeSet::new();
+        for (i, (student, _, student_key, cmd)) in commands.iter().enumerate() {
+            let stream = StreamId::parse(record::stream(*student, year))?;
+            let current = fold_stream::<Record>(
+                state.store.as_ref(),
+                caller.school,
+                &stream,
+                Snapshot::default(),
+            )
+            .await?
+            .state;
+            let exempt = directory.exempt_subjects(*student);
+            let ctx = record::Context {
+                student: *student,
+                year,
+                teacher: caller.person,
+                today: italian_today(&state),
+                as_principal: false,
+                exempt_subjects: &exempt,
+                directory: &directory,
+                closed_terms: &none,
+            };
+            // A retry's grades are in the records already: those are not errors.
+            if let Err(e) = record::decide(&current, cmd, &ctx)
+                && !(student_key.is_some() && e == RecordError::GradeExists)
+            {
+                errors.push(LineError {
+                    line: i + 1,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::BadLines(errors));
+    }
+    let mut given = Vec::new();
+    for (student, grade, student_key, cmd) in commands {
+        let outcome =
+            record_command_keyed(&state, &caller, student_key, student, year, cmd).await?;
+        given.push(GivenGrade {
+            student: student.into(),
+            id: grade.into(),
+            position: outcome.last_seq,
+        });
+    }
+    Ok((StatusCode::CREATED, Json(ClassGrades { grades: given })).into_response())
 }

@@ -48,7 +48,8 @@ use crate::{AppState, docs, enrolment, metrics, register, school};
         register::decide_sanction, register::annul_note, register::student_notes,
         enrolment::enrol_from_csv, register::offer_slot, register::teacher_slots,
         register::cancel_slot, register::book_slot, register::cancel_booking,
-        school::transfer_student, school::withdraw_student, school::appoint_coordinator),
+        school::transfer_student, school::withdraw_student, school::appoint_coordinator,
+        register::give_class_grades),
     components(schemas(Problem, crate::error::LineError, Health, Readiness, Checks)),
     modifiers(&EveryOperation),
     tags(
@@ -571,6 +572,12 @@ pub fn routes() -> Routes {
             "/schools/{school}/classes/{class}/coordinator",
             manage(R::Class),
             school::appoint_coordinator,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/years/{year}/grades",
+            member(P::WriteClassRegister, R::Class),
+            register::give_class_grades,
         )
 }
 

@@ -325,6 +325,13 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
                 Some(json!({"teacher": teacher})),
             )
         }
+        ("POST", "/schools/{school}/classes/{class}/years/{year}/grades") => (
+            format!("{s}/classes/{class}/years/2025/grades"),
+            Some(
+                json!({"subject": "Matematica", "kind": "written", "date": "2025-10-06",
+                "marks": [{"student": student, "mark": "6"}]}),
+            ),
+        ),
         ("PUT", "/schools/{school}/years/{year}") => {
             (format!("{s}/years/2025"), Some(crate::world::year_plan()))
         }

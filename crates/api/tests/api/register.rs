@@ -1153,3 +1153,68 @@ async fn a_meeting_is_offered_booked_and_seen_by_each_as_they_may() {
         .await;
     assert_eq!(r.status(), 403);
 }
+
+/// The grades of a whole class test in one request: every mark checked before any is written;
+/// with a key, retried safely.
+#[tokio::test]
+async fn a_class_test_is_graded_in_one_request() {
+    let w = World::sqlite(RateLimit::default()).await;
+    let teacher = w.token(Role::Teacher);
+    let url = format!("/schools/{}/classes/{}/years/2025/grades", w.a, w.c1);
+    let head = || async { w.store.school_head(w.a).await.unwrap().unwrap().last_seq };
+    let classmate = w.register(w.a, Role::Student).await;
+    w.enrol(w.a, classmate, w.c1).await;
+    let before = head().await;
+    let request = |marks: Value| {
+        json!({"subject": "Matematica", "kind": "written", "date": "2025-10-06",
+            "description": "Verifica sulle frazioni", "marks": marks})
+    };
+    let bad = request(json!([
+        {"student": w.x, "mark": "7"},
+        {"student": w.y, "mark": "6"},
+        {"student": classmate, "mark": "undici"},
+    ]));
+    let problem = body(
+        w.call(Method::POST, &url, Some(&teacher), Some(&bad)).await,
+        422,
+    )
+    .await;
+    let lines: Vec<u64> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [2, 3], "{problem}");
+    assert_eq!(head().await, before, "nothing written");
+    let good = request(json!([
+        {"student": w.x, "mark": "7"},
+        {"student": classmate, "mark": "5½"},
+    ]));
+    let send = || {
+        w.client
+            .post(format!("{}{url}", w.base))
+            .bearer_auth(&teacher)
+            .header("idempotency-key", "verifica-frazioni")
+            .json(&good)
+            .send()
+    };
+    let first = body(send().await.unwrap(), 201).await;
+    assert_eq!(first["grades"].as_array().unwrap().len(), 2);
+    assert_eq!(head().await, before + 2);
+    let again = body(send().await.unwrap(), 201).await;
+    assert_eq!(again["grades"], first["grades"]);
+    assert_eq!(head().await, before + 2, "a retry gives no grade twice");
+    let view = body(
+        w.call(
+            Method::GET,
+            &format!("/schools/{}/students/{classmate}/years/2025/grades", w.a),
+            Some(&teacher),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(view["grades"][0]["mark"], "5½");
+}
