@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use registro_domain::calendar::{SchoolYear, Term};
-use registro_domain::directory::DirectoryCommand;
+use registro_domain::directory::{Directory, DirectoryCommand};
 use registro_domain::grade::{GradeKind, GradeValue, Judgement, PrimaryLevel, Weight};
 use registro_domain::record::{self, Mark, Record, RecordCommand, RecordError, RecordEvent};
 use registro_domain::{GradeId, PersonId, SchoolId};
@@ -291,18 +291,16 @@ async fn record_command_keyed(
     cmd: RecordCommand,
 ) -> Result<registro_store::AppendOutcome, ApiError> {
     let stream = StreamId::parse(record::stream(student, year))?;
-    let store = state.store.as_ref();
-    let (directory, school, teacher) = (&state.directory, caller.school, caller.person);
-    let as_principal = caller.role == registro_domain::Role::Principal;
-    let (stream_ref, cmd_ref) = (&stream, &cmd);
+    let (teacher, as_principal) = (
+        caller.person,
+        caller.role == registro_domain::Role::Principal,
+    );
     // The classes' scrutini cannot be closed yet (the scrutini issue): no term is locked.
-    let none = BTreeSet::new();
-    let closed = &none;
-    let today = italian_today(state);
-    let decide = move || async move {
-        let Snapshot { version, state } =
-            fold_stream::<Record>(store, school, stream_ref, Snapshot::default()).await?;
-        let directory = directory.current(store, school).await?.state;
+    let closed = BTreeSet::new();
+    // A justification's reason is sealed with the key of the student's record for the year
+    // (crypto-shredding, one year at a time).
+    let subject = record::sealing_subject(student, year);
+    let decide = |current: &Record, directory: &Directory, today: Date| {
         let exempt_subjects = directory.exempt_subjects(student);
         let ctx = record::Context {
             student,
@@ -311,38 +309,56 @@ async fn record_command_keyed(
             today,
             as_principal,
             exempt_subjects: &exempt_subjects,
-            directory: &directory,
-            closed_terms: closed,
+            directory,
+            closed_terms: &closed,
         };
-        let events =
-            record::decide(&state, cmd_ref, &ctx).map_err(command::CommandError::Refused)?;
-        // A justification's reason is sealed with the key of the student's record for the year
-        // (crypto-shredding, one year at a time).
-        let subject = record::sealing_subject(student, year);
-        let sealed = new_events(events.iter().map(|e| (e.type_name(), e.data())))?
-            .into_iter()
-            .zip(&events)
-            .map(|(new, e)| match e.sealed_field() {
-                Some(pointer) => new.seal(pointer, subject),
-                None => new,
-            })
-            .collect();
+        let events = record::decide(current, &cmd, &ctx).map_err(command::CommandError::Refused)?;
+        Ok(
+            new_events(events.iter().map(|e| (e.type_name(), e.data())))?
+                .into_iter()
+                .zip(&events)
+                .map(|(new, e)| match e.sealed_field() {
+                    Some(pointer) => new.seal(pointer, subject),
+                    None => new,
+                })
+                .collect(),
+        )
+    };
+    Ok(stream_command(state, caller, key, &stream, &cmd.digest_form(), decide).await?)
+}
+
+/// Runs a command on one stream for the caller: folds the stream into `S`, takes the school's
+/// directory and today's date, lets `decide` turn them into events, and goes through the
+/// executor (replay, append at the folded version, decide again on a conflict).
+async fn stream_command<S, E, D>(
+    state: &AppState,
+    caller: &Caller,
+    key: Option<registro_store::IdempotencyKey>,
+    stream: &StreamId,
+    digest: &serde_json::Value,
+    decide: D,
+) -> Result<registro_store::AppendOutcome, command::CommandError<E>>
+where
+    S: Fold,
+    D: Fn(&S, &Directory, Date) -> Result<Vec<registro_store::NewEvent>, command::CommandError<E>>,
+{
+    let store = state.store.as_ref();
+    let (directory, school) = (&state.directory, caller.school);
+    let today = italian_today(state);
+    let decide = &decide;
+    let attempt = move || async move {
+        let Snapshot {
+            version,
+            state: current,
+        } = fold_stream::<S>(store, school, stream, Snapshot::default()).await?;
+        let directory = directory.current(store, school).await?.state;
         Ok(Decision {
             version,
-            events: sealed,
+            events: decide(&current, &directory, today)?,
         })
     };
     let metadata = CommandMetadata::by(caller.person, caller.role);
-    Ok(command::execute(
-        store,
-        school,
-        &stream,
-        metadata,
-        &cmd.digest_form(),
-        key,
-        decide,
-    )
-    .await?)
+    command::execute(store, school, stream, metadata, digest, key, attempt).await
 }
 
 /// Gives a grade (voto). Only a teacher of the subject in the student's class; never dated in
@@ -1200,37 +1216,22 @@ async fn class_command(
     use registro_domain::class_register;
     let key = idempotency_key(headers, caller)?;
     let stream = StreamId::parse(class_register::stream(class))?;
-    let store = state.store.as_ref();
-    let (directory, school, actor) = (&state.directory, caller.school, caller.person);
-    let (stream_ref, cmd_ref) = (&stream, &cmd);
-    let today = italian_today(state);
-    let decide = move || async move {
-        let Snapshot {
-            version,
-            state: register,
-        } = fold_stream::<class_register::ClassRegister>(
-            store,
-            school,
-            stream_ref,
-            Snapshot::default(),
-        )
-        .await?;
-        let directory = directory.current(store, school).await?.state;
+    let actor = caller.person;
+    let decide = |register: &class_register::ClassRegister, directory: &Directory, today| {
         let ctx = class_register::Context {
             class,
             actor,
             today,
-            directory: &directory,
+            directory,
         };
-        let events = class_register::decide(&register, cmd_ref, &ctx)
-            .map_err(command::CommandError::Refused)?;
-        Ok(Decision {
-            version,
-            events: new_events(events.iter().map(|e| (e.type_name(), e.data())))?,
-        })
+        let events =
+            class_register::decide(register, &cmd, &ctx).map_err(command::CommandError::Refused)?;
+        Ok(new_events(
+            events.iter().map(|e| (e.type_name(), e.data())),
+        )?)
     };
-    let metadata = CommandMetadata::by(caller.person, caller.role);
-    Ok(command::execute(store, school, &stream, metadata, &cmd, key, decide).await?)
+    let digest = serde_json::to_value(&cmd).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(stream_command(state, caller, key, &stream, &digest, decide).await?)
 }
 
 /// A lesson hour to sign.
@@ -1831,32 +1832,22 @@ async fn meetings_command(
     use registro_domain::meetings;
     let key = idempotency_key(headers, caller)?;
     let stream = StreamId::parse(meetings::stream(teacher))?;
-    let store = state.store.as_ref();
-    let (directory, school, actor) = (&state.directory, caller.school, caller.person);
-    let (stream_ref, cmd_ref) = (&stream, &cmd);
-    let today = italian_today(state);
-    let decide = move || async move {
-        let Snapshot {
-            version,
-            state: current,
-        } = fold_stream::<meetings::Meetings>(store, school, stream_ref, Snapshot::default())
-            .await?;
-        let directory = directory.current(store, school).await?.state;
+    let actor = caller.person;
+    let decide = |current: &meetings::Meetings, directory: &Directory, today| {
         let ctx = meetings::Context {
             teacher,
             actor,
             today,
-            directory: &directory,
+            directory,
         };
         let events =
-            meetings::decide(&current, cmd_ref, &ctx).map_err(command::CommandError::Refused)?;
-        Ok(Decision {
-            version,
-            events: new_events(events.iter().map(|e| (e.type_name(), e.data())))?,
-        })
+            meetings::decide(current, &cmd, &ctx).map_err(command::CommandError::Refused)?;
+        Ok(new_events(
+            events.iter().map(|e| (e.type_name(), e.data())),
+        )?)
     };
-    let metadata = CommandMetadata::by(caller.person, caller.role);
-    Ok(command::execute(store, school, &stream, metadata, &cmd, key, decide).await?)
+    let digest = serde_json::to_value(&cmd).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(stream_command(state, caller, key, &stream, &digest, decide).await?)
 }
 
 /// A slot to offer.
