@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use registro_domain::SchoolId;
 use registro_domain::directory::{
     self, Directory, DirectoryCommand, DirectoryError, DirectoryEvent,
 };
+use registro_domain::{SchoolId, StoredEvent as _};
 use registro_store::{
     AppendOutcome, CommandMetadata, EventStore, IdempotencyKey, RecordedEvent, StoreError, StreamId,
 };

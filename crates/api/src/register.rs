@@ -30,6 +30,7 @@ use crate::command::{self, Decision, new_events};
 use crate::error::{ApiError, LineError};
 use crate::json::{Json, PathIds};
 use crate::school::{Written, command_response, idempotency_key, new_id, record_read};
+use registro_domain::StoredEvent as _;
 
 impl Fold for Record {
     fn apply(&mut self, event: &RecordedEvent) -> anyhow::Result<()> {

@@ -4,6 +4,8 @@
 //! checks that the sample's stored data has exactly the fields documented.
 
 use serde_json::Value;
+
+use crate::StoredEvent as _;
 use time::macros::date;
 
 use crate::access::StudentDataRead;

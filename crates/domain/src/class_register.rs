@@ -143,6 +143,8 @@ pub enum ClassEvent {
     },
 }
 
+impl crate::StoredEvent for ClassEvent {}
+
 impl ClassEvent {
     /// Every event type name, as stored.
     pub const TYPE_NAMES: [&'static str; 4] = [
@@ -161,26 +163,6 @@ impl ClassEvent {
             Self::HomeworkAssigned { .. } => Self::TYPE_NAMES[2],
             Self::TestScheduled { .. } => Self::TYPE_NAMES[3],
         }
-    }
-
-    /// The event from its stored type name and data (schema version 1).
-    ///
-    /// # Errors
-    /// When the type is not a class event or the data does not fit it.
-    pub fn from_stored(
-        event_type: &str,
-        data: &serde_json::Value,
-    ) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(serde_json::json!({ "type": event_type, "data": data }))
-    }
-
-    /// The event's data as stored (its fields, without the type).
-    #[must_use]
-    pub fn data(&self) -> serde_json::Value {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|mut v| v.get_mut("data").map(serde_json::Value::take))
-            .unwrap_or_default()
     }
 }
 
@@ -522,6 +504,7 @@ pub fn evolve(state: &mut ClassRegister, event: &ClassEvent) {
 
 #[cfg(test)]
 mod tests {
+    use crate::StoredEvent as _;
     use time::macros::{date, time};
 
     use super::*;

@@ -315,6 +315,8 @@ pub enum DirectoryEvent {
     },
 }
 
+impl crate::StoredEvent for DirectoryEvent {}
+
 impl DirectoryEvent {
     /// Every event type name, as stored.
     pub const TYPE_NAMES: [&'static str; 15] = [
@@ -356,26 +358,6 @@ impl DirectoryEvent {
             Self::CoordinatorAppointed { .. } => 14,
         };
         Self::TYPE_NAMES[i]
-    }
-
-    /// The event from its stored type name and data (schema version 1).
-    ///
-    /// # Errors
-    /// When the type is not a directory event or the data does not fit it.
-    pub fn from_stored(
-        event_type: &str,
-        data: &serde_json::Value,
-    ) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(serde_json::json!({ "type": event_type, "data": data }))
-    }
-
-    /// The event's data as stored (its fields, without the type).
-    #[must_use]
-    pub fn data(&self) -> serde_json::Value {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|mut v| v.get_mut("data").map(serde_json::Value::take))
-            .unwrap_or_default()
     }
 }
 
@@ -1056,6 +1038,7 @@ pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StoredEvent as _;
 
     /// Synthetic codes: surname XXX, name YYY, born in "country" Z999 (none has that code).
     fn code(date: &str) -> FiscalCode {

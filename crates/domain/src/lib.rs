@@ -20,6 +20,26 @@ pub mod role;
 pub mod timetable;
 
 pub use fiscal_code::{FiscalCode, FiscalCodeError};
+/// An event enum stored as `{type, data}`: the variant's name is the event type, its fields the
+/// data (serde's adjacently tagged form).
+pub trait StoredEvent: serde::Serialize + serde::de::DeserializeOwned {
+    /// The event from its stored type name and data (schema version 1).
+    ///
+    /// # Errors
+    /// When the type is not one of the enum's or the data does not fit it.
+    fn from_stored(event_type: &str, data: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({ "type": event_type, "data": data }))
+    }
+
+    /// The event's data as stored (its fields, without the type).
+    fn data(&self) -> serde_json::Value {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|mut v| v.get_mut("data").map(serde_json::Value::take))
+            .unwrap_or_default()
+    }
+}
+
 pub use ids::{
     AttendanceId, CausationId, ClassId, CorrelationId, EventId, GradeId, HomeworkId, NoteId,
     PersonId, SchoolId, SlotId, TestId,

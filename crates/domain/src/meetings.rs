@@ -114,6 +114,8 @@ pub enum MeetingEvent {
     },
 }
 
+impl crate::StoredEvent for MeetingEvent {}
+
 impl MeetingEvent {
     /// Every event type name, as stored.
     pub const TYPE_NAMES: [&'static str; 4] = [
@@ -132,26 +134,6 @@ impl MeetingEvent {
             Self::MeetingBooked { .. } => Self::TYPE_NAMES[2],
             Self::BookingCancelled { .. } => Self::TYPE_NAMES[3],
         }
-    }
-
-    /// The event from its stored type name and data (schema version 1).
-    ///
-    /// # Errors
-    /// When the type is not a meeting event or the data does not fit it.
-    pub fn from_stored(
-        event_type: &str,
-        data: &serde_json::Value,
-    ) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(serde_json::json!({ "type": event_type, "data": data }))
-    }
-
-    /// The event's data as stored (its fields, without the type).
-    #[must_use]
-    pub fn data(&self) -> serde_json::Value {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|mut v| v.get_mut("data").map(serde_json::Value::take))
-            .unwrap_or_default()
     }
 }
 
@@ -401,6 +383,7 @@ pub fn evolve(state: &mut Meetings, event: &MeetingEvent) {
 
 #[cfg(test)]
 mod tests {
+    use crate::StoredEvent as _;
     use time::macros::{date, time};
 
     use super::*;

@@ -335,6 +335,8 @@ pub enum RecordEvent {
     },
 }
 
+impl crate::StoredEvent for RecordEvent {}
+
 impl RecordEvent {
     /// Every event type name, as stored.
     pub const TYPE_NAMES: [&'static str; 10] = [
@@ -377,26 +379,6 @@ impl RecordEvent {
             | Self::JustificationRejected { .. } => Some("/reason"),
             _ => None,
         }
-    }
-
-    /// The event from its stored type name and data (schema version 1).
-    ///
-    /// # Errors
-    /// When the type is not a record event or the data does not fit it.
-    pub fn from_stored(
-        event_type: &str,
-        data: &serde_json::Value,
-    ) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(serde_json::json!({ "type": event_type, "data": data }))
-    }
-
-    /// The event's data as stored (its fields, without the type).
-    #[must_use]
-    pub fn data(&self) -> serde_json::Value {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|mut v| v.get_mut("data").map(serde_json::Value::take))
-            .unwrap_or_default()
     }
 }
 
@@ -1099,6 +1081,7 @@ pub fn evolve(state: &mut Record, event: &RecordEvent) {
 
 #[cfg(test)]
 mod tests {
+    use crate::StoredEvent as _;
     use time::macros::date;
 
     use super::*;
