@@ -47,9 +47,9 @@ impl From<command::CommandError<RecordError>> for ApiError {
             command::CommandError::Refused(e) => {
                 let detail = e.to_string();
                 match e {
-                    RecordError::NotYourSubject | RecordError::NotThePrincipal => {
-                        ApiError::Forbidden(detail)
-                    }
+                    RecordError::NotYourSubject
+                    | RecordError::NotThePrincipal
+                    | RecordError::OwnChild => ApiError::Forbidden(detail),
                     RecordError::UnknownGrade
                     | RecordError::UnknownEntry
                     | RecordError::UnknownNote => ApiError::NotFoundDetail(detail),

@@ -450,6 +450,9 @@ pub enum RecordError {
     /// The id is used already.
     #[error("questa nota esiste già")]
     NoteExists,
+    /// The teacher is the student's guardian: another teacher of the class decides.
+    #[error("il docente è genitore o tutore dello studente: decide un altro docente della classe")]
+    OwnChild,
     /// A justification rule refused it (`rules.md` section 5).
     #[error(transparent)]
     Justification(#[from] JustificationError),
@@ -812,6 +815,11 @@ pub fn decide(
             let existing = live_entry(state, *entry)?;
             if !ctx.directory.teaches_class(ctx.teacher, existing.class) {
                 return Err(RecordError::NotYourSubject);
+            }
+            // A teacher who is also the student's guardian is a party to the justification:
+            // another teacher of the class decides it.
+            if ctx.directory.is_linked(ctx.teacher, ctx.student) {
+                return Err(RecordError::OwnChild);
             }
             existing.justification.state.may_decide(*accept, reason)?;
             ctx.check_open(existing.date)?;
@@ -1753,6 +1761,53 @@ mod tests {
                 text: text.into(),
             },
         }
+    }
+
+    #[test]
+    fn a_teacher_who_is_the_students_guardian_does_not_decide_the_justification() {
+        let mut w = world();
+        let entry = AttendanceId::new();
+        let commands = [
+            attend(entry, date!(2025 - 10 - 06), Missed::WholeDay),
+            justify(entry, Justifier::Guardian, "febbre"),
+            RecordCommand::DecideJustification {
+                entry,
+                accept: true,
+                reason: String::new(),
+            },
+        ];
+        // Before the link the class's teacher decides it.
+        assert!(run_all(&w, w.student, &commands).is_ok());
+        for c in [
+            DirectoryCommand::GrantRole {
+                person: w.teacher,
+                role: Role::Guardian,
+            },
+            DirectoryCommand::LinkGuardian {
+                guardian: w.teacher,
+                student: w.student,
+            },
+        ] {
+            for e in directory::decide(&w.dir, &c).unwrap() {
+                directory::evolve(&mut w.dir, &e);
+            }
+        }
+        assert_eq!(
+            run_all(&w, w.student, &commands).unwrap_err(),
+            RecordError::OwnChild
+        );
+        // The same teacher still decides for the other students of the class.
+        let other = AttendanceId::new();
+        let adult_commands = [
+            attend(other, date!(2025 - 10 - 06), Missed::WholeDay),
+            justify(other, Justifier::Student, "visita"),
+            RecordCommand::DecideJustification {
+                entry: other,
+                accept: true,
+                reason: String::new(),
+            },
+        ];
+        assert!(run_all(&w, w.adult, &adult_commands).is_ok());
     }
 
     #[test]
