@@ -1098,6 +1098,21 @@ mod tests {
     use crate::{FiscalCode, Role};
 
     static NO_EXEMPTIONS: BTreeSet<String> = BTreeSet::new();
+    static NO_CLOSED_TERMS: BTreeSet<usize> = BTreeSet::new();
+
+    /// The mathematics teacher acting on the student's 2025/26 record, no term closed.
+    fn ctx(w: &World) -> Context<'_> {
+        Context {
+            student: w.student,
+            year: SchoolYear::starting(2025),
+            teacher: w.teacher,
+            exempt_subjects: &NO_EXEMPTIONS,
+            today: TODAY,
+            as_principal: false,
+            directory: &w.dir,
+            closed_terms: &NO_CLOSED_TERMS,
+        }
+    }
     /// The day the tests decide on: late in the school year 2025/26.
     const TODAY: Date = date!(2026 - 06 - 30);
 
@@ -1228,17 +1243,7 @@ mod tests {
         given: &[RecordCommand],
         command: &RecordCommand,
     ) -> Result<Vec<RecordEvent>, RecordError> {
-        let open = BTreeSet::new();
-        let ctx = Context {
-            student: w.student,
-            year: SchoolYear::starting(2025),
-            teacher: w.teacher,
-            exempt_subjects: &NO_EXEMPTIONS,
-            today: TODAY,
-            as_principal: false,
-            directory: &w.dir,
-            closed_terms: &open,
-        };
+        let ctx = ctx(w);
         let mut state = Record::default();
         for c in given {
             for e in decide(&state, c, &ctx).expect("the given commands succeed") {
@@ -1318,17 +1323,7 @@ mod tests {
     #[test]
     fn rule_2_an_annulled_grade_leaves_the_average_and_cannot_change_again() {
         let w = world();
-        let open = BTreeSet::new();
-        let ctx = Context {
-            student: w.student,
-            year: SchoolYear::starting(2025),
-            teacher: w.teacher,
-            exempt_subjects: &NO_EXEMPTIONS,
-            today: TODAY,
-            as_principal: false,
-            directory: &w.dir,
-            closed_terms: &open,
-        };
+        let ctx = ctx(&w);
         let (a, b, c) = (GradeId::new(), GradeId::new(), GradeId::new());
         let mut state = Record::default();
         let oct = date!(2025 - 10 - 06);
@@ -1380,17 +1375,7 @@ mod tests {
     #[test]
     fn rule_2_judgements_are_recorded_but_never_averaged() {
         let w = world();
-        let open = BTreeSet::new();
-        let ctx = Context {
-            student: w.student,
-            year: SchoolYear::starting(2025),
-            teacher: w.teacher,
-            exempt_subjects: &NO_EXEMPTIONS,
-            today: TODAY,
-            as_principal: false,
-            directory: &w.dir,
-            closed_terms: &open,
-        };
+        let ctx = ctx(&w);
         let mut state = Record::default();
         for e in decide(
             &state,
@@ -1442,16 +1427,7 @@ mod tests {
             reason: "x".into(),
         };
         assert!(given_when(&w, w.teacher, &open, &given, &annul).is_ok());
-        let ctx = Context {
-            student: w.student,
-            year: SchoolYear::starting(2025),
-            teacher: w.teacher,
-            exempt_subjects: &NO_EXEMPTIONS,
-            today: TODAY,
-            as_principal: false,
-            directory: &w.dir,
-            closed_terms: &open,
-        };
+        let ctx = ctx(&w);
         let mut state = Record::default();
         for e in decide(&state, &november, &ctx).unwrap() {
             evolve(&mut state, &e);
@@ -1484,13 +1460,7 @@ mod tests {
         );
         let ctx = Context {
             student: PersonId::new(),
-            year: SchoolYear::starting(2025),
-            teacher: w.teacher,
-            exempt_subjects: &NO_EXEMPTIONS,
-            today: TODAY,
-            as_principal: false,
-            directory: &w.dir,
-            closed_terms: &open,
+            ..ctx(&w)
         };
         assert_eq!(
             decide(
@@ -1540,14 +1510,8 @@ mod tests {
         // A student exempt from religion misses four hours on a whole day.
         let exempt = BTreeSet::from(["Religione".to_owned()]);
         let ctx = Context {
-            student: w.student,
-            year: SchoolYear::starting(2025),
-            teacher: w.teacher,
             exempt_subjects: &exempt,
-            today: TODAY,
-            as_principal: false,
-            directory: &w.dir,
-            closed_terms: &open,
+            ..ctx(&w)
         };
         let events = decide(
             &Record::default(),
@@ -1694,17 +1658,7 @@ mod tests {
     #[test]
     fn grades_and_entries_come_in_the_order_they_were_given() {
         let w = world();
-        let open = BTreeSet::new();
-        let ctx = Context {
-            student: w.student,
-            year: SchoolYear::starting(2025),
-            teacher: w.teacher,
-            exempt_subjects: &NO_EXEMPTIONS,
-            today: TODAY,
-            as_principal: false,
-            directory: &w.dir,
-            closed_terms: &open,
-        };
+        let ctx = ctx(&w);
         // Ids that sort the other way round (as ids derived from idempotency keys may).
         let ids = [
             GradeId::from_uuid(uuid::Uuid::from_u128(3)),
@@ -1732,17 +1686,7 @@ mod tests {
         student: PersonId,
         commands: &[RecordCommand],
     ) -> Result<Record, RecordError> {
-        let open = BTreeSet::new();
-        let ctx = Context {
-            student,
-            year: SchoolYear::starting(2025),
-            teacher: w.teacher,
-            exempt_subjects: &NO_EXEMPTIONS,
-            today: TODAY,
-            as_principal: false,
-            directory: &w.dir,
-            closed_terms: &open,
-        };
+        let ctx = Context { student, ..ctx(w) };
         let mut state = Record::default();
         for c in commands {
             for e in decide(&state, c, &ctx)? {
@@ -1995,25 +1939,16 @@ mod tests {
             Err(RecordError::NotThePrincipal)
         );
         let principal = Context {
-            student: w.student,
-            year: SchoolYear::starting(2025),
             teacher: PersonId::new(),
-            today: TODAY,
             as_principal: true,
-            exempt_subjects: &NO_EXEMPTIONS,
-            directory: &w.dir,
-            closed_terms: &open,
+            ..ctx(&w)
         };
         let mut state = Record::default();
         for cmd in [&write, &sanction] {
             let ctx = if matches!(cmd, RecordCommand::DecideSanction { .. }) {
                 principal
             } else {
-                Context {
-                    teacher: w.teacher,
-                    as_principal: false,
-                    ..principal
-                }
+                ctx(&w)
             };
             for e in decide(&state, cmd, &ctx).unwrap() {
                 evolve(&mut state, &e);
@@ -2022,11 +1957,7 @@ mod tests {
         let kinds: Vec<NoteKind> = state.notes().map(|(_, n)| n.kind).collect();
         assert_eq!(kinds, [NoteKind::Disciplinary, NoteKind::Sanction]);
         // A teacher annuls a note, with a reason, but not the principal's sanction.
-        let teacher = Context {
-            teacher: w.teacher,
-            as_principal: false,
-            ..principal
-        };
+        let teacher = ctx(&w);
         let annul = |note, reason: &str| RecordCommand::AnnulNote {
             note,
             reason: reason.into(),
