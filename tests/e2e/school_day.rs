@@ -49,6 +49,25 @@ impl Client {
     }
 }
 
+/// The latest Monday-to-Friday day up to today (Italian time, roughly) in the current school
+/// year (from 1 September), if there is one: not when today is a weekend 1 or 2 September.
+fn latest_weekday_of_this_school_year() -> Option<time::Date> {
+    use time::{Month, Weekday};
+    let today = (time::OffsetDateTime::now_utc() + time::Duration::hours(2)).date();
+    let start_year = if today.month() >= Month::September {
+        today.year()
+    } else {
+        today.year() - 1
+    };
+    let first = time::Date::from_calendar_date(start_year, Month::September, 1).unwrap();
+    let weekend = |d: time::Date| matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday);
+    let mut day = today;
+    while weekend(day) {
+        day = day.previous_day().filter(|d| *d >= first)?;
+    }
+    Some(day)
+}
+
 /// Runs the day against a server started with `storage` (the data directory holds the local
 /// token issuer's key in both cases).
 async fn a_school_day(storage: &[&str], dir: &str) {
@@ -203,6 +222,87 @@ async fn a_school_day(storage: &[&str], dir: &str) {
             json!({"accept": true}),
         )
         .await;
+
+    // The teacher signs the first hour (mathematics) of the latest school day: lessons are
+    // signed in the current school year, on the server's clock.
+    if let Some(lesson_day) = latest_weekday_of_this_school_year() {
+        let signed = teacher
+            .post(
+                &format!("{s}/classes/{class}/lessons"),
+                json!({"date": lesson_day.to_string(), "hour": 1, "topic": "Le frazioni"}),
+            )
+            .await;
+        assert!(signed["position"].as_u64().unwrap() > 0);
+        let day = teacher
+            .get(&format!("{s}/classes/{class}/days/{lesson_day}"))
+            .await;
+        assert_eq!(day["lessons"][0]["topic"], "Le frazioni");
+        assert_eq!(day["lessons"][0]["subject"], "Matematica");
+    } else {
+        // A weekend at the very start of the year: no lesson has happened yet to sign, and
+        // tomorrow's cannot be signed in advance.
+        let tomorrow = (time::OffsetDateTime::now_utc() + time::Duration::days(1)).date();
+        let refused = reqwest::Client::new()
+            .post(format!("{}{s}/classes/{class}/lessons", teacher.base))
+            .bearer_auth(&teacher.token)
+            .json(&json!({"date": tomorrow.to_string(), "hour": 1, "topic": "Le frazioni"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 422);
+    }
+
+    // The principal publishes a circular to the families with a PDF attached; the family
+    // finds it, downloads the attachment and confirms they read it (presa visione).
+    let pdf = b"%PDF-1.4\n% circolare\n%%EOF\n".to_vec();
+    let upload = reqwest::Client::new()
+        .post(format!("{}{s}/attachments", principal.base))
+        .bearer_auth(&principal.token)
+        .header("content-type", "application/pdf")
+        .body(pdf.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 201);
+    let hash = upload.json::<Value>().await.unwrap()["hash"].clone();
+    let circular = principal
+        .post(
+            &format!("{s}/communications"),
+            json!({"kind": "circular", "title": "Ricevimento dei genitori",
+                "body": "I docenti ricevono su prenotazione.",
+                "audience": {"groups": ["families"]},
+                "attachments": [{"hash": hash, "name": "calendario.pdf"}]}),
+        )
+        .await;
+    let circular = circular["id"].as_str().unwrap();
+    let inbox = family.get(&format!("{s}/communications")).await;
+    assert_eq!(inbox[0]["title"], "Ricevimento dei genitori");
+    assert_eq!(inbox[0]["number"], 1);
+    assert_eq!(inbox[0]["acknowledged_at"], Value::Null);
+    let hash = hash.as_str().unwrap();
+    let file = reqwest::Client::new()
+        .get(format!(
+            "{}{s}/communications/{circular}/attachments/{hash}",
+            family.base
+        ))
+        .bearer_auth(&family.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.bytes().await.unwrap().to_vec(), pdf);
+    family
+        .send(
+            reqwest::Method::POST,
+            &format!("{s}/communications/{circular}/receipt"),
+            None,
+        )
+        .await;
+    let read = principal
+        .get(&format!("{s}/communications/{circular}"))
+        .await;
+    assert_eq!(read["replies"]["recipients"], 1);
+    assert_eq!(read["replies"]["receipts"][0]["person"], guardian_id);
 
     // The family reads it all, and sees who read their child's record.
     let grades = family.get(&format!("{record}/grades")).await;

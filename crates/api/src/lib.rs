@@ -12,6 +12,7 @@ mod access_log;
 pub mod auth;
 mod cache;
 pub mod command;
+mod communications;
 mod context;
 pub mod directory;
 mod docs;
@@ -81,6 +82,8 @@ pub struct AppState {
     pub directory: Arc<SchoolCache<Directory>>,
     /// Each school's access log.
     pub access_log: Arc<SchoolCache<AccessLog>>,
+    /// Each school's catalogue of communications.
+    pub communications: Arc<SchoolCache<registro_domain::communications::Catalogue>>,
     /// The rate limiter of reads.
     pub limiter: Arc<RateLimiter>,
     /// A fixed "today", for tests; `None`: the clock.
@@ -109,6 +112,7 @@ impl AppState {
             ),
             directory: Arc::default(),
             access_log: Arc::default(),
+            communications: Arc::default(),
             limiter: Arc::new(RateLimiter::new(read_limit)),
             today: None,
         }

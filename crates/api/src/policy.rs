@@ -66,11 +66,19 @@ pub enum Permission {
     /// of the students they teach (book, cancel their bookings, read), the principal (reads);
     /// the command checks who does what.
     Meetings,
+    /// Upload attachments, publish and withdraw communications: the principal and the office
+    /// (anything), the teachers (notices to the families or students of their classes; the
+    /// command checks which).
+    PublishCommunications,
+    /// Read the communications addressed to one, acknowledge them and answer their consents:
+    /// every member but the auditor and the admin (the command and the catalogue check which
+    /// communications reach whom).
+    ReadCommunications,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 15] = [
+    pub const ALL: [Permission; 17] = [
         Permission::ReadOwnProfile,
         Permission::ManageDirectory,
         Permission::ReadStudent,
@@ -86,6 +94,8 @@ impl Permission {
         Permission::WriteClassRegister,
         Permission::WriteNotes,
         Permission::Meetings,
+        Permission::PublishCommunications,
+        Permission::ReadCommunications,
     ];
 
     /// Whether `role` holds this permission for some resource of its school.
@@ -100,6 +110,11 @@ impl Permission {
             P::SignLessons | P::WriteClassRegister => role == R::Teacher,
             P::WriteNotes => matches!(role, R::Teacher | R::Principal),
             P::Meetings => matches!(role, R::Teacher | R::Principal | R::Guardian),
+            P::PublishCommunications => matches!(role, R::Principal | R::Secretary | R::Teacher),
+            P::ReadCommunications => matches!(
+                role,
+                R::Principal | R::Secretary | R::Teacher | R::Guardian | R::Student
+            ),
             P::ReadRecord => matches!(role, R::Principal | R::Teacher | R::Guardian | R::Student),
             P::ManageDirectory => matches!(role, R::Principal | R::Secretary),
             P::ReadStudent => matches!(
@@ -207,7 +222,15 @@ fn allows(
     match (permission, role, target) {
         // School-wide for the principal and the secretary, and for what needs no resource.
         (_, R::Principal | R::Secretary, _)
-        | (P::ReadOwnProfile | P::ReadAccessLog | P::ReadCalendar, _, _) => true,
+        | (
+            P::ReadOwnProfile
+            | P::ReadAccessLog
+            | P::ReadCalendar
+            | P::PublishCommunications
+            | P::ReadCommunications,
+            _,
+            _,
+        ) => true,
         (P::ReadStudentAccessLog, R::Auditor, Target::Student(_)) => true,
         (
             P::ReadStudent | P::ReadRecord | P::WriteGrades | P::WriteAttendance | P::WriteNotes,

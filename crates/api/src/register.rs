@@ -90,7 +90,7 @@ impl From<command::CommandError<RecordError>> for ApiError {
 /// two hours from now in UTC is Italy's date, or at most two hours ahead of it (just after
 /// 22:00 in winter), which only lets a teacher date something "tomorrow" for those two hours.
 /// A fixed date when the API was built with one (tests).
-fn italian_today(state: &AppState) -> Date {
+pub(crate) fn italian_today(state: &AppState) -> Date {
     state
         .today
         .unwrap_or_else(|| (time::OffsetDateTime::now_utc() + time::Duration::hours(2)).date())
@@ -331,7 +331,7 @@ async fn record_command_keyed(
 /// Runs a command on one stream for the caller: folds the stream into `S`, takes the school's
 /// directory and today's date, lets `decide` turn them into events, and goes through the
 /// executor (replay, append at the folded version, decide again on a conflict).
-async fn stream_command<S, E, D>(
+pub(crate) async fn stream_command<S, E, D>(
     state: &AppState,
     caller: &Caller,
     key: Option<registro_store::IdempotencyKey>,

@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::context::REQUEST_ID;
 use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
 use crate::policy::{Access, Permission, ResourceKind, Rule};
-use crate::{AppState, docs, enrolment, metrics, register, school};
+use crate::{AppState, communications, docs, enrolment, metrics, register, school};
 
 /// The OpenAPI document of the API.
 #[derive(Debug, OpenApi)]
@@ -49,7 +49,10 @@ use crate::{AppState, docs, enrolment, metrics, register, school};
         enrolment::enrol_from_csv, register::offer_slot, register::teacher_slots,
         register::cancel_slot, register::book_slot, register::cancel_booking,
         school::transfer_student, school::withdraw_student, school::appoint_coordinator,
-        register::give_class_grades),
+        register::give_class_grades, communications::upload_attachment,
+        communications::publish, communications::list, communications::communication,
+        communications::withdraw, communications::acknowledge, communications::answer_consent,
+        communications::download_attachment),
     components(schemas(Problem, crate::error::LineError, Health, Readiness, Checks)),
     modifiers(&EveryOperation),
     tags(
@@ -63,6 +66,8 @@ use crate::{AppState, docs, enrolment, metrics, register, school};
         (name = "class register", description = "Lesson signatures and topics, substitutes, homework and tests"),
         (name = "discipline", description = "Disciplinary notes, annotations and sanctions"),
         (name = "meetings", description = "Parent-teacher meetings (colloqui)"),
+        (name = "communications", description = "Circulars and notices (circolari, avvisi) with \
+            attachments, read receipts (presa visione) and consent (adesione)"),
     )
 )]
 pub struct ApiDoc;
@@ -524,6 +529,54 @@ pub fn routes() -> Routes {
             "/schools/{school}/enrolments",
             manage(R::School),
             enrolment::enrol_from_csv,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/attachments",
+            member(P::PublishCommunications, R::School),
+            communications::upload_attachment,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/communications",
+            member(P::PublishCommunications, R::School),
+            communications::publish,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/communications",
+            member(P::ReadCommunications, R::School),
+            communications::list,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/communications/{communication}",
+            member(P::ReadCommunications, R::School),
+            communications::communication,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/communications/{communication}/withdrawal",
+            member(P::PublishCommunications, R::School),
+            communications::withdraw,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/communications/{communication}/receipt",
+            member(P::ReadCommunications, R::School),
+            communications::acknowledge,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/communications/{communication}/consents",
+            member(P::ReadCommunications, R::School),
+            communications::answer_consent,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/communications/{communication}/attachments/{hash}",
+            member(P::ReadCommunications, R::School),
+            communications::download_attachment,
         )
         .add(
             Method::POST,

@@ -11,6 +11,9 @@ use time::macros::date;
 use crate::access::StudentDataRead;
 use crate::calendar::{SchoolYear, Term};
 use crate::class_register::ClassEvent;
+use crate::communications::{
+    Attachment, Audience, CatalogueEvent, Consent, Group, Kind, ReplyEvent,
+};
 use crate::directory::DirectoryEvent;
 use crate::grade::{GradeKind, GradeValue, Weight};
 use crate::justification::{Justifier, ReasonCategory};
@@ -46,6 +49,12 @@ const DIRECTORY: &str = "`directory`";
 const RECORD: &str = "`student-<student>-<year>`";
 const CLASS: &str = "`class-<class>`";
 const MEETINGS: &str = "`meetings-<teacher>`";
+const COMMUNICATIONS: &str = "`communications`";
+const REPLIES: &str = "`communication-<communication>`";
+
+fn communication() -> crate::CommunicationId {
+    crate::CommunicationId::from_uuid(uuid::Uuid::nil())
+}
 
 fn person() -> PersonId {
     PersonId::from_uuid(uuid::Uuid::nil())
@@ -812,6 +821,139 @@ pub const CATALOGUE: &[EventDoc] = &[
         },
     },
     EventDoc {
+        name: "CommunicationPublished",
+        stream: COMMUNICATIONS,
+        italian: "circolare / avviso",
+        meaning: "A circular or a notice was published to an audience, with its attachments and, \
+                  where asked, a consent deadline.",
+        who: "principal, secretary (any audience); a teacher (notices to the families or \
+              students of the classes they teach)",
+        schema_version: 1,
+        fields: &[
+            ("communication", "uuid", "the communication's id"),
+            (
+                "kind",
+                "string",
+                "`circular` (circolare) or `notice` (avviso)",
+            ),
+            (
+                "number",
+                "integer or null",
+                "a circular's number in its school year (from 1); null for a notice",
+            ),
+            ("title", "string", "the title (oggetto)"),
+            ("body", "string", "the text"),
+            (
+                "audience",
+                "object",
+                "`groups` (`families`, `students`, `staff`) and `classes` (uuids; empty: the \
+                 whole school; for staff, the teachers of those classes)",
+            ),
+            (
+                "attachments",
+                "array of object",
+                "each `hash` (SHA-256 of the bytes, hex), `name`, `media_type`, `size` (bytes)",
+            ),
+            (
+                "consent_deadline",
+                "date, optional",
+                "when consent (adesione) is asked, the last day to answer",
+            ),
+            ("date", "date", "the day it was published"),
+            ("author", "uuid", "who published it"),
+        ],
+        sample: || {
+            CatalogueEvent::CommunicationPublished {
+                communication: communication(),
+                kind: Kind::Circular,
+                number: Some(12),
+                title: "Uscita didattica a Firenze".into(),
+                body: "Si comunica che...".into(),
+                audience: Audience {
+                    groups: [Group::Families].into(),
+                    classes: [ClassId::from_uuid(uuid::Uuid::nil())].into(),
+                },
+                attachments: vec![Attachment {
+                    hash: crate::ContentHash::from_bytes([0; 32]),
+                    name: "programma.pdf".into(),
+                    media_type: "application/pdf".into(),
+                    size: 48_213,
+                }],
+                consent_deadline: Some(date!(2025 - 10 - 20)),
+                date: date!(2025 - 10 - 06),
+                author: person(),
+            }
+            .data()
+        },
+    },
+    EventDoc {
+        name: "CommunicationWithdrawn",
+        stream: COMMUNICATIONS,
+        italian: "comunicazione annullata",
+        meaning: "A communication was withdrawn, with a reason: it stays readable, marked so, and \
+                  takes no more receipts or consents.",
+        who: "its author; the principal",
+        schema_version: 1,
+        fields: &[
+            ("communication", "uuid", "the communication"),
+            ("reason", "string", "why"),
+        ],
+        sample: || {
+            CatalogueEvent::CommunicationWithdrawn {
+                communication: communication(),
+                reason: "data errata".into(),
+            }
+            .data()
+        },
+    },
+    EventDoc {
+        name: "CommunicationAcknowledged",
+        stream: REPLIES,
+        italian: "presa visione",
+        meaning: "A recipient confirmed they read a communication (the time is the envelope's).",
+        who: "a person the communication is addressed to",
+        schema_version: 1,
+        fields: &[
+            ("communication", "uuid", "the communication"),
+            ("reader", "uuid", "who read it"),
+        ],
+        sample: || {
+            ReplyEvent::CommunicationAcknowledged {
+                communication: communication(),
+                reader: person(),
+            }
+            .data()
+        },
+    },
+    EventDoc {
+        name: "ConsentAnswered",
+        stream: REPLIES,
+        italian: "adesione",
+        meaning: "A consent asked by a communication was answered for a student, before its \
+                  deadline; a later answer replaces an earlier one.",
+        who: "a guardian of a minor student; the student once of age",
+        schema_version: 1,
+        fields: &[
+            ("communication", "uuid", "the communication"),
+            ("student", "uuid", "the student"),
+            ("by", "uuid", "who answered"),
+            (
+                "consent",
+                "string",
+                "`given` (aderisce) or `refused` (non aderisce)",
+            ),
+        ],
+        sample: || {
+            ReplyEvent::ConsentAnswered {
+                communication: communication(),
+                student: person(),
+                by: person(),
+                consent: Consent::Given,
+            }
+            .data()
+        },
+    },
+    EventDoc {
         name: "StudentDataRead",
         stream: "`access-log`",
         italian: "registro degli accessi",
@@ -897,6 +1039,8 @@ mod tests {
             .chain(&RecordEvent::TYPE_NAMES)
             .chain(&ClassEvent::TYPE_NAMES)
             .chain(&MeetingEvent::TYPE_NAMES)
+            .chain(&CatalogueEvent::TYPE_NAMES)
+            .chain(&ReplyEvent::TYPE_NAMES)
             .chain(&[crate::access::STUDENT_DATA_READ])
             .copied()
             .collect();

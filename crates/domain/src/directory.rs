@@ -553,6 +553,16 @@ impl Directory {
         self.enrolment.get(&student).copied()
     }
 
+    /// Every registered person.
+    pub fn people(&self) -> impl Iterator<Item = (PersonId, &Person)> + '_ {
+        self.people.iter().map(|(id, p)| (*id, p))
+    }
+
+    /// Every student enrolled in a class.
+    pub fn enrolled_students(&self) -> impl Iterator<Item = PersonId> + '_ {
+        self.enrolment.keys().copied()
+    }
+
     /// Whether `teacher` is assigned to `class` (for any subject).
     #[must_use]
     pub fn teaches_class(&self, teacher: PersonId, class: ClassId) -> bool {

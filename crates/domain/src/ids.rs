@@ -113,9 +113,82 @@ uuid_id!(
     SlotId
 );
 uuid_id!(
+    /// A communication (circolare or avviso) to an audience of families, students or staff.
+    CommunicationId
+);
+uuid_id!(
     /// One stored event.
     EventId
 );
+
+/// The SHA-256 of a file's content (an attachment, allegato), as 64 lowercase hex digits.
+/// Attachments are stored and referenced by it, so the events that name one pin its bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ContentHash([u8; 32]);
+
+impl ContentHash {
+    /// Wraps a digest.
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The digest.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// A content hash that is not 64 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a content hash is 64 lowercase hexadecimal digits (SHA-256)")]
+pub struct BadContentHash;
+
+impl FromStr for ContentHash {
+    type Err = BadContentHash;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let digit = |b: u8| match b {
+            b'0'..=b'9' => Ok(b - b'0'),
+            b'a'..=b'f' => Ok(b - b'a' + 10),
+            _ => Err(BadContentHash),
+        };
+        let bytes = s.as_bytes();
+        if bytes.len() != 64 {
+            return Err(BadContentHash);
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Ok(Self(out))
+    }
+}
+
+impl fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ContentHash({self})")
+    }
+}
+
+impl Serialize for ContentHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
 uuid_id!(
     /// Ties together all the events caused, directly or not, by one request.
     CorrelationId
@@ -143,6 +216,21 @@ mod tests {
         let b = EventId::new();
         assert_eq!(a.as_uuid().get_version_num(), 7);
         assert!(a < b);
+    }
+
+    #[test]
+    fn content_hashes_round_trip_as_lowercase_hex_and_nothing_else_parses() {
+        let text = "00ff10a9".repeat(8);
+        let hash: ContentHash = text.parse().unwrap();
+        assert_eq!(hash.as_bytes()[1], 0xff);
+        assert_eq!(hash.to_string(), text);
+        assert_eq!(
+            serde_json::to_value(hash).unwrap(),
+            serde_json::Value::String(text.clone())
+        );
+        assert!(text.to_uppercase().parse::<ContentHash>().is_err());
+        assert!(text[..62].parse::<ContentHash>().is_err());
+        assert!(format!("{}zz", &text[..62]).parse::<ContentHash>().is_err());
     }
 
     #[test]

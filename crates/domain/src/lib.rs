@@ -9,6 +9,7 @@ pub mod attendance;
 pub mod calendar;
 pub mod catalogue;
 pub mod class_register;
+pub mod communications;
 pub mod directory;
 pub mod fiscal_code;
 pub mod grade;
@@ -41,8 +42,8 @@ pub trait StoredEvent: serde::Serialize + serde::de::DeserializeOwned {
 }
 
 pub use ids::{
-    AttendanceId, CausationId, ClassId, CorrelationId, EventId, GradeId, HomeworkId, NoteId,
-    PersonId, SchoolId, SlotId, TestId,
+    AttendanceId, BadContentHash, CausationId, ClassId, CommunicationId, ContentHash,
+    CorrelationId, EventId, GradeId, HomeworkId, NoteId, PersonId, SchoolId, SlotId, TestId,
 };
 pub use role::{Role, UnknownRole};
 

@@ -2,8 +2,8 @@
 //!
 //! A rejection that the caller can act on ([`StoreError::Conflict`],
 //! [`StoreError::IdempotencyMismatch`], [`StoreError::InvalidEvent`],
-//! [`StoreError::SubjectErased`]) is never confused with an infrastructure failure
-//! ([`StoreError::Unavailable`], [`StoreError::Internal`]).
+//! [`StoreError::InvalidAttachment`], [`StoreError::SubjectErased`]) is never confused with an
+//! infrastructure failure ([`StoreError::Unavailable`], [`StoreError::Internal`]).
 
 use registro_domain::{PersonId, SchoolId};
 
@@ -35,6 +35,11 @@ pub enum StoreError {
     /// (HTTP 422).
     #[error("invalid event: {0}")]
     InvalidEvent(String),
+    /// The attachment cannot be stored as given: its media type is empty or longer than
+    /// [`crate::MAX_MEDIA_TYPE_CHARS`] characters. Nothing was written (HTTP 422). (Size limits
+    /// and allowed types are the caller's to enforce, before storing.)
+    #[error("invalid attachment: {0}")]
+    InvalidAttachment(String),
     /// Sealed data was given for a data subject whose key was destroyed (erased at the end of
     /// retention). Nothing was written (HTTP 409).
     #[error("the sealed data of subject {subject} in school {school} was erased")]

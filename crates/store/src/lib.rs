@@ -11,8 +11,11 @@
 //!   the canonical bytes of its events ([`canonical`], `docs/event-format.md`);
 //! * [`EventStore::read_all`] delivers every committed event exactly once, in an order that
 //!   never lets a late-committing transaction slip behind a reader ([`subscription`]);
-//! * sealed fields are encrypted per data subject and erasable by destroying a key ([`seal`]).
+//! * sealed fields are encrypted per data subject and erasable by destroying a key ([`seal`]);
+//! * attachments (files) are stored beside the log, once per school, under the SHA-256 of their
+//!   bytes, which events use to name them ([`attachment`]).
 
+pub mod attachment;
 pub mod canonical;
 pub mod envelope;
 pub mod error;
@@ -32,9 +35,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use registro_domain::{PersonId, SchoolId};
+use registro_domain::{ContentHash, PersonId, SchoolId};
 use tokio::sync::watch;
 
+pub use attachment::{AttachmentMeta, MAX_MEDIA_TYPE_CHARS};
 pub use envelope::{
     AppendOutcome, AppendRequest, CommandMetadata, EventType, ExpectedVersion, Hash,
     IdempotencyKey, NewEvent, Position, RecordedEvent, SchoolHead, SealedField, StreamId,
@@ -109,6 +113,9 @@ impl Backend {
 /// * [`StoreError::Conflict`], [`StoreError::IdempotencyMismatch`],
 ///   [`StoreError::InvalidEvent`], [`StoreError::SubjectErased`]: the request was refused and
 ///   **nothing was written**; only [`EventStore::append`] returns them.
+/// * [`StoreError::InvalidAttachment`]: the media type is empty or longer than
+///   [`MAX_MEDIA_TYPE_CHARS`] characters; **nothing was written**. Only
+///   [`EventStore::put_attachment`] returns it.
 /// * [`StoreError::Unavailable`]: the database could not be reached or timed out. An append
 ///   may or may not have committed; retrying with the same idempotency key is always safe.
 /// * [`StoreError::Migration`]: the schema does not match this binary.
@@ -181,6 +188,37 @@ pub trait EventStore: Send + Sync + fmt::Debug {
         school: SchoolId,
         subject: PersonId,
     ) -> Result<bool, StoreError>;
+
+    /// Stores an attachment's bytes under their SHA-256, once per school: storing the same bytes
+    /// again returns the first record (its media type included) and writes nothing. Concurrent
+    /// puts of the same bytes all succeed, with the same record. The store checks nothing about
+    /// the bytes (empty content is stored like any other); limits on size and media type are the
+    /// caller's.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidAttachment`] when `media_type` is empty or longer than
+    /// [`MAX_MEDIA_TYPE_CHARS`] characters.
+    async fn put_attachment(
+        &self,
+        school: SchoolId,
+        media_type: &str,
+        content: &[u8],
+    ) -> Result<AttachmentMeta, StoreError>;
+
+    /// An attachment's description, without its bytes; `None` when the school has no such
+    /// attachment.
+    async fn attachment_meta(
+        &self,
+        school: SchoolId,
+        hash: &ContentHash,
+    ) -> Result<Option<AttachmentMeta>, StoreError>;
+
+    /// An attachment's description and bytes; `None` when the school has none with that hash.
+    async fn attachment(
+        &self,
+        school: SchoolId,
+        hash: &ContentHash,
+    ) -> Result<Option<(AttachmentMeta, Vec<u8>)>, StoreError>;
 
     /// A hint that new events may have been committed: the value changes after commits that
     /// this process saw or was notified of. Subscribers also poll, so a missed hint only

@@ -65,14 +65,26 @@ pub const POSTGRES: &[Migration] = &[
         name: "0002_row_level_security.sql",
         sql: include_str!("../../../migrations/postgres/0002_row_level_security.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_attachments.sql",
+        sql: include_str!("../../../migrations/postgres/0003_attachments.sql"),
+    },
 ];
 
 /// The SQLite migrations.
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_event_store.sql",
-    sql: include_str!("../../../migrations/sqlite/0001_event_store.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_event_store.sql",
+        sql: include_str!("../../../migrations/sqlite/0001_event_store.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_attachments.sql",
+        sql: include_str!("../../../migrations/sqlite/0002_attachments.sql"),
+    },
+];
 
 /// Compares what a database has applied with what the binary knows.
 ///

@@ -30,7 +30,7 @@ use deadpool_postgres::{
     ClientWrapper, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use futures_util::{FutureExt as _, StreamExt as _};
-use registro_domain::{PersonId, Role, SchoolId};
+use registro_domain::{ContentHash, PersonId, Role, SchoolId};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -38,6 +38,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 use uuid::Uuid;
 
+use crate::attachment::{AttachmentMeta, check_media_type, content_hash};
+use crate::canonical::truncate_to_micros;
 use crate::envelope::{
     AppendOutcome, AppendRequest, EventType, Hash, IdempotencyKey, Position, RecordedEvent,
     SchoolHead, StreamId,
@@ -58,6 +60,10 @@ pub const POOL_WAIT: Duration = Duration::from_secs(5);
 /// The advisory lock (two-key form, apart from the per-school one-key locks) held while
 /// migrating.
 const MIGRATION_LOCK: (i32, i32) = (0x7265_6769, 1);
+
+/// An attachment's description, by school and hash.
+const ATTACHMENT_META: &str =
+    "SELECT media_type, size, stored_at FROM attachments WHERE school_id = $1 AND hash = $2";
 
 const COLUMNS: &str = "(tx::text)::bigint, id, school_id, school_seq, stream_id, stream_version, \
     event_id, event_type, schema_version, data, actor_id, actor_role, correlation_id, \
@@ -762,6 +768,102 @@ impl EventStore for PgStore {
         .await
     }
 
+    async fn put_attachment(
+        &self,
+        school: SchoolId,
+        media_type: &str,
+        content: &[u8],
+    ) -> Result<AttachmentMeta, StoreError> {
+        check_media_type(media_type)?;
+        let hash = content_hash(content);
+        let hash_bytes = hash.as_bytes().as_slice();
+        let size = i64::try_from(content.len()).map_err(StoreError::internal)?;
+        let stored_at = truncate_to_micros(OffsetDateTime::now_utc());
+        let client = self.client().await?;
+        let (insert, select) = tokio::try_join!(
+            // The same bytes stored again, or concurrently, keep the first record.
+            client.prepare_cached(
+                "INSERT INTO attachments (school_id, hash, media_type, size, content, stored_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (school_id, hash) DO NOTHING"
+            ),
+            client.prepare_cached(ATTACHMENT_META),
+        )
+        .map_err(pg_err)?;
+        let row = in_scope(&client, Scope::School(school), End::Commit, async |tx| {
+            // One round trip, the insert sent first (`biased`). The read runs after it, with a
+            // snapshot of its own (read committed): it sees the row whether this insert or a
+            // concurrent one wrote it (the insert waits for a concurrent one to commit before
+            // doing nothing).
+            let (inserted, row) = tokio::join!(
+                biased;
+                async {
+                    tx.execute(
+                        &insert,
+                        &[
+                            school.as_uuid(),
+                            &hash_bytes,
+                            &media_type,
+                            &size,
+                            &content,
+                            &stored_at,
+                        ],
+                    )
+                    .await
+                },
+                async {
+                    tx.query_opt(&select, &[school.as_uuid(), &hash_bytes])
+                        .await
+                },
+            );
+            inserted.map_err(pg_err)?;
+            row.map_err(pg_err)
+        })
+        .await?;
+        row.map(|row| attachment_meta(hash, &row))
+            .ok_or_else(|| StoreError::internal("an attachment just stored cannot be read back"))
+    }
+
+    async fn attachment_meta(
+        &self,
+        school: SchoolId,
+        hash: &ContentHash,
+    ) -> Result<Option<AttachmentMeta>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(ATTACHMENT_META)
+            .await
+            .map_err(pg_err)?;
+        let row = in_scope(&client, Scope::School(school), End::ReadOnly, async |tx| {
+            tx.query_opt(&stmt, &[school.as_uuid(), &hash.as_bytes().as_slice()])
+                .await
+                .map_err(pg_err)
+        })
+        .await?;
+        Ok(row.map(|row| attachment_meta(*hash, &row)))
+    }
+
+    async fn attachment(
+        &self,
+        school: SchoolId,
+        hash: &ContentHash,
+    ) -> Result<Option<(AttachmentMeta, Vec<u8>)>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT media_type, size, stored_at, content FROM attachments \
+                 WHERE school_id = $1 AND hash = $2",
+            )
+            .await
+            .map_err(pg_err)?;
+        let row = in_scope(&client, Scope::School(school), End::ReadOnly, async |tx| {
+            tx.query_opt(&stmt, &[school.as_uuid(), &hash.as_bytes().as_slice()])
+                .await
+                .map_err(pg_err)
+        })
+        .await?;
+        Ok(row.map(|row| (attachment_meta(*hash, &row), row.get(3))))
+    }
+
     fn wake_signal(&self) -> watch::Receiver<u64> {
         self.inner.wake.subscribe()
     }
@@ -952,6 +1054,16 @@ fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
         prev_hash: Hash::from_slice(row.get(17))?,
         hash: Hash::from_slice(row.get(18))?,
     })
+}
+
+/// An attachment's description from a row that starts with `media_type, size, stored_at`.
+fn attachment_meta(hash: ContentHash, row: &Row) -> AttachmentMeta {
+    AttachmentMeta {
+        hash,
+        media_type: row.get(0),
+        size: to_u64(row.get(1)),
+        stored_at: row.get(2),
+    }
 }
 
 /// The server's message and code, without the statement or parameters.

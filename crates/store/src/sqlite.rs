@@ -13,13 +13,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use registro_domain::{PersonId, Role, SchoolId};
+use registro_domain::{ContentHash, PersonId, Role, SchoolId};
 use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params,
 };
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use crate::attachment::{AttachmentMeta, check_media_type, content_hash};
 use crate::canonical::{format_timestamp, parse_timestamp};
 use crate::envelope::{
     AppendOutcome, AppendRequest, EventType, Hash, IdempotencyKey, Position, RecordedEvent,
@@ -36,6 +37,10 @@ use crate::{Backend, EventStore, Sealed};
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many idle read connections are kept.
 const READERS_KEPT: usize = 8;
+
+/// An attachment's description, by school and hash.
+const ATTACHMENT_META: &str =
+    "SELECT media_type, size, stored_at FROM attachments WHERE school_id = ?1 AND hash = ?2";
 
 const COLUMNS: &str = "id, school_id, school_seq, stream_id, stream_version, event_id, \
     event_type, schema_version, data, actor_id, actor_role, correlation_id, causation_id, \
@@ -394,6 +399,44 @@ fn key_states(
     Ok(states)
 }
 
+/// An attachment's description selected by `sql` (its columns start with `media_type, size,
+/// stored_at`; parameters: school and hash), with what `rest` takes from the row.
+fn read_attachment<T>(
+    conn: &Connection,
+    sql: &str,
+    school: SchoolId,
+    hash: &ContentHash,
+    rest: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<(AttachmentMeta, T)>, StoreError> {
+    let found = conn
+        .prepare_cached(sql)
+        .map_err(sqlite_err)?
+        .query_row(
+            params![school.to_string(), hash.as_bytes().as_slice()],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                    rest(row)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(sqlite_err)?;
+    found
+        .map(|(media_type, size, stored_at, rest)| {
+            let meta = AttachmentMeta {
+                hash: *hash,
+                media_type,
+                size: to_u64(size),
+                stored_at: parse_timestamp(&stored_at)?,
+            };
+            Ok((meta, rest))
+        })
+        .transpose()
+}
+
 #[async_trait]
 impl EventStore for SqliteStore {
     fn backend(&self) -> Backend {
@@ -535,6 +578,78 @@ impl EventStore for SqliteStore {
             .map_err(sqlite_err)?;
             tx.commit().map_err(sqlite_err)?;
             Ok(destroyed == 1)
+        })
+        .await
+    }
+
+    async fn put_attachment(
+        &self,
+        school: SchoolId,
+        media_type: &str,
+        content: &[u8],
+    ) -> Result<AttachmentMeta, StoreError> {
+        check_media_type(media_type)?;
+        let hash = content_hash(content);
+        let size = i64::try_from(content.len()).map_err(StoreError::internal)?;
+        let (media_type, content) = (media_type.to_owned(), content.to_vec());
+        self.write(move |_, conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_err)?;
+            // The same bytes stored again keep the first record.
+            tx.execute(
+                "INSERT INTO attachments (school_id, hash, media_type, size, content, stored_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (school_id, hash) DO NOTHING",
+                params![
+                    school.to_string(),
+                    hash.as_bytes().as_slice(),
+                    media_type,
+                    size,
+                    content,
+                    format_timestamp(OffsetDateTime::now_utc()),
+                ],
+            )
+            .map_err(sqlite_err)?;
+            let (meta, _) = read_attachment(&tx, ATTACHMENT_META, school, &hash, |_| Ok(()))?
+                .ok_or_else(|| {
+                    StoreError::internal("an attachment just stored cannot be read back")
+                })?;
+            tx.commit().map_err(sqlite_err)?;
+            Ok(meta)
+        })
+        .await
+    }
+
+    async fn attachment_meta(
+        &self,
+        school: SchoolId,
+        hash: &ContentHash,
+    ) -> Result<Option<AttachmentMeta>, StoreError> {
+        let hash = *hash;
+        self.read(move |_, conn| {
+            Ok(
+                read_attachment(conn, ATTACHMENT_META, school, &hash, |_| Ok(()))?
+                    .map(|(meta, ())| meta),
+            )
+        })
+        .await
+    }
+
+    async fn attachment(
+        &self,
+        school: SchoolId,
+        hash: &ContentHash,
+    ) -> Result<Option<(AttachmentMeta, Vec<u8>)>, StoreError> {
+        let hash = *hash;
+        self.read(move |_, conn| {
+            read_attachment(
+                conn,
+                "SELECT media_type, size, stored_at, content FROM attachments \
+                 WHERE school_id = ?1 AND hash = ?2",
+                school,
+                &hash,
+                |row| row.get::<_, Vec<u8>>(3),
+            )
         })
         .await
     }

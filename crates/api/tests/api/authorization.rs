@@ -252,6 +252,42 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
                 "fiscal_code;family_name;given_name;birth_date;class\n{fresh};Nuovo;Alunno;;1A\n"
             ))),
         ),
+        ("POST", "/schools/{school}/attachments") => (
+            format!("{s}/attachments"),
+            Some(Value::String(format!("%PDF-1.4 allegato {fresh}"))),
+        ),
+        ("POST", "/schools/{school}/communications") => (
+            format!("{s}/communications"),
+            Some(json!({"kind": "notice", "title": "Uscita", "body": "Testo",
+                "audience": {"groups": ["families"], "classes": [w.c1]}})),
+        ),
+        ("GET", "/schools/{school}/communications") => (format!("{s}/communications"), None),
+        ("GET", "/schools/{school}/communications/{communication}") => {
+            let (id, _) = prepared_communication(w, target, false).await;
+            (format!("{s}/communications/{id}"), None)
+        }
+        ("POST", "/schools/{school}/communications/{communication}/withdrawal") => {
+            let (id, _) = prepared_communication(w, target, false).await;
+            (
+                format!("{s}/communications/{id}/withdrawal"),
+                Some(json!({"reason": "errore"})),
+            )
+        }
+        ("POST", "/schools/{school}/communications/{communication}/receipt") => {
+            let (id, _) = prepared_communication(w, target, false).await;
+            (format!("{s}/communications/{id}/receipt"), None)
+        }
+        ("POST", "/schools/{school}/communications/{communication}/consents") => {
+            let (id, _) = prepared_communication(w, target, true).await;
+            (
+                format!("{s}/communications/{id}/consents"),
+                Some(json!({"student": w.x, "consent": "given"})),
+            )
+        }
+        ("GET", "/schools/{school}/communications/{communication}/attachments/{hash}") => {
+            let (id, hash) = prepared_communication(w, target, false).await;
+            (format!("{s}/communications/{id}/attachments/{hash}"), None)
+        }
         ("POST", "/schools/{school}/teachers/{person}/meetings") => {
             let teacher = meeting_teacher(w, target).await.0;
             (
@@ -441,6 +477,52 @@ async fn prepared_grade(w: &World, target: Target) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// A communication the principal publishes for the call, with an attachment, to the whole
+/// school's staff, families and students (with `consent`: to the families and students of 1A,
+/// asking consent); its id and its attachment's hash. For the other school, ids that name nothing.
+async fn prepared_communication(w: &World, target: Target, consent: bool) -> (String, String) {
+    if target == Target::Foreign {
+        return (uuid::Uuid::now_v7().to_string(), "ab".repeat(32));
+    }
+    let principal = w.token(Role::Principal);
+    let s = format!("/schools/{}", w.a);
+    let file = Value::String(format!("%PDF-1.4 {}", w.code()));
+    let r = w
+        .call(
+            Method::POST,
+            &format!("{s}/attachments"),
+            Some(&principal),
+            Some(&file),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let hash = r.json::<Value>().await.unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut body = json!({"kind": "notice", "title": "Avviso", "body": "Testo",
+        "audience": {"groups": ["families", "students", "staff"]},
+        "attachments": [{"hash": hash, "name": "avviso.pdf"}]});
+    if consent {
+        body["audience"] = json!({"groups": ["families", "students"], "classes": [w.c1]});
+        body["consent_deadline"] = json!("2099-01-01");
+    }
+    let r = w
+        .call(
+            Method::POST,
+            &format!("{s}/communications"),
+            Some(&principal),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (id, hash)
 }
 
 /// The teacher whose meetings a call touches, with a token for them: X's teacher; a new

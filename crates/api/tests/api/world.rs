@@ -242,7 +242,8 @@ impl World {
     }
 
     /// Sends `method path` with `token` and an optional body: JSON, or, for a JSON string, the
-    /// string itself as `text/csv` (an uploaded file).
+    /// string itself as an uploaded file: `application/pdf` when it starts as a PDF does,
+    /// `text/csv` otherwise.
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -256,8 +257,13 @@ impl World {
         }
         match body {
             Some(Value::String(text)) => {
+                let media_type = if text.starts_with("%PDF-") {
+                    "application/pdf"
+                } else {
+                    "text/csv"
+                };
                 request = request
-                    .header("content-type", "text/csv")
+                    .header("content-type", media_type)
                     .body(text.clone());
             }
             Some(body) => request = request.json(body),

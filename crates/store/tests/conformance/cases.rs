@@ -4,15 +4,17 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use registro_domain::{CausationId, PersonId, Role, SchoolId};
+use registro_domain::{CausationId, ContentHash, PersonId, Role, SchoolId};
 use registro_store::seal::{ERASED_TAG, SEALED_TAG, is_erased};
 use registro_store::subscription::Subscription;
 use registro_store::verify::{Verification, verify_school};
 use registro_store::{
-    AppendOutcome, AppendRequest, Backend, CommandMetadata, EventType, ExpectedVersion,
-    IdempotencyKey, MasterKey, NewEvent, Position, RecordedEvent, Sealed, StoreError, StreamId,
+    AppendOutcome, AppendRequest, AttachmentMeta, Backend, CommandMetadata, EventType,
+    ExpectedVersion, IdempotencyKey, MAX_MEDIA_TYPE_CHARS, MasterKey, NewEvent, Position,
+    RecordedEvent, Sealed, StoreError, StreamId,
 };
 use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -986,4 +988,221 @@ pub async fn a_commit_wakes_subscribers(h: &Harness) {
         .await
         .expect("no wake-up after a commit")
         .unwrap();
+}
+
+/// The SHA-256 of `content`, computed here rather than by the store.
+fn sha256(content: &[u8]) -> ContentHash {
+    ContentHash::from_bytes(Sha256::digest(content).into())
+}
+
+/// A PDF-like payload of `len` bytes holding every byte value (NUL included).
+fn payload(len: usize, salt: u8) -> Vec<u8> {
+    let mut bytes = b"%PDF-1.7\n".to_vec();
+    bytes.extend((0..len.saturating_sub(bytes.len())).map(|i| (i % 251) as u8 ^ salt));
+    bytes.truncate(len);
+    bytes
+}
+
+/// Stored under the SHA-256 of its bytes, with their size; read back byte for byte, the
+/// description alone or with the bytes. Attachments are not events: the school's log stays
+/// empty.
+pub async fn an_attachment_is_stored_under_its_sha256_and_reads_back(h: &Harness) {
+    let school = SchoolId::new();
+    for content in [payload(300, 0), payload(3 * 1024 * 1024, 7)] {
+        let before = OffsetDateTime::now_utc();
+        let meta = h
+            .store
+            .put_attachment(school, "application/pdf", &content)
+            .await
+            .unwrap();
+        assert_eq!(meta.hash, sha256(&content));
+        assert_eq!(meta.hash.to_string(), hex::encode(Sha256::digest(&content)));
+        assert_eq!(meta.size, content.len() as u64);
+        assert_eq!(meta.media_type, "application/pdf");
+        let slack = Duration::from_millis(1);
+        assert!(
+            meta.stored_at + slack >= before && meta.stored_at <= OffsetDateTime::now_utc(),
+            "stored_at {} is now",
+            meta.stored_at
+        );
+        assert_eq!(
+            h.store.attachment_meta(school, &meta.hash).await.unwrap(),
+            Some(meta.clone())
+        );
+        let (read_meta, bytes) = h
+            .store
+            .attachment(school, &meta.hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read_meta, meta);
+        assert!(bytes == content, "the bytes read back are the bytes stored");
+    }
+    assert_eq!(h.store.school_head(school).await.unwrap(), None, "no event");
+}
+
+/// Storing the same bytes again, even with another media type, returns the first record (media
+/// type and `stored_at` included) and changes nothing.
+pub async fn storing_the_same_bytes_again_returns_the_first_record(h: &Harness) {
+    let school = SchoolId::new();
+    let content = payload(1000, 1);
+    let first = h
+        .store
+        .put_attachment(school, "application/pdf", &content)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for media_type in ["application/pdf", "application/octet-stream"] {
+        let again = h
+            .store
+            .put_attachment(school, media_type, &content)
+            .await
+            .unwrap();
+        assert_eq!(again, first, "stored again as {media_type}");
+    }
+    let (meta, bytes) = h
+        .store
+        .attachment(school, &first.hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(meta, first);
+    assert!(bytes == content);
+}
+
+/// Concurrent puts of the same bytes all succeed, and all return the one record that was
+/// written (whichever media type won).
+pub async fn concurrent_puts_of_the_same_bytes_all_succeed_with_one_record(h: &Harness) {
+    let school = SchoolId::new();
+    let content = Arc::new(payload(64 * 1024, 2));
+    let puts: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, content) = (Arc::clone(&h.store), Arc::clone(&content));
+            tokio::spawn(async move {
+                store
+                    .put_attachment(school, &format!("image/x-test-{i}"), &content)
+                    .await
+            })
+        })
+        .collect();
+    let mut metas: Vec<AttachmentMeta> = Vec::new();
+    for put in puts {
+        metas.push(
+            tokio::time::timeout(PATIENCE, put)
+                .await
+                .expect("a put did not end")
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let stored = h
+        .store
+        .attachment_meta(school, &sha256(&content))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.media_type.starts_with("image/x-test-"));
+    assert!(metas.iter().all(|m| *m == stored), "{metas:#?}");
+}
+
+/// A school sees only its own attachments: another school gets `None` for the description and
+/// the bytes, and storing the same bytes there makes a record of its own. An unknown hash is
+/// `None` too.
+pub async fn another_school_cannot_see_an_attachment_and_an_unknown_hash_is_none(h: &Harness) {
+    let (a, b) = (SchoolId::new(), SchoolId::new());
+    let content = payload(500, 3);
+    let in_a = h
+        .store
+        .put_attachment(a, "application/pdf", &content)
+        .await
+        .unwrap();
+    assert_eq!(h.store.attachment_meta(b, &in_a.hash).await.unwrap(), None);
+    assert_eq!(h.store.attachment(b, &in_a.hash).await.unwrap(), None);
+
+    let unknown = sha256(b"never stored");
+    assert_eq!(h.store.attachment_meta(a, &unknown).await.unwrap(), None);
+    assert_eq!(h.store.attachment(a, &unknown).await.unwrap(), None);
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let in_b = h
+        .store
+        .put_attachment(b, "image/png", &content)
+        .await
+        .unwrap();
+    assert_eq!((in_b.hash, in_b.size), (in_a.hash, in_a.size));
+    assert_eq!(in_b.media_type, "image/png", "b's own record, not a's");
+    assert!(in_b.stored_at > in_a.stored_at);
+    assert_eq!(
+        h.store.attachment_meta(a, &in_a.hash).await.unwrap(),
+        Some(in_a),
+        "a's record is untouched"
+    );
+    assert_eq!(
+        h.store.attachment_meta(b, &in_b.hash).await.unwrap(),
+        Some(in_b)
+    );
+}
+
+/// Empty content is stored like any other (refusing it is the caller's call): under the
+/// SHA-256 of nothing, size 0, read back empty.
+pub async fn an_empty_attachment_is_stored(h: &Harness) {
+    let school = SchoolId::new();
+    let meta = h
+        .store
+        .put_attachment(school, "text/plain", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        meta.hash.to_string(),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(meta.size, 0);
+    let (read_meta, bytes) = h
+        .store
+        .attachment(school, &meta.hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read_meta, meta);
+    assert!(bytes.is_empty());
+}
+
+/// An empty media type, or one longer than [`MAX_MEDIA_TYPE_CHARS`] characters, is refused with
+/// [`StoreError::InvalidAttachment`] and nothing is stored. The limit counts characters, not
+/// bytes, in the store and in the schema alike.
+pub async fn an_empty_or_too_long_media_type_is_refused_and_nothing_is_written(h: &Harness) {
+    let school = SchoolId::new();
+    let content = payload(100, 4);
+    for media_type in [
+        String::new(),
+        "a".repeat(MAX_MEDIA_TYPE_CHARS + 1),
+        "è".repeat(MAX_MEDIA_TYPE_CHARS + 1),
+    ] {
+        let err = h
+            .store
+            .put_attachment(school, &media_type, &content)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidAttachment(_)),
+            "{media_type:?}: {err:?}"
+        );
+        assert!(!err.is_transient());
+    }
+    assert_eq!(
+        h.store
+            .attachment_meta(school, &sha256(&content))
+            .await
+            .unwrap(),
+        None,
+        "nothing was stored"
+    );
+    // The longest media type passes, even when its characters take two bytes each.
+    let longest = "è".repeat(MAX_MEDIA_TYPE_CHARS);
+    let meta = h
+        .store
+        .put_attachment(school, &longest, &content)
+        .await
+        .unwrap();
+    assert_eq!(meta.media_type, longest);
 }

@@ -64,4 +64,10 @@ conformance!(
     sealed_data_does_not_open_with_another_master_key,
     migrations_are_recorded_and_an_edited_one_is_refused,
     a_commit_wakes_subscribers,
+    an_attachment_is_stored_under_its_sha256_and_reads_back,
+    storing_the_same_bytes_again_returns_the_first_record,
+    concurrent_puts_of_the_same_bytes_all_succeed_with_one_record,
+    another_school_cannot_see_an_attachment_and_an_unknown_hash_is_none,
+    an_empty_attachment_is_stored,
+    an_empty_or_too_long_media_type_is_refused_and_nothing_is_written,
 );

@@ -1,4 +1,4 @@
-//! Row-level security on PostgreSQL (migration 0002,
+//! Row-level security on PostgreSQL (migration 0002, and 0003 for attachments,
 //! `docs/decisions/0009-row-level-security.md`): a connection sees and writes only the rows of
 //! the school that its transaction names in `registro.school`, or of every school when the
 //! transaction sets `registro.all_schools`; naming none, it sees nothing.
@@ -29,7 +29,13 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 
 /// Every table that carries `school_id`.
-const TABLES: [&str; 4] = ["events", "school_heads", "idempotency_keys", "subject_keys"];
+const TABLES: [&str; 5] = [
+    "events",
+    "school_heads",
+    "idempotency_keys",
+    "subject_keys",
+    "attachments",
+];
 
 /// A bound for waits that must end; reaching it is a failure, not a speed measure.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -58,8 +64,8 @@ fn sealed_append(school: SchoolId, n: usize) -> AppendRequest {
     }
 }
 
-/// A test database where school `a` has three events and school `b` two, written through the
-/// store connected as the ordinary role.
+/// A test database where school `a` has three events and school `b` two, and each an
+/// attachment (the same bytes), written through the store connected as the ordinary role.
 struct TwoSchools {
     db: TestDb,
     a: SchoolId,
@@ -73,6 +79,12 @@ impl TwoSchools {
         let (a, b) = (SchoolId::new(), SchoolId::new());
         store.append(sealed_append(a, 3)).await.unwrap();
         store.append(sealed_append(b, 2)).await.unwrap();
+        for school in [a, b] {
+            store
+                .put_attachment(school, "application/pdf", b"%PDF-1.7 circolare")
+                .await
+                .unwrap();
+        }
         let two = Self { db, a, b };
         // What is really there, seen by the administrator: rows of both schools everywhere.
         let admin = two.db.client().await;
@@ -233,7 +245,10 @@ async fn a_transaction_for_one_school_sees_and_writes_only_that_school() {
          first_seq, last_seq) VALUES ($1, 'forged', '', 1, 1, 1)",
         "INSERT INTO subject_keys (school_id, subject_id, wrapped_key, erased_at) \
          VALUES ($1, gen_random_uuid(), NULL, now())",
+        "INSERT INTO attachments (school_id, hash, media_type, size, content, stored_at) \
+         VALUES ($1, sha256('forged'), 'text/plain', 6, 'forged', now())",
         "UPDATE school_heads SET school_id = $1",
+        "UPDATE attachments SET school_id = $1",
     ];
     for sql in refused {
         let savepoint = tx.transaction().await.unwrap();
@@ -330,7 +345,8 @@ async fn the_tables_owner_is_held_too() {
 }
 
 /// The whole store works as the ordinary role, for two schools at once: appends, idempotent
-/// retries, reads, the subscription across schools, heads, verification and erasure. (The whole
+/// retries, reads, the subscription across schools, heads, verification, erasure and
+/// attachments. (The whole
 /// conformance suite runs as that role too: `postgres_rls::*`.) Fails when a statement of the
 /// adapter does not name its school (it then finds nothing, or is refused), or when the
 /// subscription read does not declare that it works across schools.
@@ -437,6 +453,27 @@ async fn the_store_works_for_two_schools_as_an_ordinary_role() {
         verify_school(store.as_ref(), a).await.unwrap(),
         Verification::Intact { events: 3, .. }
     ));
+
+    // The same bytes attached in both schools: a record in each, each read in its own school.
+    let content = b"%PDF-1.7 circolare n. 1";
+    let in_a = store
+        .put_attachment(a, "application/pdf", content)
+        .await
+        .unwrap();
+    let in_b = store.put_attachment(b, "image/png", content).await.unwrap();
+    assert_eq!(in_a.hash, in_b.hash);
+    for (school, meta) in [(a, &in_a), (b, &in_b)] {
+        assert_eq!(
+            store
+                .put_attachment(school, "text/plain", content)
+                .await
+                .unwrap(),
+            *meta,
+            "stored again"
+        );
+        let (read, bytes) = store.attachment(school, &meta.hash).await.unwrap().unwrap();
+        assert_eq!((&read, bytes.as_slice()), (meta, content.as_slice()));
+    }
 }
 
 /// An append cancelled half-way (its request dropped while its transaction is open, holding the
