@@ -75,7 +75,8 @@ impl From<CommandError> for ApiError {
                     | D::NotATeacher
                     | D::NotAStudent
                     | D::Calendar(_)
-                    | D::Timetable(_) => ApiError::Unprocessable(detail),
+                    | D::Timetable(_)
+                    | D::BadDueDays => ApiError::Unprocessable(detail),
                 }
             }
         }

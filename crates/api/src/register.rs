@@ -73,9 +73,9 @@ impl From<command::CommandError<RecordError>> for ApiError {
                     RecordError::Justification(j) => {
                         use registro_domain::justification::JustificationError as J;
                         match j {
-                            J::MinorCannotJustify | J::AdultJustifiesOwn => {
-                                ApiError::Forbidden(detail)
-                            }
+                            J::MinorCannotJustify
+                            | J::AdultJustifiesOwn
+                            | J::GuardiansJustifyAdults => ApiError::Forbidden(detail),
                             J::AlreadyDecided | J::NothingToDecide => ApiError::Conflict(detail),
                             J::ReasonRequired => ApiError::Unprocessable(detail),
                         }
@@ -157,6 +157,52 @@ pub async fn plan_year(
             .collect(),
     };
     crate::school::command(&state, &caller, &headers, cmd, StatusCode::OK, None).await
+}
+
+/// The school's rules for justifications (`rules.md` section 5).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JustificationRules {
+    /// Whether a student of 18 or over justifies their own absences, late entries and early
+    /// exits (and their guardians do not). Default true.
+    #[schema(example = true)]
+    pub adults_justify_themselves: bool,
+    /// Within how many school days a justification is due, 1 to 30. Default 5.
+    #[schema(example = 5)]
+    pub due_within_school_days: u8,
+}
+
+/// Sets the school's rules for justifications, from now on: the principal or the office.
+#[utoipa::path(put, path = "/schools/{school}/settings/justifications", tag = "calendar",
+    params(("school" = Uuid, Path, description = "The school")),
+    request_body = JustificationRules,
+    responses((status = 200, description = "Set", body = Written)))]
+pub async fn set_justification_rules(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Json(body): Json<JustificationRules>,
+) -> Result<Response, ApiError> {
+    let cmd = DirectoryCommand::SetJustificationSettings {
+        settings: registro_domain::justification::JustificationSettings {
+            adults_justify_themselves: body.adults_justify_themselves,
+            due_within_school_days: body.due_within_school_days,
+        },
+    };
+    crate::school::command(&state, &caller, &headers, cmd, StatusCode::OK, None).await
+}
+
+/// The school's rules for justifications: every member may read them.
+#[utoipa::path(get, path = "/schools/{school}/settings/justifications", tag = "calendar",
+    params(("school" = Uuid, Path, description = "The school")),
+    responses((status = 200, description = "The rules (the defaults until set)",
+        body = JustificationRules)))]
+pub async fn justification_rules(Extension(caller): Extension<Caller>) -> Json<JustificationRules> {
+    let s = caller.directory.justification_settings();
+    Json(JustificationRules {
+        adults_justify_themselves: s.adults_justify_themselves,
+        due_within_school_days: s.due_within_school_days,
+    })
 }
 
 /// A school year's terms.
@@ -927,7 +973,7 @@ pub async fn student_attendance(
     PathIds(ids): PathIds<(SchoolId, PersonId, i32)>,
 ) -> Result<Json<AttendanceView>, ApiError> {
     use registro_domain::attendance::{AnnualLimit, counted_hours};
-    use registro_domain::justification::{JustificationSettings, due_on, is_overdue};
+    use registro_domain::justification::{due_on, is_overdue};
     use registro_domain::timetable::Missed;
     let (_, student, year) = ids;
     let year = school_year(year)?;
@@ -957,7 +1003,10 @@ pub async fn student_attendance(
             };
             let due = due_on(
                 a.date,
-                JustificationSettings::default().due_within_school_days,
+                caller
+                    .directory
+                    .justification_settings()
+                    .due_within_school_days,
                 lesson_days_after(&caller.directory, a.class, year, a.date),
             );
             AttendanceEntryView {

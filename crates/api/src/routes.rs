@@ -38,7 +38,8 @@ use crate::{AppState, communications, docs, enrolment, metrics, register, school
         school::link_guardian, school::unlink_guardian, school::create_class,
         school::assign_teacher, school::enrol_student, school::class_roster,
         school::student_record, school::student_access_log, school::school_access_log,
-        register::plan_year, register::year_plan, register::give_grade, register::correct_grade,
+        register::plan_year, register::year_plan, register::set_justification_rules,
+        register::justification_rules, register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
         register::student_attendance, register::submit_justification,
@@ -391,6 +392,18 @@ pub fn routes() -> Routes {
             "/schools/{school}/years/{year}",
             member(P::ReadCalendar, R::School),
             register::year_plan,
+        )
+        .add(
+            Method::PUT,
+            "/schools/{school}/settings/justifications",
+            manage(R::School),
+            register::set_justification_rules,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/settings/justifications",
+            member(P::ReadCalendar, R::School),
+            register::justification_rules,
         )
         .add(
             Method::POST,

@@ -393,6 +393,33 @@ pub const CATALOGUE: &[EventDoc] = &[
         },
     },
     EventDoc {
+        name: "JustificationSettingsSet",
+        stream: DIRECTORY,
+        italian: "regolamento delle giustificazioni",
+        meaning: "The school set its rules for justifications (`rules.md` section 5), from now on.",
+        who: "principal; secretary",
+        schema_version: 1,
+        fields: &[
+            (
+                "adults_justify_themselves",
+                "boolean",
+                "whether a student of 18 or over justifies their own absences (and their \
+                 guardians do not); default true",
+            ),
+            (
+                "due_within_school_days",
+                "integer",
+                "within how many school days a justification is due (1 to 30); default 5",
+            ),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::JustificationSettingsSet {
+                adults_justify_themselves: true,
+                due_within_school_days: 5,
+            })
+        },
+    },
+    EventDoc {
         name: "GradeRecorded",
         stream: RECORD,
         italian: "voto",

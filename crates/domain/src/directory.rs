@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::Date;
 
 use crate::calendar::{CalendarError, SchoolYear, Term, Terms};
+use crate::justification::JustificationSettings;
 use crate::timetable::{LessonHour, Timetable, TimetableError};
 use crate::{ClassId, FiscalCode, PersonId, Role};
 
@@ -153,6 +154,11 @@ pub enum DirectoryCommand {
         year: SchoolYear,
         /// Its terms, in order.
         terms: Vec<Term>,
+    },
+    /// Sets the school's rules for justifications (`rules.md` section 5), from now on.
+    SetJustificationSettings {
+        /// The settings.
+        settings: JustificationSettings,
     },
 }
 
@@ -313,13 +319,20 @@ pub enum DirectoryEvent {
         /// Its terms, in order.
         terms: Vec<Term>,
     },
+    /// The school's rules for justifications were set.
+    JustificationSettingsSet {
+        /// Whether an adult student justifies their own absences (and their guardians do not).
+        adults_justify_themselves: bool,
+        /// Within how many school days a justification is due.
+        due_within_school_days: u8,
+    },
 }
 
 impl crate::StoredEvent for DirectoryEvent {}
 
 impl DirectoryEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 15] = [
+    pub const TYPE_NAMES: [&'static str; 16] = [
         "PersonRegistered",
         "RoleGranted",
         "RoleRevoked",
@@ -335,6 +348,7 @@ impl DirectoryEvent {
         "StudentTransferred",
         "StudentWithdrawn",
         "CoordinatorAppointed",
+        "JustificationSettingsSet",
     ];
 
     /// The event's type name, as stored.
@@ -356,6 +370,7 @@ impl DirectoryEvent {
             Self::StudentTransferred { .. } => 12,
             Self::StudentWithdrawn { .. } => 13,
             Self::CoordinatorAppointed { .. } => 14,
+            Self::JustificationSettingsSet { .. } => 15,
         };
         Self::TYPE_NAMES[i]
     }
@@ -448,7 +463,13 @@ pub enum DirectoryError {
     /// The student is not exempt from the subject.
     #[error("lo studente non è esonerato da questa materia")]
     NotExempt,
+    /// A justification's term is out of range.
+    #[error("il termine per giustificare va da 1 a {MAX_DUE_DAYS} giorni di scuola")]
+    BadDueDays,
 }
+
+/// The longest a school may give families to justify, in school days.
+pub const MAX_DUE_DAYS: u8 = 30;
 
 /// One registered person, as the decisions and the access rules need them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -495,6 +516,8 @@ pub struct Directory {
     timetables: HashMap<ClassId, Timetable>,
     /// Each student's exempt subjects.
     exemptions: HashMap<PersonId, BTreeSet<String>>,
+    /// The school's rules for justifications.
+    justification_settings: JustificationSettings,
 }
 
 impl Directory {
@@ -551,6 +574,12 @@ impl Directory {
     #[must_use]
     pub fn class_of(&self, student: PersonId) -> Option<ClassId> {
         self.enrolment.get(&student).copied()
+    }
+
+    /// The school's rules for justifications (`rules.md` section 5), the defaults until set.
+    #[must_use]
+    pub const fn justification_settings(&self) -> JustificationSettings {
+        self.justification_settings
     }
 
     /// Every registered person.
@@ -866,6 +895,15 @@ pub fn decide(
                 terms: terms.terms().to_vec(),
             }
         }
+        C::SetJustificationSettings { settings } => {
+            if !(1..=MAX_DUE_DAYS).contains(&settings.due_within_school_days) {
+                return Err(Error::BadDueDays);
+            }
+            E::JustificationSettingsSet {
+                adults_justify_themselves: settings.adults_justify_themselves,
+                due_within_school_days: settings.due_within_school_days,
+            }
+        }
     };
     Ok(vec![event])
 }
@@ -1041,6 +1079,15 @@ pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
             if let Ok(terms) = Terms::new(*year, terms.clone()) {
                 state.calendars.insert(*year, terms);
             }
+        }
+        E::JustificationSettingsSet {
+            adults_justify_themselves,
+            due_within_school_days,
+        } => {
+            state.justification_settings = JustificationSettings {
+                adults_justify_themselves: *adults_justify_themselves,
+                due_within_school_days: *due_within_school_days,
+            };
         }
     }
 }
@@ -1702,5 +1749,36 @@ mod tests {
         .unwrap();
         run(appoint, &mut state).unwrap();
         assert_eq!(state.class(a).unwrap().coordinator, Some(teacher));
+    }
+
+    #[test]
+    fn rule_5_the_school_sets_its_justification_rules_within_bounds() {
+        let mut dir = Directory::default();
+        assert_eq!(
+            dir.justification_settings(),
+            JustificationSettings::default()
+        );
+        let set = |adults, days| DirectoryCommand::SetJustificationSettings {
+            settings: JustificationSettings {
+                adults_justify_themselves: adults,
+                due_within_school_days: days,
+            },
+        };
+        for days in [0, MAX_DUE_DAYS + 1] {
+            assert_eq!(
+                decide(&dir, &set(true, days)).unwrap_err(),
+                DirectoryError::BadDueDays
+            );
+        }
+        for e in decide(&dir, &set(false, 10)).unwrap() {
+            evolve(&mut dir, &e);
+        }
+        assert_eq!(
+            dir.justification_settings(),
+            JustificationSettings {
+                adults_justify_themselves: false,
+                due_within_school_days: 10,
+            }
+        );
     }
 }

@@ -44,6 +44,12 @@ pub enum JustificationError {
     /// A minor's absences are justified by a guardian.
     #[error("le assenze di uno studente minorenne sono giustificate da un genitore o tutore")]
     MinorCannotJustify,
+    /// The school has adult students' absences justified by their guardians too.
+    #[error(
+        "la scuola prevede che anche le assenze degli studenti maggiorenni siano giustificate da \
+         un genitore o tutore"
+    )]
+    GuardiansJustifyAdults,
     /// An adult student justifies their own (when the school allows it).
     #[error("lo studente maggiorenne giustifica da sé le proprie assenze")]
     AdultJustifiesOwn,
@@ -84,6 +90,9 @@ pub fn may_justify(
     match (justifier, adult_on_their_own) {
         (Justifier::Guardian, false) | (Justifier::Student, true) => Ok(()),
         (Justifier::Guardian, true) => Err(JustificationError::AdultJustifiesOwn),
+        (Justifier::Student, false) if is_adult_on(birth, day) => {
+            Err(JustificationError::GuardiansJustifyAdults)
+        }
         (Justifier::Student, false) => Err(JustificationError::MinorCannotJustify),
     }
 }
@@ -245,7 +254,7 @@ mod tests {
         );
         assert_eq!(
             may_justify(&not_allowed, Justifier::Student, birth, day),
-            Err(JustificationError::MinorCannotJustify)
+            Err(JustificationError::GuardiansJustifyAdults)
         );
     }
 

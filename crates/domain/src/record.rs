@@ -20,8 +20,7 @@ use crate::calendar::{SchoolYear, TermClosed};
 use crate::directory::Directory;
 use crate::grade::{Average, GradeKind, GradeValue, Judgement, PrimaryLevel, Weight};
 use crate::justification::{
-    JustificationError, JustificationSettings, JustificationState, Justifier, ReasonCategory,
-    may_justify,
+    JustificationError, JustificationState, Justifier, ReasonCategory, may_justify,
 };
 use crate::timetable::Missed;
 use crate::{AttendanceId, ClassId, GradeId, NoteId, PersonId};
@@ -790,7 +789,7 @@ pub fn decide(
         } => {
             let existing = live_entry(state, *entry)?;
             existing.justification.state.may_submit()?;
-            let settings = JustificationSettings::default();
+            let settings = ctx.directory.justification_settings();
             match ctx.directory.person(ctx.student).and_then(|p| p.birth_date) {
                 Some(birth) => may_justify(&settings, *justifier, birth, existing.date)?,
                 // Without a date of birth the student counts as a minor.
@@ -1865,6 +1864,43 @@ mod tests {
             )
             .unwrap_err(),
             RecordError::Justification(JustificationError::AdultJustifiesOwn)
+        );
+    }
+
+    #[test]
+    fn rule_5_with_the_school_setting_off_an_adult_students_guardian_justifies() {
+        let mut w = world();
+        let off = DirectoryCommand::SetJustificationSettings {
+            settings: crate::justification::JustificationSettings {
+                adults_justify_themselves: false,
+                due_within_school_days: 3,
+            },
+        };
+        for e in directory::decide(&w.dir, &off).unwrap() {
+            directory::evolve(&mut w.dir, &e);
+        }
+        assert_eq!(w.dir.justification_settings().due_within_school_days, 3);
+        let entry = AttendanceId::new();
+        let absent = attend(entry, date!(2025 - 10 - 06), Missed::WholeDay);
+        assert!(
+            run_all(
+                &w,
+                w.adult,
+                &[
+                    absent.clone(),
+                    justify(entry, Justifier::Guardian, "visita")
+                ]
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            run_all(
+                &w,
+                w.adult,
+                &[absent, justify(entry, Justifier::Student, "visita")]
+            )
+            .unwrap_err(),
+            RecordError::Justification(JustificationError::GuardiansJustifyAdults)
         );
     }
 

@@ -189,6 +189,13 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
             (format!("{s}/students/{student}/access-log"), None)
         }
         ("GET", "/schools/{school}/access-log") => (format!("{s}/access-log"), None),
+        ("PUT", "/schools/{school}/settings/justifications") => (
+            format!("{s}/settings/justifications"),
+            Some(json!({"adults_justify_themselves": true, "due_within_school_days": 5})),
+        ),
+        ("GET", "/schools/{school}/settings/justifications") => {
+            (format!("{s}/settings/justifications"), None)
+        }
         ("POST", "/schools/{school}/classes/{class}/lessons") => (
             format!("{s}/classes/{class}/lessons"),
             Some(json!({"date": next_school_day().to_string(), "hour": 1, "topic": "Frazioni"})),

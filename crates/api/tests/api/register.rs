@@ -552,6 +552,44 @@ async fn attendance_is_recorded_with_the_hours_missed(w: World) {
     assert_eq!(j["overdue"], false);
     assert_eq!(view["entries"][2]["justification"]["state"], "missing");
     assert_eq!(view["entries"][2]["justification"]["overdue"], true);
+    // The school gives two school days instead (rules.md section 5, a school setting): due on
+    // Thursday 9 October. A term out of range is refused and changes nothing.
+    let rules = format!("/schools/{}/settings/justifications", w.a);
+    let secretary = w.token(Role::Secretary);
+    let before = w.store.school_head(w.a).await.unwrap().unwrap().last_seq;
+    let bad = json!({"adults_justify_themselves": true, "due_within_school_days": 0});
+    body(
+        w.call(Method::PUT, &rules, Some(&secretary), Some(&bad))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(
+        w.store.school_head(w.a).await.unwrap().unwrap().last_seq,
+        before
+    );
+    let two = json!({"adults_justify_themselves": false, "due_within_school_days": 2});
+    body(
+        w.call(Method::PUT, &rules, Some(&secretary), Some(&two))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        body(
+            w.call(Method::GET, &rules, Some(&guardian), None).await,
+            200
+        )
+        .await,
+        two
+    );
+    let view = body(
+        w.call(Method::GET, &attendance, Some(&guardian), None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(view["entries"][1]["justification"]["due"], "2025-10-09");
     body(
         w.call(
             Method::POST,
