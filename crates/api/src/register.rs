@@ -973,7 +973,6 @@ pub async fn student_attendance(
     PathIds(ids): PathIds<(SchoolId, PersonId, i32)>,
 ) -> Result<Json<AttendanceView>, ApiError> {
     use registro_domain::attendance::{AnnualLimit, counted_hours};
-    use registro_domain::justification::{due_on, is_overdue};
     use registro_domain::timetable::Missed;
     let (_, student, year) = ids;
     let year = school_year(year)?;
@@ -1001,14 +1000,7 @@ pub async fn student_attendance(
                 Some(record::Sealable::Open(note)) if !private => Some(note.clone()),
                 _ => None,
             };
-            let due = due_on(
-                a.date,
-                caller
-                    .directory
-                    .justification_settings()
-                    .due_within_school_days,
-                lesson_days_after(&caller.directory, a.class, year, a.date),
-            );
+            let (due, overdue) = due_and_overdue(&state, &caller.directory, year, a);
             AttendanceEntryView {
                 id: id.into(),
                 date: a.date,
@@ -1024,8 +1016,7 @@ pub async fn student_attendance(
                     erased,
                     decision,
                     due,
-                    overdue: a.cancelled.is_none()
-                        && due.is_some_and(|d| is_overdue(j.state, d, italian_today(&state))),
+                    overdue,
                 },
             }
         })
@@ -1057,6 +1048,94 @@ pub async fn student_attendance(
 
 /// The class's school days after `day` (the days its timetable has lessons, inside the year's
 /// terms when they are planned), up to two months on: where a justification's due day falls.
+/// When an entry's justification is due (its school days counted on the class's timetable and
+/// terms, as the school sets them), and whether it is overdue today: not cancelled, not
+/// justified, past its day.
+fn due_and_overdue(
+    state: &AppState,
+    directory: &registro_domain::directory::Directory,
+    year: SchoolYear,
+    a: &record::AttendanceEntry,
+) -> (Option<Date>, bool) {
+    use registro_domain::justification::{due_on, is_overdue};
+    let due = due_on(
+        a.date,
+        directory.justification_settings().due_within_school_days,
+        lesson_days_after(directory, a.class, year, a.date),
+    );
+    let overdue = a.cancelled.is_none()
+        && due.is_some_and(|d| is_overdue(a.justification.state, d, italian_today(state)));
+    (due, overdue)
+}
+
+/// One overdue justification of a class.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OverdueView {
+    /// The student.
+    #[schema(value_type = Uuid)]
+    pub student: PersonId,
+    /// The attendance entry.
+    pub entry: Uuid,
+    /// Its day.
+    #[schema(value_type = String, format = Date)]
+    #[serde(with = "registro_domain::iso_date")]
+    pub date: Date,
+    /// absence, late_entry or early_exit.
+    pub kind: AttendanceKind,
+    /// When its justification was due.
+    #[schema(value_type = String, format = Date)]
+    #[serde(with = "registro_domain::iso_date")]
+    pub due: Date,
+}
+
+/// The class's overdue justifications this school year (rules.md section 5: flagged to the
+/// class coordinator), oldest first: for the coordinator and the class's teachers, the
+/// principal and the office.
+#[utoipa::path(get, path = "/schools/{school}/classes/{class}/overdue-justifications",
+    tag = "attendance",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class")),
+    responses((status = 200, description = "The overdue justifications", body = Vec<OverdueView>)))]
+pub async fn overdue_justifications(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, registro_domain::ClassId)>,
+) -> Result<Json<Vec<OverdueView>>, ApiError> {
+    use registro_domain::timetable::Missed;
+    let (_, class) = ids;
+    let dir = &caller.directory;
+    let students = dir.class(class).ok_or(ApiError::NotFound)?.students.clone();
+    let year = SchoolYear::of(italian_today(&state));
+    let mut overdue = Vec::new();
+    for &student in &students {
+        let record = student_record(&state, &caller, student, year).await?;
+        for (id, a) in record.attendance() {
+            if let (Some(due), true) = due_and_overdue(&state, dir, year, a) {
+                overdue.push(OverdueView {
+                    student,
+                    entry: id.into(),
+                    date: a.date,
+                    kind: match a.missed {
+                        Missed::WholeDay => AttendanceKind::Absence,
+                        Missed::LateEntry(_) => AttendanceKind::LateEntry,
+                        Missed::EarlyExit(_) => AttendanceKind::EarlyExit,
+                    },
+                    due,
+                });
+            }
+        }
+    }
+    overdue.sort_by_key(|o| (o.date, o.student));
+    record_read(
+        &state,
+        &caller,
+        overdue.iter().map(|o| o.student).collect::<BTreeSet<_>>(),
+        "class.overdue_justifications",
+    )
+    .await?;
+    Ok(Json(overdue))
+}
+
 fn lesson_days_after(
     directory: &registro_domain::directory::Directory,
     class: registro_domain::ClassId,

@@ -182,6 +182,9 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
             )
         }
         ("GET", "/schools/{school}/classes/{class}") => (format!("{s}/classes/{class}"), None),
+        ("GET", "/schools/{school}/classes/{class}/overdue-justifications") => {
+            (format!("{s}/classes/{class}/overdue-justifications"), None)
+        }
         ("GET", "/schools/{school}/students/{student}") => {
             (format!("{s}/students/{student}"), None)
         }

@@ -590,6 +590,25 @@ async fn attendance_is_recorded_with_the_hours_missed(w: World) {
     )
     .await;
     assert_eq!(view["entries"][1]["justification"]["due"], "2025-10-09");
+    // The class's overdue justifications, for its coordinator and teachers: Wednesday's early
+    // exit only (Tuesday's absence is justified).
+    let overdue = body(
+        w.call(
+            Method::GET,
+            &format!("/schools/{}/classes/{}/overdue-justifications", w.a, w.c1),
+            Some(&teacher),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let wednesday = &view["entries"][2];
+    assert_eq!(
+        overdue,
+        json!([{"student": w.x, "entry": wednesday["id"], "date": wednesday["date"],
+            "kind": "early_exit", "due": wednesday["justification"]["due"]}])
+    );
     body(
         w.call(
             Method::POST,
