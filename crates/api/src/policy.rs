@@ -59,8 +59,9 @@ pub enum Permission {
     /// Set homework and schedule tests for a class: its teachers (the command checks the
     /// subject).
     WriteClassRegister,
-    /// Write and annul a student's notes and sanctions: the student's teachers (notes) and the
-    /// principal (sanctions; the command checks which).
+    /// Write and annul a student's notes and sanctions, and a class's notes: the teachers of the
+    /// student or the class (notes) and the principal (sanctions, annulments; the command checks
+    /// which).
     WriteNotes,
     /// A teacher's parent-teacher meetings: the teacher (offers, cancels, reads), the guardians
     /// of the students they teach (book, cancel their bookings, read), the principal (reads);
@@ -237,7 +238,7 @@ fn allows(
             R::Teacher,
             Target::Student(s),
         ) => dir.teaches_student(caller, s),
-        (P::ReadClass | P::WriteClassRegister, R::Teacher, Target::Class(c)) => {
+        (P::ReadClass | P::WriteClassRegister | P::WriteNotes, R::Teacher, Target::Class(c)) => {
             dir.teaches_class(caller, c)
         }
         (P::SignLessons, R::Teacher, Target::Class(_)) => true,

@@ -1312,12 +1312,18 @@ impl From<command::CommandError<registro_domain::class_register::ClassError>> fo
             command::CommandError::Refused(e) => {
                 let detail = e.to_string();
                 match e {
-                    C::NotYourClass | C::NotYourSubject => ApiError::Forbidden(detail),
-                    C::UnknownClass => ApiError::NotFound,
-                    C::AlreadySigned | C::Exists => ApiError::Conflict(detail),
-                    C::NoTimetable | C::NoSuchHour | C::NotATeacher | C::BadDate(_) | C::Text => {
-                        ApiError::Unprocessable(detail)
+                    C::NotYourClass | C::NotYourSubject | C::NotTheClassTeacher => {
+                        ApiError::Forbidden(detail)
                     }
+                    C::UnknownClass => ApiError::NotFound,
+                    C::UnknownNote => ApiError::NotFoundDetail(detail),
+                    C::AlreadySigned | C::Exists | C::AlreadyAnnulled => ApiError::Conflict(detail),
+                    C::NoTimetable
+                    | C::NoSuchHour
+                    | C::NotATeacher
+                    | C::BadDate(_)
+                    | C::Text
+                    | C::SanctionForClass => ApiError::Unprocessable(detail),
                 }
             }
         }
@@ -1346,10 +1352,12 @@ async fn class_command(
     let key = idempotency_key(headers, caller)?;
     let stream = StreamId::parse(class_register::stream(class))?;
     let actor = caller.person;
+    let as_principal = caller.role == registro_domain::Role::Principal;
     let decide = |register: &class_register::ClassRegister, directory: &Directory, today| {
         let ctx = class_register::Context {
             class,
             actor,
+            as_principal,
             today,
             directory,
         };
@@ -1607,6 +1615,79 @@ pub struct TestView {
     pub description: String,
 }
 
+/// A class note as shown.
+fn class_note_view(n: &registro_domain::class_register::ClassNote) -> NoteView {
+    NoteView {
+        id: n.id.into(),
+        kind: n.kind,
+        text: n.text.clone(),
+        date: n.date,
+        annulled: n.annulled.clone(),
+        whole_class: true,
+    }
+}
+
+/// Writes a note to the whole class (nota di classe): a teacher of the class.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/notes", tag = "discipline",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class")),
+    request_body = WriteNote,
+    responses(
+        (status = 201, description = "Written; `id` is the note's", body = Written),
+        (status = 403, description = "Not a teacher of the class",
+            body = crate::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn write_class_note(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, registro_domain::ClassId)>,
+    headers: HeaderMap,
+    Json(body): Json<WriteNote>,
+) -> Result<Response, ApiError> {
+    let (_, class) = ids;
+    let note = registro_domain::NoteId::from_uuid(new_id(&caller, &headers, "class-note")?);
+    let cmd = registro_domain::class_register::ClassCommand::WriteClassNote {
+        note,
+        kind: body.kind,
+        text: body.text,
+        date: body.date,
+    };
+    let outcome = class_command(&state, &caller, &headers, class, cmd).await?;
+    Ok(command_response(
+        StatusCode::CREATED,
+        &outcome,
+        Some(note.into()),
+    ))
+}
+
+/// Annuls a class note, with a reason: a teacher of the class or the principal.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/notes/{note}/annulment",
+    tag = "discipline",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("note" = Uuid, Path, description = "The note")),
+    request_body = AnnulNote,
+    responses(
+        (status = 201, description = "Annulled", body = Written),
+        (status = 409, description = "Annulled already",
+            body = crate::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn annul_class_note(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, registro_domain::ClassId, registro_domain::NoteId)>,
+    headers: HeaderMap,
+    Json(body): Json<AnnulNote>,
+) -> Result<Response, ApiError> {
+    let (_, class, note) = ids;
+    let cmd = registro_domain::class_register::ClassCommand::AnnulClassNote {
+        note,
+        reason: body.reason,
+    };
+    let outcome = class_command(&state, &caller, &headers, class, cmd).await?;
+    Ok(command_response(StatusCode::CREATED, &outcome, None))
+}
+
 /// A day of the class register.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClassDay {
@@ -1620,10 +1701,12 @@ pub struct ClassDay {
     pub homework: Vec<HomeworkView>,
     /// The tests scheduled that day.
     pub tests: Vec<TestView>,
+    /// The notes to the whole class dated that day.
+    pub notes: Vec<NoteView>,
 }
 
 /// A day of the class register: the hours signed with their topics, the homework set or due,
-/// the tests. It holds no student's personal data.
+/// the tests, the notes to the whole class. It holds no student's personal data.
 #[utoipa::path(get, path = "/schools/{school}/classes/{class}/days/{date}", tag = "class register",
     params(("school" = Uuid, Path, description = "The school"),
         ("class" = Uuid, Path, description = "The class"),
@@ -1672,6 +1755,11 @@ pub async fn class_day(
                 subject: t.subject.clone(),
                 description: t.description.clone(),
             })
+            .collect(),
+        notes: register
+            .notes()
+            .filter(|n| n.date == date)
+            .map(class_note_view)
             .collect(),
     }))
 }
@@ -1886,10 +1974,13 @@ pub struct NoteView {
     pub date: Date,
     /// Why it was annulled, when it was.
     pub annulled: Option<String>,
+    /// Whether it is a note to the student's whole class (nota di classe).
+    pub whole_class: bool,
 }
 
-/// A student's notes and sanctions for a school year, in the order written. A read by the
-/// principal or a teacher is recorded in the access log.
+/// A student's notes and sanctions for a school year, in the order written, then the notes to
+/// the whole of the class they are in now, dated in that year. A read by the principal or a
+/// teacher is recorded in the access log.
 #[utoipa::path(get, path = "/schools/{school}/students/{student}/years/{year}/notes",
     tag = "discipline",
     params(("school" = Uuid, Path, description = "The school"),
@@ -1902,8 +1993,9 @@ pub async fn student_notes(
     PathIds(ids): PathIds<(SchoolId, PersonId, i32)>,
 ) -> Result<Json<Vec<NoteView>>, ApiError> {
     let (_, student, year) = ids;
-    let record = student_record(&state, &caller, student, school_year(year)?).await?;
-    let notes = record
+    let year = school_year(year)?;
+    let record = student_record(&state, &caller, student, year).await?;
+    let mut notes: Vec<NoteView> = record
         .notes()
         .map(|(id, n)| NoteView {
             id: id.into(),
@@ -1911,8 +2003,18 @@ pub async fn student_notes(
             text: n.text.clone(),
             date: n.date,
             annulled: n.annulled.clone(),
+            whole_class: false,
         })
         .collect();
+    if let Some(class) = caller.directory.class_of(student) {
+        let register = class_register(&state, caller.school, class).await?.state;
+        notes.extend(
+            register
+                .notes()
+                .filter(|n| year.contains(n.date))
+                .map(class_note_view),
+        );
+    }
     record_read(&state, &caller, [student], "student.notes").await?;
     Ok(Json(notes))
 }

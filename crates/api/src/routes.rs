@@ -39,7 +39,8 @@ use crate::{AppState, communications, docs, enrolment, metrics, register, school
         school::assign_teacher, school::enrol_student, school::class_roster,
         school::student_record, school::student_access_log, school::school_access_log,
         register::plan_year, register::year_plan, register::set_justification_rules,
-        register::justification_rules, register::overdue_justifications, register::give_grade, register::correct_grade,
+        register::justification_rules, register::overdue_justifications,
+        register::write_class_note, register::annul_class_note, register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
         register::student_attendance, register::submit_justification,
@@ -494,6 +495,18 @@ pub fn routes() -> Routes {
             "/schools/{school}/classes/{class}/tests",
             member(P::WriteClassRegister, R::Class),
             register::schedule_test,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/notes",
+            member(P::WriteNotes, R::Class),
+            register::write_class_note,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/notes/{note}/annulment",
+            member(P::WriteNotes, R::Class),
+            register::annul_class_note,
         )
         .add(
             Method::GET,

@@ -767,6 +767,49 @@ pub const CATALOGUE: &[EventDoc] = &[
         },
     },
     EventDoc {
+        name: "ClassNoteRecorded",
+        stream: CLASS,
+        italian: "nota di classe / annotazione",
+        meaning: "A teacher of the class wrote a note to the whole class.",
+        who: "a teacher of the class",
+        schema_version: 1,
+        fields: &[
+            ("note", "uuid", "the note's id"),
+            (
+                "kind",
+                "string",
+                "`disciplinary` (nota disciplinare) or `annotation`",
+            ),
+            ("text", "string", "what happened"),
+            ("date", "date", "the day (ISO 8601)"),
+            ("teacher", "uuid", "the teacher who wrote it"),
+        ],
+        sample: || {
+            class(&ClassEvent::ClassNoteRecorded {
+                note: NoteId::from_uuid(uuid::Uuid::nil()),
+                kind: NoteKind::Disciplinary,
+                text: "La classe disturba la lezione".into(),
+                date: date!(2025 - 10 - 06),
+                teacher: person(),
+            })
+        },
+    },
+    EventDoc {
+        name: "ClassNoteAnnulled",
+        stream: CLASS,
+        italian: "annullamento della nota di classe",
+        meaning: "A class note was annulled, with a reason; it stays in the history.",
+        who: "a teacher of the class; the principal",
+        schema_version: 1,
+        fields: &[("note", "uuid", "the note"), ("reason", "string", "why")],
+        sample: || {
+            class(&ClassEvent::ClassNoteAnnulled {
+                note: NoteId::from_uuid(uuid::Uuid::nil()),
+                reason: "scritta per errore".into(),
+            })
+        },
+    },
+    EventDoc {
         name: "SlotOffered",
         stream: MEETINGS,
         italian: "colloquio (disponibilità del docente)",

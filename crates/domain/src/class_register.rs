@@ -15,7 +15,8 @@ use time::Date;
 
 use crate::calendar::SchoolYear;
 use crate::directory::Directory;
-use crate::{ClassId, HomeworkId, PersonId, Role, TestId};
+use crate::record::NoteKind;
+use crate::{ClassId, HomeworkId, NoteId, PersonId, Role, TestId};
 
 /// The subject name of a support teacher's assignment (sostegno): they sign any hour of the
 /// class.
@@ -80,6 +81,25 @@ pub enum ClassCommand {
         /// What it covers.
         description: String,
     },
+    /// A note to the whole class (nota di classe): disciplinary, or an annotation.
+    WriteClassNote {
+        /// The new note's id.
+        note: NoteId,
+        /// Disciplinary or annotation (sanctions are individual: a student's record).
+        kind: NoteKind,
+        /// What happened.
+        text: String,
+        /// The day.
+        #[serde(with = "crate::iso_date")]
+        date: Date,
+    },
+    /// Annul a class note, with a reason.
+    AnnulClassNote {
+        /// The note.
+        note: NoteId,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What happened. Stored as events (`event_type` = the variant name, `data` = its fields).
@@ -141,17 +161,40 @@ pub enum ClassEvent {
         /// What it covers.
         description: String,
     },
+    /// A note to the whole class was written.
+    ClassNoteRecorded {
+        /// The note.
+        note: NoteId,
+        /// Disciplinary or annotation.
+        kind: NoteKind,
+        /// What happened.
+        text: String,
+        /// The day.
+        #[serde(with = "crate::iso_date")]
+        date: Date,
+        /// The teacher who wrote it.
+        teacher: PersonId,
+    },
+    /// A class note was annulled.
+    ClassNoteAnnulled {
+        /// The note.
+        note: NoteId,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl crate::StoredEvent for ClassEvent {}
 
 impl ClassEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 4] = [
+    pub const TYPE_NAMES: [&'static str; 6] = [
         "LessonSigned",
         "SubstituteAssigned",
         "HomeworkAssigned",
         "TestScheduled",
+        "ClassNoteRecorded",
+        "ClassNoteAnnulled",
     ];
 
     /// The event's type name, as stored.
@@ -162,6 +205,8 @@ impl ClassEvent {
             Self::SubstituteAssigned { .. } => Self::TYPE_NAMES[1],
             Self::HomeworkAssigned { .. } => Self::TYPE_NAMES[2],
             Self::TestScheduled { .. } => Self::TYPE_NAMES[3],
+            Self::ClassNoteRecorded { .. } => Self::TYPE_NAMES[4],
+            Self::ClassNoteAnnulled { .. } => Self::TYPE_NAMES[5],
         }
     }
 }
@@ -201,6 +246,18 @@ pub enum ClassError {
     /// The id is used already.
     #[error("questo elemento esiste già")]
     Exists,
+    /// Sanctions are decided for a student, never for a class.
+    #[error("i provvedimenti disciplinari sono individuali: si registrano sullo studente")]
+    SanctionForClass,
+    /// No such class note.
+    #[error("nota di classe sconosciuta")]
+    UnknownNote,
+    /// Annulled already.
+    #[error("la nota è già stata annullata")]
+    AlreadyAnnulled,
+    /// The actor is not a teacher of the class (nor the principal, to annul).
+    #[error("solo i docenti della classe scrivono le sue note; il dirigente può annullarle")]
+    NotTheClassTeacher,
 }
 
 /// The facts a decision needs from outside the class's stream.
@@ -210,6 +267,8 @@ pub struct Context<'a> {
     pub class: ClassId,
     /// Who acts.
     pub actor: PersonId,
+    /// Whether they act as the principal.
+    pub as_principal: bool,
     /// Today, in the school's time zone.
     pub today: Date,
     /// The school directory, now.
@@ -250,6 +309,23 @@ pub struct Homework {
     pub due: Date,
 }
 
+/// A note to the whole class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassNote {
+    /// Its id.
+    pub id: NoteId,
+    /// Disciplinary or annotation.
+    pub kind: NoteKind,
+    /// What happened.
+    pub text: String,
+    /// The day.
+    pub date: Date,
+    /// Who wrote it.
+    pub teacher: PersonId,
+    /// Why it was annulled, if it was.
+    pub annulled: Option<String>,
+}
+
 /// A scheduled test.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Test {
@@ -270,6 +346,7 @@ pub struct ClassRegister {
     substitutes: BTreeSet<(Date, u8, PersonId)>,
     homework: Vec<Homework>,
     tests: Vec<Test>,
+    notes: Vec<ClassNote>,
 }
 
 impl ClassRegister {
@@ -294,6 +371,11 @@ impl ClassRegister {
     }
 
     /// The teachers recorded as substitutes for `date` and `hour`.
+    /// The class notes, in the order written.
+    pub fn notes(&self) -> impl Iterator<Item = &ClassNote> {
+        self.notes.iter()
+    }
+
     pub fn substitutes_for(&self, date: Date, hour: u8) -> impl Iterator<Item = PersonId> + '_ {
         self.substitutes
             .iter()
@@ -443,6 +525,56 @@ pub fn decide(
                 description: text(description, false)?,
             }
         }
+        C::WriteClassNote {
+            note,
+            kind,
+            text: what,
+            date,
+        } => {
+            if !dir.teaches_class(ctx.actor, ctx.class) {
+                return Err(ClassError::NotTheClassTeacher);
+            }
+            if *kind == NoteKind::Sanction {
+                return Err(ClassError::SanctionForClass);
+            }
+            if state.notes.iter().any(|n| n.id == *note) {
+                return Err(ClassError::Exists);
+            }
+            if *date > ctx.today {
+                return Err(ClassError::BadDate(
+                    "una nota si scrive quando il fatto è avvenuto",
+                ));
+            }
+            if SchoolYear::of(*date) != SchoolYear::of(ctx.today) {
+                return Err(ClassError::BadDate(
+                    "le note si scrivono nell'anno scolastico in corso",
+                ));
+            }
+            E::ClassNoteRecorded {
+                note: *note,
+                kind: *kind,
+                text: text(what, true)?,
+                date: *date,
+                teacher: ctx.actor,
+            }
+        }
+        C::AnnulClassNote { note, reason } => {
+            if !ctx.as_principal && !dir.teaches_class(ctx.actor, ctx.class) {
+                return Err(ClassError::NotTheClassTeacher);
+            }
+            let n = state
+                .notes
+                .iter()
+                .find(|n| n.id == *note)
+                .ok_or(ClassError::UnknownNote)?;
+            if n.annulled.is_some() {
+                return Err(ClassError::AlreadyAnnulled);
+            }
+            E::ClassNoteAnnulled {
+                note: *note,
+                reason: text(reason, true)?,
+            }
+        }
     };
     Ok(vec![event])
 }
@@ -499,6 +631,25 @@ pub fn evolve(state: &mut ClassRegister, event: &ClassEvent) {
             date: *date,
             description: description.clone(),
         }),
+        E::ClassNoteRecorded {
+            note,
+            kind,
+            text,
+            date,
+            teacher,
+        } => state.notes.push(ClassNote {
+            id: *note,
+            kind: *kind,
+            text: text.clone(),
+            date: *date,
+            teacher: *teacher,
+            annulled: None,
+        }),
+        E::ClassNoteAnnulled { note, reason } => {
+            if let Some(n) = state.notes.iter_mut().find(|n| n.id == *note) {
+                n.annulled = Some(reason.clone());
+            }
+        }
     }
 }
 
@@ -522,6 +673,8 @@ mod tests {
         outsider: PersonId,
         /// Teaches history in the class (the second hour).
         history: PersonId,
+        /// The principal.
+        principal: PersonId,
     }
 
     fn world() -> World {
@@ -550,6 +703,15 @@ mod tests {
         run(teacher(support, "71A01"));
         run(teacher(outsider, "72A01"));
         run(teacher(history, "73A01"));
+        let principal = PersonId::new();
+        run(DirectoryCommand::Register {
+            person: principal,
+            fiscal_code: FiscalCode::with_check_character("XXXYYY60A01Z999").unwrap(),
+            family_name: "Bianchi".into(),
+            given_name: "Marco".into(),
+            role: Role::Principal,
+            birth_date: None,
+        });
         run(DirectoryCommand::CreateClass {
             class,
             name: "2B".into(),
@@ -597,6 +759,7 @@ mod tests {
             support,
             outsider,
             history,
+            principal,
         }
     }
 
@@ -611,6 +774,7 @@ mod tests {
             let ctx = Context {
                 class: w.class,
                 actor: *who,
+                as_principal: w.dir.has_role(*who, Role::Principal),
                 today: TODAY,
                 directory: &w.dir,
             };
@@ -621,6 +785,7 @@ mod tests {
         let ctx = Context {
             class: w.class,
             actor,
+            as_principal: w.dir.has_role(actor, Role::Principal),
             today: TODAY,
             directory: &w.dir,
         };
@@ -795,5 +960,78 @@ mod tests {
             assert_eq!(ClassEvent::from_stored(name, &e.data()).unwrap(), *e);
         }
         assert_eq!(events[0].data()["date"], "2025-10-06");
+    }
+
+    fn class_note(note: NoteId, kind: NoteKind, date: Date) -> ClassCommand {
+        ClassCommand::WriteClassNote {
+            note,
+            kind,
+            text: "La classe disturba la lezione".into(),
+            date,
+        }
+    }
+
+    #[test]
+    fn a_teacher_of_the_class_writes_a_note_to_the_whole_class_and_it_is_annulled_with_a_reason() {
+        let w = world();
+        let note = NoteId::new();
+        let write = class_note(note, NoteKind::Disciplinary, TODAY);
+        let events = given_when(&w, &[], w.history, &write).unwrap();
+        assert!(matches!(
+            &events[..],
+            [ClassEvent::ClassNoteRecorded { teacher, .. }] if *teacher == w.history
+        ));
+        for e in &events {
+            assert_eq!(
+                ClassEvent::from_stored(e.type_name(), &e.data()).unwrap(),
+                *e
+            );
+        }
+        for (actor, command, error) in [
+            (w.outsider, write.clone(), ClassError::NotTheClassTeacher),
+            (w.principal, write.clone(), ClassError::NotTheClassTeacher),
+            (
+                w.maths,
+                class_note(NoteId::new(), NoteKind::Sanction, TODAY),
+                ClassError::SanctionForClass,
+            ),
+            (
+                w.maths,
+                class_note(NoteId::new(), NoteKind::Annotation, date!(2025 - 10 - 07)),
+                ClassError::BadDate("una nota si scrive quando il fatto è avvenuto"),
+            ),
+        ] {
+            assert_eq!(given_when(&w, &[], actor, &command).unwrap_err(), error);
+        }
+        assert_eq!(
+            given_when(&w, &[(w.maths, write.clone())], w.maths, &write).unwrap_err(),
+            ClassError::Exists
+        );
+        let annul = |reason: &str| ClassCommand::AnnulClassNote {
+            note,
+            reason: reason.into(),
+        };
+        let written = [(w.history, write)];
+        // Another teacher of the class or the principal annuls it; an outsider cannot; a reason
+        // is needed; once.
+        assert!(given_when(&w, &written, w.maths, &annul("errore")).is_ok());
+        assert!(given_when(&w, &written, w.principal, &annul("errore")).is_ok());
+        assert_eq!(
+            given_when(&w, &written, w.outsider, &annul("errore")).unwrap_err(),
+            ClassError::NotTheClassTeacher
+        );
+        assert_eq!(
+            given_when(&w, &written, w.maths, &annul(" ")).unwrap_err(),
+            ClassError::Text
+        );
+        let annulled = [written[0].clone(), (w.maths, annul("errore"))];
+        assert_eq!(
+            given_when(&w, &annulled, w.maths, &annul("ancora")).unwrap_err(),
+            ClassError::AlreadyAnnulled
+        );
+        assert_eq!(
+            given_when(&w, &[], w.maths, &annul("errore")).unwrap_err(),
+            ClassError::UnknownNote
+        );
     }
 }

@@ -182,6 +182,17 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
             )
         }
         ("GET", "/schools/{school}/classes/{class}") => (format!("{s}/classes/{class}"), None),
+        ("POST", "/schools/{school}/classes/{class}/notes") => (
+            format!("{s}/classes/{class}/notes"),
+            Some(json!({"kind": "annotation", "text": "Classe agitata", "date": "2025-10-06"})),
+        ),
+        ("POST", "/schools/{school}/classes/{class}/notes/{note}/annulment") => {
+            let note = prepared_class_note(w, target).await;
+            (
+                format!("{s}/classes/{class}/notes/{note}/annulment"),
+                Some(json!({"reason": "scritta per errore"})),
+            )
+        }
         ("GET", "/schools/{school}/classes/{class}/overdue-justifications") => {
             (format!("{s}/classes/{class}/overdue-justifications"), None)
         }
@@ -633,6 +644,46 @@ async fn prepared_note(w: &World, target: Target) -> String {
             &format!("/schools/{}/students/{student}/years/2025/{path}", w.a),
             Some(&w.token(role)),
             Some(&body),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A note to a whole class, written through the API by a teacher of it: on 1A by the world's
+/// teacher; on 1B by a teacher assigned to it for the call; an id elsewhere.
+async fn prepared_class_note(w: &World, target: Target) -> String {
+    let (class, token) = match target {
+        Target::Own => (w.c1, w.token(Role::Teacher)),
+        Target::Other => {
+            let code = w.code();
+            let teacher = w.register_with_code(w.a, Role::Teacher, code.clone()).await;
+            w.run(
+                w.a,
+                registro_domain::directory::DirectoryCommand::AssignTeacher {
+                    teacher,
+                    class: w.c2,
+                    subject: "Arte".into(),
+                },
+            )
+            .await;
+            let token = w
+                .issuer
+                .issue_with(None, &code, Duration::from_secs(600))
+                .unwrap();
+            (w.c2, token)
+        }
+        Target::Foreign => return uuid::Uuid::now_v7().to_string(),
+    };
+    let r = w
+        .call(
+            Method::POST,
+            &format!("/schools/{}/classes/{class}/notes", w.a),
+            Some(&token),
+            Some(&json!({"kind": "disciplinary", "text": "Disturbo", "date": "2025-10-06"})),
         )
         .await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());

@@ -954,6 +954,107 @@ async fn notes_and_sanctions_are_written_read_and_annulled(w: World) {
             (json!("sanction"), Value::Null)
         ]
     );
+
+    // A note to the whole class: written by a teacher of the class (not the principal, not a
+    // sanction, nothing written when refused), seen in the class's day and in each student's
+    // notes, annulled by the principal.
+    let class_notes = format!("/schools/{}/classes/{}/notes", w.a, w.c1);
+    let class_note =
+        json!({"kind": "disciplinary", "text": "La classe disturba", "date": "2025-10-08"});
+    let before = w.store.school_head(w.a).await.unwrap().unwrap().last_seq;
+    for (token, note, status) in [
+        (&principal, class_note.clone(), 403),
+        (
+            &teacher,
+            json!({"kind": "sanction", "text": "x", "date": "2025-10-08"}),
+            422,
+        ),
+        (
+            &teacher,
+            json!({"kind": "disciplinary", "text": " ", "date": "2025-10-08"}),
+            422,
+        ),
+        (
+            &teacher,
+            json!({"kind": "disciplinary", "text": "x", "date": "2099-10-08"}),
+            422,
+        ),
+        (
+            &teacher,
+            json!({"kind": "disciplinary", "text": "x", "day": "2025-10-08"}),
+            422,
+        ),
+    ] {
+        body(
+            w.call(Method::POST, &class_notes, Some(token), Some(&note))
+                .await,
+            status,
+        )
+        .await;
+    }
+    assert_eq!(
+        w.store.school_head(w.a).await.unwrap().unwrap().last_seq,
+        before
+    );
+    let written = body(
+        w.call(
+            Method::POST,
+            &class_notes,
+            Some(&teacher),
+            Some(&class_note),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let day = format!("/schools/{}/classes/{}/days/2025-10-08", w.a, w.c1);
+    let day = body(w.call(Method::GET, &day, Some(&teacher), None).await, 200).await;
+    assert_eq!(day["notes"][0]["text"], "La classe disturba");
+    let list = body(
+        w.call(Method::GET, &notes, Some(&w.token(Role::Guardian)), None)
+            .await,
+        200,
+    )
+    .await;
+    let last = list.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (&last["whole_class"], &last["id"]),
+        (&json!(true), &written["id"])
+    );
+    let annul = format!(
+        "{class_notes}/{}/annulment",
+        written["id"].as_str().unwrap()
+    );
+    let reason = json!({"reason": "nota sbagliata"});
+    body(
+        w.call(Method::POST, &annul, Some(&principal), Some(&reason))
+            .await,
+        201,
+    )
+    .await;
+    body(
+        w.call(Method::POST, &annul, Some(&teacher), Some(&reason))
+            .await,
+        409,
+    )
+    .await;
+    let unknown = format!("{class_notes}/{}/annulment", uuid::Uuid::now_v7());
+    body(
+        w.call(Method::POST, &unknown, Some(&teacher), Some(&reason))
+            .await,
+        404,
+    )
+    .await;
+    let list = body(
+        w.call(Method::GET, &notes, Some(&w.token(Role::Guardian)), None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        list.as_array().unwrap().last().unwrap()["annulled"],
+        "nota sbagliata"
+    );
 }
 
 #[tokio::test]
