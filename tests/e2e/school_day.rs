@@ -144,6 +144,16 @@ async fn a_school_day(storage: &[&str], dir: &str) {
     let mut student = register(&code("12E50"), "Ferrari", "Sofia", "student");
     student["birth_date"] = json!("2012-05-10");
     let student_id = office.post(&format!("{s}/people"), student).await["id"].clone();
+    for subject in ["Matematica", "Italiano", "Storia", "Inglese", "Arte"] {
+        office
+            .post(
+                &format!("{s}/subjects"),
+                json!({"name": subject, "scale": "numeric"}),
+            )
+            .await;
+    }
+    let subjects = office.get(&format!("{s}/subjects")).await;
+    assert_eq!(subjects.as_array().unwrap().len(), 5);
     let class = office
         .post(&format!("{s}/classes"), json!({"name": "1A"}))
         .await["id"]

@@ -67,7 +67,8 @@ impl From<CommandError> for ApiError {
                     | D::AlreadyExempt
                     | D::NotExempt
                     | D::NotEnrolled
-                    | D::SameClass => ApiError::Conflict(detail),
+                    | D::SameClass
+                    | D::SubjectExists => ApiError::Conflict(detail),
                     D::NotTheClassTeacher | D::Reason => ApiError::Unprocessable(detail),
                     D::BadName
                     | D::NotAPersonRole
@@ -76,7 +77,8 @@ impl From<CommandError> for ApiError {
                     | D::NotAStudent
                     | D::Calendar(_)
                     | D::Timetable(_)
-                    | D::BadDueDays => ApiError::Unprocessable(detail),
+                    | D::BadDueDays
+                    | D::UnknownSubject(_) => ApiError::Unprocessable(detail),
                 }
             }
         }

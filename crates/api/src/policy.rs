@@ -409,6 +409,13 @@ mod tests {
         }
         run(
             &mut dir,
+            DirectoryCommand::DefineSubject {
+                subject: "Storia".into(),
+                scale: registro_domain::grade::Scale::Numeric,
+            },
+        );
+        run(
+            &mut dir,
             DirectoryCommand::AssignTeacher {
                 teacher,
                 class,

@@ -232,8 +232,8 @@ pub async fn year_plan(
     }))
 }
 
-/// The scale a mark is written on.
-#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+/// The scale a mark is written on, and a subject's grades are on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scale {
     /// 1 to 10 with +, -, ½ or decimals (`7+`, `6½`, `6-`, `7.5`).
@@ -243,6 +243,92 @@ pub enum Scale {
     Judgement,
     /// Primary school: non sufficiente ... ottimo.
     Level,
+}
+
+impl From<registro_domain::grade::Scale> for Scale {
+    fn from(s: registro_domain::grade::Scale) -> Self {
+        use registro_domain::grade::Scale as S;
+        match s {
+            S::Numeric => Self::Numeric,
+            S::Judgement => Self::Judgement,
+            S::Level => Self::Level,
+        }
+    }
+}
+
+impl From<Scale> for registro_domain::grade::Scale {
+    fn from(s: Scale) -> Self {
+        match s {
+            Scale::Numeric => Self::Numeric,
+            Scale::Judgement => Self::Judgement,
+            Scale::Level => Self::Level,
+        }
+    }
+}
+
+/// The scale a mark for `subject` is written on: the one given, else the subject's.
+fn scale_of(caller: &Caller, given: Option<Scale>, subject: &str) -> Scale {
+    given
+        .or_else(|| {
+            caller
+                .directory
+                .subject_scale(subject.trim())
+                .map(Scale::from)
+        })
+        .unwrap_or_default()
+}
+
+/// A subject to define.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectBody {
+    /// Its name, as the register shows it.
+    #[schema(example = "Religione cattolica")]
+    pub name: String,
+    /// The scale its grades are on: numeric (1 to 10, averaged), judgement (religion and its
+    /// alternative) or level (primary school).
+    pub scale: Scale,
+}
+
+/// Defines a subject (materia) of the school with the scale of its grades: the principal or
+/// the office. Teachers are assigned, timetables set and exemptions granted only for defined
+/// subjects.
+#[utoipa::path(post, path = "/schools/{school}/subjects", tag = "directory",
+    params(("school" = Uuid, Path, description = "The school")),
+    request_body = SubjectBody,
+    responses(
+        (status = 201, description = "Defined", body = Written),
+        (status = 409, description = "Defined already",
+            body = crate::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn define_subject(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Json(body): Json<SubjectBody>,
+) -> Result<Response, ApiError> {
+    let cmd = DirectoryCommand::DefineSubject {
+        subject: body.name,
+        scale: body.scale.into(),
+    };
+    crate::school::command(&state, &caller, &headers, cmd, StatusCode::CREATED, None).await
+}
+
+/// The school's subjects, by name: every member may read them.
+#[utoipa::path(get, path = "/schools/{school}/subjects", tag = "directory",
+    params(("school" = Uuid, Path, description = "The school")),
+    responses((status = 200, description = "The subjects", body = Vec<SubjectBody>)))]
+pub async fn subjects(Extension(caller): Extension<Caller>) -> Json<Vec<SubjectBody>> {
+    Json(
+        caller
+            .directory
+            .subjects()
+            .map(|(name, scale)| SubjectBody {
+                name: name.to_owned(),
+                scale: scale.into(),
+            })
+            .collect(),
+    )
 }
 
 /// A grade to give.
@@ -255,9 +341,9 @@ pub struct GiveGrade {
     /// written, oral, practical or graphic.
     #[schema(value_type = String, example = "written")]
     pub kind: GradeKind,
-    /// The scale (default numeric).
+    /// The scale (default: the subject's).
     #[serde(default)]
-    pub scale: Scale,
+    pub scale: Option<Scale>,
     /// The mark as written: `7+`, `6½`, `distinto`, `non sufficiente`.
     #[schema(example = "7+")]
     pub mark: String,
@@ -337,6 +423,14 @@ async fn record_command_keyed(
     year: SchoolYear,
     cmd: RecordCommand,
 ) -> Result<registro_store::AppendOutcome, ApiError> {
+    // The principal and the office pass the policy for any id: one that names no student is
+    // as absent for a write as for a read.
+    if !caller
+        .directory
+        .has_role(student, registro_domain::Role::Student)
+    {
+        return Err(ApiError::NotFound);
+    }
     let stream = StreamId::parse(record::stream(student, year))?;
     let (teacher, as_principal) = (
         caller.person,
@@ -439,7 +533,7 @@ pub async fn give_grade(
         grade,
         subject: body.subject.trim().to_owned(),
         kind: body.kind,
-        mark: mark(body.scale, &body.mark)?,
+        mark: mark(scale_of(&caller, body.scale, &body.subject), &body.mark)?,
         weight,
         counted: body.counted,
         description: body.description,
@@ -2327,9 +2421,9 @@ pub struct GiveClassGrades {
     /// written, oral, practical or graphic.
     #[schema(value_type = String, example = "written")]
     pub kind: GradeKind,
-    /// The scale (default numeric).
+    /// The scale (default: the subject's).
     #[serde(default)]
-    pub scale: Scale,
+    pub scale: Option<Scale>,
     /// The weight as written (default `1`).
     pub weight: Option<String>,
     /// Whether they count in the average (default true).
@@ -2406,7 +2500,7 @@ pub async fn give_class_grades(
             });
             continue;
         }
-        let mark = match mark(body.scale, &m.mark) {
+        let mark = match mark(scale_of(&caller, body.scale, &body.subject), &m.mark) {
             Ok(mark) => mark,
             Err(e) => {
                 errors.push(LineError {

@@ -40,7 +40,8 @@ use crate::{AppState, communications, docs, enrolment, metrics, register, school
         school::student_record, school::student_access_log, school::school_access_log,
         register::plan_year, register::year_plan, register::set_justification_rules,
         register::justification_rules, register::overdue_justifications,
-        register::write_class_note, register::annul_class_note, register::give_grade, register::correct_grade,
+        register::write_class_note, register::annul_class_note, register::define_subject,
+        register::subjects, register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
         register::student_attendance, register::submit_justification,
@@ -393,6 +394,18 @@ pub fn routes() -> Routes {
             "/schools/{school}/years/{year}",
             member(P::ReadCalendar, R::School),
             register::year_plan,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/subjects",
+            manage(R::School),
+            register::define_subject,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/subjects",
+            member(P::ReadCalendar, R::School),
+            register::subjects,
         )
         .add(
             Method::PUT,

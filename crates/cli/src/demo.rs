@@ -133,6 +133,24 @@ async fn create(store: &dyn EventStore) -> anyhow::Result<()> {
     }
     let (class_a, class_b) = (ClassId::new(), ClassId::new());
     let (teacher, guardian, child, other) = (ids[2], ids[3], ids[4], ids[5]);
+    // The subjects of a first-year liceo class; religion is graded by judgement.
+    use registro_domain::grade::Scale;
+    commands.extend(
+        [
+            ("Italiano", Scale::Numeric),
+            ("Latino", Scale::Numeric),
+            ("Storia e geografia", Scale::Numeric),
+            ("Inglese", Scale::Numeric),
+            ("Matematica", Scale::Numeric),
+            ("Scienze naturali", Scale::Numeric),
+            ("Scienze motorie e sportive", Scale::Numeric),
+            ("Religione cattolica", Scale::Judgement),
+        ]
+        .map(|(subject, scale)| DirectoryCommand::DefineSubject {
+            subject: subject.into(),
+            scale,
+        }),
+    );
     commands.extend([
         DirectoryCommand::CreateClass {
             class: class_a,

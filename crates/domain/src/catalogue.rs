@@ -393,6 +393,31 @@ pub const CATALOGUE: &[EventDoc] = &[
         },
     },
     EventDoc {
+        name: "SubjectDefined",
+        stream: DIRECTORY,
+        italian: "materia",
+        meaning: "A subject became part of the school's curriculum, with the scale its grades are \
+                  on; teachers are assigned, timetables set and exemptions granted only for \
+                  defined subjects.",
+        who: "principal; secretary",
+        schema_version: 1,
+        fields: &[
+            ("subject", "string", "its name, as the register shows it"),
+            (
+                "scale",
+                "string",
+                "`numeric` (1 to 10, averaged), `judgement` (religion and its alternative) or \
+                 `level` (primary school)",
+            ),
+        ],
+        sample: || {
+            directory(&DirectoryEvent::SubjectDefined {
+                subject: "Religione cattolica".into(),
+                scale: crate::grade::Scale::Judgement,
+            })
+        },
+    },
+    EventDoc {
         name: "JustificationSettingsSet",
         stream: DIRECTORY,
         italian: "regolamento delle giustificazioni",

@@ -684,6 +684,16 @@ mod tests {
                 directory::evolve(&mut dir, &e);
             }
         };
+        for (subject, scale) in [
+            ("Matematica", crate::grade::Scale::Numeric),
+            ("Storia", crate::grade::Scale::Numeric),
+            ("Sostegno", crate::grade::Scale::Numeric),
+        ] {
+            run(DirectoryCommand::DefineSubject {
+                subject: subject.into(),
+                scale,
+            });
+        }
         let teacher = |person, date: &str| DirectoryCommand::Register {
             person,
             fiscal_code: FiscalCode::with_check_character(&format!("XXXYYY{date}Z999")).unwrap(),

@@ -755,6 +755,10 @@ mod tests {
                 directory::evolve(&mut dir, &e);
             }
         };
+        run(DirectoryCommand::DefineSubject {
+            subject: "Storia".into(),
+            scale: crate::grade::Scale::Numeric,
+        });
         let mut person = |date: &str, role, birth_date| {
             let p = PersonId::new();
             run(DirectoryCommand::Register {

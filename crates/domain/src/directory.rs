@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::Date;
 
 use crate::calendar::{CalendarError, SchoolYear, Term, Terms};
+use crate::grade::Scale;
 use crate::justification::JustificationSettings;
 use crate::timetable::{LessonHour, Timetable, TimetableError};
 use crate::{ClassId, FiscalCode, PersonId, Role};
@@ -154,6 +155,14 @@ pub enum DirectoryCommand {
         year: SchoolYear,
         /// Its terms, in order.
         terms: Vec<Term>,
+    },
+    /// Defines a subject (materia) of the school, with the scale its grades are on. Teachers
+    /// are assigned, timetables set and exemptions granted only for defined subjects.
+    DefineSubject {
+        /// Its name, as the register shows it ("Matematica", "Religione cattolica").
+        subject: String,
+        /// The scale its grades are on.
+        scale: Scale,
     },
     /// Sets the school's rules for justifications (`rules.md` section 5), from now on.
     SetJustificationSettings {
@@ -319,6 +328,13 @@ pub enum DirectoryEvent {
         /// Its terms, in order.
         terms: Vec<Term>,
     },
+    /// A subject was defined.
+    SubjectDefined {
+        /// Its name.
+        subject: String,
+        /// The scale its grades are on.
+        scale: Scale,
+    },
     /// The school's rules for justifications were set.
     JustificationSettingsSet {
         /// Whether an adult student justifies their own absences (and their guardians do not).
@@ -332,7 +348,7 @@ impl crate::StoredEvent for DirectoryEvent {}
 
 impl DirectoryEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 16] = [
+    pub const TYPE_NAMES: [&'static str; 17] = [
         "PersonRegistered",
         "RoleGranted",
         "RoleRevoked",
@@ -349,6 +365,7 @@ impl DirectoryEvent {
         "StudentWithdrawn",
         "CoordinatorAppointed",
         "JustificationSettingsSet",
+        "SubjectDefined",
     ];
 
     /// The event's type name, as stored.
@@ -371,6 +388,7 @@ impl DirectoryEvent {
             Self::StudentWithdrawn { .. } => 13,
             Self::CoordinatorAppointed { .. } => 14,
             Self::JustificationSettingsSet { .. } => 15,
+            Self::SubjectDefined { .. } => 16,
         };
         Self::TYPE_NAMES[i]
     }
@@ -463,6 +481,12 @@ pub enum DirectoryError {
     /// The student is not exempt from the subject.
     #[error("lo studente non è esonerato da questa materia")]
     NotExempt,
+    /// The subject is not defined.
+    #[error("la materia «{0}» non è definita: la segreteria la aggiunge prima")]
+    UnknownSubject(String),
+    /// The subject is defined already.
+    #[error("la materia è già definita")]
+    SubjectExists,
     /// A justification's term is out of range.
     #[error("il termine per giustificare va da 1 a {MAX_DUE_DAYS} giorni di scuola")]
     BadDueDays,
@@ -518,6 +542,8 @@ pub struct Directory {
     exemptions: HashMap<PersonId, BTreeSet<String>>,
     /// The school's rules for justifications.
     justification_settings: JustificationSettings,
+    /// The subjects, with the scale of their grades.
+    subjects: BTreeMap<String, Scale>,
 }
 
 impl Directory {
@@ -580,6 +606,26 @@ impl Directory {
     #[must_use]
     pub const fn justification_settings(&self) -> JustificationSettings {
         self.justification_settings
+    }
+
+    /// The scale of a defined subject's grades; `None` for a subject not defined.
+    #[must_use]
+    pub fn subject_scale(&self, subject: &str) -> Option<Scale> {
+        self.subjects.get(subject).copied()
+    }
+
+    /// Every defined subject with its scale, by name.
+    pub fn subjects(&self) -> impl Iterator<Item = (&str, Scale)> {
+        self.subjects.iter().map(|(s, scale)| (s.as_str(), *scale))
+    }
+
+    /// Refuses a subject that is not defined.
+    fn defined(&self, subject: &str) -> Result<(), DirectoryError> {
+        if self.subjects.contains_key(subject) {
+            Ok(())
+        } else {
+            Err(DirectoryError::UnknownSubject(subject.to_owned()))
+        }
     }
 
     /// Every registered person.
@@ -783,6 +829,7 @@ pub fn decide(
                 return Err(Error::NotATeacher);
             }
             let subject = clean_name(subject)?;
+            state.defined(&subject)?;
             if state
                 .existing_class(*class)?
                 .teachers
@@ -817,6 +864,9 @@ pub fn decide(
                 }
             }
             let timetable = Timetable::new(hours.clone())?;
+            for hour in timetable.hours() {
+                state.defined(&hour.subject)?;
+            }
             E::TimetableSet {
                 class: *class,
                 hours: timetable.hours().to_vec(),
@@ -862,6 +912,7 @@ pub fn decide(
                 return Err(Error::NotAStudent);
             }
             let subject = clean_name(subject)?;
+            state.defined(&subject)?;
             if state
                 .exemptions
                 .get(student)
@@ -893,6 +944,16 @@ pub fn decide(
             E::SchoolYearPlanned {
                 year: *year,
                 terms: terms.terms().to_vec(),
+            }
+        }
+        C::DefineSubject { subject, scale } => {
+            let subject = clean_name(subject)?;
+            if state.subjects.contains_key(&subject) {
+                return Err(Error::SubjectExists);
+            }
+            E::SubjectDefined {
+                subject,
+                scale: *scale,
             }
         }
         C::SetJustificationSettings { settings } => {
@@ -1080,6 +1141,9 @@ pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
                 state.calendars.insert(*year, terms);
             }
         }
+        E::SubjectDefined { subject, scale } => {
+            state.subjects.insert(subject.clone(), *scale);
+        }
         E::JustificationSettingsSet {
             adults_justify_themselves,
             due_within_school_days,
@@ -1095,6 +1159,13 @@ pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn define(subject: &str, scale: Scale) -> DirectoryCommand {
+        DirectoryCommand::DefineSubject {
+            subject: subject.into(),
+            scale,
+        }
+    }
     use crate::StoredEvent as _;
 
     /// Synthetic codes: surname XXX, name YYY, born in "country" Z999 (none has that code).
@@ -1347,7 +1418,25 @@ mod tests {
         };
         let enrol = DirectoryCommand::EnrolStudent { student, class };
         let mut state = Directory::default();
-        for c in given.iter().chain([&assign, &enrol]) {
+        for c in &given {
+            for e in decide(&state, c).unwrap() {
+                evolve(&mut state, &e);
+            }
+        }
+        // Only a subject the school defined is taught.
+        assert_eq!(
+            decide(&state, &assign),
+            Err(DirectoryError::UnknownSubject("Matematica".into()))
+        );
+        let maths = define("Matematica", Scale::Numeric);
+        assert_eq!(
+            decide(&state, &maths),
+            Ok(vec![DirectoryEvent::SubjectDefined {
+                subject: "Matematica".into(),
+                scale: Scale::Numeric
+            }])
+        );
+        for c in [&maths, &assign, &enrol] {
             for e in decide(&state, c).unwrap() {
                 evolve(&mut state, &e);
             }
@@ -1368,6 +1457,9 @@ mod tests {
             class,
             subject: "Fisica".into(),
         };
+        for e in decide(&state, &define("Fisica", Scale::Numeric)).unwrap() {
+            evolve(&mut state, &e);
+        }
         assert!(decide(&state, &physics).is_ok());
     }
 
@@ -1592,7 +1684,17 @@ mod tests {
             subject: "Religione".into(),
         };
         let mut state = Directory::default();
-        for c in given.iter().chain([&exempt]) {
+        for c in &given {
+            for e in decide(&state, c).unwrap() {
+                evolve(&mut state, &e);
+            }
+        }
+        assert_eq!(
+            decide(&state, &exempt),
+            Err(DirectoryError::UnknownSubject("Religione".into()))
+        );
+        let religion = define("Religione", Scale::Judgement);
+        for c in [&religion, &exempt] {
             for e in decide(&state, c).unwrap() {
                 evolve(&mut state, &e);
             }
@@ -1737,6 +1839,11 @@ mod tests {
         assert_eq!(
             run(appoint.clone(), &mut state),
             Err(DirectoryError::NotTheClassTeacher)
+        );
+        run(define("Latino", Scale::Numeric), &mut state).unwrap();
+        assert_eq!(
+            run(define(" Latino ", Scale::Numeric), &mut state),
+            Err(DirectoryError::SubjectExists)
         );
         run(
             DirectoryCommand::AssignTeacher {

@@ -252,6 +252,18 @@ impl From<Weight> for u16 {
     }
 }
 
+/// The scale a subject is graded on (`rules.md` section 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scale {
+    /// Numbers from 1 to 10 with their modifiers, averaged (secondary schools).
+    Numeric,
+    /// Judgements (religion and its alternative activity), never averaged.
+    Judgement,
+    /// The six levels of primary school, never averaged.
+    Level,
+}
+
 /// The judgement scale of religion (IRC) and its alternative activity, never averaged with
 /// numbers: insufficiente, sufficiente, discreto, buono, distinto, ottimo.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

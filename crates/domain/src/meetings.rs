@@ -407,6 +407,10 @@ mod tests {
                 directory::evolve(&mut dir, &e);
             }
         };
+        run(DirectoryCommand::DefineSubject {
+            subject: "Inglese".into(),
+            scale: crate::grade::Scale::Numeric,
+        });
         let person = |date: &str, role| {
             let p = PersonId::new();
             (

@@ -58,6 +58,18 @@ pub enum Mark {
     Level(PrimaryLevel),
 }
 
+impl Mark {
+    /// The scale the mark is on.
+    #[must_use]
+    pub const fn scale(&self) -> crate::grade::Scale {
+        match self {
+            Self::Numeric(_) => crate::grade::Scale::Numeric,
+            Self::Judgement(_) => crate::grade::Scale::Judgement,
+            Self::Level(_) => crate::grade::Scale::Level,
+        }
+    }
+}
+
 /// What a teacher asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -404,7 +416,7 @@ pub enum RecordError {
     FutureDate,
     /// The grade is on another scale than the subject's other grades (or than the grade it
     /// corrects).
-    #[error("il voto è su una scala diversa da quella degli altri voti della materia")]
+    #[error("il voto è su una scala diversa da quella della materia e dei suoi altri voti")]
     ScaleMismatch,
     /// The grade id is used already.
     #[error("questo voto esiste già")]
@@ -691,10 +703,15 @@ pub fn decide(
                 return Err(RecordError::NotYourSubject);
             }
             ctx.check_open(*date)?;
-            // A subject's grades are on one scale: numbers are averaged, judgements never.
-            if state.grades.values().any(|g| {
-                g.subject == *subject && g.annulled.is_none() && !same_scale(&g.mark, mark)
-            }) {
+            // A subject's grades are on its scale: numbers are averaged, judgements never.
+            if ctx
+                .directory
+                .subject_scale(subject)
+                .is_some_and(|s| s != mark.scale())
+                || state.grades.values().any(|g| {
+                    g.subject == *subject && g.annulled.is_none() && !same_scale(&g.mark, mark)
+                })
+            {
                 return Err(RecordError::ScaleMismatch);
             }
             E::GradeRecorded {
@@ -943,7 +960,7 @@ fn live_entry(state: &Record, entry: AttendanceId) -> Result<&AttendanceEntry, R
 }
 
 fn same_scale(a: &Mark, b: &Mark) -> bool {
-    std::mem::discriminant(a) == std::mem::discriminant(b)
+    a.scale() == b.scale()
 }
 
 /// A grade the acting teacher may correct or annul: not annulled, of a subject they teach in
@@ -1131,6 +1148,18 @@ mod tests {
                 directory::evolve(&mut dir, &e);
             }
         };
+        for (subject, scale) in [
+            ("Matematica", crate::grade::Scale::Numeric),
+            ("Storia", crate::grade::Scale::Numeric),
+            ("Religione", crate::grade::Scale::Judgement),
+            ("Italiano", crate::grade::Scale::Numeric),
+            ("Inglese", crate::grade::Scale::Numeric),
+        ] {
+            run(DirectoryCommand::DefineSubject {
+                subject: subject.into(),
+                scale,
+            });
+        }
         let register = |person, date: &str, role| DirectoryCommand::Register {
             person,
             fiscal_code: FiscalCode::with_check_character(&format!("XXXYYY{date}Z999")).unwrap(),
@@ -1161,6 +1190,11 @@ mod tests {
             teacher: other_teacher,
             class,
             subject: "Storia".into(),
+        });
+        run(DirectoryCommand::AssignTeacher {
+            teacher,
+            class,
+            subject: "Religione".into(),
         });
         run(DirectoryCommand::EnrolStudent { student, class });
         let adult = PersonId::new();
@@ -1376,22 +1410,45 @@ mod tests {
         let w = world();
         let ctx = ctx(&w);
         let mut state = Record::default();
-        for e in decide(
-            &state,
-            &record(
-                GradeId::new(),
-                Mark::Judgement(Judgement::Distinto),
-                date!(2025 - 10 - 06),
-            ),
-            &ctx,
-        )
-        .unwrap()
-        {
+        let mut religion = record(
+            GradeId::new(),
+            Mark::Judgement(Judgement::Distinto),
+            date!(2025 - 10 - 06),
+        );
+        if let RecordCommand::RecordGrade { subject, .. } = &mut religion {
+            *subject = "Religione".into();
+        }
+        for e in decide(&state, &religion, &ctx).unwrap() {
             evolve(&mut state, &e);
         }
         assert_eq!(
-            state.average("Matematica", date!(2025 - 09 - 01), date!(2026 - 08 - 31)),
+            state.average("Religione", date!(2025 - 09 - 01), date!(2026 - 08 - 31)),
             None
+        );
+    }
+
+    #[test]
+    fn rule_2_a_subject_is_graded_on_the_scale_the_school_defined_for_it() {
+        let w = world();
+        let open = BTreeSet::new();
+        // Religion is graded by judgement: a number is refused, even as its first grade; and
+        // mathematics by numbers.
+        let mut number_in_religion = record(GradeId::new(), numeric("8"), date!(2025 - 10 - 06));
+        if let RecordCommand::RecordGrade { subject, .. } = &mut number_in_religion {
+            *subject = "Religione".into();
+        }
+        assert_eq!(
+            given_when(&w, w.teacher, &open, &[], &number_in_religion),
+            Err(RecordError::ScaleMismatch)
+        );
+        let level_in_maths = record(
+            GradeId::new(),
+            Mark::Level(PrimaryLevel::Buono),
+            date!(2025 - 10 - 06),
+        );
+        assert_eq!(
+            given_when(&w, w.teacher, &open, &[], &level_in_maths),
+            Err(RecordError::ScaleMismatch)
         );
     }
 

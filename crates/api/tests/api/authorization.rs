@@ -169,9 +169,12 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
         ("POST", "/schools/{school}/classes/{class}/teachers") => {
             // A new teacher: the callers' own assignments stay as the world made them.
             let teacher = w.register(school, Role::Teacher).await;
+            let subject = format!("Materia {fresh}");
+            w.define(w.a, &subject, registro_domain::grade::Scale::Numeric)
+                .await;
             (
                 format!("{s}/classes/{class}/teachers"),
-                Some(json!({"teacher": teacher, "subject": format!("Materia {fresh}")})),
+                Some(json!({"teacher": teacher, "subject": subject})),
             )
         }
         ("POST", "/schools/{school}/classes/{class}/students") => {
@@ -203,6 +206,11 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
             (format!("{s}/students/{student}/access-log"), None)
         }
         ("GET", "/schools/{school}/access-log") => (format!("{s}/access-log"), None),
+        ("POST", "/schools/{school}/subjects") => (
+            format!("{s}/subjects"),
+            Some(json!({"name": format!("Materia {fresh}"), "scale": "numeric"})),
+        ),
+        ("GET", "/schools/{school}/subjects") => (format!("{s}/subjects"), None),
         ("PUT", "/schools/{school}/settings/justifications") => (
             format!("{s}/settings/justifications"),
             Some(json!({"adults_justify_themselves": true, "due_within_school_days": 5})),
@@ -230,12 +238,19 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
         ("GET", "/schools/{school}/classes/{class}/days/{date}") => {
             (format!("{s}/classes/{class}/days/2025-10-06"), None)
         }
-        ("POST", "/schools/{school}/students/{student}/exemptions") => (
-            format!("{s}/students/{student}/exemptions"),
-            Some(json!({"subject": format!("Materia {fresh}")})),
-        ),
+        ("POST", "/schools/{school}/students/{student}/exemptions") => {
+            let subject = format!("Materia {fresh}");
+            w.define(w.a, &subject, registro_domain::grade::Scale::Numeric)
+                .await;
+            (
+                format!("{s}/students/{student}/exemptions"),
+                Some(json!({ "subject": subject })),
+            )
+        }
         ("DELETE", "/schools/{school}/students/{student}/exemptions/{subject}") => {
             let subject = format!("Materia{fresh}");
+            w.define(school, &subject, registro_domain::grade::Scale::Numeric)
+                .await;
             w.run(
                 school,
                 registro_domain::directory::DirectoryCommand::ExemptFromSubject {

@@ -299,6 +299,81 @@ async fn grades_are_given_read_corrected_and_annulled(w: World) {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(body(again, 201).await, first_tap);
     assert_eq!(head().await, before + 1);
+
+    // The subject's scale is the default: a judgement needs no scale named; a number in
+    // religion is refused.
+    let mut plain = grade_body("ottimo");
+    plain["subject"] = json!("Religione");
+    body(
+        w.call(Method::POST, &grades, Some(&teacher), Some(&plain))
+            .await,
+        201,
+    )
+    .await;
+    plain["mark"] = json!("8");
+    body(
+        w.call(Method::POST, &grades, Some(&teacher), Some(&plain))
+            .await,
+        422,
+    )
+    .await;
+    // Subjects are the school's: defined once by the office, listed for everyone; a class is
+    // taught only defined subjects.
+    let subjects = format!("/schools/{}/subjects", w.a);
+    let office = w.token(Role::Secretary);
+    let listed = body(
+        w.call(Method::GET, &subjects, Some(&teacher), None).await,
+        200,
+    )
+    .await;
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "Religione", "scale": "judgement"}))
+    );
+    let latin = json!({"name": "Latino", "scale": "numeric"});
+    let assign = json!({"teacher": w.person(Role::Teacher), "subject": "Latino"});
+    let teachers = format!("/schools/{}/classes/{}/teachers", w.a, w.c1);
+    let problem = body(
+        w.call(Method::POST, &teachers, Some(&office), Some(&assign))
+            .await,
+        422,
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("Latino"),
+        "{problem}"
+    );
+    body(
+        w.call(Method::POST, &subjects, Some(&office), Some(&latin))
+            .await,
+        201,
+    )
+    .await;
+    body(
+        w.call(Method::POST, &subjects, Some(&office), Some(&latin))
+            .await,
+        409,
+    )
+    .await;
+    body(
+        w.call(
+            Method::POST,
+            &subjects,
+            Some(&office),
+            Some(&json!({"name": "Arte", "scale": "colours"})),
+        )
+        .await,
+        422,
+    )
+    .await;
+    body(
+        w.call(Method::POST, &teachers, Some(&office), Some(&assign))
+            .await,
+        201,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1036,6 +1111,19 @@ async fn notes_and_sanctions_are_written_read_and_annulled(w: World) {
         w.call(Method::POST, &annul, Some(&teacher), Some(&reason))
             .await,
         409,
+    )
+    .await;
+    // A sanction for an id that names no student: not found, as for a read.
+    let nobody = format!(
+        "/schools/{}/students/{}/years/2025/sanctions",
+        w.a,
+        uuid::Uuid::now_v7()
+    );
+    let sanction = json!({"text": "Ammonizione", "date": "2025-10-07"});
+    body(
+        w.call(Method::POST, &nobody, Some(&principal), Some(&sanction))
+            .await,
+        404,
     )
     .await;
     let unknown = format!("{class_notes}/{}/annulment", uuid::Uuid::now_v7());

@@ -12,6 +12,7 @@ use registro_api::directory::execute_as_system;
 use registro_api::ratelimit::RateLimit;
 use registro_domain::calendar::{SchoolYear, Term};
 use registro_domain::directory::DirectoryCommand;
+use registro_domain::grade::Scale;
 use registro_domain::{ClassId, FiscalCode, PersonId, Role, SchoolId};
 use registro_store::sqlite::SqliteStore;
 use registro_store::{EventStore, MasterKey};
@@ -120,6 +121,19 @@ impl World {
         let teacher = w.person(Role::Teacher);
         let guardian = w.person(Role::Guardian);
         let (a, b) = (w.a, w.b);
+        for school in [a, b] {
+            for subject in [
+                "Matematica",
+                "Italiano",
+                "Storia",
+                "Inglese",
+                "Scienze",
+                "Arte",
+            ] {
+                w.define(school, subject, Scale::Numeric).await;
+            }
+            w.define(school, "Religione", Scale::Judgement).await;
+        }
         w.run(a, assign(teacher, w.c1)).await;
         w.run(b, assign(w.teacher_b, w.c3)).await;
         w.enrol(a, w.x, w.c1).await;
@@ -201,6 +215,18 @@ impl World {
     /// Registers a new person in `school`.
     pub async fn register(&self, school: SchoolId, role: Role) -> PersonId {
         self.register_with_code(school, role, self.code()).await
+    }
+
+    /// Defines a subject in `school`.
+    pub async fn define(&self, school: SchoolId, subject: &str, scale: Scale) {
+        self.run(
+            school,
+            DirectoryCommand::DefineSubject {
+                subject: subject.into(),
+                scale,
+            },
+        )
+        .await;
     }
 
     /// Creates a class in `school`.
