@@ -87,12 +87,15 @@ impl From<command::CommandError<CommunicationError>> for ApiError {
                     | C::AlreadyAcknowledged
                     | C::DeadlinePassed
                     | C::NoConsentAsked => ApiError::Conflict(detail),
-                    C::BadAudience
-                    | C::Text
-                    | C::BadAttachments
-                    | C::PastDeadline
-                    | C::Reason
-                    | C::NotConcerned => ApiError::Unprocessable(detail),
+                    // Named by the field they concern, as shape errors are.
+                    C::BadAudience => ApiError::Unprocessable(format!("audience: {detail}")),
+                    C::Text => ApiError::Unprocessable(format!("title, body: {detail}")),
+                    C::BadAttachments => ApiError::Unprocessable(format!("attachments: {detail}")),
+                    C::PastDeadline => {
+                        ApiError::Unprocessable(format!("consent_deadline: {detail}"))
+                    }
+                    C::Reason => ApiError::Unprocessable(format!("reason: {detail}")),
+                    C::NotConcerned => ApiError::Unprocessable(format!("student: {detail}")),
                 }
             }
         }

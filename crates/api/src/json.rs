@@ -22,8 +22,22 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
-        Ok(Self(value))
+        // Well-formed JSON first (415, 413, 400), then its shape: any JSON that is not what
+        // the route takes is 422, naming where (`audience.groups[0]: unknown variant ...`),
+        // whether a field is unknown, missing or of the wrong type.
+        let axum::Json(value) =
+            axum::Json::<serde_json::Value>::from_request(request, state).await?;
+        serde_path_to_error::deserialize(value)
+            .map(Self)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                ApiError::Unprocessable(if path == "." {
+                    inner.to_string()
+                } else {
+                    format!("{path}: {inner}")
+                })
+            })
     }
 }
 
