@@ -212,7 +212,7 @@ pub struct AudienceBody {
     /// The classes; none (or empty) for the whole school. For staff: the teachers of those
     /// classes.
     #[serde(default)]
-    #[schema(value_type = Vec<Uuid>)]
+    #[schema(value_type = Vec<Uuid>, example = json!(["0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10"]))]
     pub classes: BTreeSet<ClassId>,
 }
 
@@ -458,7 +458,7 @@ pub async fn acknowledge(
 #[serde(deny_unknown_fields)]
 pub struct ConsentBody {
     /// The student it is for: the guardian's minor child, or the adult student themself.
-    #[schema(value_type = Uuid)]
+    #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub student: PersonId,
     /// `given` (aderisce) or `refused` (non aderisce).
     #[schema(value_type = String, example = "given")]
@@ -513,13 +513,13 @@ pub struct AttachmentView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsentView {
     /// The student.
-    #[schema(value_type = Uuid)]
+    #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub student: PersonId,
     /// `given` or `refused`.
     #[schema(value_type = String)]
     pub consent: Consent,
     /// Who answered.
-    #[schema(value_type = Uuid)]
+    #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub by: PersonId,
     /// When.
     #[serde(with = "time::serde::rfc3339")]
@@ -531,7 +531,7 @@ pub struct ConsentView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReceiptView {
     /// Who read it.
-    #[schema(value_type = Uuid)]
+    #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub person: PersonId,
     /// When.
     #[serde(with = "time::serde::rfc3339")]
@@ -549,7 +549,7 @@ pub struct RepliesView {
     /// Each student's consent, when consent is asked.
     pub consents: Vec<ConsentView>,
     /// The students the consent is asked for who have no answer yet.
-    #[schema(value_type = Vec<Uuid>)]
+    #[schema(value_type = Vec<Uuid>, example = json!(["0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10"]))]
     pub awaiting_consent: Vec<PersonId>,
 }
 
@@ -572,7 +572,7 @@ pub struct CommunicationView {
     #[serde(with = "registro_domain::iso_date")]
     pub date: Date,
     /// Who published it.
-    #[schema(value_type = Uuid)]
+    #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub author: PersonId,
     /// Who it is for.
     pub audience: AudienceBody,

@@ -352,9 +352,11 @@ pub struct GiveGrade {
     pub weight: Option<String>,
     /// Whether it counts in the average (default true).
     #[serde(default = "yes")]
+    #[schema(example = true)]
     pub counted: bool,
     /// What it is for.
     #[serde(default)]
+    #[schema(example = "Verifica sulle equazioni")]
     pub description: String,
     /// The day of the test, in the school year of the path.
     #[schema(value_type = String, format = Date, example = "2025-10-06")]
@@ -779,7 +781,7 @@ pub struct HourBody {
     #[schema(example = "Matematica")]
     pub subject: String,
     /// The teacher, when known.
-    #[schema(value_type = Option<Uuid>)]
+    #[schema(value_type = Option<Uuid>, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     #[serde(default)]
     pub teacher: Option<PersonId>,
 }
@@ -1166,7 +1168,7 @@ fn due_and_overdue(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OverdueView {
     /// The student.
-    #[schema(value_type = Uuid)]
+    #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub student: PersonId,
     /// The attendance entry.
     pub entry: Uuid,
@@ -1290,6 +1292,7 @@ pub struct SubmitJustification {
 #[serde(deny_unknown_fields)]
 pub struct DecideJustification {
     /// Accepted (true) or rejected (false).
+    #[schema(example = true)]
     pub accept: bool,
     /// Why; required for a rejection.
     #[serde(default)]
@@ -1528,7 +1531,7 @@ pub struct AssignSubstitute {
     #[schema(example = 2)]
     pub hour: u8,
     /// The substitute teacher.
-    #[schema(value_type = Uuid)]
+    #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub teacher: PersonId,
 }
 
@@ -2269,7 +2272,7 @@ pub async fn cancel_slot(
 #[serde(deny_unknown_fields)]
 pub struct Booking {
     /// The student the meeting is about: the guardian's child, taught by the teacher.
-    #[schema(value_type = Uuid)]
+    #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub student: PersonId,
 }
 
@@ -2349,7 +2352,7 @@ pub struct SlotView {
     pub cancelled: Option<String>,
     /// The students booked: every one for the teacher and the principal; a guardian sees only
     /// their own.
-    #[schema(value_type = Vec<Uuid>)]
+    #[schema(value_type = Vec<Uuid>, example = json!(["0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10"]))]
     pub booked_students: Vec<PersonId>,
 }
 
@@ -2404,7 +2407,7 @@ pub async fn teacher_slots(
 #[serde(deny_unknown_fields)]
 pub struct StudentMark {
     /// The student.
-    #[schema(value_type = Uuid)]
+    #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub student: PersonId,
     /// The mark as written (`7+`, `distinto`).
     #[schema(example = "6½")]
@@ -2425,12 +2428,15 @@ pub struct GiveClassGrades {
     #[serde(default)]
     pub scale: Option<Scale>,
     /// The weight as written (default `1`).
+    #[schema(example = "1")]
     pub weight: Option<String>,
     /// Whether they count in the average (default true).
     #[serde(default = "yes")]
+    #[schema(example = true)]
     pub counted: bool,
     /// What the test was.
     #[serde(default)]
+    #[schema(example = "Verifica sulle equazioni")]
     pub description: String,
     /// The day of the test.
     #[schema(value_type = String, format = Date, example = "2025-10-06")]

@@ -55,8 +55,10 @@ pub struct RegisterPerson {
     #[schema(value_type = String, example = "XXXYYY80A01Z999N")]
     pub fiscal_code: FiscalCode,
     /// Cognome.
+    #[schema(example = "Ferrari")]
     pub family_name: String,
     /// Nome.
+    #[schema(example = "Sofia")]
     pub given_name: String,
     /// The first role: principal, secretary, teacher, guardian, student, auditor or admin.
     #[schema(value_type = String, example = "guardian")]
@@ -81,7 +83,7 @@ pub struct GrantRole {
 #[serde(deny_unknown_fields)]
 pub struct LinkGuardian {
     /// The guardian (a person holding the guardian role).
-    #[schema(value_type = Uuid)]
+    #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub guardian: PersonId,
 }
 
@@ -99,7 +101,7 @@ pub struct CreateClass {
 #[serde(deny_unknown_fields)]
 pub struct AssignTeacher {
     /// The teacher.
-    #[schema(value_type = Uuid)]
+    #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub teacher: PersonId,
     /// The subject (materia).
     #[schema(example = "Matematica")]
@@ -111,7 +113,7 @@ pub struct AssignTeacher {
 #[serde(deny_unknown_fields)]
 pub struct EnrolStudent {
     /// The student.
-    #[schema(value_type = Uuid)]
+    #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub student: PersonId,
 }
 
@@ -826,7 +828,7 @@ async fn access_records(
 #[serde(deny_unknown_fields)]
 pub struct Transfer {
     /// The class.
-    #[schema(value_type = Uuid)]
+    #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub class: ClassId,
 }
 
@@ -888,7 +890,7 @@ pub async fn withdraw_student(
 #[serde(deny_unknown_fields)]
 pub struct Coordinator {
     /// A teacher assigned to the class.
-    #[schema(value_type = Uuid)]
+    #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub teacher: PersonId,
 }
 

@@ -271,6 +271,58 @@ fn openapi_matches_the_snapshot() {
     );
 }
 
+/// Every JSON request body is documented with an example of each of its fields (or of the
+/// schemas it is made of), so that the docs page shows a request that works.
+#[test]
+fn every_request_body_field_has_an_example() {
+    let spec = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let resolve = |s: &Value| -> Value {
+        match s["$ref"].as_str() {
+            Some(r) => schemas[r.rsplit('/').next().unwrap()].clone(),
+            None => s.clone(),
+        }
+    };
+    // A field is exemplified when it has an example, or is made of schemas whose fields are.
+    fn made_of_refs(v: &Value) -> bool {
+        v.get("$ref").is_some()
+            || v["items"].get("$ref").is_some()
+            || v["oneOf"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|s| s.get("$ref").is_some()))
+    }
+    let mut missing = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(body) = op["requestBody"]["content"]["application/json"].as_object() else {
+                continue;
+            };
+            if body.contains_key("example") {
+                continue;
+            }
+            let mut pending = vec![resolve(&body["schema"])];
+            while let Some(schema) = pending.pop() {
+                for (name, field) in schema["properties"].as_object().into_iter().flatten() {
+                    if made_of_refs(field) {
+                        for r in [&field["$ref"], &field["items"]["$ref"]] {
+                            if r.is_string() {
+                                pending.push(resolve(&serde_json::json!({ "$ref": r })));
+                            }
+                        }
+                    } else if field.get("example").is_none() {
+                        missing.push(format!("{} {path}: {name}", method.to_uppercase()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "fields without an example:\n{}",
+        missing.join("\n")
+    );
+}
+
 /// The lines that differ between `old` and `new` (after their common beginning and end), marked
 /// `-` and `+`, with a little context and line numbers.
 fn line_diff(old: &str, new: &str) -> String {
