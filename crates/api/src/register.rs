@@ -68,6 +68,7 @@ impl From<command::CommandError<RecordError>> for ApiError {
                     | RecordError::NoTimetable
                     | RecordError::NoHoursMissed
                     | RecordError::NotInTerm
+                    | RecordError::Holiday
                     | RecordError::FutureDate
                     | RecordError::ScaleMismatch => ApiError::Unprocessable(detail),
                     RecordError::Justification(j) => {
@@ -128,6 +129,12 @@ pub struct TermBody {
 pub struct YearPlan {
     /// The terms, in order, inside the year (1 September to 31 August), not overlapping.
     pub terms: Vec<TermBody>,
+    /// The days without lessons (national and regional holidays, the school's closures), in
+    /// the year: no absence is recorded and no lesson signed on them, and they are not school
+    /// days for a justification's term.
+    #[serde(default, with = "registro_domain::iso_dates")]
+    #[schema(value_type = Vec<String>, example = json!(["2025-11-01", "2025-12-08"]))]
+    pub holidays: Vec<Date>,
 }
 
 /// Sets a school year's terms (periodi); setting them again replaces them.
@@ -155,6 +162,7 @@ pub async fn plan_year(
                 end: t.end,
             })
             .collect(),
+        holidays: body.holidays,
     };
     crate::school::command(&state, &caller, &headers, cmd, StatusCode::OK, None).await
 }
@@ -229,6 +237,7 @@ pub async fn year_plan(
                 end: t.end,
             })
             .collect(),
+        holidays: terms.holidays().collect(),
     }))
 }
 
@@ -1245,7 +1254,7 @@ fn lesson_days_after(
     (1..=60)
         .map(|n| day + time::Duration::days(n))
         .filter(|d| timetable.hours_on(d.weekday()).next().is_some())
-        .filter(|d| terms.is_none_or(|t| t.term_of(*d).is_some()))
+        .filter(|d| terms.is_none_or(|t| t.term_of(*d).is_some() && !t.is_holiday(*d)))
         .collect()
 }
 

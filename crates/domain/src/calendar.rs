@@ -37,6 +37,9 @@ pub enum CalendarError {
     /// Two terms overlap, or are not in order.
     #[error("i periodi {0:?} e {1:?} si sovrappongono o non sono in ordine")]
     Overlap(String, String),
+    /// A holiday outside the school year, or too many.
+    #[error("giorni di vacanza non validi: al massimo {MAX_HOLIDAYS}, tutti nell'anno scolastico")]
+    Holidays,
 }
 
 impl SchoolYear {
@@ -124,12 +127,18 @@ pub struct Term {
     pub end: Date,
 }
 
+/// The most holidays a school year may list.
+pub const MAX_HOLIDAYS: usize = 200;
+
 /// The terms of one school year, checked: at least one, each inside the year, in order and not
-/// overlapping. Days between two terms (none, usually) belong to no term.
+/// overlapping. Days between two terms (none, usually) belong to no term. With them, the
+/// holidays (giorni di sospensione delle lezioni: national and regional holidays, the school's
+/// own closures), when no lesson is held.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Terms {
     year: SchoolYear,
     terms: Vec<Term>,
+    holidays: BTreeSet<Date>,
 }
 
 impl Terms {
@@ -160,7 +169,37 @@ impl Terms {
                 ));
             }
         }
-        Ok(Self { year, terms })
+        Ok(Self {
+            year,
+            terms,
+            holidays: BTreeSet::new(),
+        })
+    }
+
+    /// The same terms with these holidays.
+    ///
+    /// # Errors
+    /// [`CalendarError::Holidays`] for a day outside the year, or more than [`MAX_HOLIDAYS`].
+    pub fn with_holidays(
+        self,
+        holidays: impl IntoIterator<Item = Date>,
+    ) -> Result<Self, CalendarError> {
+        let holidays: BTreeSet<Date> = holidays.into_iter().collect();
+        if holidays.len() > MAX_HOLIDAYS || holidays.iter().any(|d| !self.year.contains(*d)) {
+            return Err(CalendarError::Holidays);
+        }
+        Ok(Self { holidays, ..self })
+    }
+
+    /// The holidays, in order.
+    pub fn holidays(&self) -> impl Iterator<Item = Date> + '_ {
+        self.holidays.iter().copied()
+    }
+
+    /// Whether no lesson is held on `date` for a holiday.
+    #[must_use]
+    pub fn is_holiday(&self, date: Date) -> bool {
+        self.holidays.contains(&date)
     }
 
     /// The school year.

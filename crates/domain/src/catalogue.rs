@@ -255,6 +255,12 @@ pub const CATALOGUE: &[EventDoc] = &[
                 "array",
                 "the terms in order: name, start and end dates (ISO 8601)",
             ),
+            (
+                "holidays",
+                "array of date, optional",
+                "the days without lessons (giorni di sospensione delle lezioni), in order; \
+                 absent when none (and in events written before holidays were planned)",
+            ),
         ],
         sample: || {
             directory(&DirectoryEvent::SchoolYearPlanned {
@@ -264,6 +270,7 @@ pub const CATALOGUE: &[EventDoc] = &[
                     start: date!(2025 - 09 - 15),
                     end: date!(2025 - 12 - 20),
                 }],
+                holidays: vec![date!(2025 - 11 - 01), date!(2025 - 12 - 08)],
             })
         },
     },

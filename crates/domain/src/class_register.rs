@@ -424,6 +424,14 @@ pub fn decide(
                     "si firmano solo lezioni dell'anno scolastico in corso",
                 ));
             }
+            if dir
+                .terms(SchoolYear::of(*date))
+                .is_some_and(|t| t.is_holiday(*date))
+            {
+                return Err(ClassError::BadDate(
+                    "in quel giorno non ci sono lezioni (vacanza o sospensione delle lezioni)",
+                ));
+            }
             let timetable = dir.timetable(ctx.class).ok_or(ClassError::NoTimetable)?;
             let lesson_hour = timetable
                 .hours_on(date.weekday())
@@ -1043,5 +1051,26 @@ mod tests {
             given_when(&w, &[], w.maths, &annul("errore")).unwrap_err(),
             ClassError::UnknownNote
         );
+    }
+
+    #[test]
+    fn no_lesson_is_signed_on_a_holiday() {
+        let mut w = world();
+        let plan = DirectoryCommand::PlanSchoolYear {
+            year: SchoolYear::of(TODAY),
+            terms: vec![crate::calendar::Term {
+                name: "anno".into(),
+                start: date!(2025 - 09 - 15),
+                end: date!(2026 - 06 - 10),
+            }],
+            holidays: vec![TODAY],
+        };
+        for e in directory::decide(&w.dir, &plan).unwrap() {
+            directory::evolve(&mut w.dir, &e);
+        }
+        assert!(matches!(
+            given_when(&w, &[], w.maths, &sign(1)),
+            Err(ClassError::BadDate(reason)) if reason.contains("vacanza")
+        ));
     }
 }

@@ -155,6 +155,9 @@ pub enum DirectoryCommand {
         year: SchoolYear,
         /// Its terms, in order.
         terms: Vec<Term>,
+        /// The days without lessons (giorni di sospensione delle lezioni).
+        #[serde(with = "crate::iso_dates")]
+        holidays: Vec<Date>,
     },
     /// Defines a subject (materia) of the school, with the scale its grades are on. Teachers
     /// are assigned, timetables set and exemptions granted only for defined subjects.
@@ -327,6 +330,14 @@ pub enum DirectoryEvent {
         year: SchoolYear,
         /// Its terms, in order.
         terms: Vec<Term>,
+        /// The days without lessons, in order (absent in events written before holidays were
+        /// planned: none).
+        #[serde(
+            default,
+            skip_serializing_if = "Vec::is_empty",
+            with = "crate::iso_dates"
+        )]
+        holidays: Vec<Date>,
     },
     /// A subject was defined.
     SubjectDefined {
@@ -939,11 +950,17 @@ pub fn decide(
                 subject,
             }
         }
-        C::PlanSchoolYear { year, terms } => {
-            let terms = Terms::new(*year, terms.clone())?;
+        C::PlanSchoolYear {
+            year,
+            terms,
+            holidays,
+        } => {
+            let terms =
+                Terms::new(*year, terms.clone())?.with_holidays(holidays.iter().copied())?;
             E::SchoolYearPlanned {
                 year: *year,
                 terms: terms.terms().to_vec(),
+                holidays: terms.holidays().collect(),
             }
         }
         C::DefineSubject { subject, scale } => {
@@ -1134,10 +1151,16 @@ pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
                 s.remove(subject);
             }
         }
-        E::SchoolYearPlanned { year, terms } => {
+        E::SchoolYearPlanned {
+            year,
+            terms,
+            holidays,
+        } => {
             // Checked when decided; an event that does not fit (never written by registro) is
             // left out rather than trusted.
-            if let Ok(terms) = Terms::new(*year, terms.clone()) {
+            if let Ok(terms) = Terms::new(*year, terms.clone())
+                .and_then(|t| t.with_holidays(holidays.iter().copied()))
+            {
                 state.calendars.insert(*year, terms);
             }
         }
@@ -1579,6 +1602,7 @@ mod tests {
                     start: time::macros::date!(2025 - 09 - 15),
                     end: time::macros::date!(2025 - 12 - 20),
                 }],
+                holidays: vec![time::macros::date!(2025 - 12 - 08)],
             },
             DirectoryEvent::TimetableSet {
                 class: c,
@@ -1613,7 +1637,16 @@ mod tests {
                 class: c,
                 teacher: p,
             },
+            DirectoryEvent::JustificationSettingsSet {
+                adults_justify_themselves: false,
+                due_within_school_days: 3,
+            },
+            DirectoryEvent::SubjectDefined {
+                subject: "Religione".into(),
+                scale: Scale::Judgement,
+            },
         ];
+        assert_eq!(events.len(), DirectoryEvent::TYPE_NAMES.len());
         for (e, name) in events.iter().zip(DirectoryEvent::TYPE_NAMES) {
             assert_eq!(e.type_name(), name);
             assert_eq!(
@@ -1639,11 +1672,29 @@ mod tests {
                 term("trimestre", date!(2025 - 09 - 15), date!(2025 - 12 - 20)),
                 term("pentamestre", date!(2026 - 01 - 07), date!(2026 - 06 - 10)),
             ],
+            holidays: vec![date!(2025 - 12 - 08), date!(2025 - 11 - 01)],
         };
         let mut state = Directory::default();
         for e in decide(&state, &plan).unwrap() {
             evolve(&mut state, &e);
         }
+        // Holidays are kept in order, and must fall in the year.
+        let planned = state.terms(year).unwrap();
+        assert_eq!(
+            planned.holidays().collect::<Vec<_>>(),
+            [date!(2025 - 11 - 01), date!(2025 - 12 - 08)]
+        );
+        assert!(planned.is_holiday(date!(2025 - 12 - 08)));
+        assert!(!planned.is_holiday(date!(2025 - 12 - 09)));
+        let stray = DirectoryCommand::PlanSchoolYear {
+            year,
+            terms: vec![term("anno", date!(2025 - 09 - 15), date!(2026 - 06 - 10))],
+            holidays: vec![date!(2026 - 09 - 01)],
+        };
+        assert_eq!(
+            decide(&state, &stray),
+            Err(DirectoryError::Calendar(CalendarError::Holidays))
+        );
         let terms = state.terms(year).unwrap();
         assert_eq!(
             terms.term_of(date!(2026 - 03 - 02)).unwrap().1.name,
@@ -1656,6 +1707,7 @@ mod tests {
                 term("a", date!(2025 - 09 - 15), date!(2026 - 01 - 31)),
                 term("b", date!(2026 - 01 - 31), date!(2026 - 06 - 10)),
             ],
+            holidays: vec![],
         };
         assert!(matches!(
             decide(&state, &overlapping),
@@ -1664,6 +1716,7 @@ mod tests {
         let replanned = DirectoryCommand::PlanSchoolYear {
             year,
             terms: vec![term("anno", date!(2025 - 09 - 15), date!(2026 - 06 - 10))],
+            holidays: vec![],
         };
         for e in decide(&state, &replanned).unwrap() {
             evolve(&mut state, &e);

@@ -55,6 +55,35 @@ time::serde::format_description!(
     "[year]-[month]-[day]"
 );
 
+/// Lists of dates in events and in the API, each as [`iso_date`] writes it. Use with
+/// `#[serde(with = "crate::iso_dates")]`.
+pub mod iso_dates {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use time::Date;
+
+    #[derive(Serialize, Deserialize)]
+    struct Iso(#[serde(with = "crate::iso_date")] Date);
+
+    /// Writes the dates.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(dates: &[Date], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(dates.iter().map(|d| Iso(*d)))
+    }
+
+    /// Reads the dates.
+    ///
+    /// # Errors
+    /// For anything but a list of `YYYY-MM-DD` dates.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Date>, D::Error> {
+        Ok(Vec::<Iso>::deserialize(d)?
+            .into_iter()
+            .map(|i| i.0)
+            .collect())
+    }
+}
+
 // Times of day in events and in the API as `08:00`. Use with
 // `#[serde(with = "crate::hour_minute")]`.
 time::serde::format_description!(pub hour_minute, Time, "[hour]:[minute]");

@@ -411,6 +411,9 @@ pub enum RecordError {
     /// The school year's terms are planned and the date falls in none of them (a holiday).
     #[error("la data non cade in nessun periodo dell'anno scolastico")]
     NotInTerm,
+    /// No lessons are held that day: nobody is absent.
+    #[error("in quel giorno non ci sono lezioni (vacanza o sospensione delle lezioni)")]
+    Holiday,
     /// The date is after today.
     #[error("la data è nel futuro")]
     FutureDate,
@@ -767,6 +770,13 @@ pub fn decide(
                 return Err(RecordError::NotYourSubject);
             }
             ctx.check_open(*date)?;
+            if ctx
+                .directory
+                .terms(ctx.year)
+                .is_some_and(|t| t.is_holiday(*date))
+            {
+                return Err(RecordError::Holiday);
+            }
             let timetable = ctx
                 .directory
                 .timetable(class)
@@ -1240,6 +1250,8 @@ mod tests {
                     end: date!(2026 - 06 - 10),
                 },
             ],
+            // Immacolata, a Monday.
+            holidays: vec![date!(2025 - 12 - 08)],
         });
         World {
             dir,
@@ -1553,6 +1565,17 @@ mod tests {
             &events[..],
             [RecordEvent::AttendanceRecorded { hours, .. }] if *hours == vec![1, 2, 3, 4, 5]
         ));
+        // On a holiday no lesson is held: nobody is absent.
+        assert_eq!(
+            given_when(
+                &w,
+                w.teacher,
+                &open,
+                &[],
+                &attend(AttendanceId::new(), date!(2025 - 12 - 08), Missed::WholeDay)
+            ),
+            Err(RecordError::Holiday)
+        );
         // In at 9:40: the first hour and most of the second.
         let late = attend(
             AttendanceId::new(),

@@ -398,7 +398,7 @@ async fn a_school_year_is_planned_and_read() {
     let plan = json!({"terms": [
         {"name": "primo quadrimestre", "start": "2026-09-14", "end": "2027-01-31"},
         {"name": "secondo quadrimestre", "start": "2027-02-01", "end": "2027-06-09"},
-    ]});
+    ], "holidays": ["2026-11-02", "2026-12-08"]});
     let r = w
         .call(
             Method::PUT,
@@ -446,6 +446,59 @@ async fn a_school_year_is_planned_and_read() {
         )
         .await;
     assert_eq!(r.status(), 404);
+
+    let stray = json!({"terms": plan["terms"], "holidays": ["2027-09-01"]});
+    let r = w
+        .call(
+            Method::PUT,
+            &year,
+            Some(&w.token(Role::Secretary)),
+            Some(&stray),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+
+    // This year's holidays: no absence on one, and a justification's school days skip it.
+    // Thursday 4 December 2025: five school days are 5, 9, 10, 11 and 12 December, since
+    // Monday 8 December (Immacolata) has no lessons.
+    let mut this_year = crate::world::year_plan();
+    this_year["holidays"] = json!(["2025-12-08"]);
+    let secretary = w.token(Role::Secretary);
+    let year_2025 = format!("/schools/{}/years/2025", w.a);
+    let put = w.call(Method::PUT, &year_2025, Some(&secretary), Some(&this_year));
+    assert_eq!(put.await.status(), 200);
+    let attendance = format!("/schools/{}/students/{}/years/2025/attendance", w.a, w.x);
+    let teacher = w.token(Role::Teacher);
+    let holiday = json!({"date": "2025-12-08", "kind": "absence"});
+    let problem = body(
+        w.call(Method::POST, &attendance, Some(&teacher), Some(&holiday))
+            .await,
+        422,
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("vacanza"),
+        "{problem}"
+    );
+    let thursday = json!({"date": "2025-12-04", "kind": "absence"});
+    body(
+        w.call(Method::POST, &attendance, Some(&teacher), Some(&thursday))
+            .await,
+        201,
+    )
+    .await;
+    let view = body(
+        w.call(
+            Method::GET,
+            &attendance,
+            Some(&w.token(Role::Guardian)),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(view["entries"][0]["justification"]["due"], "2025-12-12");
 }
 
 async fn attendance_is_recorded_with_the_hours_missed(w: World) {

@@ -168,6 +168,7 @@ impl World {
                         end: time::macros::date!(2026 - 06 - 10),
                     },
                 ],
+                holidays: vec![],
             },
         )
         .await;
