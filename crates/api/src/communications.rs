@@ -499,13 +499,16 @@ pub async fn answer_consent(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttachmentView {
     /// Its hash: download it at `.../attachments/{hash}`.
-    #[schema(value_type = String)]
+    #[schema(example = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", value_type = String)]
     pub hash: ContentHash,
     /// Its file name.
+    #[schema(example = "programma-gita.pdf")]
     pub name: String,
     /// Its media type.
+    #[schema(example = "application/pdf")]
     pub media_type: String,
     /// Its size in bytes.
+    #[schema(example = 48213)]
     pub size: u64,
 }
 
@@ -516,14 +519,14 @@ pub struct ConsentView {
     #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub student: PersonId,
     /// `given` or `refused`.
-    #[schema(value_type = String)]
+    #[schema(example = "given", value_type = String)]
     pub consent: Consent,
     /// Who answered.
     #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub by: PersonId,
     /// When.
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[schema(example = "2025-10-07T18:30:00Z", value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
 }
 
@@ -535,7 +538,7 @@ pub struct ReceiptView {
     pub person: PersonId,
     /// When.
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[schema(example = "2025-10-06T19:02:00Z", value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
 }
 
@@ -543,6 +546,7 @@ pub struct ReceiptView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RepliesView {
     /// How many people the communication reaches now.
+    #[schema(example = 48)]
     pub recipients: usize,
     /// The receipts, in the order recorded.
     pub receipts: Vec<ReceiptView>,
@@ -557,18 +561,22 @@ pub struct RepliesView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CommunicationView {
     /// Its id.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub id: Uuid,
     /// `circular` or `notice`.
-    #[schema(value_type = String)]
+    #[schema(example = "notice", value_type = String)]
     pub kind: Kind,
     /// A circular's number in its school year.
+    #[schema(example = json!(null))]
     pub number: Option<u32>,
     /// Its title.
+    #[schema(example = "Uscita didattica a Firenze")]
     pub title: String,
     /// Its text.
+    #[schema(example = "Il 3 luglio la classe visiterà gli Uffizi.")]
     pub body: String,
     /// The day it was published.
-    #[schema(value_type = String, format = Date)]
+    #[schema(example = "2025-10-06", value_type = String, format = Date)]
     #[serde(with = "registro_domain::iso_date")]
     pub date: Date,
     /// Who published it.
@@ -579,14 +587,15 @@ pub struct CommunicationView {
     /// Its attachments.
     pub attachments: Vec<AttachmentView>,
     /// When consent is asked, the last day to answer.
-    #[schema(value_type = Option<String>, format = Date)]
+    #[schema(example = "2025-10-15", value_type = Option<String>, format = Date)]
     #[serde(with = "registro_domain::iso_date::option")]
     pub consent_deadline: Option<Date>,
     /// Why it was withdrawn, if it was.
+    #[schema(example = json!(null))]
     pub withdrawn: Option<String>,
     /// When the caller acknowledged it; null while they have not (or are not addressed).
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(example = json!(null), value_type = Option<String>, format = DateTime)]
     pub acknowledged_at: Option<OffsetDateTime>,
     /// The consents of the students the caller answers for (their children, or themself).
     pub my_consents: Vec<ConsentView>,

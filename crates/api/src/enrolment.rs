@@ -49,14 +49,19 @@ pub struct EnrolmentQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EnrolmentSummary {
     /// Whether this was only a check.
+    #[schema(example = false)]
     pub dry_run: bool,
     /// The data lines of the file.
+    #[schema(example = 24)]
     pub lines: usize,
     /// The students it registers (the others were registered already).
+    #[schema(example = 24)]
     pub registered: usize,
     /// The students it enrols.
+    #[schema(example = 24)]
     pub enrolled: usize,
     /// The `school_seq` of the last event written (none in a dry run).
+    #[schema(example = 1042)]
     pub position: Option<u64>,
 }
 

@@ -635,31 +635,41 @@ pub async fn annul_grade(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GradeView {
     /// The grade's id.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub id: Uuid,
     /// The subject.
+    #[schema(example = "Matematica")]
     pub subject: String,
     /// written, oral, practical, graphic.
-    #[schema(value_type = String)]
+    #[schema(example = "written", value_type = String)]
     pub kind: GradeKind,
     /// numeric, judgement or level.
+    #[schema(example = "numeric")]
     pub scale: &'static str,
     /// The current value as written (`7+`, `distinto`).
+    #[schema(example = "7+")]
     pub mark: String,
     /// For numeric grades, the value in hundredths (725 is 7.25).
+    #[schema(example = 725)]
     pub hundredths: Option<u16>,
     /// The weight as written.
+    #[schema(example = "1")]
     pub weight: String,
     /// Whether it counts in the average.
+    #[schema(example = true)]
     pub counted: bool,
     /// What it was for.
+    #[schema(example = "Verifica sulle equazioni")]
     pub description: String,
     /// The day of the test.
-    #[schema(value_type = String, format = Date)]
+    #[schema(example = "2025-10-06", value_type = String, format = Date)]
     #[serde(with = "registro_domain::iso_date")]
     pub date: Date,
     /// How many times its value was corrected.
+    #[schema(example = json!([]))]
     pub corrections: u32,
     /// Why it was annulled, when it was (it then counts in no average).
+    #[schema(example = json!(null))]
     pub annulled: Option<String>,
 }
 
@@ -667,14 +677,19 @@ pub struct GradeView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AverageView {
     /// The subject.
+    #[schema(example = "Matematica")]
     pub subject: String,
     /// The term ("anno" when the year's terms are not planned).
+    #[schema(example = "trimestre")]
     pub term: String,
     /// With two decimals, as shown: `6.53`.
+    #[schema(example = "6.50")]
     pub average: String,
     /// In hundredths.
+    #[schema(example = 650)]
     pub hundredths: u16,
     /// The whole grade a proposal is pre-filled with (the average rounded half up).
+    #[schema(example = 7)]
     pub proposal: u8,
 }
 
@@ -682,6 +697,7 @@ pub struct AverageView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GradesView {
     /// The school year, `2025/26`.
+    #[schema(example = "2025/26")]
     pub year: String,
     /// The grades, oldest first.
     pub grades: Vec<GradeView>,
@@ -997,20 +1013,23 @@ pub async fn cancel_attendance(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttendanceEntryView {
     /// The entry's id.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub id: Uuid,
     /// The day.
-    #[schema(value_type = String, format = Date)]
+    #[schema(example = "2025-10-06", value_type = String, format = Date)]
     #[serde(with = "registro_domain::iso_date")]
     pub date: Date,
     /// absence, late_entry or early_exit.
     pub kind: AttendanceKind,
     /// The time of a late entry or early exit.
-    #[schema(value_type = Option<String>)]
+    #[schema(example = "09:40", value_type = Option<String>)]
     #[serde(with = "registro_domain::hour_minute::option")]
     pub at: Option<time::Time>,
     /// The numbers of the lesson hours missed.
+    #[schema(example = json!([1, 2]))]
     pub hours: Vec<u8>,
     /// Why it was cancelled, when it was (its hours then count no more).
+    #[schema(example = json!(null))]
     pub cancelled: Option<String>,
     /// Its justification.
     pub justification: JustificationView,
@@ -1020,26 +1039,30 @@ pub struct AttendanceEntryView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JustificationView {
     /// missing, submitted, accepted or rejected.
-    #[schema(value_type = String)]
+    #[schema(example = "submitted", value_type = String)]
     pub state: registro_domain::justification::JustificationState,
     /// Who submitted it: guardian or student.
-    #[schema(value_type = Option<String>)]
+    #[schema(example = "guardian", value_type = Option<String>)]
     pub justifier: Option<registro_domain::justification::Justifier>,
     /// The reason's category, unless erased (or the reason is an adult student's own and the
     /// reader their guardian).
-    #[schema(value_type = Option<String>)]
+    #[schema(example = "health", value_type = Option<String>)]
     pub category: Option<registro_domain::justification::ReasonCategory>,
     /// The reason's text, unless erased.
+    #[schema(example = "febbre")]
     pub text: Option<String>,
     /// Whether the reason was erased (its retention ended).
+    #[schema(example = false)]
     pub erased: bool,
     /// The teacher's note, or why they rejected it.
+    #[schema(example = json!(null))]
     pub decision: Option<String>,
     /// The last day it is due: the fifth school day after the entry's day.
-    #[schema(value_type = Option<String>, format = Date)]
+    #[schema(example = "2025-10-13", value_type = Option<String>, format = Date)]
     #[serde(with = "registro_domain::iso_date::option")]
     pub due: Option<Date>,
     /// Whether it is overdue (flagged to the class coordinator).
+    #[schema(example = false)]
     pub overdue: bool,
 }
 
@@ -1047,19 +1070,25 @@ pub struct JustificationView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttendanceView {
     /// The school year, `2025/26`.
+    #[schema(example = "2025/26")]
     pub year: String,
     /// The entries, oldest first.
     pub entries: Vec<AttendanceEntryView>,
     /// The lesson hours missed that count toward the limit.
+    #[schema(example = 42)]
     pub missed_hours: u32,
     /// The personalised annual hours (weekly hours of the class's timetable times 33), when the
     /// class has a timetable.
+    #[schema(example = 1056)]
     pub annual_hours: Option<u32>,
     /// The most hours of absence that keep the year valid (a quarter of the annual hours).
+    #[schema(example = 264)]
     pub max_absence_hours: Option<u32>,
     /// Whether the missed hours are over that limit.
+    #[schema(example = false)]
     pub over_limit: bool,
     /// The highest warning passed: 10, 15 or 20 (per cent of the annual hours).
+    #[schema(example = json!(null))]
     pub warning_percent: Option<u8>,
 }
 
@@ -1180,15 +1209,16 @@ pub struct OverdueView {
     #[schema(value_type = Uuid, example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub student: PersonId,
     /// The attendance entry.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub entry: Uuid,
     /// Its day.
-    #[schema(value_type = String, format = Date)]
+    #[schema(example = "2025-10-06", value_type = String, format = Date)]
     #[serde(with = "registro_domain::iso_date")]
     pub date: Date,
     /// absence, late_entry or early_exit.
     pub kind: AttendanceKind,
     /// When its justification was due.
-    #[schema(value_type = String, format = Date)]
+    #[schema(example = "2025-10-13", value_type = String, format = Date)]
     #[serde(with = "registro_domain::iso_date")]
     pub due: Date,
 }
@@ -1678,16 +1708,22 @@ pub async fn schedule_test(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LessonView {
     /// The hour.
+    #[schema(example = 1)]
     pub hour: u8,
     /// Who signed.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub teacher: Uuid,
     /// The subject.
+    #[schema(example = "Matematica")]
     pub subject: String,
     /// The topic taught.
+    #[schema(example = "Equazioni di primo grado")]
     pub topic: String,
     /// The activity.
+    #[schema(example = "Lezione frontale")]
     pub activity: String,
     /// Signed as the recorded substitute.
+    #[schema(example = false)]
     pub substitute: bool,
 }
 
@@ -1695,17 +1731,20 @@ pub struct LessonView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HomeworkView {
     /// Its id.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub id: Uuid,
     /// The subject.
+    #[schema(example = "Matematica")]
     pub subject: String,
     /// What to do.
+    #[schema(example = "Esercizi 1-10 a pagina 42")]
     pub text: String,
     /// The day it was set.
-    #[schema(value_type = String, format = Date)]
+    #[schema(example = "2025-10-06", value_type = String, format = Date)]
     #[serde(with = "registro_domain::iso_date")]
     pub assigned_on: Date,
     /// When it is due.
-    #[schema(value_type = String, format = Date)]
+    #[schema(example = "2025-10-08", value_type = String, format = Date)]
     #[serde(with = "registro_domain::iso_date")]
     pub due: Date,
 }
@@ -1714,10 +1753,13 @@ pub struct HomeworkView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TestView {
     /// Its id.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub id: Uuid,
     /// The subject.
+    #[schema(example = "Matematica")]
     pub subject: String,
     /// What it covers.
+    #[schema(example = "Equazioni di primo grado")]
     pub description: String,
 }
 
@@ -1798,7 +1840,7 @@ pub async fn annul_class_note(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClassDay {
     /// The day.
-    #[schema(value_type = String, format = Date)]
+    #[schema(example = "2025-10-06", value_type = String, format = Date)]
     #[serde(with = "registro_domain::iso_date")]
     pub date: Date,
     /// The lesson hours signed, by hour.
@@ -2068,19 +2110,23 @@ pub async fn annul_note(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NoteView {
     /// Its id.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub id: Uuid,
     /// disciplinary, annotation or sanction.
-    #[schema(value_type = String)]
+    #[schema(example = "disciplinary", value_type = String)]
     pub kind: record::NoteKind,
     /// What happened.
+    #[schema(example = "Disturba ripetutamente la lezione")]
     pub text: String,
     /// The day.
-    #[schema(value_type = String, format = Date)]
+    #[schema(example = "2025-10-06", value_type = String, format = Date)]
     #[serde(with = "registro_domain::iso_date")]
     pub date: Date,
     /// Why it was annulled, when it was.
+    #[schema(example = json!(null))]
     pub annulled: Option<String>,
     /// Whether it is a note to the student's whole class (nota di classe).
+    #[schema(example = false)]
     pub whole_class: bool,
 }
 
@@ -2338,26 +2384,31 @@ pub async fn cancel_booking(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SlotView {
     /// Its id.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub id: Uuid,
     /// The day.
-    #[schema(value_type = String, format = Date)]
+    #[schema(example = "2025-10-15", value_type = String, format = Date)]
     #[serde(with = "registro_domain::iso_date")]
     pub date: Date,
     /// When it starts.
-    #[schema(value_type = String)]
+    #[schema(example = "16:00", value_type = String)]
     #[serde(with = "registro_domain::hour_minute")]
     pub start: time::Time,
     /// When it ends.
-    #[schema(value_type = String)]
+    #[schema(example = "16:30", value_type = String)]
     #[serde(with = "registro_domain::hour_minute")]
     pub end: time::Time,
     /// Where.
+    #[schema(example = "Aula 12")]
     pub place: String,
     /// How many bookings it takes.
+    #[schema(example = 3)]
     pub capacity: u8,
     /// How many places are free.
+    #[schema(example = 2)]
     pub free: u8,
     /// Why it was cancelled, if it was.
+    #[schema(example = json!(null))]
     pub cancelled: Option<String>,
     /// The students booked: every one for the teacher and the principal; a guardian sees only
     /// their own.
@@ -2466,10 +2517,13 @@ pub struct ClassGrades {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GivenGrade {
     /// The student.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub student: Uuid,
     /// The grade.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub id: Uuid,
     /// The `school_seq` of its event.
+    #[schema(example = 1042)]
     pub position: u64,
 }
 

@@ -683,6 +683,7 @@ pub fn routes() -> Routes {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     /// Always `ok`.
+    #[schema(example = "ok")]
     status: &'static str,
 }
 
@@ -690,8 +691,10 @@ pub struct Health {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Checks {
     /// `ok` when the database answers.
+    #[schema(example = "ok")]
     database: &'static str,
     /// `ok` when every migration is applied.
+    #[schema(example = "ok")]
     migrations: &'static str,
 }
 
@@ -699,6 +702,7 @@ pub struct Checks {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
     /// Always `ready`.
+    #[schema(example = "ready")]
     status: &'static str,
     /// The checks that passed.
     checks: Checks,

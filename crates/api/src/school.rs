@@ -37,12 +37,15 @@ pub const MAX_ENTRIES: usize = 1000;
 pub struct Written {
     /// The `school_seq` of the last event written: the position to wait for when reading
     /// one's own writes.
+    #[schema(example = 1042)]
     pub position: u64,
     /// The id of what was created, when something was.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub id: Option<Uuid>,
     /// Things to know, the command done all the same (a second test on the same day).
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!([]))]
     pub warnings: Vec<String>,
 }
 
@@ -121,10 +124,13 @@ pub struct EnrolStudent {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PersonRef {
     /// The person's id.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub id: Uuid,
     /// Cognome.
+    #[schema(example = "Russo")]
     pub family_name: String,
     /// Nome.
+    #[schema(example = "Giulia")]
     pub given_name: String,
 }
 
@@ -132,8 +138,10 @@ pub struct PersonRef {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClassRef {
     /// The class's id.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub id: Uuid,
     /// Its name.
+    #[schema(example = "1A")]
     pub name: String,
 }
 
@@ -141,10 +149,12 @@ pub struct ClassRef {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
     /// The school.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
     pub school: Uuid,
     /// The caller.
     pub person: PersonRef,
     /// Every role they hold in the school.
+    #[schema(example = json!(["teacher"]))]
     pub roles: Vec<String>,
     /// The students they are a guardian of.
     pub children: Vec<PersonRef>,
@@ -169,6 +179,7 @@ pub struct ClassTeacher {
     /// The teacher.
     pub teacher: PersonRef,
     /// The subject.
+    #[schema(example = "Matematica")]
     pub subject: String,
 }
 
@@ -187,20 +198,25 @@ pub struct ClassRoster {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccessRecord {
     /// Its place in the school's log.
+    #[schema(example = 1042)]
     pub school_seq: u64,
     /// When.
-    #[schema(value_type = String, format = DateTime)]
+    #[schema(example = "2025-10-06T08:15:00Z", value_type = String, format = DateTime)]
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     /// Who read.
     pub reader: Option<PersonRef>,
     /// In which role.
+    #[schema(example = "teacher")]
     pub role: String,
     /// Whose data.
+    #[schema(example = json!(["0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10"]))]
     pub students: Vec<Uuid>,
     /// Which view.
+    #[schema(example = "student.grades")]
     pub view: String,
     /// The request that read it, as in the server's logs.
+    #[schema(example = "01a20a58-15f7-77ab-a3f2-43ff9ddafb33")]
     pub request_id: String,
 }
 
@@ -210,6 +226,7 @@ pub struct AccessRecords {
     /// The entries, newest first.
     pub entries: Vec<AccessRecord>,
     /// Pass as `before` to get the next, older, page; absent on the last page.
+    #[schema(example = 1042)]
     pub next_before: Option<u64>,
 }
 

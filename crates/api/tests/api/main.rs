@@ -271,51 +271,57 @@ fn openapi_matches_the_snapshot() {
     );
 }
 
-/// Every JSON request body is documented with an example of each of its fields (or of the
-/// schemas it is made of), so that the docs page shows a request that works.
+/// Every JSON request body and every JSON success response is documented with an example of
+/// each of its fields (or of the schemas it is made of), so that the docs page shows a request
+/// that works and what comes back.
 #[test]
-fn every_request_body_field_has_an_example() {
+fn every_request_and_response_field_has_an_example() {
     let spec = serde_json::to_value(ApiDoc::openapi()).unwrap();
     let schemas = &spec["components"]["schemas"];
-    let resolve = |s: &Value| -> Value {
-        match s["$ref"].as_str() {
-            Some(r) => schemas[r.rsplit('/').next().unwrap()].clone(),
-            None => s.clone(),
-        }
-    };
-    // A field is exemplified when it has an example, or is made of schemas whose fields are.
-    fn made_of_refs(v: &Value) -> bool {
-        v.get("$ref").is_some()
-            || v["items"].get("$ref").is_some()
-            || v["oneOf"]
-                .as_array()
-                .is_some_and(|o| o.iter().any(|s| s.get("$ref").is_some()))
-    }
-    let mut missing = Vec::new();
+    let mut missing = std::collections::BTreeSet::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            let Some(body) = op["requestBody"]["content"]["application/json"].as_object() else {
-                continue;
-            };
-            if body.contains_key("example") {
-                continue;
-            }
-            let mut pending = vec![resolve(&body["schema"])];
-            while let Some(schema) = pending.pop() {
-                for (name, field) in schema["properties"].as_object().into_iter().flatten() {
-                    if made_of_refs(field) {
-                        for r in [&field["$ref"], &field["items"]["$ref"]] {
-                            if r.is_string() {
-                                pending.push(resolve(&serde_json::json!({ "$ref": r })));
-                            }
+            let request = &op["requestBody"]["content"]["application/json"];
+            let responses = op["responses"].as_object().into_iter().flatten();
+            let successes = responses
+                .filter(|(status, _)| status.starts_with('2'))
+                .map(|(_, r)| &r["content"]["application/json"]);
+            for content in std::iter::once(request).chain(successes) {
+                if content.is_null() || content.get("example").is_some() {
+                    continue;
+                }
+                let mut pending = vec![content["schema"].clone()];
+                let mut seen = std::collections::BTreeSet::new();
+                while let Some(schema) = pending.pop() {
+                    let schema = match schema["$ref"].as_str() {
+                        Some(r) if !seen.insert(r.to_owned()) => continue,
+                        Some(r) => schemas[r.rsplit('/').next().unwrap()].clone(),
+                        None => schema,
+                    };
+                    if schema.get("example").is_some() {
+                        continue;
+                    }
+                    if schema.get("items").is_some() {
+                        pending.push(schema["items"].clone());
+                    }
+                    for (name, field) in schema["properties"].as_object().into_iter().flatten() {
+                        let parts: Vec<&Value> = [&field["items"]]
+                            .into_iter()
+                            .chain(field["oneOf"].as_array().into_iter().flatten())
+                            .chain(std::iter::once(field))
+                            .filter(|s| s.get("$ref").is_some())
+                            .collect();
+                        if !parts.is_empty() {
+                            pending.extend(parts.into_iter().cloned());
+                        } else if field.get("example").is_none() {
+                            missing.insert(format!("{} {path}: {name}", method.to_uppercase()));
                         }
-                    } else if field.get("example").is_none() {
-                        missing.push(format!("{} {path}: {name}", method.to_uppercase()));
                     }
                 }
             }
         }
     }
+    let missing: Vec<String> = missing.into_iter().collect();
     assert!(
         missing.is_empty(),
         "fields without an example:\n{}",
