@@ -89,6 +89,10 @@ async fn communications_are_published_read_acknowledged_and_answered(w: World) {
         422,
     )
     .await;
+    // A 3 MiB scan is taken (above axum's 2 MB default for bodies); one byte over 10 MiB is not.
+    let mut scan = pdf();
+    scan.resize(3 * 1024 * 1024, b' ');
+    body(upload(&w, &teacher, "application/pdf", scan).await, 201).await;
     let mut huge = pdf();
     huge.resize(10 * 1024 * 1024 + 1, b' ');
     body(upload(&w, &teacher, "application/pdf", huge).await, 413).await;
