@@ -5,6 +5,7 @@
 mod authorization;
 mod communications;
 mod register;
+mod rejections;
 mod world;
 
 use std::sync::Arc;
