@@ -49,11 +49,11 @@ impl Client {
     }
 }
 
-/// The latest Monday-to-Friday day up to today (Italian time, roughly) in the current school
+/// The latest Monday-to-Friday day up to today (Italian time) in the current school
 /// year (from 1 September), if there is one: not when today is a weekend 1 or 2 September.
 fn latest_weekday_of_this_school_year() -> Option<time::Date> {
     use time::{Month, Weekday};
-    let today = (time::OffsetDateTime::now_utc() + time::Duration::hours(2)).date();
+    let today = registro_domain::calendar::italian_date(time::OffsetDateTime::now_utc());
     let start_year = if today.month() >= Month::September {
         today.year()
     } else {

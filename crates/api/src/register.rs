@@ -87,14 +87,12 @@ impl From<command::CommandError<RecordError>> for ApiError {
     }
 }
 
-/// Today in Italy, without a time-zone database: Italian time is UTC+1 or UTC+2, so the date
-/// two hours from now in UTC is Italy's date, or at most two hours ahead of it (just after
-/// 22:00 in winter), which only lets a teacher date something "tomorrow" for those two hours.
-/// A fixed date when the API was built with one (tests).
+/// Today in Italy (Central European Time and its summer time, by the EU rule); a fixed date
+/// when the API was built with one (tests).
 pub(crate) fn italian_today(state: &AppState) -> Date {
     state
         .today
-        .unwrap_or_else(|| (time::OffsetDateTime::now_utc() + time::Duration::hours(2)).date())
+        .unwrap_or_else(|| registro_domain::calendar::italian_date(time::OffsetDateTime::now_utc()))
 }
 
 /// A school year from the path (the year it starts in); anything else names nothing.

@@ -114,6 +114,35 @@ impl FromStr for SchoolYear {
     }
 }
 
+/// The date in Italy at the instant `utc`: Central European Time (UTC+1), or summer time
+/// (UTC+2) from 01:00 UTC on the last Sunday of March to 01:00 UTC on the last Sunday of
+/// October, as EU law sets it (Directive 2000/84/EC), without a time-zone database.
+#[must_use]
+pub fn italian_date(utc: time::OffsetDateTime) -> Date {
+    let utc = utc.to_offset(time::UtcOffset::UTC);
+    let last_sunday = |month: Month| {
+        let next = if month == Month::December {
+            Date::from_calendar_date(utc.year() + 1, Month::January, 1)
+        } else {
+            Date::from_calendar_date(utc.year(), month.next(), 1)
+        };
+        next.ok().and_then(Date::previous_day).map(|last| {
+            let back = last.weekday().number_days_from_sunday();
+            last - time::Duration::days(i64::from(back))
+        })
+    };
+    let at_one =
+        |d: Option<Date>| d.map(|d| d.with_hms(1, 0, 0).map(time::PrimitiveDateTime::assume_utc));
+    let summer = match (
+        at_one(last_sunday(Month::March)),
+        at_one(last_sunday(Month::October)),
+    ) {
+        (Some(Ok(start)), Some(Ok(end))) => start <= utc && utc < end,
+        _ => false,
+    };
+    (utc + time::Duration::hours(if summer { 2 } else { 1 })).date()
+}
+
 /// A term (periodo) of a school year.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Term {
@@ -394,5 +423,51 @@ mod tests {
         // The principal reopens it: writable again.
         closed.remove(&0);
         assert_eq!(terms.check_open(&closed, january), Ok(()));
+    }
+
+    #[test]
+    fn the_italian_date_follows_central_european_time_and_its_summer_time() {
+        use time::macros::datetime;
+        // Winter, UTC+1: 23:30 UTC is already tomorrow; 22:30 UTC is still today.
+        assert_eq!(
+            italian_date(datetime!(2025-12-01 23:30 UTC)),
+            date!(2025 - 12 - 02)
+        );
+        assert_eq!(
+            italian_date(datetime!(2025-12-01 22:30 UTC)),
+            date!(2025 - 12 - 01)
+        );
+        // Summer, UTC+2: 22:30 UTC is tomorrow.
+        assert_eq!(
+            italian_date(datetime!(2025-07-01 22:30 UTC)),
+            date!(2025 - 07 - 02)
+        );
+        assert_eq!(
+            italian_date(datetime!(2025-07-01 21:30 UTC)),
+            date!(2025 - 07 - 01)
+        );
+        // Summer time starts at 01:00 UTC on the last Sunday of March (30 March 2025) and ends
+        // at 01:00 UTC on the last Sunday of October (26 October 2025).
+        assert_eq!(
+            italian_date(datetime!(2025-03-29 22:30 UTC)),
+            date!(2025 - 03 - 29)
+        );
+        assert_eq!(
+            italian_date(datetime!(2025-03-30 22:30 UTC)),
+            date!(2025 - 03 - 31)
+        );
+        assert_eq!(
+            italian_date(datetime!(2025-10-25 22:30 UTC)),
+            date!(2025 - 10 - 26)
+        );
+        assert_eq!(
+            italian_date(datetime!(2025-10-26 22:30 UTC)),
+            date!(2025 - 10 - 26)
+        );
+        // New Year's Eve in Rome starts at 23:00 UTC.
+        assert_eq!(
+            italian_date(datetime!(2025-12-31 23:00 UTC)),
+            date!(2026 - 01 - 01)
+        );
     }
 }
