@@ -7,6 +7,7 @@ mod support;
 
 mod identity;
 mod migrate;
+mod project;
 mod school_day;
 mod serve;
 mod token;

@@ -40,6 +40,24 @@ pub enum Command {
     /// Register a person in a school as the software itself: how a new school gets its first
     /// principal or secretary, who then register everyone else over the API.
     AddPerson(AddPersonArgs),
+    /// Run projectors (read models built from the events) until stopped: one, or all of them.
+    /// A second instance of a projector waits as a standby and takes over when the active one
+    /// stops.
+    Project(ProjectArgs),
+}
+
+/// `registro project`.
+#[derive(Debug, Args)]
+pub struct ProjectArgs {
+    /// The projection to run (`audit`).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Run every projection.
+    #[arg(long)]
+    pub all: bool,
+    /// Storage.
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 /// Where the events live: the same flags for every subcommand that touches storage.

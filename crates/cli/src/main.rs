@@ -17,7 +17,10 @@ use registro_store::verify::{Verification, verify_school};
 use registro_store::{EventStore, MasterKey, StoreConfig, StoreLocation};
 use tracing_subscriber::EnvFilter;
 
-use args::{AddPersonArgs, Cli, Command, OidcArgs, ServeArgs, StorageArgs, TokenArgs, VerifyArgs};
+use args::{
+    AddPersonArgs, Cli, Command, OidcArgs, ProjectArgs, ServeArgs, StorageArgs, TokenArgs,
+    VerifyArgs,
+};
 use registro_api::auth::{HttpJwks, KeySet, LocalIssuer, TokenVerifier, VerifierConfig};
 use registro_api::ratelimit::RateLimit;
 use registro_domain::directory::DirectoryCommand;
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
             Command::Verify(args) => verify(args).await,
             Command::Token(args) => token(&args).map(|()| ExitCode::SUCCESS),
             Command::AddPerson(args) => add_person(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Project(args) => project(args).await.map(|()| ExitCode::SUCCESS),
         }
     });
     result.unwrap_or_else(|e| fail(&e))
@@ -238,7 +242,39 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             issuer.context("--demo needs the local token issuer: leave out --oidc-issuer")?;
         print_demo(store.as_ref(), &issuer, app.port()).await?;
     }
-    app.run_until_stopped(shutdown_signal()).await
+    if store.backend() != registro_store::Backend::Sqlite {
+        return app.run_until_stopped(shutdown_signal()).await;
+    }
+    // Embedded: the projectors run in this process, stopped with the service, once the
+    // migrations their tables need are applied (by this process or by `registro migrate`).
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let projectors = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            loop {
+                match store.migration_status().await {
+                    Ok(status) if status.pending.is_empty() => break,
+                    Ok(_) => tracing::info!("projectors wait for the pending migrations"),
+                    Err(e) => tracing::warn!(error = %e, "projectors cannot check the migrations"),
+                }
+                tokio::select! {
+                    _ = stopped.wait_for(|s| *s) => return Ok(()),
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+            }
+            let mut running = start_projectors(&store, projections(), &stopped).await?;
+            while running.join_next().await.is_some() {}
+            anyhow::Ok(())
+        })
+    };
+    let served = app.run_until_stopped(shutdown_signal()).await;
+    let _ = stop.send(true);
+    match projectors.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "the projectors could not run"),
+        Err(e) => tracing::error!(error = %e, "the projectors' task failed"),
+    }
+    served
 }
 
 /// The token verifier: the identity provider's when one is configured (its keys fetched over
@@ -337,6 +373,61 @@ async fn add_person(args: AddPersonArgs) -> anyhow::Result<()> {
 }
 
 /// Completes on SIGTERM or SIGINT.
+/// Every projection registro builds.
+fn projections() -> Vec<Arc<dyn registro_projector::Projection>> {
+    vec![Arc::new(registro_projection_audit::AuditTrail)]
+}
+
+/// Prepares the projections' tables, then starts a projector for each, running until `stop`
+/// fires; a projector that stops at an event it cannot apply is logged and the others go on.
+async fn start_projectors(
+    store: &Arc<dyn EventStore>,
+    chosen: Vec<Arc<dyn registro_projector::Projection>>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinSet<()>> {
+    let mut running = tokio::task::JoinSet::new();
+    for projection in chosen {
+        let name = projection.schema().name;
+        let projector = registro_projector::Projector::new(Arc::clone(store), projection);
+        projector
+            .prepare()
+            .await
+            .with_context(|| format!("preparing the tables of projection {name}"))?;
+        let mut stop = stop.clone();
+        running.spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = projector.run(stopped).await {
+                tracing::error!(projection = name, error = %e, "projector stopped");
+            }
+        });
+    }
+    Ok(running)
+}
+
+async fn project(args: ProjectArgs) -> anyhow::Result<()> {
+    let store = open_for_serving(&args.storage, false).await?;
+    let chosen: Vec<_> = projections()
+        .into_iter()
+        .filter(|p| args.all || args.name.as_deref() == Some(p.schema().name))
+        .collect();
+    if chosen.is_empty() {
+        let known: Vec<_> = projections().iter().map(|p| p.schema().name).collect();
+        bail!(
+            "no projection is called {:?}; there are: {}",
+            args.name.unwrap_or_default(),
+            known.join(", ")
+        );
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut running = start_projectors(&store, chosen, &stopped).await?;
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    while running.join_next().await.is_some() {}
+    Ok(())
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (

@@ -14,6 +14,10 @@ use crate::envelope::{ExpectedVersion, StreamId};
 pub enum StoreError {
     /// The stream was not at the expected version: somebody else appended first. Nothing was
     /// written. The caller reloads and decides again (HTTP 409).
+    ///
+    /// From [`crate::EventStore::commit_projection`]: the projection's checkpoint had moved
+    /// (another instance committed first). `stream` is then `projection:<name>` and the versions
+    /// are the event ids of the positions; the caller reads the checkpoint again.
     #[error("stream {stream} was expected at {expected} but is at version {actual}")]
     Conflict {
         /// The stream appended to.

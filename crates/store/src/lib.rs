@@ -13,7 +13,10 @@
 //!   never lets a late-committing transaction slip behind a reader ([`subscription`]);
 //! * sealed fields are encrypted per data subject and erasable by destroying a key ([`seal`]);
 //! * attachments (files) are stored beside the log, once per school, under the SHA-256 of their
-//!   bytes, which events use to name them ([`attachment`]).
+//!   bytes, which events use to name them ([`attachment`]);
+//! * a projection (read model) commits its rows and its checkpoint in one transaction, checked
+//!   against the checkpoint it started from, so every event takes effect exactly once through
+//!   crashes ([`projection`]).
 
 pub mod attachment;
 pub mod canonical;
@@ -22,6 +25,7 @@ pub mod error;
 pub mod migrate;
 mod plan;
 pub mod postgres;
+pub mod projection;
 mod rows;
 pub mod seal;
 pub mod sqlite;
@@ -46,6 +50,7 @@ pub use envelope::{
 pub use error::StoreError;
 pub use migrate::MigrationStatus;
 pub use plan::command_fingerprint;
+pub use projection::{Cell, CellType, ProjectionLease, ProjectionSchema, RowOp};
 pub use seal::MasterKey;
 
 /// The most events one read returns; larger `limit`s are lowered to this.
@@ -112,17 +117,26 @@ impl Backend {
 /// Every method returns [`StoreError`]:
 /// * [`StoreError::Conflict`], [`StoreError::IdempotencyMismatch`],
 ///   [`StoreError::InvalidEvent`], [`StoreError::SubjectErased`]: the request was refused and
-///   **nothing was written**; only [`EventStore::append`] returns them.
+///   **nothing was written**; only [`EventStore::append`] returns them, and
+///   [`EventStore::commit_projection`] [`StoreError::Conflict`] when the projection's
+///   checkpoint moved.
 /// * [`StoreError::InvalidAttachment`]: the media type is empty or longer than
 ///   [`MAX_MEDIA_TYPE_CHARS`] characters; **nothing was written**. Only
 ///   [`EventStore::put_attachment`] returns it.
 /// * [`StoreError::Unavailable`]: the database could not be reached or timed out. An append
 ///   may or may not have committed; retrying with the same idempotency key is always safe.
-/// * [`StoreError::Migration`]: the schema does not match this binary.
+/// * [`StoreError::Migration`]: the schema does not match this binary (a migration, or a
+///   projection's DDL step, was edited after it was applied, or could not be applied).
 /// * [`StoreError::Internal`]: a bug or unreadable stored data; log it, tell the client nothing.
+///   The projection methods return it for programming errors too (a table or column name that
+///   is not a plain identifier, a value of the wrong type for its column, a query that does not
+///   match its parameters or columns); nothing was written then.
 ///
 /// No method ever turns a unique-constraint violation into anything but
-/// [`StoreError::Conflict`].
+/// [`StoreError::Conflict`], except one by a projection's row operation in
+/// [`EventStore::commit_projection`]: that is the projection's bug (its keys do not match its
+/// tables), and [`StoreError::Internal`], since a conflict there means "read the checkpoint
+/// again and retry".
 #[async_trait]
 pub trait EventStore: Send + Sync + fmt::Debug {
     /// Which adapter this is.
@@ -236,6 +250,80 @@ pub trait EventStore: Send + Sync + fmt::Debug {
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Applies the projection's pending DDL steps and creates its checkpoint
+    /// ([`Position::START`]) if missing. Each step runs once, in order, in its own transaction,
+    /// recorded with its checksum; concurrent calls apply each step once. When nothing is
+    /// pending it only reads, so a role without the right to create tables (one that only reads
+    /// and writes rows) can run a prepared projection; applying a step takes that right, as
+    /// [`EventStore::migrate`] does.
+    ///
+    /// # Errors
+    /// [`StoreError::Migration`] when an applied step was edited, an applied step is unknown
+    /// (prepared by a newer binary), or a pending step fails (the steps before it stay
+    /// applied); [`StoreError::Internal`] when the name is not a plain identifier.
+    async fn prepare_projection(&self, schema: &ProjectionSchema) -> Result<(), StoreError>;
+
+    /// The projection's checkpoint: the position of the last event applied; [`Position::START`]
+    /// if never run. Unknown projection: [`Position::START`].
+    async fn projection_checkpoint(&self, name: &str) -> Result<Position, StoreError>;
+
+    /// In ONE transaction: checks that the checkpoint is still `from`, applies `ops` in order,
+    /// and sets the checkpoint to `to`. Either all of it is committed or nothing is. On
+    /// PostgreSQL the transaction works across schools (`registro.all_schools`); two commits of
+    /// one projection are serialised by its checkpoint row.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the checkpoint is not `from` (another instance moved it):
+    /// nothing is written; its `stream` is `projection:<name>`, its versions the event ids of
+    /// `from` ([`ExpectedVersion::NoStream`] for [`Position::START`]) and of the checkpoint
+    /// found. The caller reads the checkpoint again and goes on from there.
+    /// [`StoreError::Internal`], with nothing written, for a programming error: a name that is
+    /// not a plain identifier, an empty key or one with [`Cell::Null`], a value of the wrong
+    /// type for its column, or a row operation the database refuses (a constraint, a missing
+    /// table).
+    async fn commit_projection(
+        &self,
+        name: &str,
+        from: Position,
+        to: Position,
+        ops: &[RowOp],
+    ) -> Result<(), StoreError>;
+
+    /// Reads a projection's rows for one school: `sql` is a SELECT written once for both
+    /// backends with `$1`, `$2`... placeholders (SQLite accepts them too, in any order); each
+    /// row is decoded by `columns`, SQL `NULL` as [`Cell::Null`]. On PostgreSQL it runs in the
+    /// school's row-level-security scope, in a read-only transaction, so it sees only that
+    /// school's rows; SQLite has no row-level security, so the query names its school itself
+    /// (`WHERE school_id = $1`), as it should on both.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] when the query is invalid, `params` are not exactly its
+    /// placeholders, a parameter has the wrong type, `columns` are not as many as the query's,
+    /// or a column cannot be read as its [`CellType`].
+    async fn query_projection(
+        &self,
+        school: SchoolId,
+        sql: &str,
+        params: &[Cell],
+        columns: &[CellType],
+    ) -> Result<Vec<Vec<Cell>>, StoreError>;
+
+    /// Tries to become the one active instance of the projection: `Some(lease)` while held
+    /// (dropping it releases), `None` when another instance holds it (a standby then waits and
+    /// tries again).
+    ///
+    /// On PostgreSQL the lease is a session-level advisory lock held by a connection of its
+    /// own, outside the pool: if the process dies, the connection closes and the lock is freed
+    /// (a release is seen by others once the server has ended that session, a moment after the
+    /// drop). On SQLite, which one process embeds, it is held within the process, per database
+    /// file and name: two processes on one file may both hold it, and are still kept correct by
+    /// the checkpoint check of [`EventStore::commit_projection`].
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] when the name is not a plain identifier;
+    /// [`StoreError::Unavailable`] when no connection can be opened for the lease.
+    async fn try_lock_projection(&self, name: &str) -> Result<Option<ProjectionLease>, StoreError>;
 
     /// Whether the database's row-level security holds this store's connections:
     /// `Some(false)` on PostgreSQL when connected as a superuser or a role with `BYPASSRLS`

@@ -70,6 +70,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "0003_attachments.sql",
         sql: include_str!("../../../migrations/postgres/0003_attachments.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_projections.sql",
+        sql: include_str!("../../../migrations/postgres/0004_projections.sql"),
+    },
 ];
 
 /// The SQLite migrations.
@@ -83,6 +88,11 @@ pub const SQLITE: &[Migration] = &[
         version: 2,
         name: "0002_attachments.sql",
         sql: include_str!("../../../migrations/sqlite/0002_attachments.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "0003_projections.sql",
+        sql: include_str!("../../../migrations/sqlite/0003_projections.sql"),
     },
 ];
 

@@ -19,8 +19,14 @@
 //!   registro_events` wakes them, polling is the fallback.
 //! * Every pooled connection sets `idle_in_transaction_session_timeout`, so that one stuck
 //!   transaction cannot hold the fence (and with it every subscriber) for long.
+//! * Projections commit their rows and checkpoint across schools (`registro.all_schools`), the
+//!   checkpoint update first: it locks the checkpoint row, so that of two instances committing
+//!   from the same checkpoint the second waits, finds it moved, and writes nothing. Their row
+//!   operations are pipelined. A projection's lease is a session-level advisory lock on a
+//!   connection of its own, outside the pool, which frees it when the process dies.
 
 use std::collections::{BTreeSet, HashMap};
+use std::error::Error as StdError;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,13 +35,16 @@ use async_trait::async_trait;
 use deadpool_postgres::{
     ClientWrapper, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
-use futures_util::{FutureExt as _, StreamExt as _};
+use futures_util::{FutureExt, StreamExt as _};
 use registro_domain::{ContentHash, PersonId, Role, SchoolId};
-use time::OffsetDateTime;
+use sha2::{Digest as _, Sha256};
+use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
+use tokio_postgres::types::private::BytesMut;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Row, Statement};
 use uuid::Uuid;
 
 use crate::attachment::{AttachmentMeta, check_media_type, content_hash};
@@ -47,6 +56,10 @@ use crate::envelope::{
 use crate::error::StoreError;
 use crate::migrate::{self, AppliedMigration, MigrationStatus};
 use crate::plan::{AppendPlan, school_lock_key};
+use crate::projection::{
+    self, Cell, CellType, Hold, ProjectionLease, ProjectionSchema, RowOp, check_identifier,
+    pending_steps, render, step_checksum, step_number, stored_position,
+};
 use crate::rows::{open_school_events, page, subjects_by_school, to_i64, to_u64};
 use crate::seal::{KeyState, MasterKey, SubjectKey};
 use crate::{Backend, EventStore, Sealed};
@@ -60,6 +73,18 @@ pub const POOL_WAIT: Duration = Duration::from_secs(5);
 /// The advisory lock (two-key form, apart from the per-school one-key locks) held while
 /// migrating.
 const MIGRATION_LOCK: (i32, i32) = (0x7265_6769, 1);
+/// The first half of the session-level advisory locks (two-key form) that hold projection
+/// leases; the second half is [`projection_lock_key`] of the projection's name.
+const PROJECTION_LEASE_LOCK: i32 = 0x7072_6f6a;
+/// The first half of the transaction-level advisory locks that serialise the preparing of one
+/// projection (apart from its lease, which a running instance holds meanwhile).
+const PROJECTION_PREPARE_LOCK: i32 = 0x7072_6570;
+
+/// A projection's checkpoint, by name.
+const CHECKPOINT: &str = "SELECT tx, id FROM projection_checkpoints WHERE name = $1";
+/// Creates a projection's checkpoint at the start if it has none.
+const CHECKPOINT_AT_START: &str = "INSERT INTO projection_checkpoints (name, tx, id) \
+    VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING";
 
 /// An attachment's description, by school and hash.
 const ATTACHMENT_META: &str =
@@ -78,6 +103,8 @@ pub struct PgStore {
 #[derive(Debug)]
 struct Inner {
     pool: Pool,
+    /// How to open a connection outside the pool (projection leases).
+    config: tokio_postgres::Config,
     master: MasterKey,
     wake: watch::Sender<u64>,
     listener: JoinHandle<()>,
@@ -124,10 +151,11 @@ impl PgStore {
             .build()
             .map_err(StoreError::internal)?;
         let (wake, _) = watch::channel(0);
-        let listener = tokio::spawn(listen(config, wake.clone()));
+        let listener = tokio::spawn(listen(config.clone(), wake.clone()));
         let store = Self {
             inner: Arc::new(Inner {
                 pool,
+                config,
                 master,
                 wake,
                 listener,
@@ -492,7 +520,7 @@ impl PgStore {
         &self,
         scope: Scope,
         sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        params: &[&(dyn ToSql + Sync)],
         sealed: Sealed,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let client = self.client().await?;
@@ -754,8 +782,7 @@ impl EventStore for PgStore {
             ),
         )
         .map_err(pg_err)?;
-        let ids: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
-            [school.as_uuid(), subject.as_uuid()];
+        let ids: [&(dyn ToSql + Sync); 2] = [school.as_uuid(), subject.as_uuid()];
         in_scope(&client, Scope::School(school), End::Commit, async |tx| {
             let (destroyed, tombstoned) =
                 tokio::join!(async { tx.execute(&destroy, &ids).await }, async {
@@ -904,6 +931,451 @@ impl EventStore for PgStore {
         client.simple_query("SELECT 1").await.map_err(pg_err)?;
         Ok(())
     }
+
+    async fn prepare_projection(&self, schema: &ProjectionSchema) -> Result<(), StoreError> {
+        let (name, steps) = (schema.name, schema.postgres);
+        check_identifier("projection", name)?;
+        let client = self.client().await?;
+        // Nothing to do, nothing to create: a role without the right to create tables can run
+        // a prepared projection.
+        let (applied, checkpoint) = tokio::try_join!(applied_steps(&client, name), async {
+            client.query_opt(CHECKPOINT, &[&name]).await.map_err(pg_err)
+        })?;
+        if pending_steps(name, steps, &applied)?.is_empty() && checkpoint.is_some() {
+            return Ok(());
+        }
+        let key = projection_lock_key(name);
+        loop {
+            // One step per transaction, each checked again under the lock: concurrent
+            // preparers wait for each other and apply each step once.
+            let prepared = in_scope(&client, Scope::AllSchools, End::Commit, async |tx| {
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock($1, $2)",
+                    &[&PROJECTION_PREPARE_LOCK, &key],
+                )
+                .await
+                .map_err(pg_err)?;
+                let pending = pending_steps(name, steps, &applied_steps(tx, name).await?)?;
+                let Some(&i) = pending.first() else {
+                    tx.execute(CHECKPOINT_AT_START, &[&name])
+                        .await
+                        .map_err(pg_err)?;
+                    return Ok(true);
+                };
+                let (step, sql) = (step_number(i), steps[i]);
+                tx.batch_execute(sql).await.map_err(|e| {
+                    StoreError::Migration(format!(
+                        "step {step} of projection {name} failed: {}",
+                        describe(&e)
+                    ))
+                })?;
+                tx.execute(
+                    "INSERT INTO projection_steps (name, step, checksum) VALUES ($1, $2, $3)",
+                    &[&name, &step, &step_checksum(sql)],
+                )
+                .await
+                .map_err(pg_err)?;
+                Ok(false)
+            })
+            .await?;
+            if prepared {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn projection_checkpoint(&self, name: &str) -> Result<Position, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(CHECKPOINT).await.map_err(pg_err)?;
+        let row = client.query_opt(&stmt, &[&name]).await.map_err(pg_err)?;
+        Ok(row.map_or(Position::START, |r| stored_position(r.get(0), r.get(1))))
+    }
+
+    async fn commit_projection(
+        &self,
+        name: &str,
+        from: Position,
+        to: Position,
+        ops: &[RowOp],
+    ) -> Result<(), StoreError> {
+        check_identifier("projection", name)?;
+        // Everything is checked before anything is written: names, keys, and each value's type
+        // against its column's.
+        let rendered = ops.iter().map(render).collect::<Result<Vec<_>, _>>()?;
+        let client = self.client().await?;
+        let (at_start, moved_st, current_st) = tokio::try_join!(
+            client.prepare_cached(CHECKPOINT_AT_START),
+            client.prepare_cached(
+                "UPDATE projection_checkpoints SET tx = $2, id = $3, updated_at = now() \
+                 WHERE name = $1 AND tx = $4 AND id = $5"
+            ),
+            client.prepare_cached(CHECKPOINT),
+        )
+        .map_err(pg_err)?;
+        let statements = prepare_each(&client, rendered.iter().map(|r| r.sql.as_str())).await?;
+        for (r, stmt) in rendered.iter().zip(&statements) {
+            check_params(stmt, &r.params).map_err(|e| {
+                StoreError::internal(format!(
+                    "projection {name}: a row operation on {}: {e}",
+                    r.table
+                ))
+            })?;
+        }
+        let cells: Vec<Vec<PgCell<'_>>> = rendered
+            .iter()
+            .map(|r| r.params.iter().map(|c| PgCell(c)).collect())
+            .collect();
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = cells
+            .iter()
+            .map(|row| row.iter().map(|c| c as &(dyn ToSql + Sync)).collect())
+            .collect();
+        let (from_tx, from_id, to_tx, to_id) = (
+            to_i64(from.tx),
+            to_i64(from.id),
+            to_i64(to.tx),
+            to_i64(to.id),
+        );
+        // The projector applies the whole log: it works across schools.
+        in_scope(&client, Scope::AllSchools, End::Commit, async |tx| {
+            // With `BEGIN` and the scope, in one round trip: the compare-and-set of the
+            // checkpoint, which locks its row until the commit.
+            let (created, moved) = tokio::join!(
+                biased;
+                async { tx.execute(&at_start, &[&name]).await },
+                async {
+                    tx.execute(&moved_st, &[&name, &to_tx, &to_id, &from_tx, &from_id])
+                        .await
+                },
+            );
+            created.map_err(pg_err)?;
+            if moved.map_err(pg_err)? != 1 {
+                // Rolled back when this returns: nothing is written.
+                let row = tx.query_opt(&current_st, &[&name]).await.map_err(pg_err)?;
+                let actual = row.map_or(Position::START, |r| stored_position(r.get(0), r.get(1)));
+                return Err(projection::checkpoint_moved(name, from, actual));
+            }
+            // Then every row operation, in order, in one round trip.
+            let results = pipelined(
+                statements
+                    .iter()
+                    .zip(&params)
+                    .map(|(stmt, p)| Box::pin(tx.execute(stmt, p.as_slice())))
+                    .collect(),
+            )
+            .await;
+            for (i, (result, r)) in results.into_iter().zip(&rendered).enumerate() {
+                result.map_err(|e| {
+                    let why = describe(&e);
+                    match pg_err(e) {
+                        StoreError::Internal(_) => StoreError::internal(format!(
+                            "projection {name}: row operation {i} on {} failed: {why}",
+                            r.table
+                        )),
+                        transient => transient,
+                    }
+                })?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn query_projection(
+        &self,
+        school: SchoolId,
+        sql: &str,
+        params: &[Cell],
+        columns: &[CellType],
+    ) -> Result<Vec<Vec<Cell>>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(|e| {
+            let why = describe(&e);
+            match pg_err(e) {
+                StoreError::Internal(_) => {
+                    StoreError::internal(format!("projection query {sql:?} is invalid: {why}"))
+                }
+                transient => transient,
+            }
+        })?;
+        if stmt.columns().len() != columns.len() {
+            return Err(StoreError::internal(format!(
+                "projection query {sql:?} has {} columns, {} were expected",
+                stmt.columns().len(),
+                columns.len()
+            )));
+        }
+        let cells: Vec<&Cell> = params.iter().collect();
+        check_params(&stmt, &cells)
+            .map_err(|e| StoreError::internal(format!("projection query {sql:?}: {e}")))?;
+        let bound: Vec<PgCell<'_>> = params.iter().map(PgCell).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            bound.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        let rows = in_scope(&client, Scope::School(school), End::ReadOnly, async |tx| {
+            // A read, whatever the query says.
+            let (read_only, rows) = tokio::join!(
+                biased;
+                tx.batch_execute("SET TRANSACTION READ ONLY"),
+                async { tx.query(&stmt, &refs).await },
+            );
+            read_only.map_err(pg_err)?;
+            rows.map_err(pg_err)
+        })
+        .await?;
+        rows.iter()
+            .map(|row| {
+                columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ty)| read_cell(row, i, *ty))
+                    .collect()
+            })
+            .collect()
+    }
+
+    async fn try_lock_projection(&self, name: &str) -> Result<Option<ProjectionLease>, StoreError> {
+        check_identifier("projection", name)?;
+        // A connection of its own, outside the pool: the lock lives as long as its session.
+        let (client, connection) = self.inner.config.connect(NoTls).await.map_err(pg_err)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "a projection lease's connection failed");
+            }
+        });
+        let held: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2)",
+                &[&PROJECTION_LEASE_LOCK, &projection_lock_key(name)],
+            )
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        // Not held: dropping the client closes the connection.
+        Ok(held.then(|| ProjectionLease::new(name, PgLease { client })))
+    }
+}
+
+/// A projection's lease: the connection whose session holds the advisory lock. Dropping it
+/// closes the connection (the client's drop ends the session), which frees the lock.
+#[derive(Debug)]
+struct PgLease {
+    client: Client,
+}
+
+impl Hold for PgLease {
+    fn is_held(&self) -> bool {
+        !self.client.is_closed()
+    }
+}
+
+/// A projection's half of its advisory lock keys: the first four bytes of the SHA-256 of its
+/// name, the same in every build and version. Two names that collide share their lease, which
+/// only makes one wait for the other.
+fn projection_lock_key(name: &str) -> i32 {
+    let digest = Sha256::digest(name.as_bytes());
+    i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// The steps of a projection recorded as applied.
+async fn applied_steps(client: &Client, name: &str) -> Result<Vec<(i64, String)>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT step, checksum FROM projection_steps WHERE name = $1 ORDER BY step",
+            &[&name],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| (i64::from(r.get::<_, i32>(0)), r.get(1)))
+        .collect())
+}
+
+/// Prepares (or takes from the connection's cache) the statement of each of `sqls`, each
+/// distinct one once, all in one round trip.
+async fn prepare_each<'a>(
+    client: &ClientWrapper,
+    sqls: impl Iterator<Item = &'a str> + Clone,
+) -> Result<Vec<Statement>, StoreError> {
+    let mut distinct: Vec<&str> = sqls.clone().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let prepared =
+        futures_util::future::try_join_all(distinct.iter().map(|sql| client.prepare_cached(sql)))
+            .await
+            .map_err(pg_err)?;
+    let by_sql: HashMap<&str, Statement> = distinct.into_iter().zip(prepared).collect();
+    sqls.map(|sql| {
+        by_sql
+            .get(sql)
+            .cloned()
+            .ok_or_else(|| StoreError::internal("a statement was not prepared"))
+    })
+    .collect()
+}
+
+/// Awaits `futures` in order, after polling each once in that order. A tokio-postgres request
+/// is sent when its future is first polled, so the statements reach the server in this order
+/// in one round trip; their answers come back in the same order. After a failed statement the
+/// later ones fail with "transaction aborted", so the first error is the cause.
+async fn pipelined<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    let early: Vec<Option<F::Output>> = futures.iter_mut().map(FutureExt::now_or_never).collect();
+    let mut out = Vec::with_capacity(futures.len());
+    for (future, done) in futures.into_iter().zip(early) {
+        out.push(match done {
+            Some(output) => output,
+            None => future.await,
+        });
+    }
+    out
+}
+
+/// Checks that `cells` are exactly the parameters of `stmt`, each of a type its column takes.
+fn check_params(stmt: &Statement, cells: &[&Cell]) -> Result<(), String> {
+    if stmt.params().len() != cells.len() {
+        return Err(format!(
+            "the statement has {} parameters but {} values were given",
+            stmt.params().len(),
+            cells.len()
+        ));
+    }
+    for (i, (ty, cell)) in stmt.params().iter().zip(cells).enumerate() {
+        if let Some(why) = binding_error(cell, ty) {
+            return Err(format!("${}: {why}", i + 1));
+        }
+    }
+    Ok(())
+}
+
+/// Why `cell` cannot be bound to a parameter of type `ty`, if it cannot.
+fn binding_error(cell: &Cell, ty: &Type) -> Option<String> {
+    let fits = match cell {
+        Cell::Null => true,
+        Cell::Bool(_) => *ty == Type::BOOL,
+        Cell::Int(n) => match *ty {
+            Type::INT8 => true,
+            Type::INT4 => i32::try_from(*n).is_ok(),
+            Type::INT2 => i16::try_from(*n).is_ok(),
+            _ => false,
+        },
+        Cell::Text(_) => <&str as ToSql>::accepts(ty),
+        Cell::Uuid(_) => *ty == Type::UUID,
+        Cell::Json(_) => matches!(*ty, Type::JSON | Type::JSONB) || <&str as ToSql>::accepts(ty),
+        Cell::Time(_) => matches!(*ty, Type::TIMESTAMPTZ | Type::TIMESTAMP),
+    };
+    (!fits).then(|| {
+        let kind = cell
+            .cell_type()
+            .map_or_else(|| "NULL".to_owned(), |t| format!("{t:?}"));
+        format!("a {kind} value does not fit a parameter of type {ty}")
+    })
+}
+
+/// A cell bound as a parameter: `boolean`; `bigint` (or `integer`, `smallint` in range);
+/// `text`; `uuid`; `jsonb` (or `json` or text); `timestamptz` (or `timestamp`, in UTC).
+#[derive(Debug)]
+struct PgCell<'a>(&'a Cell);
+
+impl ToSql for PgCell<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        if let Some(why) = binding_error(self.0, ty) {
+            return Err(why.into());
+        }
+        match self.0 {
+            Cell::Null => Ok(IsNull::Yes),
+            Cell::Bool(b) => b.to_sql(ty, out),
+            Cell::Int(n) => match *ty {
+                Type::INT4 => i32::try_from(*n)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*n)?.to_sql(ty, out),
+                _ => n.to_sql(ty, out),
+            },
+            Cell::Text(t) => t.as_str().to_sql(ty, out),
+            Cell::Uuid(u) => u.to_sql(ty, out),
+            Cell::Json(v) => {
+                if *ty == Type::JSONB {
+                    out.extend_from_slice(&[1]); // the jsonb format's version
+                }
+                out.extend_from_slice(v.to_string().as_bytes());
+                Ok(IsNull::No)
+            }
+            Cell::Time(t) if *ty == Type::TIMESTAMP => {
+                let utc = t.to_offset(UtcOffset::UTC);
+                PrimitiveDateTime::new(utc.date(), utc.time()).to_sql(ty, out)
+            }
+            Cell::Time(t) => t.to_sql(ty, out),
+        }
+    }
+
+    /// Every type: whether the value fits is checked per value, in `to_sql`.
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// A JSON document read from `jsonb`, `json` or text.
+struct PgJson(serde_json::Value);
+
+impl<'a> FromSql<'a> for PgJson {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn StdError + Sync + Send>> {
+        let text = if *ty == Type::JSONB {
+            match raw.split_first() {
+                Some((1, text)) => text,
+                _ => return Err("unknown jsonb format version".into()),
+            }
+        } else {
+            raw
+        };
+        Ok(Self(serde_json::from_slice(text)?))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSON | Type::JSONB) || <&str as FromSql>::accepts(ty)
+    }
+}
+
+/// Reads column `i` of a projection's row as `ty`.
+fn read_cell(row: &Row, i: usize, ty: CellType) -> Result<Cell, StoreError> {
+    let column = row
+        .columns()
+        .get(i)
+        .ok_or_else(|| StoreError::internal(format!("the row has no column {i}")))?;
+    let pg_type = column.type_();
+    let read = match ty {
+        CellType::Bool => row.try_get::<_, Option<bool>>(i).map(|v| v.map(Cell::Bool)),
+        CellType::Int => match *pg_type {
+            Type::INT2 => row
+                .try_get::<_, Option<i16>>(i)
+                .map(|v| v.map(|n| Cell::Int(n.into()))),
+            Type::INT4 => row
+                .try_get::<_, Option<i32>>(i)
+                .map(|v| v.map(|n| Cell::Int(n.into()))),
+            _ => row.try_get::<_, Option<i64>>(i).map(|v| v.map(Cell::Int)),
+        },
+        CellType::Text => row
+            .try_get::<_, Option<String>>(i)
+            .map(|v| v.map(Cell::Text)),
+        CellType::Uuid => row.try_get::<_, Option<Uuid>>(i).map(|v| v.map(Cell::Uuid)),
+        CellType::Json => row
+            .try_get::<_, Option<PgJson>>(i)
+            .map(|v| v.map(|j| Cell::Json(j.0))),
+        CellType::Time if *pg_type == Type::TIMESTAMP => row
+            .try_get::<_, Option<PrimitiveDateTime>>(i)
+            .map(|v| v.map(|t| Cell::Time(t.assume_utc()))),
+        CellType::Time => row
+            .try_get::<_, Option<OffsetDateTime>>(i)
+            .map(|v| v.map(Cell::Time)),
+    };
+    read.map(|cell| cell.unwrap_or(Cell::Null)).map_err(|e| {
+        StoreError::internal(format!(
+            "column {} ({pg_type}) does not read as {ty:?}: {e}",
+            column.name()
+        ))
+    })
 }
 
 async fn applied_migrations(client: &Object) -> Result<Vec<AppliedMigration>, StoreError> {

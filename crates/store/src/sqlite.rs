@@ -5,15 +5,21 @@
 //! by `BEGIN IMMEDIATE` and the busy timeout across processes) and run on a blocking thread.
 //! Because there is one writer, rows commit in `id` order and `id` alone orders subscriptions
 //! without gaps. Reads use a small pool of their own connections and never wait for a write.
+//!
+//! Projections commit through the same writer. Their leases are held within the process (one
+//! process embeds the file); two processes on one file are still kept correct by the checkpoint
+//! check of each commit, under `BEGIN IMMEDIATE`. SQLite has no row-level security: a query of
+//! a projection names its school itself.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use registro_domain::{ContentHash, PersonId, Role, SchoolId};
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params,
 };
@@ -29,6 +35,10 @@ use crate::envelope::{
 use crate::error::StoreError;
 use crate::migrate::{self, AppliedMigration, MigrationStatus};
 use crate::plan::AppendPlan;
+use crate::projection::{
+    self, Cell, CellType, Hold, ProjectionLease, ProjectionSchema, RowOp, check_identifier,
+    pending_steps, render, step_checksum, step_number, stored_position,
+};
 use crate::rows::{open_school_events, page, subjects_by_school, to_i64, to_u64};
 use crate::seal::{KeyState, MasterKey, SubjectKey};
 use crate::{Backend, EventStore, Sealed};
@@ -55,6 +65,8 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
+    /// The file's canonical path: what projection leases are keyed by.
+    canonical_path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     master: MasterKey,
@@ -79,9 +91,11 @@ impl SqliteStore {
                 .pragma_update(None, "journal_mode", "WAL")
                 .map_err(sqlite_err)?;
             let (wake, _) = watch::channel(0);
+            let canonical_path = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             Ok(Self {
                 inner: Arc::new(Inner {
                     path,
+                    canonical_path,
                     writer: Mutex::new(writer),
                     readers: Mutex::new(Vec::new()),
                     master,
@@ -709,6 +723,290 @@ impl EventStore for SqliteStore {
         })
         .await
     }
+
+    async fn prepare_projection(&self, schema: &ProjectionSchema) -> Result<(), StoreError> {
+        check_identifier("projection", schema.name)?;
+        let (name, steps) = (schema.name, schema.sqlite);
+        self.write(move |_, conn| {
+            // One step per transaction, each checked again under the write lock, so that
+            // another process preparing the same projection never applies a step twice.
+            loop {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_err)?;
+                let pending = pending_steps(name, steps, &applied_steps(&tx, name)?)?;
+                let Some(&i) = pending.first() else {
+                    tx.execute(
+                        "INSERT INTO projection_checkpoints (name, tx, id, updated_at) \
+                         VALUES (?1, 0, 0, ?2) ON CONFLICT (name) DO NOTHING",
+                        params![name, format_timestamp(OffsetDateTime::now_utc())],
+                    )
+                    .map_err(sqlite_err)?;
+                    tx.commit().map_err(sqlite_err)?;
+                    return Ok(());
+                };
+                let (step, sql) = (step_number(i), steps[i]);
+                tx.execute_batch(sql).map_err(|e| {
+                    StoreError::Migration(format!("step {step} of projection {name} failed: {e}"))
+                })?;
+                tx.execute(
+                    "INSERT INTO projection_steps (name, step, checksum) VALUES (?1, ?2, ?3)",
+                    params![name, step, step_checksum(sql)],
+                )
+                .map_err(sqlite_err)?;
+                tx.commit().map_err(sqlite_err)?;
+            }
+        })
+        .await
+    }
+
+    async fn projection_checkpoint(&self, name: &str) -> Result<Position, StoreError> {
+        let name = name.to_owned();
+        self.read(move |_, conn| checkpoint(conn, &name)).await
+    }
+
+    async fn commit_projection(
+        &self,
+        name: &str,
+        from: Position,
+        to: Position,
+        ops: &[RowOp],
+    ) -> Result<(), StoreError> {
+        check_identifier("projection", name)?;
+        // Checked and rendered before anything is written.
+        let rendered = ops
+            .iter()
+            .map(|op| {
+                render(op).map(|r| {
+                    let params: Vec<Cell> = r.params.into_iter().cloned().collect();
+                    (r.table, r.sql, params)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = name.to_owned();
+        self.write(move |_, conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_err)?;
+            let now = format_timestamp(OffsetDateTime::now_utc());
+            tx.execute(
+                "INSERT INTO projection_checkpoints (name, tx, id, updated_at) \
+                 VALUES (?1, 0, 0, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, now],
+            )
+            .map_err(sqlite_err)?;
+            let moved = tx
+                .execute(
+                    "UPDATE projection_checkpoints SET tx = ?2, id = ?3, updated_at = ?4 \
+                     WHERE name = ?1 AND tx = ?5 AND id = ?6",
+                    params![
+                        name,
+                        to_i64(to.tx),
+                        to_i64(to.id),
+                        now,
+                        to_i64(from.tx),
+                        to_i64(from.id)
+                    ],
+                )
+                .map_err(sqlite_err)?;
+            if moved != 1 {
+                // Dropping the transaction rolls it back: nothing is written.
+                return Err(projection::checkpoint_moved(
+                    &name,
+                    from,
+                    checkpoint(&tx, &name)?,
+                ));
+            }
+            for (i, (table, sql, params)) in rendered.iter().enumerate() {
+                let mut stmt = tx.prepare_cached(sql).map_err(sqlite_err)?;
+                let refs: Vec<&Cell> = params.iter().collect();
+                bind_cells(&mut stmt, &refs)?;
+                stmt.raw_execute().map_err(|e| match sqlite_err(e) {
+                    StoreError::Internal(e) => StoreError::internal(format!(
+                        "projection {name}: row operation {i} on {table} failed: {e}"
+                    )),
+                    transient => transient,
+                })?;
+            }
+            tx.commit().map_err(sqlite_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn query_projection(
+        &self,
+        _school: SchoolId,
+        sql: &str,
+        params: &[Cell],
+        columns: &[CellType],
+    ) -> Result<Vec<Vec<Cell>>, StoreError> {
+        // No row-level security here: the query names its school itself.
+        let (sql, params, columns) = (sql.to_owned(), params.to_vec(), columns.to_vec());
+        self.read(move |_, conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(|e| {
+                StoreError::internal(format!("projection query {sql:?} is invalid: {e}"))
+            })?;
+            if stmt.column_count() != columns.len() {
+                return Err(StoreError::internal(format!(
+                    "projection query {sql:?} has {} columns, {} were expected",
+                    stmt.column_count(),
+                    columns.len()
+                )));
+            }
+            let refs: Vec<&Cell> = params.iter().collect();
+            bind_cells(&mut stmt, &refs)?;
+            let mut rows = stmt.raw_query();
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(sqlite_err)? {
+                out.push(
+                    columns
+                        .iter()
+                        .enumerate()
+                        .map(|(i, ty)| read_cell(row, i, *ty))
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn try_lock_projection(&self, name: &str) -> Result<Option<ProjectionLease>, StoreError> {
+        check_identifier("projection", name)?;
+        let key = (self.inner.canonical_path.clone(), name.to_owned());
+        let taken = LEASES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone());
+        Ok(taken.then(|| ProjectionLease::new(name, SqliteLease { key })))
+    }
+}
+
+/// The projection leases held in this process, by database file and projection.
+static LEASES: LazyLock<Mutex<HashSet<(PathBuf, String)>>> = LazyLock::new(Mutex::default);
+
+/// A projection lease of this process: released when dropped.
+#[derive(Debug)]
+struct SqliteLease {
+    key: (PathBuf, String),
+}
+
+impl Hold for SqliteLease {
+    fn is_held(&self) -> bool {
+        true
+    }
+}
+
+impl Drop for SqliteLease {
+    fn drop(&mut self) {
+        LEASES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
+/// The steps of a projection recorded as applied.
+fn applied_steps(conn: &Connection, name: &str) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT step, checksum FROM projection_steps WHERE name = ?1 ORDER BY step")
+        .map_err(sqlite_err)?;
+    stmt.query_map(params![name], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map_err(sqlite_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sqlite_err)
+}
+
+/// A projection's checkpoint; [`Position::START`] when it has none.
+fn checkpoint(conn: &Connection, name: &str) -> Result<Position, StoreError> {
+    conn.query_row(
+        "SELECT tx, id FROM projection_checkpoints WHERE name = ?1",
+        params![name],
+        |row| Ok(stored_position(row.get(0)?, row.get(1)?)),
+    )
+    .optional()
+    .map(Option::unwrap_or_default)
+    .map_err(sqlite_err)
+}
+
+/// Binds `cells` to a statement written with `$1`, `$2`... placeholders. SQLite numbers named
+/// parameters in the order they first appear, so each is bound by its name, not its position:
+/// `$2` may come before `$1`. Every placeholder must have a cell and every cell a placeholder.
+fn bind_cells(stmt: &mut rusqlite::Statement<'_>, cells: &[&Cell]) -> Result<(), StoreError> {
+    let count = stmt.parameter_count();
+    if count != cells.len() {
+        return Err(StoreError::internal(format!(
+            "the statement has {count} parameters but {} values were given",
+            cells.len()
+        )));
+    }
+    for index in 1..=count {
+        let cell = stmt
+            .parameter_name(index)
+            .and_then(|n| n.strip_prefix('$'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|n| cells.get(n))
+            .ok_or_else(|| {
+                StoreError::internal(format!(
+                    "parameter {:?} is not one of $1 to ${count}",
+                    stmt.parameter_name(index).unwrap_or("?")
+                ))
+            })?;
+        stmt.raw_bind_parameter(index, SqlCell(cell))
+            .map_err(sqlite_err)?;
+    }
+    Ok(())
+}
+
+/// A cell as SQLite stores it: booleans as 0/1, UUIDs hyphenated lowercase, JSON as text,
+/// times as RFC 3339 UTC with microseconds (as the events' times).
+struct SqlCell<'a>(&'a Cell);
+
+impl rusqlite::ToSql for SqlCell<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            Cell::Null => ToSqlOutput::Owned(SqlValue::Null),
+            Cell::Bool(b) => ToSqlOutput::Owned(SqlValue::Integer(i64::from(*b))),
+            Cell::Int(n) => ToSqlOutput::Owned(SqlValue::Integer(*n)),
+            Cell::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            Cell::Uuid(u) => ToSqlOutput::Owned(SqlValue::Text(u.hyphenated().to_string())),
+            Cell::Json(v) => ToSqlOutput::Owned(SqlValue::Text(v.to_string())),
+            Cell::Time(t) => ToSqlOutput::Owned(SqlValue::Text(format_timestamp(*t))),
+        })
+    }
+}
+
+/// Reads column `i` of a projection's row as `ty`.
+fn read_cell(row: &Row<'_>, i: usize, ty: CellType) -> Result<Cell, StoreError> {
+    let value = row.get_ref(i).map_err(sqlite_err)?;
+    let text = |t: &[u8]| {
+        std::str::from_utf8(t)
+            .map(str::to_owned)
+            .map_err(StoreError::internal)
+    };
+    let cell = match (ty, value) {
+        (_, ValueRef::Null) => Cell::Null,
+        (CellType::Bool, ValueRef::Integer(0)) => Cell::Bool(false),
+        (CellType::Bool, ValueRef::Integer(1)) => Cell::Bool(true),
+        (CellType::Int, ValueRef::Integer(n)) => Cell::Int(n),
+        (CellType::Text, ValueRef::Text(t)) => Cell::Text(text(t)?),
+        (CellType::Uuid, ValueRef::Text(t)) => {
+            Cell::Uuid(uuid::Uuid::parse_str(&text(t)?).map_err(StoreError::internal)?)
+        }
+        (CellType::Json, ValueRef::Text(t)) => {
+            Cell::Json(serde_json::from_slice(t).map_err(StoreError::internal)?)
+        }
+        (CellType::Time, ValueRef::Text(t)) => Cell::Time(parse_timestamp(&text(t)?)?),
+        (ty, value) => {
+            return Err(StoreError::internal(format!(
+                "column {i} holds a value of type {}, which does not read as {ty:?}",
+                value.data_type()
+            )));
+        }
+    };
+    Ok(cell)
 }
 
 fn applied_migrations(conn: &Connection) -> Result<Vec<AppliedMigration>, StoreError> {

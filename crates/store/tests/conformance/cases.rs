@@ -9,14 +9,16 @@ use registro_store::seal::{ERASED_TAG, SEALED_TAG, is_erased};
 use registro_store::subscription::Subscription;
 use registro_store::verify::{Verification, verify_school};
 use registro_store::{
-    AppendOutcome, AppendRequest, AttachmentMeta, Backend, CommandMetadata, EventType,
-    ExpectedVersion, IdempotencyKey, MAX_MEDIA_TYPE_CHARS, MasterKey, NewEvent, Position,
-    RecordedEvent, Sealed, StoreError, StreamId,
+    AppendOutcome, AppendRequest, AttachmentMeta, Backend, Cell, CellType, CommandMetadata,
+    EventType, ExpectedVersion, IdempotencyKey, MAX_MEDIA_TYPE_CHARS, MasterKey, NewEvent,
+    Position, ProjectionLease, ProjectionSchema, RecordedEvent, RowOp, Sealed, StoreError,
+    StreamId,
 };
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use time::macros::datetime;
+use uuid::Uuid;
 
 use crate::harness::Harness;
 
@@ -1205,4 +1207,845 @@ pub async fn an_empty_or_too_long_media_type_is_refused_and_nothing_is_written(h
         .await
         .unwrap();
     assert_eq!(meta.media_type, longest);
+}
+
+// Projections: the test projection keeps one row per school and item, with a column of every
+// cell type, under row-level security on PostgreSQL like every table with a school_id.
+
+/// The test projection.
+const VIEW: &str = "conformance_view";
+/// Its table.
+const VIEW_TABLE: &str = "conformance_rows";
+/// Its table on PostgreSQL. `label = 'refused'` breaks a constraint, for the atomicity case.
+const VIEW_POSTGRES: &str = "CREATE TABLE conformance_rows (
+    school_id  uuid NOT NULL,
+    item       text NOT NULL,
+    flag       boolean,
+    amount     bigint,
+    label      text CHECK (label <> 'refused'),
+    other_id   uuid,
+    doc        jsonb,
+    seen_at    timestamptz,
+    PRIMARY KEY (school_id, item)
+);
+ALTER TABLE conformance_rows ENABLE ROW LEVEL SECURITY;
+ALTER TABLE conformance_rows FORCE ROW LEVEL SECURITY;
+CREATE POLICY school_isolation ON conformance_rows
+    USING (school_id = (SELECT registro_school()) OR (SELECT registro_all_schools()))
+    WITH CHECK (school_id = (SELECT registro_school()) OR (SELECT registro_all_schools()));";
+/// Its table on SQLite.
+const VIEW_SQLITE: &str = "CREATE TABLE conformance_rows (
+    school_id  TEXT NOT NULL,
+    item       TEXT NOT NULL,
+    flag       INTEGER,
+    amount     INTEGER,
+    label      TEXT CHECK (label <> 'refused'),
+    other_id   TEXT,
+    doc        TEXT,
+    seen_at    TEXT,
+    PRIMARY KEY (school_id, item)
+) STRICT;";
+/// A second step, the same on both backends.
+const VIEW_INDEX: &str =
+    "CREATE INDEX conformance_rows_by_label ON conformance_rows (school_id, label)";
+
+const VIEW_SCHEMA: ProjectionSchema = ProjectionSchema {
+    name: VIEW,
+    postgres: &[VIEW_POSTGRES],
+    sqlite: &[VIEW_SQLITE],
+};
+
+/// Every column but the school, as read back.
+const VIEW_COLUMNS: [CellType; 7] = [
+    CellType::Text,
+    CellType::Bool,
+    CellType::Int,
+    CellType::Text,
+    CellType::Uuid,
+    CellType::Json,
+    CellType::Time,
+];
+
+/// A position in the log, as a projector would commit it.
+fn at(id: u64) -> Position {
+    Position { tx: 1_000 + id, id }
+}
+
+fn row_key(school: SchoolId, item: &str) -> Vec<(&'static str, Cell)> {
+    vec![
+        ("school_id", Cell::Uuid(*school.as_uuid())),
+        ("item", Cell::Text(item.to_owned())),
+    ]
+}
+
+fn upsert(school: SchoolId, item: &str, values: Vec<(&'static str, Cell)>) -> RowOp {
+    RowOp::Upsert {
+        table: VIEW_TABLE,
+        key: row_key(school, item),
+        values,
+    }
+}
+
+fn upsert_amount(school: SchoolId, item: &str, amount: i64) -> RowOp {
+    upsert(school, item, vec![("amount", Cell::Int(amount))])
+}
+
+fn delete(school: SchoolId, item: &str) -> RowOp {
+    RowOp::Delete {
+        table: VIEW_TABLE,
+        key: row_key(school, item),
+    }
+}
+
+async fn prepare_view(h: &Harness) {
+    h.prepare_projection(&VIEW_SCHEMA, &[VIEW_TABLE]).await;
+}
+
+/// A school's rows, by item: every column but the school.
+async fn view_rows(h: &Harness, school: SchoolId) -> Vec<Vec<Cell>> {
+    h.store
+        .query_projection(
+            school,
+            "SELECT item, flag, amount, label, other_id, doc, seen_at FROM conformance_rows \
+             WHERE school_id = $1 ORDER BY item",
+            &[Cell::Uuid(*school.as_uuid())],
+            &VIEW_COLUMNS,
+        )
+        .await
+        .unwrap()
+}
+
+/// A school's items with their amounts.
+async fn view_amounts(h: &Harness, school: SchoolId) -> Vec<(String, Option<i64>)> {
+    view_rows(h, school)
+        .await
+        .into_iter()
+        .map(|row| match (&row[0], &row[2]) {
+            (Cell::Text(item), Cell::Int(n)) => (item.clone(), Some(*n)),
+            (Cell::Text(item), Cell::Null) => (item.clone(), None),
+            other => panic!("unexpected row {other:?}"),
+        })
+        .collect()
+}
+
+fn amounts(rows: &[(&str, i64)]) -> Vec<(String, Option<i64>)> {
+    rows.iter()
+        .map(|(item, n)| ((*item).to_owned(), Some(*n)))
+        .collect()
+}
+
+async fn checkpoint(h: &Harness) -> Position {
+    h.store.projection_checkpoint(VIEW).await.unwrap()
+}
+
+fn is_migration_error(err: &StoreError, says: &str) -> bool {
+    matches!(err, StoreError::Migration(m) if m.contains(says))
+}
+
+/// Preparing twice applies nothing the second time and keeps the checkpoint; an applied step
+/// that was edited, or one the binary no longer declares, is refused with
+/// [`StoreError::Migration`]; a new step is applied once. On PostgreSQL as the ordinary role, a
+/// prepared projection's `prepare_projection` only reads (the role may not create tables).
+pub async fn preparing_a_projection_is_idempotent_and_an_edited_step_is_refused(h: &Harness) {
+    prepare_view(h).await;
+    h.store.prepare_projection(&VIEW_SCHEMA).await.unwrap();
+    h.store.prepare_projection(&VIEW_SCHEMA).await.unwrap();
+    assert_eq!(checkpoint(h).await, Position::START);
+
+    let school = SchoolId::new();
+    h.store
+        .commit_projection(
+            VIEW,
+            Position::START,
+            at(1),
+            &[upsert_amount(school, "x", 1)],
+        )
+        .await
+        .unwrap();
+    h.store.prepare_projection(&VIEW_SCHEMA).await.unwrap();
+    assert_eq!(
+        checkpoint(h).await,
+        at(1),
+        "preparing again keeps the checkpoint"
+    );
+    assert_eq!(
+        view_amounts(h, school).await,
+        amounts(&[("x", 1)]),
+        "and the rows"
+    );
+
+    let edited = ProjectionSchema {
+        name: VIEW,
+        postgres: &["CREATE TABLE conformance_rows (school_id uuid, item text)"],
+        sqlite: &["CREATE TABLE conformance_rows (school_id TEXT, item TEXT)"],
+    };
+    let err = h.store.prepare_projection(&edited).await.unwrap_err();
+    assert!(is_migration_error(&err, "was edited"), "{err:?}");
+    assert!(!err.is_transient());
+
+    let extended = ProjectionSchema {
+        name: VIEW,
+        postgres: &[VIEW_POSTGRES, VIEW_INDEX],
+        sqlite: &[VIEW_SQLITE, VIEW_INDEX],
+    };
+    h.prepare_projection(&extended, &[]).await;
+    h.store.prepare_projection(&extended).await.unwrap();
+    assert_eq!(checkpoint(h).await, at(1));
+    // The binary that knows one step is older than the database.
+    let err = h.store.prepare_projection(&VIEW_SCHEMA).await.unwrap_err();
+    assert!(is_migration_error(&err, "newer version"), "{err:?}");
+    assert_eq!(view_amounts(h, school).await, amounts(&[("x", 1)]));
+}
+
+/// The checkpoint of an unknown projection, and of a prepared one never run, is the start; it
+/// moves to each commit's `to`, with row operations or without.
+pub async fn a_projection_checkpoint_starts_at_start_and_moves_with_each_commit(h: &Harness) {
+    assert_eq!(
+        h.store
+            .projection_checkpoint("never_prepared")
+            .await
+            .unwrap(),
+        Position::START
+    );
+    prepare_view(h).await;
+    assert_eq!(checkpoint(h).await, Position::START);
+    let school = SchoolId::new();
+    h.store
+        .commit_projection(
+            VIEW,
+            Position::START,
+            at(3),
+            &[upsert_amount(school, "x", 1)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(checkpoint(h).await, at(3));
+    h.store
+        .commit_projection(VIEW, at(3), at(7), &[])
+        .await
+        .unwrap();
+    assert_eq!(checkpoint(h).await, at(7));
+    let big = Position {
+        tx: i64::MAX as u64,
+        id: i64::MAX as u64,
+    };
+    h.store
+        .commit_projection(VIEW, at(7), big, &[upsert_amount(school, "y", 2)])
+        .await
+        .unwrap();
+    assert_eq!(checkpoint(h).await, big, "positions keep all 63 bits");
+    assert_eq!(
+        view_amounts(h, school).await,
+        amounts(&[("x", 1), ("y", 2)])
+    );
+    assert_eq!(
+        h.store
+            .projection_checkpoint("never_prepared")
+            .await
+            .unwrap(),
+        Position::START,
+        "other projections keep their own"
+    );
+}
+
+/// A commit from a checkpoint that has moved is a [`StoreError::Conflict`] on
+/// `projection:<name>`, and writes nothing: neither its rows nor its checkpoint.
+pub async fn a_commit_from_a_moved_checkpoint_is_a_conflict_and_writes_nothing(h: &Harness) {
+    prepare_view(h).await;
+    let school = SchoolId::new();
+    h.store
+        .commit_projection(
+            VIEW,
+            Position::START,
+            at(1),
+            &[upsert_amount(school, "x", 1)],
+        )
+        .await
+        .unwrap();
+    for stale in [Position::START, at(0), at(2), Position { tx: 0, id: 1 }] {
+        let err = h
+            .store
+            .commit_projection(
+                VIEW,
+                stale,
+                at(5),
+                &[
+                    upsert_amount(school, "x", 2),
+                    upsert_amount(school, "new", 3),
+                    delete(school, "x"),
+                ],
+            )
+            .await
+            .unwrap_err();
+        match &err {
+            StoreError::Conflict {
+                stream, actual: 1, ..
+            } => assert_eq!(stream.as_str(), format!("projection:{VIEW}")),
+            other => panic!("from {stale}: {other:?}"),
+        }
+        assert!(!err.is_transient());
+        assert_eq!(checkpoint(h).await, at(1), "the checkpoint did not move");
+        assert_eq!(
+            view_amounts(h, school).await,
+            amounts(&[("x", 1)]),
+            "no row was written"
+        );
+    }
+    // A commit that never prepared its checkpoint starts from the start like any other.
+    let err = h
+        .store
+        .commit_projection("conformance_unprepared", at(1), at(2), &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { actual: 0, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        h.store
+            .projection_checkpoint("conformance_unprepared")
+            .await
+            .unwrap(),
+        Position::START
+    );
+    // From where it is, the commit passes.
+    h.store
+        .commit_projection(VIEW, at(1), at(5), &[upsert_amount(school, "x", 2)])
+        .await
+        .unwrap();
+    assert_eq!(view_amounts(h, school).await, amounts(&[("x", 2)]));
+}
+
+/// Two instances commit the same batch from the same checkpoint at the same moment: exactly one
+/// commits, the other is a conflict, and only the winner's rows are there.
+pub async fn two_instances_committing_from_the_same_checkpoint_exactly_one_wins(h: &Harness) {
+    prepare_view(h).await;
+    let school = SchoolId::new();
+    let mut from = Position::START;
+    for round in 1..=10_u64 {
+        let (first_to, second_to) = (at(round * 10), at(round * 10 + 1));
+        let first_ops = [
+            upsert_amount(school, "shared", 1),
+            upsert_amount(school, &format!("first-{round}"), 1),
+        ];
+        let second_ops = [
+            upsert_amount(school, "shared", 2),
+            upsert_amount(school, &format!("second-{round}"), 2),
+        ];
+        let (first, second) = tokio::join!(
+            h.store.commit_projection(VIEW, from, first_to, &first_ops),
+            h.store
+                .commit_projection(VIEW, from, second_to, &second_ops),
+        );
+        let (winner, to, loser) = match (first, second) {
+            (Ok(()), Err(e)) => (1, first_to, e),
+            (Err(e), Ok(())) => (2, second_to, e),
+            other => panic!("round {round}: not exactly one winner: {other:?}"),
+        };
+        assert!(matches!(loser, StoreError::Conflict { .. }), "{loser:?}");
+        assert_eq!(checkpoint(h).await, to);
+        let rows = view_amounts(h, school).await;
+        assert!(
+            rows.contains(&("shared".to_owned(), Some(winner))),
+            "{rows:?}"
+        );
+        let (won, lost) = if winner == 1 {
+            ("first", "second")
+        } else {
+            ("second", "first")
+        };
+        assert!(
+            rows.iter()
+                .any(|(item, _)| *item == format!("{won}-{round}"))
+        );
+        assert!(
+            !rows
+                .iter()
+                .any(|(item, _)| *item == format!("{lost}-{round}")),
+            "round {round}: the loser wrote nothing: {rows:?}"
+        );
+        from = to;
+    }
+}
+
+/// Row operations apply in the order given, within one commit and across commits: an upsert
+/// inserts, then updates only its `values` columns; one without values leaves an existing row
+/// alone; a delete removes the rows equal to its key (none: nothing happens).
+pub async fn row_operations_apply_in_order(h: &Harness) {
+    prepare_view(h).await;
+    let school = SchoolId::new();
+    let ops = [
+        upsert(
+            school,
+            "x",
+            vec![
+                ("amount", Cell::Int(1)),
+                ("label", Cell::Text("uno".into())),
+            ],
+        ),
+        // Updates amount only: the label stays.
+        upsert_amount(school, "x", 2),
+        upsert_amount(school, "y", 10),
+        delete(school, "y"),
+        upsert(school, "z", vec![]),
+        upsert(school, "z", vec![]),
+        upsert_amount(school, "w", 5),
+        delete(school, "never-there"),
+        upsert_amount(school, "y", 11),
+    ];
+    h.store
+        .commit_projection(VIEW, Position::START, at(1), &ops)
+        .await
+        .unwrap();
+    let rows = view_rows(h, school).await;
+    let items: Vec<&Cell> = rows.iter().map(|r| &r[0]).collect();
+    assert_eq!(
+        items,
+        [
+            &Cell::Text("w".into()),
+            &Cell::Text("x".into()),
+            &Cell::Text("y".into()),
+            &Cell::Text("z".into())
+        ]
+    );
+    assert_eq!(
+        (&rows[1][2], &rows[1][3]),
+        (&Cell::Int(2), &Cell::Text("uno".into())),
+        "x inserted, then its amount updated"
+    );
+    assert_eq!(rows[2][2], Cell::Int(11), "y deleted, then inserted again");
+    assert_eq!(rows[3][2], Cell::Null, "z inserted once, with no values");
+
+    h.store
+        .commit_projection(
+            VIEW,
+            at(1),
+            at(2),
+            &[
+                upsert(school, "z", vec![]),
+                upsert(school, "w", vec![("label", Cell::Text("cinque".into()))]),
+                delete(school, "x"),
+            ],
+        )
+        .await
+        .unwrap();
+    let rows = view_rows(h, school).await;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        (&rows[0][0], &rows[0][2], &rows[0][3]),
+        (
+            &Cell::Text("w".into()),
+            &Cell::Int(5),
+            &Cell::Text("cinque".into())
+        )
+    );
+    assert_eq!(rows[1][0], Cell::Text("y".into()));
+    assert_eq!(rows[2][0], Cell::Text("z".into()));
+}
+
+/// Every cell type is stored and read back as it was: booleans, the extreme integers, text
+/// with quotes and newlines, UUIDs, JSON documents, times to the microsecond (in UTC, finer
+/// digits dropped), and NULL in every column. Every type binds as a query parameter too, and
+/// placeholders may come in any order.
+pub async fn every_cell_type_round_trips_through_a_projection(h: &Harness) {
+    prepare_view(h).await;
+    let school = SchoolId::new();
+    let other = Uuid::now_v7();
+    let doc = json!({"voto": 850, "note": ["è", null, true, -3], "nested": {"a": {}, "b": []}});
+    let full = vec![
+        ("flag", Cell::Bool(true)),
+        ("amount", Cell::Int(i64::MIN)),
+        ("label", Cell::Text("l'alunno \"Rossi\";\n-- è".into())),
+        ("other_id", Cell::Uuid(other)),
+        ("doc", Cell::Json(doc.clone())),
+        (
+            "seen_at",
+            Cell::Time(datetime!(2025-09-15 10:00:00.123456789 +02:00)),
+        ),
+    ];
+    let empty = vec![
+        ("flag", Cell::Null),
+        ("amount", Cell::Null),
+        ("label", Cell::Null),
+        ("other_id", Cell::Null),
+        ("doc", Cell::Null),
+        ("seen_at", Cell::Null),
+    ];
+    let other_values = vec![
+        ("flag", Cell::Bool(false)),
+        ("amount", Cell::Int(i64::MAX)),
+        ("label", Cell::Text(String::new())),
+        ("doc", Cell::Json(json!("solo testo"))),
+        (
+            "seen_at",
+            Cell::Time(datetime!(1999-12-31 23:59:59.000001 UTC)),
+        ),
+    ];
+    h.store
+        .commit_projection(
+            VIEW,
+            Position::START,
+            at(1),
+            &[
+                upsert(school, "a-full", full),
+                upsert(school, "b-empty", empty),
+                upsert(school, "c-other", other_values),
+            ],
+        )
+        .await
+        .unwrap();
+    let rows = view_rows(h, school).await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                Cell::Text("a-full".into()),
+                Cell::Bool(true),
+                Cell::Int(i64::MIN),
+                Cell::Text("l'alunno \"Rossi\";\n-- è".into()),
+                Cell::Uuid(other),
+                Cell::Json(doc),
+                Cell::Time(datetime!(2025-09-15 08:00:00.123456 UTC)),
+            ],
+            vec![
+                Cell::Text("b-empty".into()),
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+            ],
+            vec![
+                Cell::Text("c-other".into()),
+                Cell::Bool(false),
+                Cell::Int(i64::MAX),
+                Cell::Text(String::new()),
+                Cell::Null,
+                Cell::Json(json!("solo testo")),
+                Cell::Time(datetime!(1999-12-31 23:59:59.000001 UTC)),
+            ],
+        ]
+    );
+    match &rows[0][6] {
+        Cell::Time(t) => assert!(t.offset().is_utc(), "read back in UTC: {t}"),
+        other => panic!("{other:?}"),
+    }
+
+    // Every type as a parameter, the placeholders out of order.
+    let found = h
+        .store
+        .query_projection(
+            school,
+            "SELECT item FROM conformance_rows WHERE seen_at = $6 AND flag = $2 \
+             AND school_id = $1 AND amount = $3 AND label = $4 AND other_id = $5 \
+             AND coalesce($7, label) = label",
+            &[
+                Cell::Uuid(*school.as_uuid()),
+                Cell::Bool(true),
+                Cell::Int(i64::MIN),
+                Cell::Text("l'alunno \"Rossi\";\n-- è".into()),
+                Cell::Uuid(other),
+                Cell::Time(datetime!(2025-09-15 08:00:00.123456 UTC)),
+                Cell::Null,
+            ],
+            &[CellType::Text],
+        )
+        .await
+        .unwrap();
+    assert_eq!(found, vec![vec![Cell::Text("a-full".into())]]);
+    // One placeholder used twice.
+    let found = h
+        .store
+        .query_projection(
+            school,
+            "SELECT count(*) FROM conformance_rows WHERE school_id = $1 \
+             AND (item = $2 OR label = $2)",
+            &[Cell::Uuid(*school.as_uuid()), Cell::Text(String::new())],
+            &[CellType::Int],
+        )
+        .await
+        .unwrap();
+    assert_eq!(found, vec![vec![Cell::Int(1)]]);
+}
+
+/// A query reads the rows of the school it names. On PostgreSQL as the ordinary role,
+/// row-level security holds it to the school given even when its SQL names none (or another);
+/// elsewhere (SQLite, the administrator) the query's own `WHERE` is what keeps schools apart.
+pub async fn a_projection_query_sees_only_its_school(h: &Harness) {
+    prepare_view(h).await;
+    let (a, b) = (SchoolId::new(), SchoolId::new());
+    h.store
+        .commit_projection(
+            VIEW,
+            Position::START,
+            at(1),
+            &[
+                upsert_amount(a, "a1", 1),
+                upsert_amount(b, "b1", 2),
+                upsert_amount(a, "a2", 3),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(view_amounts(h, a).await, amounts(&[("a1", 1), ("a2", 3)]));
+    assert_eq!(view_amounts(h, b).await, amounts(&[("b1", 2)]));
+
+    let items = |rows: Vec<Vec<Cell>>| -> Vec<String> {
+        rows.into_iter()
+            .map(|r| match &r[0] {
+                Cell::Text(t) => t.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let unnamed = h
+        .store
+        .query_projection(
+            a,
+            "SELECT item FROM conformance_rows ORDER BY item",
+            &[],
+            &[CellType::Text],
+        )
+        .await
+        .unwrap();
+    let other_school = h
+        .store
+        .query_projection(
+            a,
+            "SELECT item FROM conformance_rows WHERE school_id = $1 ORDER BY item",
+            &[Cell::Uuid(*b.as_uuid())],
+            &[CellType::Text],
+        )
+        .await
+        .unwrap();
+    if h.store.row_security().await.unwrap() == Some(true) {
+        assert_eq!(items(unnamed), ["a1", "a2"], "row-level security");
+        assert!(other_school.is_empty(), "row-level security");
+    } else {
+        assert_eq!(items(unnamed), ["a1", "a2", "b1"], "no row-level security");
+        assert_eq!(items(other_school), ["b1"], "no row-level security");
+    }
+}
+
+/// Table, column and projection names that are not plain identifiers, empty or NULL keys,
+/// values of the wrong type, and queries that do not match their parameters or columns are
+/// programming errors: [`StoreError::Internal`], with nothing written.
+pub async fn a_name_that_is_not_a_plain_identifier_is_refused_and_nothing_is_written(h: &Harness) {
+    prepare_view(h).await;
+    let school = SchoolId::new();
+    let good = upsert_amount(school, "good", 1);
+    let bad_ops = [
+        RowOp::Upsert {
+            table: "conformance_rows; DROP TABLE events; --",
+            key: row_key(school, "x"),
+            values: vec![],
+        },
+        RowOp::Delete {
+            table: "Conformance_rows",
+            key: row_key(school, "x"),
+        },
+        upsert(school, "x", vec![("amount = 0, label", Cell::Int(1))]),
+        upsert(school, "x", vec![("\"label\"", Cell::Text("x".into()))]),
+        RowOp::Delete {
+            table: VIEW_TABLE,
+            key: vec![],
+        },
+        RowOp::Delete {
+            table: VIEW_TABLE,
+            key: vec![("school_id", Cell::Null)],
+        },
+        upsert(school, "x", vec![("amount", Cell::Text("uno".into()))]),
+    ];
+    for bad in bad_ops {
+        let err = h
+            .store
+            .commit_projection(VIEW, Position::START, at(1), &[good.clone(), bad.clone()])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Internal(_)), "{bad:?}: {err:?}");
+        assert!(!err.is_transient());
+    }
+    for name in ["", "Conformance", "a-b", "x; DROP TABLE events"] {
+        let err = h
+            .store
+            .commit_projection(name, Position::START, at(1), std::slice::from_ref(&good))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Internal(_)), "{name:?}: {err:?}");
+        let schema = ProjectionSchema {
+            name,
+            ..VIEW_SCHEMA
+        };
+        let err = h.store.prepare_projection(&schema).await.unwrap_err();
+        assert!(matches!(err, StoreError::Internal(_)), "{name:?}: {err:?}");
+        let err = h.store.try_lock_projection(name).await.unwrap_err();
+        assert!(matches!(err, StoreError::Internal(_)), "{name:?}: {err:?}");
+    }
+    assert_eq!(checkpoint(h).await, Position::START);
+    assert!(view_rows(h, school).await.is_empty(), "nothing was written");
+
+    let by_school = "SELECT item FROM conformance_rows WHERE school_id = $1";
+    let uuid = Cell::Uuid(*school.as_uuid());
+    let bad_queries: [(&str, Vec<Cell>, Vec<CellType>); 6] = [
+        (by_school, vec![], vec![CellType::Text]),
+        (
+            by_school,
+            vec![uuid.clone(), Cell::Int(1)],
+            vec![CellType::Text],
+        ),
+        (by_school, vec![uuid.clone()], vec![]),
+        (by_school, vec![uuid.clone()], vec![CellType::Text; 2]),
+        (
+            "SELEC item FROM conformance_rows",
+            vec![],
+            vec![CellType::Text],
+        ),
+        (
+            "SELECT item FROM conformance_rows WHERE school_id = $1 AND label = $3",
+            vec![uuid.clone(), Cell::Null],
+            vec![CellType::Text],
+        ),
+    ];
+    h.store
+        .commit_projection(VIEW, Position::START, at(1), &[good])
+        .await
+        .unwrap();
+    for (sql, params, columns) in bad_queries {
+        let err = h
+            .store
+            .query_projection(school, sql, &params, &columns)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Internal(_)), "{sql}: {err:?}");
+    }
+    // A column that does not read as the type asked.
+    let err = h
+        .store
+        .query_projection(school, by_school, &[uuid], &[CellType::Int])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+}
+
+/// A row operation that the database refuses (here a CHECK constraint) fails the whole commit:
+/// the operations before it and the checkpoint are rolled back, and the same batch without it
+/// then commits from the same checkpoint.
+pub async fn a_failing_row_operation_rolls_back_the_whole_commit(h: &Harness) {
+    prepare_view(h).await;
+    let school = SchoolId::new();
+    h.store
+        .commit_projection(
+            VIEW,
+            Position::START,
+            at(1),
+            &[upsert_amount(school, "x", 1)],
+        )
+        .await
+        .unwrap();
+    let before = [
+        upsert_amount(school, "x", 2),
+        upsert_amount(school, "y", 3),
+        delete(school, "x"),
+    ];
+    let refused = upsert(school, "z", vec![("label", Cell::Text("refused".into()))]);
+    let mut ops = before.to_vec();
+    ops.push(refused);
+    ops.push(upsert_amount(school, "after", 4));
+    let err = h
+        .store
+        .commit_projection(VIEW, at(1), at(2), &ops)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+    assert!(!err.is_transient());
+    assert_eq!(checkpoint(h).await, at(1));
+    assert_eq!(view_amounts(h, school).await, amounts(&[("x", 1)]));
+
+    h.store
+        .commit_projection(VIEW, at(1), at(2), &before)
+        .await
+        .unwrap();
+    assert_eq!(checkpoint(h).await, at(2));
+    assert_eq!(view_amounts(h, school).await, amounts(&[("y", 3)]));
+}
+
+/// Tries to lock `name` until it is free. On PostgreSQL a dropped lease is freed once the
+/// server has ended its session, a moment after the drop.
+async fn lock_eventually(h: &Harness, name: &str) -> ProjectionLease {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(lease) = h.store.try_lock_projection(name).await.unwrap() {
+            return lease;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} was never free again"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One instance at a time holds a projection's lease, whichever store on the database asks:
+/// a second lock is `None` while the first lease lives, and succeeds once it is dropped;
+/// another projection locks independently.
+pub async fn one_instance_at_a_time_holds_a_projection_lease(h: &Harness) {
+    let first = h
+        .store
+        .try_lock_projection(VIEW)
+        .await
+        .unwrap()
+        .expect("a free projection locks");
+    assert_eq!(first.name(), VIEW);
+    assert!(first.is_held());
+    assert!(h.store.try_lock_projection(VIEW).await.unwrap().is_none());
+    let another_store = h.reopen_with(h.master.clone()).await;
+    assert!(
+        another_store
+            .try_lock_projection(VIEW)
+            .await
+            .unwrap()
+            .is_none(),
+        "another store on the same database"
+    );
+
+    let other = h
+        .store
+        .try_lock_projection("conformance_other")
+        .await
+        .unwrap()
+        .expect("another projection locks independently");
+    assert!(h.store.try_lock_projection(VIEW).await.unwrap().is_none());
+
+    drop(first);
+    let again = lock_eventually(h, VIEW).await;
+    assert!(again.is_held());
+    assert!(
+        another_store
+            .try_lock_projection(VIEW)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        h.store
+            .try_lock_projection("conformance_other")
+            .await
+            .unwrap()
+            .is_none(),
+        "the other lease is still held"
+    );
+    drop(other);
+    drop(again);
+    let from_another_store = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Some(lease) = another_store.try_lock_projection(VIEW).await.unwrap() {
+                return lease;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the lease was never free again");
+    assert!(from_another_store.is_held());
 }

@@ -11,9 +11,9 @@ use registro_domain::SchoolId;
 use registro_store::postgres::PgStore;
 use registro_store::sqlite::SqliteStore;
 use registro_store::testing::HoldAppends;
-use registro_store::{Backend, EventStore, MasterKey};
+use registro_store::{Backend, EventStore, MasterKey, ProjectionSchema};
 use registro_testkit::TempDir;
-use registro_testkit::pg::TestDb;
+use registro_testkit::pg::{APP_ROLE, TestDb};
 
 /// What a test holds.
 pub struct Harness {
@@ -92,6 +92,36 @@ impl Harness {
                     .await
                     .expect("reopen sqlite"),
             ),
+        }
+    }
+
+    /// Prepares a projection as its tables' owner does. The ordinary role that row-level
+    /// security holds may not create tables (as in production, where the owner migrates): on
+    /// PostgreSQL as that role, the administrator prepares the projection and grants the role
+    /// the rows of `tables`, and the store's own `prepare_projection` then only checks.
+    pub async fn prepare_projection(&self, schema: &ProjectionSchema, tables: &[&str]) {
+        match &self.place {
+            Place::Postgres(db, url) if url != db.url() => {
+                db.store()
+                    .await
+                    .prepare_projection(schema)
+                    .await
+                    .expect("prepare the projection as the administrator");
+                for table in tables {
+                    db.client()
+                        .await
+                        .batch_execute(&format!(
+                            "GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE}"
+                        ))
+                        .await
+                        .expect("grant the projection's table");
+                }
+            }
+            _ => self
+                .store
+                .prepare_projection(schema)
+                .await
+                .expect("prepare the projection"),
         }
     }
 

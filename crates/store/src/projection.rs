@@ -1,0 +1,517 @@
+//! Storage for projections: read models built from the events by projector processes
+//! (`docs/decisions/0019-projection-runtime.md`).
+//!
+//! A projection declares its tables ([`ProjectionSchema`]: DDL steps per backend, applied once
+//! each, in order, and recorded with a checksum like migrations) and turns events into row
+//! changes ([`RowOp`]). The store applies a batch of row changes together with the projection's
+//! checkpoint in one transaction, after checking that the checkpoint is still where the batch
+//! started ([`crate::EventStore::commit_projection`]): every event takes effect exactly once,
+//! through crashes and with two instances running. A lease
+//! ([`crate::EventStore::try_lock_projection`]) lets one instance apply while the others wait.
+//!
+//! Row changes are rendered once as SQL that both backends accept (`INSERT ... ON CONFLICT ...
+//! DO UPDATE SET c = excluded.c`, `$n` placeholders). Table and column names come from the code
+//! and must be plain identifiers (`[a-z_][a-z0-9_]*`); values are always bound as parameters,
+//! never spliced.
+//!
+//! The runtime's tables (`projection_checkpoints`, `projection_steps`) belong to no school. A
+//! projection's own tables carry `school_id` and, on PostgreSQL, are under row-level security
+//! like the event tables (their DDL enables and forces it with the `school_isolation` policy of
+//! migration 0002): the projector commits across schools, reads run in one school's scope.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::Backend;
+use crate::envelope::{ExpectedVersion, Position, StreamId};
+use crate::error::StoreError;
+
+/// The longest table, column or projection name, in characters (PostgreSQL's limit for
+/// identifiers).
+pub const MAX_IDENTIFIER_CHARS: usize = 63;
+
+/// A value bound to a read-model column.
+///
+/// Stored on PostgreSQL as `boolean`, `bigint` (or `integer`, `smallint` when in range),
+/// `text`, `uuid`, `jsonb` (or `json`, or text), `timestamptz`; on SQLite as `INTEGER` 0/1,
+/// `INTEGER`, `TEXT`, `TEXT` (hyphenated lowercase), `TEXT` (JSON), `TEXT` (RFC 3339 UTC with
+/// microseconds, as the events' times). Times keep microseconds: finer digits are dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// SQL `NULL`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A 64-bit integer.
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// A UUID.
+    Uuid(Uuid),
+    /// A JSON document.
+    Json(Value),
+    /// An instant, to the microsecond; read back in UTC.
+    Time(OffsetDateTime),
+}
+
+impl Cell {
+    /// The type of the value; `None` for [`Cell::Null`].
+    #[must_use]
+    pub fn cell_type(&self) -> Option<CellType> {
+        match self {
+            Self::Null => None,
+            Self::Bool(_) => Some(CellType::Bool),
+            Self::Int(_) => Some(CellType::Int),
+            Self::Text(_) => Some(CellType::Text),
+            Self::Uuid(_) => Some(CellType::Uuid),
+            Self::Json(_) => Some(CellType::Json),
+            Self::Time(_) => Some(CellType::Time),
+        }
+    }
+}
+
+/// The type of a column read back by [`crate::EventStore::query_projection`]. SQL `NULL` reads
+/// as [`Cell::Null`] whatever the type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellType {
+    /// [`Cell::Bool`].
+    Bool,
+    /// [`Cell::Int`].
+    Int,
+    /// [`Cell::Text`].
+    Text,
+    /// [`Cell::Uuid`].
+    Uuid,
+    /// [`Cell::Json`].
+    Json,
+    /// [`Cell::Time`].
+    Time,
+}
+
+/// One change to a projection's table. Names are plain identifiers (`[a-z_][a-z0-9_]*`, at
+/// most [`MAX_IDENTIFIER_CHARS`]); a key has at least one column and no [`Cell::Null`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowOp {
+    /// Inserts a row; when a row with the same key exists, updates its `values` columns instead.
+    /// The key's columns must be the table's primary key (or another unique constraint).
+    Upsert {
+        /// The table.
+        table: &'static str,
+        /// The row's key: its columns and values.
+        key: Vec<(&'static str, Cell)>,
+        /// The other columns written (none: an existing row is left as it is).
+        values: Vec<(&'static str, Cell)>,
+    },
+    /// Deletes the rows equal to `key` on all its columns.
+    Delete {
+        /// The table.
+        table: &'static str,
+        /// The columns and values that the rows deleted have.
+        key: Vec<(&'static str, Cell)>,
+    },
+}
+
+/// A projection's tables: DDL steps per backend, applied once each, in order (like migrations,
+/// recorded with a checksum; an applied step that changed is refused with
+/// [`StoreError::Migration`]). A released step is never edited: a change is a new step.
+///
+/// Every table holding a school's data carries `school_id`, and its PostgreSQL DDL enables and
+/// forces row-level security with the `school_isolation` policy of migration 0002.
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectionSchema {
+    /// The projection's name, a plain identifier: it keys its checkpoint, steps and lease.
+    pub name: &'static str,
+    /// The PostgreSQL steps (each may hold several statements).
+    pub postgres: &'static [&'static str],
+    /// The SQLite steps (each may hold several statements).
+    pub sqlite: &'static [&'static str],
+}
+
+impl ProjectionSchema {
+    /// The steps for `backend`.
+    #[must_use]
+    pub fn steps(&self, backend: Backend) -> &'static [&'static str] {
+        match backend {
+            Backend::Postgres => self.postgres,
+            Backend::Sqlite => self.sqlite,
+        }
+    }
+}
+
+/// What keeps a projection's lease, held by an adapter.
+pub(crate) trait Hold: fmt::Debug + Send + Sync {
+    /// False once the lock is known to be lost.
+    fn is_held(&self) -> bool;
+}
+
+/// The lease of one active instance of a projection
+/// ([`crate::EventStore::try_lock_projection`]); dropping it releases the lease.
+///
+/// On PostgreSQL it is a session-level advisory lock on a connection of its own: when the
+/// process dies the connection closes and the lock is freed, so a standby takes over. On SQLite
+/// it is held within the process. Either way, the lease only keeps instances from doing the
+/// same work twice: correctness comes from the checkpoint check of
+/// [`crate::EventStore::commit_projection`].
+#[derive(Debug)]
+pub struct ProjectionLease {
+    name: String,
+    hold: Box<dyn Hold>,
+}
+
+impl ProjectionLease {
+    pub(crate) fn new(name: &str, hold: impl Hold + 'static) -> Self {
+        Self {
+            name: name.to_owned(),
+            hold: Box::new(hold),
+        }
+    }
+
+    /// The projection leased.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// False once the lease is known to be lost (on PostgreSQL: its connection closed, and with
+    /// it the lock). The holder should then stop and try to lock again; a commit made meanwhile
+    /// is still checked against the checkpoint.
+    #[must_use]
+    pub fn is_held(&self) -> bool {
+        self.hold.is_held()
+    }
+}
+
+/// Refuses a name that is not a plain identifier (a programming error).
+pub(crate) fn check_identifier(what: &str, name: &str) -> Result<(), StoreError> {
+    let mut chars = name.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= MAX_IDENTIFIER_CHARS;
+    if plain {
+        Ok(())
+    } else {
+        Err(StoreError::internal(format!(
+            "{what} {name:?} is not a plain identifier ([a-z_][a-z0-9_]*, at most \
+             {MAX_IDENTIFIER_CHARS} characters)"
+        )))
+    }
+}
+
+/// The SHA-256 of a DDL step, in hex.
+pub(crate) fn step_checksum(sql: &str) -> String {
+    hex::encode(Sha256::digest(sql.as_bytes()))
+}
+
+/// The indexes (from 0) of the steps not yet applied, in order, after checking the applied
+/// ones (`(step number from 1, checksum)`) against `steps`.
+pub(crate) fn pending_steps(
+    name: &str,
+    steps: &[&str],
+    applied: &[(i64, String)],
+) -> Result<Vec<usize>, StoreError> {
+    let mut done = BTreeSet::new();
+    for (step, checksum) in applied {
+        let known = usize::try_from(*step)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| steps.get(i).map(|sql| (i, sql)));
+        let Some((i, sql)) = known else {
+            return Err(StoreError::Migration(format!(
+                "projection {name} has step {step} applied, which this binary does not know: \
+                 it was prepared by a newer version of registro"
+            )));
+        };
+        let expected = step_checksum(sql);
+        if expected != *checksum {
+            return Err(StoreError::Migration(format!(
+                "step {step} of projection {name} was edited after it was applied: its checksum \
+                 is {expected} but the database recorded {checksum}; released steps must never \
+                 change (add a step instead)"
+            )));
+        }
+        done.insert(i);
+    }
+    Ok((0..steps.len()).filter(|i| !done.contains(i)).collect())
+}
+
+/// The step number (from 1) of the step at `index`, as stored.
+pub(crate) fn step_number(index: usize) -> i32 {
+    i32::try_from(index + 1).unwrap_or(i32::MAX)
+}
+
+/// A row operation as SQL with `$n` placeholders, and the values to bind to them, in order.
+#[derive(Debug)]
+pub(crate) struct RenderedOp<'a> {
+    pub(crate) table: &'static str,
+    pub(crate) sql: String,
+    pub(crate) params: Vec<&'a Cell>,
+}
+
+/// Renders `op` as SQL both backends accept, after checking its names and key.
+pub(crate) fn render(op: &RowOp) -> Result<RenderedOp<'_>, StoreError> {
+    let (table, key, values) = match op {
+        RowOp::Upsert { table, key, values } => (*table, key, values.as_slice()),
+        RowOp::Delete { table, key } => (*table, key, [].as_slice()),
+    };
+    check_identifier("table", table)?;
+    if key.is_empty() {
+        return Err(StoreError::internal(format!(
+            "a row operation on {table} has an empty key"
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    for (column, cell) in key.iter().chain(values) {
+        check_identifier("column", column)?;
+        if !seen.insert(*column) {
+            return Err(StoreError::internal(format!(
+                "a row operation on {table} names column {column} twice"
+            )));
+        }
+        if *cell == Cell::Null && key.iter().any(|(k, _)| k == column) {
+            return Err(StoreError::internal(format!(
+                "a row operation on {table} has a NULL key column {column}"
+            )));
+        }
+    }
+    let key_columns: Vec<&str> = key.iter().map(|(c, _)| *c).collect();
+    let params: Vec<&Cell> = key.iter().chain(values).map(|(_, cell)| cell).collect();
+    let sql = match op {
+        RowOp::Upsert { .. } => {
+            let columns: Vec<&str> = key.iter().chain(values).map(|(c, _)| *c).collect();
+            let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
+            let action = if values.is_empty() {
+                "DO NOTHING".to_owned()
+            } else {
+                let sets: Vec<String> = values
+                    .iter()
+                    .map(|(c, _)| format!("{c} = excluded.{c}"))
+                    .collect();
+                format!("DO UPDATE SET {}", sets.join(", "))
+            };
+            format!(
+                "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({}) {action}",
+                columns.join(", "),
+                placeholders.join(", "),
+                key_columns.join(", ")
+            )
+        }
+        RowOp::Delete { .. } => {
+            let conditions: Vec<String> = key_columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{c} = ${}", i + 1))
+                .collect();
+            format!("DELETE FROM {table} WHERE {}", conditions.join(" AND "))
+        }
+    };
+    Ok(RenderedOp { table, sql, params })
+}
+
+/// The position stored in a checkpoint row.
+pub(crate) fn stored_position(tx: i64, id: i64) -> Position {
+    Position {
+        tx: crate::rows::to_u64(tx),
+        id: crate::rows::to_u64(id),
+    }
+}
+
+/// The refusal of a commit whose checkpoint moved: a [`StoreError::Conflict`] on the stream
+/// `projection:<name>`, with the event ids of the positions as versions (`from` at
+/// [`Position::START`] is [`ExpectedVersion::NoStream`]).
+pub(crate) fn checkpoint_moved(name: &str, from: Position, actual: Position) -> StoreError {
+    match StreamId::parse(format!("projection:{name}")) {
+        Ok(stream) => StoreError::Conflict {
+            stream,
+            expected: if from == Position::START {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(from.id)
+            },
+            actual: actual.id,
+        },
+        Err(e) => StoreError::internal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upsert(values: Vec<(&'static str, Cell)>) -> RowOp {
+        RowOp::Upsert {
+            table: "family_view",
+            key: vec![
+                ("school_id", Cell::Uuid(Uuid::nil())),
+                ("student", Cell::Text("s1".into())),
+            ],
+            values,
+        }
+    }
+
+    #[test]
+    fn only_plain_identifiers_pass() {
+        for good in [
+            "a",
+            "_x",
+            "family_view",
+            "t2",
+            &"a".repeat(MAX_IDENTIFIER_CHARS),
+        ] {
+            assert!(check_identifier("table", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "2t",
+            "Family",
+            "a-b",
+            "a b",
+            "a;drop table events",
+            "\"quoted\"",
+            "è",
+            &"a".repeat(MAX_IDENTIFIER_CHARS + 1),
+        ] {
+            assert!(
+                matches!(check_identifier("table", bad), Err(StoreError::Internal(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_upsert_updates_its_values_on_conflict() {
+        let op = upsert(vec![("grade", Cell::Int(800)), ("note", Cell::Null)]);
+        let r = render(&op).unwrap();
+        assert_eq!(
+            r.sql,
+            "INSERT INTO family_view (school_id, student, grade, note) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (school_id, student) DO UPDATE SET grade = excluded.grade, \
+             note = excluded.note"
+        );
+        assert_eq!(r.params.len(), 4);
+        assert_eq!(r.params[2], &Cell::Int(800));
+    }
+
+    #[test]
+    fn an_upsert_without_values_does_nothing_on_conflict() {
+        let op = upsert(vec![]);
+        let r = render(&op).unwrap();
+        assert_eq!(
+            r.sql,
+            "INSERT INTO family_view (school_id, student) VALUES ($1, $2) \
+             ON CONFLICT (school_id, student) DO NOTHING"
+        );
+    }
+
+    #[test]
+    fn a_delete_matches_every_key_column() {
+        let op = RowOp::Delete {
+            table: "family_view",
+            key: vec![
+                ("school_id", Cell::Uuid(Uuid::nil())),
+                ("student", Cell::Text("s1".into())),
+            ],
+        };
+        let r = render(&op).unwrap();
+        assert_eq!(
+            r.sql,
+            "DELETE FROM family_view WHERE school_id = $1 AND student = $2"
+        );
+        assert_eq!(r.params.len(), 2);
+    }
+
+    #[test]
+    fn bad_names_empty_or_null_keys_and_repeated_columns_are_refused() {
+        let bad = [
+            RowOp::Delete {
+                table: "family_view; DROP TABLE events",
+                key: vec![("a", Cell::Int(1))],
+            },
+            RowOp::Delete {
+                table: "t",
+                key: vec![("a = a OR 1", Cell::Int(1))],
+            },
+            RowOp::Delete {
+                table: "t",
+                key: vec![],
+            },
+            RowOp::Delete {
+                table: "t",
+                key: vec![("a", Cell::Null)],
+            },
+            upsert(vec![("student", Cell::Int(1))]),
+            upsert(vec![("Grade", Cell::Int(1))]),
+        ];
+        for op in bad {
+            assert!(
+                matches!(render(&op), Err(StoreError::Internal(_))),
+                "{op:?}"
+            );
+        }
+        // A NULL value (not key) is fine.
+        assert!(render(&upsert(vec![("note", Cell::Null)])).is_ok());
+    }
+
+    #[test]
+    fn steps_are_pending_until_applied_and_an_edited_or_unknown_one_is_refused() {
+        let steps = ["CREATE TABLE a (x int)", "CREATE INDEX a_x ON a (x)"];
+        let applied = |n: i64, sql: &str| (n, step_checksum(sql));
+        assert_eq!(pending_steps("p", &steps, &[]).unwrap(), vec![0, 1]);
+        assert_eq!(
+            pending_steps("p", &steps, &[applied(1, steps[0])]).unwrap(),
+            vec![1]
+        );
+        assert!(
+            pending_steps("p", &steps, &[applied(1, steps[0]), applied(2, steps[1])])
+                .unwrap()
+                .is_empty()
+        );
+        let edited = pending_steps("p", &steps, &[applied(1, "CREATE TABLE a (x bigint)")]);
+        assert!(
+            matches!(edited, Err(StoreError::Migration(ref m)) if m.contains("was edited")),
+            "{edited:?}"
+        );
+        for unknown in [3, 0, -1] {
+            let err = pending_steps("p", &steps, &[applied(unknown, "x")]);
+            assert!(
+                matches!(err, Err(StoreError::Migration(ref m)) if m.contains("newer version")),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_moved_checkpoint_is_a_conflict_on_the_projection() {
+        let err = checkpoint_moved("audit", Position::START, Position { tx: 9, id: 4 });
+        assert!(
+            matches!(
+                &err,
+                StoreError::Conflict { stream, expected: ExpectedVersion::NoStream, actual: 4 }
+                    if stream.as_str() == "projection:audit"
+            ),
+            "{err:?}"
+        );
+        let err = checkpoint_moved(
+            "audit",
+            Position { tx: 9, id: 4 },
+            Position { tx: 9, id: 7 },
+        );
+        assert!(
+            matches!(
+                err,
+                StoreError::Conflict {
+                    expected: ExpectedVersion::Exact(4),
+                    actual: 7,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+}

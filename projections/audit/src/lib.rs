@@ -1,0 +1,161 @@
+//! The audit trail (registro delle attività): one row per event of a school, with when, who, in
+//! which role, what (the event type and a short summary without personal data), on which stream
+//! and in which request; and, apart, the students each row concerns, so that the trail can be
+//! queried by student as well as by actor, time and action. The reads of students' data
+//! (`StudentDataRead`, the access log) are events too, so they are in the trail with the rest.
+
+use registro_domain::catalogue::CATALOGUE;
+use registro_projector::Projection;
+use registro_store::{Cell, ProjectionSchema, RecordedEvent, RowOp};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// The projection's name.
+pub const NAME: &str = "audit";
+
+const POSTGRES: &[&str] = &[r"
+CREATE TABLE audit_entries (
+    school_id      uuid NOT NULL,
+    school_seq     bigint NOT NULL,
+    recorded_at    timestamptz NOT NULL,
+    actor_id       uuid,
+    actor_role     text NOT NULL,
+    action         text NOT NULL,
+    stream_id      text NOT NULL,
+    correlation_id uuid NOT NULL,
+    summary        text NOT NULL,
+    PRIMARY KEY (school_id, school_seq)
+);
+CREATE INDEX audit_entries_by_actor ON audit_entries (school_id, actor_id, school_seq);
+CREATE INDEX audit_entries_by_time ON audit_entries (school_id, recorded_at);
+CREATE INDEX audit_entries_by_action ON audit_entries (school_id, action, school_seq);
+CREATE TABLE audit_subjects (
+    school_id  uuid NOT NULL,
+    student    uuid NOT NULL,
+    school_seq bigint NOT NULL,
+    PRIMARY KEY (school_id, student, school_seq)
+);
+ALTER TABLE audit_entries ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audit_entries FORCE ROW LEVEL SECURITY;
+CREATE POLICY school_isolation ON audit_entries
+    USING (school_id = (SELECT registro_school()) OR (SELECT registro_all_schools()))
+    WITH CHECK (school_id = (SELECT registro_school()) OR (SELECT registro_all_schools()));
+ALTER TABLE audit_subjects ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audit_subjects FORCE ROW LEVEL SECURITY;
+CREATE POLICY school_isolation ON audit_subjects
+    USING (school_id = (SELECT registro_school()) OR (SELECT registro_all_schools()))
+    WITH CHECK (school_id = (SELECT registro_school()) OR (SELECT registro_all_schools()));
+"];
+
+const SQLITE: &[&str] = &[r"
+CREATE TABLE audit_entries (
+    school_id      TEXT NOT NULL,
+    school_seq     INTEGER NOT NULL,
+    recorded_at    TEXT NOT NULL,
+    actor_id       TEXT,
+    actor_role     TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    stream_id      TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    summary        TEXT NOT NULL,
+    PRIMARY KEY (school_id, school_seq)
+) STRICT;
+CREATE INDEX audit_entries_by_actor ON audit_entries (school_id, actor_id, school_seq);
+CREATE INDEX audit_entries_by_time ON audit_entries (school_id, recorded_at);
+CREATE INDEX audit_entries_by_action ON audit_entries (school_id, action, school_seq);
+CREATE TABLE audit_subjects (
+    school_id  TEXT NOT NULL,
+    student    TEXT NOT NULL,
+    school_seq INTEGER NOT NULL,
+    PRIMARY KEY (school_id, student, school_seq)
+) STRICT;
+"];
+
+/// The audit trail.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditTrail;
+
+impl Projection for AuditTrail {
+    fn schema(&self) -> ProjectionSchema {
+        ProjectionSchema {
+            name: NAME,
+            postgres: POSTGRES,
+            sqlite: SQLITE,
+        }
+    }
+
+    fn apply(&self, event: &RecordedEvent) -> anyhow::Result<Vec<RowOp>> {
+        let school = Cell::Uuid(*event.school_id.as_uuid());
+        let seq = Cell::Int(i64::try_from(event.school_seq)?);
+        let mut ops = vec![RowOp::Upsert {
+            table: "audit_entries",
+            key: vec![("school_id", school.clone()), ("school_seq", seq.clone())],
+            values: vec![
+                ("recorded_at", Cell::Time(event.recorded_at)),
+                (
+                    "actor_id",
+                    event
+                        .actor_id
+                        .map_or(Cell::Null, |a| Cell::Uuid(*a.as_uuid())),
+                ),
+                ("actor_role", Cell::Text(event.actor_role.to_string())),
+                ("action", Cell::Text(event.event_type.as_str().to_owned())),
+                ("stream_id", Cell::Text(event.stream_id.as_str().to_owned())),
+                (
+                    "correlation_id",
+                    Cell::Uuid(*event.correlation_id.as_uuid()),
+                ),
+                ("summary", Cell::Text(summary(event))),
+            ],
+        }];
+        for student in students(event) {
+            ops.push(RowOp::Upsert {
+                table: "audit_subjects",
+                key: vec![
+                    ("school_id", school.clone()),
+                    ("student", Cell::Uuid(student)),
+                    ("school_seq", seq.clone()),
+                ],
+                values: vec![],
+            });
+        }
+        Ok(ops)
+    }
+}
+
+/// A short description without personal data: the event's Italian term from the catalogue
+/// (`docs/events.md`), and for a read of students' data, which view was read.
+fn summary(event: &RecordedEvent) -> String {
+    let kind = event.event_type.as_str();
+    let term = CATALOGUE
+        .iter()
+        .find(|e| e.name == kind)
+        .map_or(kind, |e| e.italian);
+    match event.data.get("view").and_then(Value::as_str) {
+        Some(view) if kind == registro_domain::access::STUDENT_DATA_READ => {
+            format!("{term}: {view}")
+        }
+        _ => term.to_owned(),
+    }
+}
+
+/// The students an event concerns: the student of a student's record stream
+/// (`student-<id>-<year>`), and those its data names as `student` or `students`.
+fn students(event: &RecordedEvent) -> Vec<Uuid> {
+    let mut found = Vec::new();
+    if let Some(rest) = event.stream_id.as_str().strip_prefix("student-")
+        && let Some(id) = rest.get(..36).and_then(|s| Uuid::parse_str(s).ok())
+    {
+        found.push(id);
+    }
+    let named = |v: &Value| v.as_str().and_then(|s| Uuid::parse_str(s).ok());
+    if let Some(id) = event.data.get("student").and_then(named) {
+        found.push(id);
+    }
+    if let Some(ids) = event.data.get("students").and_then(Value::as_array) {
+        found.extend(ids.iter().filter_map(named));
+    }
+    found.sort_unstable();
+    found.dedup();
+    found
+}
