@@ -9,6 +9,7 @@
 //! ([`ApiError`]).
 
 mod access_log;
+mod audit;
 pub mod auth;
 mod cache;
 pub mod command;

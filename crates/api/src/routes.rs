@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::context::REQUEST_ID;
 use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
 use crate::policy::{Access, Permission, ResourceKind, Rule};
-use crate::{AppState, communications, docs, enrolment, metrics, register, school};
+use crate::{AppState, audit, communications, docs, enrolment, metrics, register, school};
 
 /// The OpenAPI document of the API.
 #[derive(Debug, OpenApi)]
@@ -41,7 +41,7 @@ use crate::{AppState, communications, docs, enrolment, metrics, register, school
         register::plan_year, register::year_plan, register::set_justification_rules,
         register::justification_rules, register::overdue_justifications,
         register::write_class_note, register::annul_class_note, register::define_subject,
-        register::subjects, register::give_grade, register::correct_grade,
+        register::subjects, audit::school_audit, audit::student_audit, register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
         register::student_attendance, register::submit_justification,
@@ -382,6 +382,18 @@ pub fn routes() -> Routes {
             "/schools/{school}/access-log",
             member(P::ReadAccessLog, R::School),
             school::school_access_log,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/audit",
+            member(P::ReadAccessLog, R::School),
+            audit::school_audit,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/students/{student}/audit",
+            member(P::ReadStudentAccessLog, R::Student),
+            audit::student_audit,
         )
         .add(
             Method::PUT,

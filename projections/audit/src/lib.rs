@@ -159,3 +159,137 @@ fn students(event: &RecordedEvent) -> Vec<Uuid> {
     found.dedup();
     found
 }
+
+/// Which entries of the trail to read, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only those about this student.
+    pub student: Option<Uuid>,
+    /// Only those by this person.
+    pub actor: Option<Uuid>,
+    /// Only this event type.
+    pub action: Option<String>,
+    /// Only those recorded at or after this instant.
+    pub from: Option<time::OffsetDateTime>,
+    /// Only those recorded before this instant.
+    pub to: Option<time::OffsetDateTime>,
+    /// Only those before this `school_seq` (the cursor of the next page).
+    pub before: Option<u64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// One entry of the trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its place in the school's log.
+    pub school_seq: u64,
+    /// When it was recorded.
+    pub recorded_at: time::OffsetDateTime,
+    /// Who (none: the software itself).
+    pub actor: Option<Uuid>,
+    /// In which role.
+    pub role: String,
+    /// The event type.
+    pub action: String,
+    /// The stream.
+    pub stream: String,
+    /// The request it came from.
+    pub correlation: Uuid,
+    /// A short description without personal data.
+    pub summary: String,
+}
+
+/// The school's trail entries that `filter` selects, newest first.
+///
+/// # Errors
+/// The store's (the projection's tables must exist: its projector prepares them).
+pub async fn entries(
+    store: &dyn registro_store::EventStore,
+    school: registro_domain::SchoolId,
+    filter: &Filter,
+) -> Result<Vec<Entry>, registro_store::StoreError> {
+    use registro_store::CellType as T;
+    let mut params = vec![Cell::Uuid(*school.as_uuid())];
+    let mut sql = String::from(
+        "SELECT e.school_seq, e.recorded_at, e.actor_id, e.actor_role, e.action, e.stream_id, \
+         e.correlation_id, e.summary FROM audit_entries e",
+    );
+    if let Some(student) = filter.student {
+        params.push(Cell::Uuid(student));
+        sql.push_str(
+            " JOIN audit_subjects s ON s.school_id = e.school_id AND s.school_seq = e.school_seq \
+             AND s.student = $2",
+        );
+    }
+    sql.push_str(" WHERE e.school_id = $1");
+    let mut condition = |column: &str, op: &str, value: Cell| {
+        params.push(value);
+        sql.push_str(&format!(" AND e.{column} {op} ${}", params.len()));
+    };
+    if let Some(actor) = filter.actor {
+        condition("actor_id", "=", Cell::Uuid(actor));
+    }
+    if let Some(action) = &filter.action {
+        condition("action", "=", Cell::Text(action.clone()));
+    }
+    if let Some(from) = filter.from {
+        condition("recorded_at", ">=", Cell::Time(from));
+    }
+    if let Some(to) = filter.to {
+        condition("recorded_at", "<", Cell::Time(to));
+    }
+    if let Some(before) = filter.before {
+        condition(
+            "school_seq",
+            "<",
+            Cell::Int(i64::try_from(before).unwrap_or(i64::MAX)),
+        );
+    }
+    sql.push_str(&format!(
+        " ORDER BY e.school_seq DESC LIMIT {}",
+        filter.limit.clamp(1, 1000)
+    ));
+    let columns = [
+        T::Int,
+        T::Time,
+        T::Uuid,
+        T::Text,
+        T::Text,
+        T::Text,
+        T::Uuid,
+        T::Text,
+    ];
+    let rows = store
+        .query_projection(school, &sql, &params, &columns)
+        .await?;
+    rows.into_iter()
+        .map(|row| match row.as_slice() {
+            [
+                Cell::Int(seq),
+                Cell::Time(at),
+                actor,
+                Cell::Text(role),
+                Cell::Text(action),
+                Cell::Text(stream),
+                Cell::Uuid(correlation),
+                Cell::Text(summary),
+            ] => Ok(Entry {
+                school_seq: u64::try_from(*seq).unwrap_or_default(),
+                recorded_at: *at,
+                actor: match actor {
+                    Cell::Uuid(a) => Some(*a),
+                    _ => None,
+                },
+                role: role.clone(),
+                action: action.clone(),
+                stream: stream.clone(),
+                correlation: *correlation,
+                summary: summary.clone(),
+            }),
+            other => Err(registro_store::StoreError::internal(format!(
+                "an audit row of an unexpected shape: {other:?}"
+            ))),
+        })
+        .collect()
+}

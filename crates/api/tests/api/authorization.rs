@@ -206,6 +206,10 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
             (format!("{s}/students/{student}/access-log"), None)
         }
         ("GET", "/schools/{school}/access-log") => (format!("{s}/access-log"), None),
+        ("GET", "/schools/{school}/audit") => (format!("{s}/audit"), None),
+        ("GET", "/schools/{school}/students/{student}/audit") => {
+            (format!("{s}/students/{student}/audit"), None)
+        }
         ("POST", "/schools/{school}/subjects") => (
             format!("{s}/subjects"),
             Some(json!({"name": format!("Materia {fresh}"), "scale": "numeric"})),

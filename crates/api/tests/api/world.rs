@@ -14,6 +14,7 @@ use registro_domain::calendar::{SchoolYear, Term};
 use registro_domain::directory::DirectoryCommand;
 use registro_domain::grade::Scale;
 use registro_domain::{ClassId, FiscalCode, PersonId, Role, SchoolId};
+use registro_projector::Projection as _;
 use registro_store::sqlite::SqliteStore;
 use registro_store::{EventStore, MasterKey};
 use registro_testkit::TempDir;
@@ -66,6 +67,10 @@ impl World {
             .await
             .unwrap();
         store.migrate().await.unwrap();
+        store
+            .prepare_projection(&registro_projection_audit::AuditTrail.schema())
+            .await
+            .unwrap();
         Self::new(Arc::new(store), limit, Some(dir), None).await
     }
 
@@ -73,6 +78,21 @@ impl World {
     /// row-level security holds every query the API makes.
     pub async fn postgres(limit: RateLimit) -> Self {
         let db = TestDb::new().await;
+        // The ordinary role may not create tables: the administrator prepares the audit
+        // trail's (as the role that ran the migrations does in production) and grants them.
+        db.store()
+            .await
+            .prepare_projection(&registro_projection_audit::AuditTrail.schema())
+            .await
+            .unwrap();
+        db.client()
+            .await
+            .batch_execute(&format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON audit_entries, audit_subjects TO {}",
+                registro_testkit::pg::APP_ROLE
+            ))
+            .await
+            .unwrap();
         let store = db.app_store_with_key(MasterKey::generate()).await;
         assert_eq!(store.row_security().await.unwrap(), Some(true));
         Self::new(Arc::new(store), limit, None, Some(db)).await
