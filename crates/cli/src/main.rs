@@ -243,6 +243,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         print_demo(store.as_ref(), &issuer, app.port()).await?;
     }
     if store.backend() != registro_store::Backend::Sqlite {
+        // The projectors run as processes of their own; the read models' tables are made here
+        // too when this role may, so that the routes reading them answer from the start.
+        for projection in projections() {
+            let schema = projection.schema();
+            if let Err(e) = store.prepare_projection(&schema).await {
+                tracing::warn!(
+                    projection = schema.name,
+                    error = %e,
+                    "cannot prepare the projection's tables: its projector will"
+                );
+            }
+        }
         return app.run_until_stopped(shutdown_signal()).await;
     }
     // Embedded: the projectors run in this process, stopped with the service, once the
