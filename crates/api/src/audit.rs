@@ -8,7 +8,7 @@
 
 use axum::Extension;
 use axum::extract::State;
-use registro_domain::{PersonId, Role, SchoolId};
+use registro_domain::{PersonId, SchoolId};
 use registro_projection_audit::{Entry, Filter, entries};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -19,7 +19,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::json::{Json, PathIds, QueryOf};
-use crate::school::record_read;
+use crate::school::{known_student, record_read};
 
 /// Which entries of the trail to list, newest first.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -157,9 +157,7 @@ pub async fn student_audit(
     QueryOf(query): QueryOf<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let (_, student) = ids;
-    if !caller.directory.has_role(student, Role::Student) {
-        return Err(ApiError::NotFound);
-    }
+    known_student(&caller, student)?;
     let mut filter = filter(query)?;
     filter.student = Some(*student.as_uuid());
     let found = page(&state, &caller, filter).await?;

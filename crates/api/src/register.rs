@@ -29,7 +29,9 @@ use crate::cache::{Fold, Snapshot, fold_stream};
 use crate::command::{self, Decision, new_events};
 use crate::error::{ApiError, LineError};
 use crate::json::{Json, PathIds};
-use crate::school::{Written, command_response, idempotency_key, new_id, record_read};
+use crate::school::{
+    Written, command_response, idempotency_key, known_student, new_id, record_read,
+};
 use registro_domain::StoredEvent as _;
 
 impl Fold for Record {
@@ -432,14 +434,7 @@ async fn record_command_keyed(
     year: SchoolYear,
     cmd: RecordCommand,
 ) -> Result<registro_store::AppendOutcome, ApiError> {
-    // The principal and the office pass the policy for any id: one that names no student is
-    // as absent for a write as for a read.
-    if !caller
-        .directory
-        .has_role(student, registro_domain::Role::Student)
-    {
-        return Err(ApiError::NotFound);
-    }
+    known_student(caller, student)?;
     let stream = StreamId::parse(record::stream(student, year))?;
     let (teacher, as_principal) = (
         caller.person,
@@ -1293,12 +1288,7 @@ async fn student_record(
     student: PersonId,
     year: SchoolYear,
 ) -> Result<std::sync::Arc<Record>, ApiError> {
-    if !caller
-        .directory
-        .has_role(student, registro_domain::Role::Student)
-    {
-        return Err(ApiError::NotFound);
-    }
+    known_student(caller, student)?;
     let stream = StreamId::parse(record::stream(student, year))?;
     Ok(fold_stream::<Record>(
         state.store.as_ref(),

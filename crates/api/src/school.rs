@@ -352,6 +352,16 @@ pub(crate) fn command_response_warning(
     response
 }
 
+/// Refuses an id that names no student of the school: 404, as for one that does not exist.
+/// The principal and the office pass the policy for any id, so every student route checks it.
+pub(crate) fn known_student(caller: &Caller, student: PersonId) -> Result<(), ApiError> {
+    if caller.directory.has_role(student, Role::Student) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
 /// Refuses a command about the caller's own roles or relationships (see
 /// [`crate::policy::may_change_relationships_of`]).
 fn not_about_oneself(caller: &Caller, subject: PersonId) -> Result<(), ApiError> {
@@ -730,10 +740,8 @@ pub async fn student_record(
     PathIds(ids): PathIds<(SchoolId, PersonId)>,
 ) -> Result<Json<StudentRecord>, ApiError> {
     let (_, student) = ids;
+    known_student(&caller, student)?;
     let dir = &caller.directory;
-    if !dir.has_role(student, Role::Student) {
-        return Err(ApiError::NotFound);
-    }
     let record = StudentRecord {
         student: person_ref(dir, student).ok_or(ApiError::NotFound)?,
         class: dir.class_of(student).and_then(|c| class_ref(dir, c)),
@@ -759,9 +767,7 @@ pub async fn student_access_log(
     QueryOf(page): QueryOf<PageQuery>,
 ) -> Result<Json<AccessRecords>, ApiError> {
     let (_, student) = ids;
-    if !caller.directory.has_role(student, Role::Student) {
-        return Err(ApiError::NotFound);
-    }
+    known_student(&caller, student)?;
     let query = AccessQuery {
         student: Some(student),
         before: page.before,

@@ -120,26 +120,17 @@ impl FromStr for SchoolYear {
 #[must_use]
 pub fn italian_date(utc: time::OffsetDateTime) -> Date {
     let utc = utc.to_offset(time::UtcOffset::UTC);
-    let last_sunday = |month: Month| {
-        let next = if month == Month::December {
-            Date::from_calendar_date(utc.year() + 1, Month::January, 1)
-        } else {
-            Date::from_calendar_date(utc.year(), month.next(), 1)
-        };
-        next.ok().and_then(Date::previous_day).map(|last| {
-            let back = last.weekday().number_days_from_sunday();
-            last - time::Duration::days(i64::from(back))
+    // 01:00 UTC on the last Sunday of March or October (both months have 31 days).
+    let change = |month: Month| {
+        Date::from_calendar_date(utc.year(), month, 31).map(|last| {
+            let back = i64::from(last.weekday().number_days_from_sunday());
+            (last - time::Duration::days(back)).midnight().assume_utc() + time::Duration::hours(1)
         })
     };
-    let at_one =
-        |d: Option<Date>| d.map(|d| d.with_hms(1, 0, 0).map(time::PrimitiveDateTime::assume_utc));
-    let summer = match (
-        at_one(last_sunday(Month::March)),
-        at_one(last_sunday(Month::October)),
-    ) {
-        (Some(Ok(start)), Some(Ok(end))) => start <= utc && utc < end,
-        _ => false,
-    };
+    let summer = matches!(
+        (change(Month::March), change(Month::October)),
+        (Ok(start), Ok(end)) if start <= utc && utc < end
+    );
     (utc + time::Duration::hours(if summer { 2 } else { 1 })).date()
 }
 

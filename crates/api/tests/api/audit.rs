@@ -12,14 +12,7 @@ use registro_projector::Projector;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::world::{World, grade_body};
-
-async fn body(r: reqwest::Response, status: u16) -> Value {
-    let got = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    assert_eq!(got, status, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
+use crate::world::{World, body, grade_body};
 
 async fn the_trail_shows_who_did_what_to_whose_data(w: World) {
     let s = format!("/schools/{}", w.a);

@@ -9,14 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::world::World;
-
-async fn body(r: reqwest::Response, status: u16) -> Value {
-    let got = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    assert_eq!(got, status, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
+use crate::world::{World, body};
 
 /// Sends `method path` as the holder of `token`, with an optional JSON body; checks the status
 /// and returns the body.

@@ -12,14 +12,7 @@ use registro_domain::directory::DirectoryCommand;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::world::{World, grade_body};
-
-async fn body(r: reqwest::Response, status: u16) -> Value {
-    let got = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    assert_eq!(got, status, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
+use crate::world::{World, body, grade_body};
 
 async fn grades_are_given_read_corrected_and_annulled(w: World) {
     let teacher = w.token(Role::Teacher);

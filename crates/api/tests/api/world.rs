@@ -320,6 +320,14 @@ impl World {
     }
 }
 
+/// The response's JSON body, after checking its status (the body is shown when it differs).
+pub async fn body(r: reqwest::Response, status: u16) -> Value {
+    let got = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
 /// The body planning school year 2025/26 as the world has it: a trimestre and a pentamestre.
 pub fn year_plan() -> Value {
     serde_json::json!({"terms": [
