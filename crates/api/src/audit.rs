@@ -9,7 +9,7 @@
 use axum::Extension;
 use axum::extract::State;
 use registro_domain::{PersonId, SchoolId};
-use registro_projection_audit::{Entry, Filter, entries};
+use registro_projection_audit::{Entry, Filter, NAME, entries};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -17,8 +17,9 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::json::{Json, PathIds, QueryOf};
+use crate::projections::read_projection;
 use crate::school::{known_student, record_read};
 
 /// Which entries of the trail to list, newest first.
@@ -44,6 +45,12 @@ pub struct AuditQuery {
     pub before: Option<u64>,
     /// At most this many entries (default 100, at most 1000).
     pub limit: Option<u32>,
+    /// Read your writes: answer only once the trail includes this position of the school's log
+    /// (the `position` a command answered). The read waits briefly (2 s by default) for the
+    /// trail to catch up, then answers 503 with `Retry-After: 1`; a position beyond the
+    /// school's log is 422.
+    #[param(example = 1042)]
+    pub min_position: Option<u64>,
 }
 
 /// One entry of the trail.
@@ -86,9 +93,21 @@ pub struct AuditPage {
     pub next_before: Option<u64>,
 }
 
-async fn page(state: &AppState, caller: &Caller, filter: Filter) -> Result<AuditPage, ApiError> {
+async fn page(
+    state: &AppState,
+    caller: &Caller,
+    filter: Filter,
+    min_position: Option<u64>,
+) -> Result<AuditPage, ApiError> {
     let limit = filter.limit;
-    let found: Vec<Entry> = entries(state.store.as_ref(), caller.school, &filter).await?;
+    let found: Vec<Entry> = read_projection(
+        state,
+        NAME,
+        caller.school,
+        min_position,
+        entries(state.store.as_ref(), caller.school, &filter),
+    )
+    .await?;
     let next_before = (found.len() == limit as usize)
         .then(|| found.last().map(|e| e.school_seq))
         .flatten();
@@ -110,12 +129,12 @@ async fn page(state: &AppState, caller: &Caller, filter: Filter) -> Result<Audit
     })
 }
 
-fn filter(query: AuditQuery) -> Result<Filter, ApiError> {
+fn filter(query: AuditQuery) -> Result<(Filter, Option<u64>), ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::Unprocessable("limit: da 1 a 1000".into()));
     }
-    Ok(Filter {
+    let filter = Filter {
         student: query.student,
         actor: query.actor,
         action: query.action,
@@ -123,33 +142,51 @@ fn filter(query: AuditQuery) -> Result<Filter, ApiError> {
         to: query.to,
         before: query.before,
         limit,
-    })
+    };
+    Ok((filter, query.min_position))
 }
 
 /// The school's audit trail (registro delle attività), filtered: for the principal and
 /// auditors. Asking for one student's entries is a read of that student's data, recorded.
+/// Read from a projection: `min_position` waits for it to include one's own writes.
 #[utoipa::path(get, path = "/schools/{school}/audit", tag = "access log",
     params(("school" = Uuid, Path, description = "The school"), AuditQuery),
-    responses((status = 200, description = "The entries, newest first", body = AuditPage)))]
+    responses(
+        (status = 200, description = "The entries, newest first", body = AuditPage),
+        (status = 422, description = "A `limit` out of range, or a `min_position` beyond the \
+            school's log", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The trail has not caught up with `min_position` yet \
+            (`Retry-After: 1`) or is not ready; or the service or the identity provider is \
+            unavailable",
+            body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn school_audit(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     QueryOf(query): QueryOf<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let filter = filter(query)?;
+    let (filter, min_position) = filter(query)?;
     let student = filter.student.map(PersonId::from_uuid);
-    let found = page(&state, &caller, filter).await?;
+    let found = page(&state, &caller, filter, min_position).await?;
     record_read(&state, &caller, student, "student.audit").await?;
     Ok(Json(found))
 }
 
 /// The audit trail of one student's data: every event about them, who caused it and when (the
 /// reads of their data included); for the principal, auditors, the student's guardians and the
-/// student.
+/// student. Read from a projection: `min_position` waits for it to include one's own writes.
 #[utoipa::path(get, path = "/schools/{school}/students/{student}/audit", tag = "access log",
     params(("school" = Uuid, Path, description = "The school"),
         ("student" = Uuid, Path, description = "The student"), AuditQuery),
-    responses((status = 200, description = "The entries, newest first", body = AuditPage)))]
+    responses(
+        (status = 200, description = "The entries, newest first", body = AuditPage),
+        (status = 422, description = "A `limit` out of range, or a `min_position` beyond the \
+            school's log", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The trail has not caught up with `min_position` yet \
+            (`Retry-After: 1`) or is not ready; or the service or the identity provider is \
+            unavailable",
+            body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn student_audit(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -158,9 +195,9 @@ pub async fn student_audit(
 ) -> Result<Json<AuditPage>, ApiError> {
     let (_, student) = ids;
     known_student(&caller, student)?;
-    let mut filter = filter(query)?;
+    let (mut filter, min_position) = filter(query)?;
     filter.student = Some(*student.as_uuid());
-    let found = page(&state, &caller, filter).await?;
+    let found = page(&state, &caller, filter, min_position).await?;
     record_read(&state, &caller, [student], "student.audit").await?;
     Ok(Json(found))
 }

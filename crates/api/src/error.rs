@@ -16,6 +16,8 @@ use crate::context;
 pub const PROBLEM_JSON: &str = "application/problem+json";
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECONDS: &str = "5";
+/// Seconds a client should wait before reading again from a read model catching up.
+const CATCHING_UP_RETRY_AFTER_SECONDS: &str = "1";
 
 /// An RFC 9457 problem details document.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -97,6 +99,10 @@ pub enum ApiError {
     /// 503: the service cannot answer now; retry later (`Retry-After` is set).
     #[error("{0}")]
     Unavailable(String),
+    /// 503: a read model has not yet caught up with the position the read asked for; retry in
+    /// a second (`Retry-After: 1`).
+    #[error("{0}")]
+    CatchingUp(String),
     /// 500: a bug or an unexpected failure. The cause is logged; the client is told nothing
     /// about it.
     #[error("internal error")]
@@ -119,7 +125,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::BadLines(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::CatchingUp(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -148,7 +154,8 @@ impl ApiError {
             | Self::UnsupportedMediaType(d)
             | Self::Conflict(d)
             | Self::Unprocessable(d)
-            | Self::Unavailable(d) => d.clone(),
+            | Self::Unavailable(d)
+            | Self::CatchingUp(d) => d.clone(),
         }
     }
 }
@@ -244,6 +251,12 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            Self::CatchingUp(_) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(CATCHING_UP_RETRY_AFTER_SECONDS),
+                );
             }
             _ => {}
         }

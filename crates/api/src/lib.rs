@@ -22,6 +22,7 @@ mod error;
 mod json;
 mod metrics;
 pub mod policy;
+mod projections;
 pub mod ratelimit;
 mod register;
 mod routes;
@@ -47,6 +48,7 @@ pub use cache::{SchoolCache, Snapshot};
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use json::Json;
 pub use metrics::Metrics;
+pub use projections::{ProjectionConfig, ProjectionReport, ProjectionState};
 pub use routes::{ApiDoc, Routes, routes};
 
 /// How the API is served.
@@ -64,6 +66,9 @@ pub struct ApiConfig {
     /// A fixed "today" instead of the clock's (tests of a school year that is not the current
     /// one); `None` in service.
     pub today: Option<time::Date>,
+    /// The read models: which there are (reported on `/metrics` and `/readyz`), and how long a
+    /// read waits for one to include a position.
+    pub projections: ProjectionConfig,
 }
 
 /// What every handler can reach. Cheap to clone.
@@ -89,6 +94,8 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// A fixed "today", for tests; `None`: the clock.
     pub today: Option<time::Date>,
+    /// The read models and how long a read waits for one.
+    pub projections: Arc<ProjectionConfig>,
 }
 
 impl AppState {
@@ -116,6 +123,7 @@ impl AppState {
             communications: Arc::default(),
             limiter: Arc::new(RateLimiter::new(read_limit)),
             today: None,
+            projections: Arc::default(),
         }
     }
 }
@@ -139,6 +147,7 @@ pub async fn build(config: ApiConfig, store: Arc<dyn EventStore>) -> anyhow::Res
     let mut state = AppState::new(store, config.verifier, config.read_limit, &rules);
     state.local_jwks = config.local_jwks.map(Arc::new);
     state.today = config.today;
+    state.projections = Arc::new(config.projections);
     let router = with_middleware(routes, state);
     let listener = TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;

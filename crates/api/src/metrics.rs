@@ -1,5 +1,6 @@
 //! Prometheus metrics of the process, exposed at `/metrics`.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -8,9 +9,12 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+use registro_store::ProjectionLag;
 
 use crate::AppState;
 
@@ -30,12 +34,20 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProjectionLabels {
+    projection: String,
+}
+
 /// The registry and the metrics the middleware updates.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
+    lag_events: Family<ProjectionLabels, Gauge>,
+    lag_seconds: Family<ProjectionLabels, Gauge<f64, AtomicU64>>,
+    stopped: Family<ProjectionLabels, Gauge>,
 }
 
 impl Metrics {
@@ -57,6 +69,26 @@ impl Metrics {
             "Time to answer HTTP requests, by method and route",
             durations.clone(),
         );
+        // Read from the database when scraped (`crate::projections::observe`): the projectors
+        // may run in other processes.
+        let lag_events = Family::<ProjectionLabels, Gauge>::default();
+        registry.register(
+            "projection_lag_events",
+            "Committed events a projection has not applied yet",
+            lag_events.clone(),
+        );
+        let lag_seconds = Family::<ProjectionLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "projection_lag_seconds",
+            "Seconds since the next event a projection has to apply was recorded (0 when none)",
+            lag_seconds.clone(),
+        );
+        let stopped = Family::<ProjectionLabels, Gauge>::default();
+        registry.register(
+            "projection_stopped",
+            "1 when a projection's projector stopped at an event it cannot apply, else 0",
+            stopped.clone(),
+        );
         registry.register(
             "build",
             "The running version",
@@ -66,6 +98,33 @@ impl Metrics {
             registry,
             requests,
             durations,
+            lag_events,
+            lag_seconds,
+            stopped,
+        }
+    }
+
+    /// Sets the projection metrics of `name` from its lag and seconds behind; `None` (its
+    /// state could not be read) removes them, so that a stale value is never scraped.
+    pub(crate) fn set_projection(&self, name: &str, lag: Option<(&ProjectionLag, f64)>) {
+        let labels = ProjectionLabels {
+            projection: name.to_owned(),
+        };
+        match lag {
+            Some((lag, seconds)) => {
+                self.lag_events
+                    .get_or_create(&labels)
+                    .set(i64::try_from(lag.events).unwrap_or(i64::MAX));
+                self.lag_seconds.get_or_create(&labels).set(seconds);
+                self.stopped
+                    .get_or_create(&labels)
+                    .set(i64::from(lag.stopped.is_some()));
+            }
+            None => {
+                self.lag_events.remove(&labels);
+                self.lag_seconds.remove(&labels);
+                self.stopped.remove(&labels);
+            }
         }
     }
 

@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::context::REQUEST_ID;
 use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
 use crate::policy::{Access, Permission, ResourceKind, Rule};
+use crate::projections::{ProjectionReport, ProjectionState};
 use crate::{AppState, audit, communications, docs, enrolment, metrics, register, school};
 
 /// The OpenAPI document of the API.
@@ -56,7 +57,8 @@ use crate::{AppState, audit, communications, docs, enrolment, metrics, register,
         communications::publish, communications::list, communications::communication,
         communications::withdraw, communications::acknowledge, communications::answer_consent,
         communications::download_attachment),
-    components(schemas(Problem, crate::error::LineError, Health, Readiness, Checks)),
+    components(schemas(Problem, crate::error::LineError, Health, Readiness, Checks,
+        ProjectionReport, ProjectionState)),
     modifiers(&EveryOperation),
     tags(
         (name = "operations", description = "Health, readiness, metrics and the API's own description"),
@@ -708,16 +710,23 @@ pub struct Checks {
     /// `ok` when every migration is applied.
     #[schema(example = "ok")]
     migrations: &'static str,
+    /// `ok` when every projection is `ok`, `degraded` otherwise (see `projections`).
+    #[schema(example = "ok")]
+    projections: &'static str,
 }
 
 /// The service can take traffic.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// Always `ready`.
+    /// `ready`; `degraded` when a read model is stopped, far behind, not prepared or cannot
+    /// be checked: the service still takes writes and the other reads, but the reads of that
+    /// model answer stale data or 503.
     #[schema(example = "ready")]
     status: &'static str,
-    /// The checks that passed.
+    /// The checks.
     checks: Checks,
+    /// Each read model (projection): its state and how far behind the log it is.
+    projections: Vec<ProjectionReport>,
 }
 
 /// Liveness: the process answers.
@@ -727,10 +736,14 @@ pub(crate) async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers and every migration is applied.
+/// Readiness: the database answers and every migration is applied. The detail reports each
+/// read model (projection): its lag and whether its projector stopped. A stopped or lagging
+/// read model does not make the service unready (writes and the other reads work): it makes
+/// it `degraded` (ADR 0021).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "Ready to take traffic", body = Readiness),
+        (status = 200, description = "Ready to take traffic: `ready`, or `degraded` when a read \
+            model is stopped, behind or not prepared", body = Readiness),
         (status = 503, description = "Not ready: the database does not answer or migrations are \
             pending; `Retry-After` is set", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -743,14 +756,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
         );
     }
     match state.store.migration_status().await {
-        Ok(status) if status.is_current() => Json(Readiness {
-            status: "ready",
-            checks: Checks {
-                database: "ok",
-                migrations: "ok",
-            },
-        })
-        .into_response(),
+        Ok(status) if status.is_current() => {
+            let projections = crate::projections::observe(&state).await;
+            let degraded = projections.iter().any(|p| p.state != ProjectionState::Ok);
+            Json(Readiness {
+                status: if degraded { "degraded" } else { "ready" },
+                checks: Checks {
+                    database: "ok",
+                    migrations: "ok",
+                    projections: if degraded { "degraded" } else { "ok" },
+                },
+                projections,
+            })
+            .into_response()
+        }
         Ok(status) => problem_response(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -768,13 +787,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus metrics of this process (OpenMetrics text).
+/// Prometheus metrics of this process (OpenMetrics text), and of each read model
+/// (projection) as the database shows it: `registro_projection_lag_events`,
+/// `registro_projection_lag_seconds`, `registro_projection_stopped`.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses(
         (status = 200, description = "The metrics", body = String,
             content_type = "application/openmetrics-text"),
     ))]
 async fn metrics_text(State(state): State<AppState>) -> Result<Response, ApiError> {
+    crate::projections::observe(&state).await;
     let text = state
         .metrics
         .encode()

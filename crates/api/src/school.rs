@@ -36,7 +36,8 @@ pub const MAX_ENTRIES: usize = 1000;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Written {
     /// The `school_seq` of the last event written: the position to wait for when reading
-    /// one's own writes.
+    /// one's own writes (`min_position` on the reads of read models, such as the audit
+    /// trail).
     #[schema(example = 1042)]
     pub position: u64,
     /// The id of what was created, when something was.

@@ -115,6 +115,18 @@ pub struct ServeArgs {
     /// Reads per token holder allowed at once above the sustained rate.
     #[arg(long, env = "REGISTRO_READ_BURST", default_value_t = 60)]
     pub read_burst: u32,
+    /// How long a read of a read model with `min_position` waits for it to include that
+    /// position before answering 503 (milliseconds).
+    #[arg(long, env = "REGISTRO_READ_WAIT_MS", default_value_t = 2000)]
+    pub read_wait_ms: u64,
+    /// A read model whose next event to apply was recorded longer ago than this (seconds) is
+    /// reported `behind`, and /readyz `degraded`.
+    #[arg(
+        long,
+        env = "REGISTRO_PROJECTION_LAG_DEGRADED_SECONDS",
+        default_value_t = 60
+    )]
+    pub projection_lag_degraded_seconds: u64,
     /// Storage.
     #[command(flatten)]
     pub storage: StorageArgs,

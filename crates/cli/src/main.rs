@@ -232,6 +232,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 burst: args.read_burst,
             },
             today: None,
+            projections: registro_api::ProjectionConfig {
+                names: projections()
+                    .iter()
+                    .map(|p| p.schema().name.to_owned())
+                    .collect(),
+                read_wait: std::time::Duration::from_millis(args.read_wait_ms),
+                degraded_after: std::time::Duration::from_secs(
+                    args.projection_lag_degraded_seconds,
+                ),
+            },
         },
         Arc::clone(&store),
     )

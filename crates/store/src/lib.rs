@@ -50,7 +50,9 @@ pub use envelope::{
 pub use error::StoreError;
 pub use migrate::MigrationStatus;
 pub use plan::command_fingerprint;
-pub use projection::{Cell, CellType, ProjectionLease, ProjectionSchema, RowOp};
+pub use projection::{
+    Cell, CellType, ProjectionLag, ProjectionLease, ProjectionSchema, ProjectionStop, RowOp,
+};
 pub use seal::MasterKey;
 
 /// The most events one read returns; larger `limit`s are lowered to this.
@@ -269,7 +271,8 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     async fn projection_checkpoint(&self, name: &str) -> Result<Position, StoreError>;
 
     /// In ONE transaction: checks that the checkpoint is still `from`, applies `ops` in order,
-    /// and sets the checkpoint to `to`. Either all of it is committed or nothing is. On
+    /// and sets the checkpoint to `to` (clearing a stop recorded at or before `to`, see
+    /// [`EventStore::record_projection_stop`]). Either all of it is committed or nothing is. On
     /// PostgreSQL the transaction works across schools (`registro.all_schools`); two commits of
     /// one projection are serialised by its checkpoint row.
     ///
@@ -331,6 +334,48 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     async fn row_security(&self) -> Result<Option<bool>, StoreError> {
         Ok(None)
     }
+
+    /// How far the projection is behind the log: its checkpoint, how many committed events
+    /// come after it and when the first of them was recorded, and the event its projector
+    /// stopped at, if it did ([`ProjectionLag`]). An unknown projection is not prepared, at
+    /// [`Position::START`], with every event after it. Read from the database: the projector
+    /// may run in another process.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn projection_lag(&self, name: &str) -> Result<ProjectionLag, StoreError>;
+
+    /// Records that the projector stopped at the event at `at`, which its projection cannot
+    /// apply, for every process to see ([`EventStore::projection_lag`]). Recording again the
+    /// same event keeps the first time; another event replaces it. Nothing is recorded when
+    /// the checkpoint is already at or past `at` (the event was applied meanwhile) or the
+    /// projection has no checkpoint. The stop is cleared by the
+    /// [`EventStore::commit_projection`] that moves the checkpoint to `at` or past it.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] when the name is not a plain identifier;
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn record_projection_stop(
+        &self,
+        name: &str,
+        at: Position,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Whether the projection has applied the event `school_seq` of `school`: true when that
+    /// event exists and its position is at or before the projection's checkpoint (the
+    /// subscription is gap-free and in position order, so everything before it is applied
+    /// too). `school_seq` 0 (nothing) is always reached; an event the school does not have
+    /// (beyond its head) never is. Read in the school's row-level-security scope.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn projection_reached(
+        &self,
+        name: &str,
+        school: SchoolId,
+        school_seq: u64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Where the events live.

@@ -75,6 +75,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "0004_projections.sql",
         sql: include_str!("../../../migrations/postgres/0004_projections.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_projection_stops.sql",
+        sql: include_str!("../../../migrations/postgres/0005_projection_stops.sql"),
+    },
 ];
 
 /// The SQLite migrations.
@@ -93,6 +98,11 @@ pub const SQLITE: &[Migration] = &[
         version: 3,
         name: "0003_projections.sql",
         sql: include_str!("../../../migrations/sqlite/0003_projections.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "0004_projection_stops.sql",
+        sql: include_str!("../../../migrations/sqlite/0004_projection_stops.sql"),
     },
 ];
 

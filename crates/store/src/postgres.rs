@@ -57,8 +57,8 @@ use crate::error::StoreError;
 use crate::migrate::{self, AppliedMigration, MigrationStatus};
 use crate::plan::{AppendPlan, school_lock_key};
 use crate::projection::{
-    self, Cell, CellType, Hold, ProjectionLease, ProjectionSchema, RowOp, check_identifier,
-    pending_steps, render, step_checksum, step_number, stored_position,
+    self, Cell, CellType, Hold, ProjectionLag, ProjectionLease, ProjectionSchema, ProjectionStop,
+    RowOp, check_identifier, pending_steps, render, step_checksum, step_number, stored_position,
 };
 use crate::rows::{open_school_events, page, subjects_by_school, to_i64, to_u64};
 use crate::seal::{KeyState, MasterKey, SubjectKey};
@@ -85,6 +85,12 @@ const CHECKPOINT: &str = "SELECT tx, id FROM projection_checkpoints WHERE name =
 /// Creates a projection's checkpoint at the start if it has none.
 const CHECKPOINT_AT_START: &str = "INSERT INTO projection_checkpoints (name, tx, id) \
     VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING";
+
+/// Clears a projection's recorded stop when the checkpoint reaches it (`$2`, `$3`: the new
+/// checkpoint). Rows compared with NULL match nothing: no stop, nothing cleared.
+const CLEAR_STOP: &str = "UPDATE projection_checkpoints SET stopped_tx = NULL, \
+    stopped_id = NULL, stopped_reason = NULL, stopped_since = NULL \
+    WHERE name = $1 AND (stopped_tx, stopped_id) <= ($2, $3)";
 
 /// An attachment's description, by school and hash.
 const ATTACHMENT_META: &str =
@@ -1003,13 +1009,14 @@ impl EventStore for PgStore {
         // against its column's.
         let rendered = ops.iter().map(render).collect::<Result<Vec<_>, _>>()?;
         let client = self.client().await?;
-        let (at_start, moved_st, current_st) = tokio::try_join!(
+        let (at_start, moved_st, current_st, clear_st) = tokio::try_join!(
             client.prepare_cached(CHECKPOINT_AT_START),
             client.prepare_cached(
                 "UPDATE projection_checkpoints SET tx = $2, id = $3, updated_at = now() \
                  WHERE name = $1 AND tx = $4 AND id = $5"
             ),
             client.prepare_cached(CHECKPOINT),
+            client.prepare_cached(CLEAR_STOP),
         )
         .map_err(pg_err)?;
         let statements = prepare_each(&client, rendered.iter().map(|r| r.sql.as_str())).await?;
@@ -1038,17 +1045,21 @@ impl EventStore for PgStore {
         // The projector applies the whole log: it works across schools.
         in_scope(&client, Scope::AllSchools, End::Commit, async |tx| {
             // With `BEGIN` and the scope, in one round trip: the compare-and-set of the
-            // checkpoint, which locks its row until the commit.
-            let (created, moved) = tokio::join!(
+            // checkpoint, which locks its row until the commit, and the clearing of a stop the
+            // new checkpoint reaches (undone with the rest if the checkpoint moved).
+            let (created, moved, cleared) = tokio::join!(
                 biased;
                 async { tx.execute(&at_start, &[&name]).await },
                 async {
                     tx.execute(&moved_st, &[&name, &to_tx, &to_id, &from_tx, &from_id])
                         .await
                 },
+                async { tx.execute(&clear_st, &[&name, &to_tx, &to_id]).await },
             );
             created.map_err(pg_err)?;
-            if moved.map_err(pg_err)? != 1 {
+            let moved = moved.map_err(pg_err)?;
+            cleared.map_err(pg_err)?;
+            if moved != 1 {
                 // Rolled back when this returns: nothing is written.
                 let row = tx.query_opt(&current_st, &[&name]).await.map_err(pg_err)?;
                 let actual = row.map_or(Position::START, |r| stored_position(r.get(0), r.get(1)));
@@ -1151,6 +1162,105 @@ impl EventStore for PgStore {
             .get(0);
         // Not held: dropping the client closes the connection.
         Ok(held.then(|| ProjectionLease::new(name, PgLease { client })))
+    }
+
+    async fn projection_lag(&self, name: &str) -> Result<ProjectionLag, StoreError> {
+        let client = self.client().await?;
+        // Every committed event after the checkpoint, the fence aside: the count reads the
+        // subscription's index only; the next event's time costs one row.
+        let stmt = client
+            .prepare_cached(
+                "SELECT c.name IS NOT NULL, coalesce(c.tx, 0), coalesce(c.id, 0), \
+                 c.stopped_tx, c.stopped_id, c.stopped_reason, c.stopped_since, \
+                 (SELECT count(*) FROM events e \
+                  WHERE (e.tx, e.id) > (coalesce(c.tx, 0)::text::xid8, coalesce(c.id, 0))), \
+                 (SELECT e.recorded_at FROM events e \
+                  WHERE (e.tx, e.id) > (coalesce(c.tx, 0)::text::xid8, coalesce(c.id, 0)) \
+                  ORDER BY e.tx, e.id LIMIT 1) \
+                 FROM (SELECT $1::text AS name) AS n \
+                 LEFT JOIN projection_checkpoints c ON c.name = n.name",
+            )
+            .await
+            .map_err(pg_err)?;
+        // The log of every school: it declares so to row-level security.
+        let row = in_scope(&client, Scope::AllSchools, End::ReadOnly, async |tx| {
+            tx.query_one(&stmt, &[&name]).await.map_err(pg_err)
+        })
+        .await?;
+        let stopped = match (
+            row.get::<_, Option<i64>>(3),
+            row.get::<_, Option<i64>>(4),
+            row.get::<_, Option<OffsetDateTime>>(6),
+        ) {
+            (Some(tx), Some(id), Some(since)) => Some(ProjectionStop {
+                at: stored_position(tx, id),
+                reason: row.get::<_, Option<String>>(5).unwrap_or_default(),
+                since,
+            }),
+            _ => None,
+        };
+        Ok(ProjectionLag {
+            prepared: row.get(0),
+            checkpoint: stored_position(row.get(1), row.get(2)),
+            events: to_u64(row.get(7)),
+            oldest: row.get(8),
+            stopped,
+        })
+    }
+
+    async fn record_projection_stop(
+        &self,
+        name: &str,
+        at: Position,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        check_identifier("projection", name)?;
+        let client = self.client().await?;
+        // The same event again keeps its first time (the SET reads the row as it was).
+        let stmt = client
+            .prepare_cached(
+                "UPDATE projection_checkpoints SET stopped_since = CASE \
+                 WHEN stopped_tx = $2 AND stopped_id = $3 THEN stopped_since ELSE now() END, \
+                 stopped_tx = $2, stopped_id = $3, stopped_reason = $4 \
+                 WHERE name = $1 AND (tx, id) < ($2, $3)",
+            )
+            .await
+            .map_err(pg_err)?;
+        client
+            .execute(&stmt, &[&name, &to_i64(at.tx), &to_i64(at.id), &reason])
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn projection_reached(
+        &self,
+        name: &str,
+        school: SchoolId,
+        school_seq: u64,
+    ) -> Result<bool, StoreError> {
+        if school_seq == 0 {
+            return Ok(true);
+        }
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM events e \
+                 JOIN projection_checkpoints c ON c.name = $1 \
+                 WHERE e.school_id = $2 AND e.school_seq = $3 \
+                 AND (e.tx, e.id) <= (c.tx::text::xid8, c.id))",
+            )
+            .await
+            .map_err(pg_err)?;
+        let seq = to_i64(school_seq);
+        in_scope(&client, Scope::School(school), End::ReadOnly, async |tx| {
+            let row = tx
+                .query_one(&stmt, &[&name, school.as_uuid(), &seq])
+                .await
+                .map_err(pg_err)?;
+            Ok(row.get(0))
+        })
+        .await
     }
 }
 

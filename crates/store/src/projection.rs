@@ -143,6 +143,48 @@ impl ProjectionSchema {
     }
 }
 
+/// How far a projection is behind the log, and whether its projector stopped
+/// ([`crate::EventStore::projection_lag`]). Read from the database, so any process sees it,
+/// whichever process runs the projector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionLag {
+    /// Whether the projection was prepared (its tables made and its checkpoint created): until
+    /// then its tables may not exist.
+    pub prepared: bool,
+    /// The position of the last event applied ([`Position::START`] before the first).
+    pub checkpoint: Position,
+    /// How many committed events come after the checkpoint, across schools. On PostgreSQL this
+    /// counts every committed event, those the subscription's fence still holds back included
+    /// (a long transaction elsewhere delays the projection, and that is lag too).
+    pub events: u64,
+    /// When the first event after the checkpoint (the next to apply) was recorded; `None` when
+    /// there is none.
+    pub oldest: Option<OffsetDateTime>,
+    /// The event the projector stopped at, if it stopped.
+    pub stopped: Option<ProjectionStop>,
+}
+
+impl ProjectionLag {
+    /// Seconds between `now` and the recording of the next event to apply; 0 when none waits.
+    #[must_use]
+    pub fn seconds_behind(&self, now: OffsetDateTime) -> f64 {
+        self.oldest
+            .map_or(0.0, |oldest| (now - oldest).as_seconds_f64().max(0.0))
+    }
+}
+
+/// A projector's stop at an event its projection cannot apply (a poison event), as recorded by
+/// [`crate::EventStore::record_projection_stop`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionStop {
+    /// The event's position: the checkpoint stays before it.
+    pub at: Position,
+    /// Why, as the projector reported it (for operators: it may name the event's school).
+    pub reason: String,
+    /// When the projector first stopped at this event, to the microsecond.
+    pub since: OffsetDateTime,
+}
+
 /// What keeps a projection's lease, held by an adapter.
 pub(crate) trait Hold: fmt::Debug + Send + Sync {
     /// False once the lock is known to be lost.

@@ -36,8 +36,8 @@ use crate::error::StoreError;
 use crate::migrate::{self, AppliedMigration, MigrationStatus};
 use crate::plan::AppendPlan;
 use crate::projection::{
-    self, Cell, CellType, Hold, ProjectionLease, ProjectionSchema, RowOp, check_identifier,
-    pending_steps, render, step_checksum, step_number, stored_position,
+    self, Cell, CellType, Hold, ProjectionLag, ProjectionLease, ProjectionSchema, ProjectionStop,
+    RowOp, check_identifier, pending_steps, render, step_checksum, step_number, stored_position,
 };
 use crate::rows::{open_school_events, page, subjects_by_school, to_i64, to_u64};
 use crate::seal::{KeyState, MasterKey, SubjectKey};
@@ -817,6 +817,14 @@ impl EventStore for SqliteStore {
                     checkpoint(&tx, &name)?,
                 ));
             }
+            // A stop the new checkpoint reaches is over.
+            tx.execute(
+                "UPDATE projection_checkpoints SET stopped_tx = NULL, stopped_id = NULL, \
+                 stopped_reason = NULL, stopped_since = NULL \
+                 WHERE name = ?1 AND (stopped_tx, stopped_id) <= (?2, ?3)",
+                params![name, to_i64(to.tx), to_i64(to.id)],
+            )
+            .map_err(sqlite_err)?;
             for (i, (table, sql, params)) in rendered.iter().enumerate() {
                 let mut stmt = tx.prepare_cached(sql).map_err(sqlite_err)?;
                 let refs: Vec<&Cell> = params.iter().collect();
@@ -880,6 +888,107 @@ impl EventStore for SqliteStore {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key.clone());
         Ok(taken.then(|| ProjectionLease::new(name, SqliteLease { key })))
+    }
+
+    async fn projection_lag(&self, name: &str) -> Result<ProjectionLag, StoreError> {
+        let name = name.to_owned();
+        self.read(move |_, conn| {
+            let row = conn
+                .query_row(
+                    "SELECT c.name IS NOT NULL, coalesce(c.tx, 0), coalesce(c.id, 0), \
+                     c.stopped_tx, c.stopped_id, c.stopped_reason, c.stopped_since, \
+                     (SELECT count(*) FROM events e WHERE e.id > coalesce(c.id, 0)), \
+                     (SELECT e.recorded_at FROM events e WHERE e.id > coalesce(c.id, 0) \
+                      ORDER BY e.id LIMIT 1) \
+                     FROM (SELECT ?1 AS name) AS n \
+                     LEFT JOIN projection_checkpoints c ON c.name = n.name",
+                    params![name],
+                    |row| {
+                        Ok((
+                            row.get::<_, bool>(0)?,
+                            stored_position(row.get(1)?, row.get(2)?),
+                            (
+                                row.get::<_, Option<i64>>(3)?,
+                                row.get::<_, Option<i64>>(4)?,
+                                row.get::<_, Option<String>>(5)?,
+                                row.get::<_, Option<String>>(6)?,
+                            ),
+                            row.get::<_, i64>(7)?,
+                            row.get::<_, Option<String>>(8)?,
+                        ))
+                    },
+                )
+                .map_err(sqlite_err)?;
+            let (prepared, checkpoint, stop, events, oldest) = row;
+            let stopped = match stop {
+                (Some(tx), Some(id), reason, Some(since)) => Some(ProjectionStop {
+                    at: stored_position(tx, id),
+                    reason: reason.unwrap_or_default(),
+                    since: parse_timestamp(&since)?,
+                }),
+                _ => None,
+            };
+            Ok(ProjectionLag {
+                prepared,
+                checkpoint,
+                events: to_u64(events),
+                oldest: oldest.as_deref().map(parse_timestamp).transpose()?,
+                stopped,
+            })
+        })
+        .await
+    }
+
+    async fn record_projection_stop(
+        &self,
+        name: &str,
+        at: Position,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        check_identifier("projection", name)?;
+        let (name, reason) = (name.to_owned(), reason.to_owned());
+        self.write(move |_, conn| {
+            // The same event again keeps its first time (the SET reads the row as it was).
+            conn.execute(
+                "UPDATE projection_checkpoints SET stopped_since = CASE \
+                 WHEN stopped_tx = ?2 AND stopped_id = ?3 THEN stopped_since ELSE ?5 END, \
+                 stopped_tx = ?2, stopped_id = ?3, stopped_reason = ?4 \
+                 WHERE name = ?1 AND (tx, id) < (?2, ?3)",
+                params![
+                    name,
+                    to_i64(at.tx),
+                    to_i64(at.id),
+                    reason,
+                    format_timestamp(OffsetDateTime::now_utc())
+                ],
+            )
+            .map_err(sqlite_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn projection_reached(
+        &self,
+        name: &str,
+        school: SchoolId,
+        school_seq: u64,
+    ) -> Result<bool, StoreError> {
+        if school_seq == 0 {
+            return Ok(true);
+        }
+        let name = name.to_owned();
+        self.read(move |_, conn| {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM events e \
+                 JOIN projection_checkpoints c ON c.name = ?1 \
+                 WHERE e.school_id = ?2 AND e.school_seq = ?3 AND e.id <= c.id)",
+                params![name, school.to_string(), to_i64(school_seq)],
+                |row| row.get(0),
+            )
+            .map_err(sqlite_err)
+        })
+        .await
     }
 }
 

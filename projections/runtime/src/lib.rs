@@ -4,7 +4,8 @@
 //! together with the new checkpoint, in one transaction, so every event takes effect exactly
 //! once through crashes. Only the instance holding the projection's lease applies events; the
 //! others wait as standbys. An event `apply` refuses stops the projector at that event: it is
-//! never skipped.
+//! never skipped, and the stop is recorded in the database for every process to see
+//! ([`EventStore::projection_lag`]) until a commit passes the event.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -137,7 +138,8 @@ impl Projector {
     ///
     /// # Errors
     /// [`ProjectorError::Poison`] at an event the projection cannot apply (the batches before
-    /// it are committed); the store's errors.
+    /// it are committed, and the stop is recorded in the store:
+    /// [`EventStore::record_projection_stop`]); the store's errors.
     pub async fn catch_up(&self) -> Result<Position, ProjectorError> {
         let name = self.projection.schema().name;
         let mut from = self.store.projection_checkpoint(name).await?;
@@ -171,6 +173,12 @@ impl Projector {
                             event_type: event.event_type.as_str().to_owned(),
                             reason: format!("{reason:#}"),
                         };
+                        // Recorded in the database, so that every process (the API's
+                        // health checks) sees it; cleared by the commit that passes the event.
+                        // Until it is recorded the stop is retried like a store failure.
+                        self.store
+                            .record_projection_stop(name, event.position, &error.to_string())
+                            .await?;
                         self.set_status(|s| {
                             s.position = from;
                             s.stopped = Some(error.to_string());

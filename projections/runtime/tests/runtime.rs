@@ -12,7 +12,7 @@ use registro_projector::{Projection, Projector, ProjectorError};
 use registro_store::sqlite::SqliteStore;
 use registro_store::{
     AppendRequest, Cell, CellType, CommandMetadata, EventStore, EventType, ExpectedVersion,
-    NewEvent, ProjectionSchema, RecordedEvent, RowOp, StreamId,
+    NewEvent, ProjectionSchema, RecordedEvent, RowOp, Sealed, StreamId,
 };
 use registro_testkit::TempDir;
 use registro_testkit::pg::TestDb;
@@ -56,6 +56,12 @@ impl Seen {
         postgres: ddl!("seen_events").0,
         sqlite: ddl!("seen_events").1,
         refuses_poison: true,
+    };
+    /// `STRICT` once fixed: the same projection, tables and checkpoint, that now applies
+    /// every event.
+    const FIXED: Seen = Seen {
+        refuses_poison: false,
+        ..Seen::STRICT
     };
     const TOLERANT: Seen = Seen {
         name: "tolerant",
@@ -139,6 +145,11 @@ async fn a_poison_event_stops_its_projector_there_and_is_never_skipped(store: Ar
     for t in ["A", "B", "Poison", "C"] {
         append(s, school, t).await;
     }
+    let poison = s
+        .read_school(school, 3, 1, Sealed::Keep)
+        .await
+        .unwrap()
+        .remove(0);
     let projector = Projector::new(Arc::clone(&store), Arc::new(Seen::STRICT));
     projector.prepare().await.unwrap();
     let tolerant = Projector::new(Arc::clone(&store), Arc::new(Seen::TOLERANT));
@@ -165,6 +176,12 @@ async fn a_poison_event_stops_its_projector_there_and_is_never_skipped(store: Ar
         // The events before it are applied; it and those after are not.
         assert_eq!(seen(s, school).await, ["A", "B"]);
         assert!(projector.status().stopped.is_some());
+        // The stop is in the database, for every process to see.
+        let lag = store.projection_lag("seen").await.unwrap();
+        let stop = lag.stopped.clone().expect("the stop is recorded");
+        assert_eq!(stop.at, poison.position);
+        assert!(stop.reason.contains("a poison event"), "{stop:?}");
+        assert_eq!(lag.events, 2, "the poison event and the one after it wait");
     }
     // Another projection is not held up by it.
     for _ in 0..200 {
@@ -178,6 +195,13 @@ async fn a_poison_event_stops_its_projector_there_and_is_never_skipped(store: Ar
         seen_in(s, school, "tolerant_events").await,
         ["A", "B", "Poison", "C"]
     );
+    // Fixed, it applies the poison event and what follows; the stop is over.
+    let fixed = Projector::new(Arc::clone(&store), Arc::new(Seen::FIXED));
+    fixed.prepare().await.unwrap();
+    fixed.catch_up().await.unwrap();
+    assert_eq!(seen(s, school).await, ["A", "B", "Poison", "C"]);
+    let lag = store.projection_lag("seen").await.unwrap();
+    assert_eq!((lag.stopped, lag.events), (None, 0));
 }
 
 async fn a_standby_takes_over_when_the_active_instance_stops(store: Arc<dyn EventStore>) {

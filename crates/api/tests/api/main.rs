@@ -5,6 +5,7 @@
 mod audit;
 mod authorization;
 mod communications;
+mod health;
 mod register;
 mod rejections;
 mod world;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use registro_api::auth::{KeySet, LocalIssuer, TokenVerifier};
 use registro_api::ratelimit::RateLimit;
-use registro_api::{ApiConfig, ApiDoc, build};
+use registro_api::{ApiConfig, ApiDoc, ProjectionConfig, build};
 use registro_store::postgres::PgStore;
 use registro_store::sqlite::SqliteStore;
 use registro_store::{EventStore, MasterKey};
@@ -51,14 +52,22 @@ fn verifier_for(issuer: &LocalIssuer) -> TokenVerifier {
 }
 
 async fn spawn(store: Arc<dyn EventStore>) -> (String, oneshot::Sender<()>) {
-    spawn_with(store, &LocalIssuer::generate(), RateLimit::default()).await
+    spawn_with(
+        store,
+        &LocalIssuer::generate(),
+        RateLimit::default(),
+        ProjectionConfig::new(["audit"]),
+    )
+    .await
 }
 
-/// The API over `store`, trusting `issuer`, with the read limit `limit`.
+/// The API over `store`, trusting `issuer`, with the read limit `limit`, knowing the read
+/// models of `projections`.
 async fn spawn_with(
     store: Arc<dyn EventStore>,
     issuer: &LocalIssuer,
     limit: RateLimit,
+    projections: ProjectionConfig,
 ) -> (String, oneshot::Sender<()>) {
     let app = build(
         ApiConfig {
@@ -68,6 +77,7 @@ async fn spawn_with(
             read_limit: limit,
             // The tests' school year is 2025/26: "today" is its last day of June.
             today: Some(time::macros::date!(2026 - 06 - 30)),
+            projections,
         },
         store,
     )
@@ -451,6 +461,7 @@ async fn the_local_issuers_keys_are_published_only_when_it_is_in_use() {
             verifier: verifier_for(&issuer),
             read_limit: RateLimit::default(),
             today: None,
+            projections: ProjectionConfig::default(),
         },
         Arc::new(store),
     )

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use registro_api::ProjectionConfig;
 use registro_api::auth::LocalIssuer;
 use registro_api::directory::execute_as_system;
 use registro_api::ratelimit::RateLimit;
@@ -16,7 +17,7 @@ use registro_domain::grade::Scale;
 use registro_domain::{ClassId, FiscalCode, PersonId, Role, SchoolId};
 use registro_projector::Projection as _;
 use registro_store::sqlite::SqliteStore;
-use registro_store::{EventStore, MasterKey};
+use registro_store::{EventStore, MasterKey, ProjectionSchema};
 use registro_testkit::TempDir;
 use registro_testkit::pg::TestDb;
 use serde_json::Value;
@@ -62,6 +63,16 @@ pub struct World {
 impl World {
     /// The world on a SQLite file of its own.
     pub async fn sqlite(limit: RateLimit) -> Self {
+        Self::sqlite_with(limit, ProjectionConfig::new(["audit"]), &[]).await
+    }
+
+    /// The world on a SQLite file of its own, the API knowing the read models of `projections`;
+    /// the audit trail and `more` are prepared.
+    pub async fn sqlite_with(
+        limit: RateLimit,
+        projections: ProjectionConfig,
+        more: &[ProjectionSchema],
+    ) -> Self {
         let dir = TempDir::new();
         let store = SqliteStore::open(&dir.path().join("registro.db"), MasterKey::generate())
             .await
@@ -71,12 +82,25 @@ impl World {
             .prepare_projection(&registro_projection_audit::AuditTrail.schema())
             .await
             .unwrap();
-        Self::new(Arc::new(store), limit, Some(dir), None).await
+        for schema in more {
+            store.prepare_projection(schema).await.unwrap();
+        }
+        Self::new(Arc::new(store), limit, projections, Some(dir), None).await
     }
 
     /// The world on a PostgreSQL database of its own, connected as an ordinary role, so that
     /// row-level security holds every query the API makes.
     pub async fn postgres(limit: RateLimit) -> Self {
+        Self::postgres_with(limit, ProjectionConfig::new(["audit"]), &[]).await
+    }
+
+    /// The world on PostgreSQL, the API knowing the read models of `projections`; the audit
+    /// trail and `more` (projections without tables of their own) are prepared.
+    pub async fn postgres_with(
+        limit: RateLimit,
+        projections: ProjectionConfig,
+        more: &[ProjectionSchema],
+    ) -> Self {
         let db = TestDb::new().await;
         // The ordinary role may not create tables: the administrator prepares the audit
         // trail's (as the role that ran the migrations does in production) and grants them.
@@ -95,17 +119,21 @@ impl World {
             .unwrap();
         let store = db.app_store_with_key(MasterKey::generate()).await;
         assert_eq!(store.row_security().await.unwrap(), Some(true));
-        Self::new(Arc::new(store), limit, None, Some(db)).await
+        for schema in more {
+            store.prepare_projection(schema).await.unwrap();
+        }
+        Self::new(Arc::new(store), limit, projections, None, Some(db)).await
     }
 
     async fn new(
         store: Arc<dyn EventStore>,
         limit: RateLimit,
+        projections: ProjectionConfig,
         dir: Option<TempDir>,
         db: Option<TestDb>,
     ) -> Self {
         let issuer = LocalIssuer::generate();
-        let (base, stop) = crate::spawn_with(Arc::clone(&store), &issuer, limit).await;
+        let (base, stop) = crate::spawn_with(Arc::clone(&store), &issuer, limit, projections).await;
         let mut w = Self {
             store,
             issuer,

@@ -2049,3 +2049,231 @@ pub async fn one_instance_at_a_time_holds_a_projection_lease(h: &Harness) {
     .expect("the lease was never free again");
     assert!(from_another_store.is_held());
 }
+
+/// Appends one event to each of `schools` in turn and returns them all, as the subscription
+/// delivers them, in position order.
+async fn append_in_turn(h: &Harness, schools: &[SchoolId]) -> Vec<RecordedEvent> {
+    let before = h
+        .store
+        .projection_lag("never_prepared")
+        .await
+        .unwrap()
+        .events;
+    for school in schools {
+        append_n(h, *school, "s", 1).await;
+    }
+    let all = read_all_eventually(h, usize::try_from(before).unwrap() + schools.len()).await;
+    all[all.len() - schools.len()..].to_vec()
+}
+
+/// A projection's lag: an unknown one is not prepared and has every event ahead; a prepared
+/// one counts the committed events after its checkpoint and knows when the next to apply was
+/// recorded; at the head nothing is ahead and it is 0 seconds behind.
+pub async fn a_projections_lag_counts_the_events_after_its_checkpoint(h: &Harness) {
+    let unknown = h.store.projection_lag("never_prepared").await.unwrap();
+    assert_eq!(
+        unknown,
+        registro_store::ProjectionLag {
+            prepared: false,
+            checkpoint: Position::START,
+            events: 0,
+            oldest: None,
+            stopped: None,
+        }
+    );
+    assert_eq!(unknown.seconds_behind(OffsetDateTime::now_utc()), 0.0);
+    prepare_view(h).await;
+    let lag = h.store.projection_lag(VIEW).await.unwrap();
+    assert!(
+        lag.prepared && lag.events == 0 && lag.oldest.is_none(),
+        "{lag:?}"
+    );
+
+    let (a, b) = (SchoolId::new(), SchoolId::new());
+    let events = append_in_turn(h, &[a, b, a]).await;
+    let lag = h.store.projection_lag(VIEW).await.unwrap();
+    assert_eq!(lag.checkpoint, Position::START);
+    assert_eq!(lag.events, 3, "across schools");
+    assert_eq!(lag.oldest, Some(events[0].recorded_at));
+    let later = events[0].recorded_at + time::Duration::seconds(90);
+    let behind = lag.seconds_behind(later);
+    assert!((89.999..=90.001).contains(&behind), "{behind} {lag:?}");
+    let unknown = h.store.projection_lag("never_prepared").await.unwrap();
+    assert_eq!((unknown.prepared, unknown.events), (false, 3));
+
+    h.store
+        .commit_projection(VIEW, Position::START, events[1].position, &[])
+        .await
+        .unwrap();
+    let lag = h.store.projection_lag(VIEW).await.unwrap();
+    assert_eq!(lag.checkpoint, events[1].position);
+    assert_eq!(lag.events, 1);
+    assert_eq!(lag.oldest, Some(events[2].recorded_at));
+
+    h.store
+        .commit_projection(VIEW, events[1].position, events[2].position, &[])
+        .await
+        .unwrap();
+    let lag = h.store.projection_lag(VIEW).await.unwrap();
+    assert_eq!((lag.events, lag.oldest), (0, None));
+    assert_eq!(lag.seconds_behind(later), 0.0);
+}
+
+/// A stop at a poison event is recorded for every store on the database to see; recording the
+/// same event again keeps the first time, a stop at or before the checkpoint is not recorded,
+/// and the commit that moves the checkpoint to the event (not one short of it) clears it.
+pub async fn a_recorded_stop_is_seen_and_cleared_by_the_commit_that_reaches_it(h: &Harness) {
+    prepare_view(h).await;
+    let school = SchoolId::new();
+    let events = append_in_turn(h, &[school, school, school]).await;
+    let p: Vec<Position> = events.iter().map(|e| e.position).collect();
+    h.store
+        .commit_projection(VIEW, Position::START, p[0], &[])
+        .await
+        .unwrap();
+
+    h.store
+        .record_projection_stop(
+            VIEW,
+            p[2],
+            "projection conformance_view stops: a poison event",
+        )
+        .await
+        .unwrap();
+    let another_store = h.reopen_with(h.master.clone()).await;
+    let stop = another_store
+        .projection_lag(VIEW)
+        .await
+        .unwrap()
+        .stopped
+        .expect("the stop is recorded in the database");
+    assert_eq!(stop.at, p[2]);
+    assert_eq!(
+        stop.reason,
+        "projection conformance_view stops: a poison event"
+    );
+    let age = OffsetDateTime::now_utc() - stop.since;
+    assert!(
+        age >= time::Duration::ZERO && age < time::Duration::minutes(5),
+        "{stop:?}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    h.store
+        .record_projection_stop(VIEW, p[2], "again")
+        .await
+        .unwrap();
+    let again = h.store.projection_lag(VIEW).await.unwrap().stopped.unwrap();
+    assert_eq!(
+        (again.at, again.since),
+        (p[2], stop.since),
+        "the first time is kept"
+    );
+    assert_eq!(again.reason, "again");
+
+    // Not at or before the checkpoint.
+    h.store
+        .record_projection_stop(VIEW, p[0], "already applied")
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store
+            .projection_lag(VIEW)
+            .await
+            .unwrap()
+            .stopped
+            .unwrap()
+            .at,
+        p[2]
+    );
+    // Nor for a projection that has no checkpoint.
+    h.store
+        .record_projection_stop("never_prepared", p[2], "x")
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store
+            .projection_lag("never_prepared")
+            .await
+            .unwrap()
+            .stopped,
+        None
+    );
+    let err = h
+        .store
+        .record_projection_stop("Not-A-Name", p[2], "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+
+    // A refused commit clears nothing; one short of the event clears nothing.
+    let err = h
+        .store
+        .commit_projection(VIEW, Position::START, p[2], &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    h.store
+        .commit_projection(VIEW, p[0], p[1], &[])
+        .await
+        .unwrap();
+    let lag = h.store.projection_lag(VIEW).await.unwrap();
+    assert_eq!(lag.stopped.map(|s| s.at), Some(p[2]));
+    assert_eq!(lag.events, 1);
+
+    // The commit that reaches it (a fixed projection applied it) clears it.
+    h.store
+        .commit_projection(VIEW, p[1], p[2], &[])
+        .await
+        .unwrap();
+    let lag = h.store.projection_lag(VIEW).await.unwrap();
+    assert_eq!((lag.stopped, lag.events), (None, 0));
+}
+
+/// A projection has reached a school's event once its checkpoint is at or past that event's
+/// position, whatever the other schools' events around it; `school_seq` 0 is always reached,
+/// an event beyond the school's head and any event for an unknown projection never.
+pub async fn a_projection_has_reached_an_event_once_its_checkpoint_passes_it(h: &Harness) {
+    prepare_view(h).await;
+    let (a, b) = (SchoolId::new(), SchoolId::new());
+    let events = append_in_turn(h, &[a, b, a]).await;
+    let reached = |school: SchoolId, seq: u64| {
+        let store = Arc::clone(&h.store);
+        async move { store.projection_reached(VIEW, school, seq).await.unwrap() }
+    };
+    assert!(reached(a, 0).await);
+    assert!(!reached(a, 1).await);
+    assert!(
+        !h.store
+            .projection_reached("never_prepared", a, 1)
+            .await
+            .unwrap()
+    );
+
+    h.store
+        .commit_projection(VIEW, Position::START, events[0].position, &[])
+        .await
+        .unwrap();
+    assert!(reached(a, 1).await);
+    assert!(!reached(b, 1).await);
+    assert!(!reached(a, 2).await);
+
+    h.store
+        .commit_projection(VIEW, events[0].position, events[1].position, &[])
+        .await
+        .unwrap();
+    assert!(reached(b, 1).await);
+    assert!(!reached(a, 2).await);
+
+    h.store
+        .commit_projection(VIEW, events[1].position, events[2].position, &[])
+        .await
+        .unwrap();
+    assert!(reached(a, 2).await);
+    assert!(reached(a, 1).await);
+    assert!(!reached(a, 3).await, "beyond the head");
+    assert!(
+        !reached(SchoolId::new(), 1).await,
+        "a school without events"
+    );
+}

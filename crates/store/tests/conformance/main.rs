@@ -80,4 +80,7 @@ conformance!(
     a_name_that_is_not_a_plain_identifier_is_refused_and_nothing_is_written,
     a_failing_row_operation_rolls_back_the_whole_commit,
     one_instance_at_a_time_holds_a_projection_lease,
+    a_projections_lag_counts_the_events_after_its_checkpoint,
+    a_recorded_stop_is_seen_and_cleared_by_the_commit_that_reaches_it,
+    a_projection_has_reached_an_event_once_its_checkpoint_passes_it,
 );
