@@ -66,11 +66,11 @@ impl World {
         Self::sqlite_with(limit, ProjectionConfig::new(["audit"]), &[]).await
     }
 
-    /// The world on a SQLite file of its own, the API knowing the read models of `projections`;
-    /// the audit trail and `more` are prepared.
+    /// The world on a SQLite file of its own, the API knowing the read models of `config`; the
+    /// audit trail and `more` are prepared.
     pub async fn sqlite_with(
         limit: RateLimit,
-        projections: ProjectionConfig,
+        config: ProjectionConfig,
         more: &[ProjectionSchema],
     ) -> Self {
         let dir = TempDir::new();
@@ -85,7 +85,7 @@ impl World {
         for schema in more {
             store.prepare_projection(schema).await.unwrap();
         }
-        Self::new(Arc::new(store), limit, projections, Some(dir), None).await
+        Self::new(Arc::new(store), limit, config, Some(dir), None).await
     }
 
     /// The world on a PostgreSQL database of its own, connected as an ordinary role, so that
@@ -94,11 +94,11 @@ impl World {
         Self::postgres_with(limit, ProjectionConfig::new(["audit"]), &[]).await
     }
 
-    /// The world on PostgreSQL, the API knowing the read models of `projections`; the audit
-    /// trail and `more` (projections without tables of their own) are prepared.
+    /// The world on PostgreSQL, the API knowing the read models of `config`; the audit trail
+    /// and `more` (projections without tables of their own) are prepared.
     pub async fn postgres_with(
         limit: RateLimit,
-        projections: ProjectionConfig,
+        config: ProjectionConfig,
         more: &[ProjectionSchema],
     ) -> Self {
         let db = TestDb::new().await;
@@ -122,18 +122,18 @@ impl World {
         for schema in more {
             store.prepare_projection(schema).await.unwrap();
         }
-        Self::new(Arc::new(store), limit, projections, None, Some(db)).await
+        Self::new(Arc::new(store), limit, config, None, Some(db)).await
     }
 
     async fn new(
         store: Arc<dyn EventStore>,
         limit: RateLimit,
-        projections: ProjectionConfig,
+        config: ProjectionConfig,
         dir: Option<TempDir>,
         db: Option<TestDb>,
     ) -> Self {
         let issuer = LocalIssuer::generate();
-        let (base, stop) = crate::spawn_with(Arc::clone(&store), &issuer, limit, projections).await;
+        let (base, stop) = crate::spawn_with(Arc::clone(&store), &issuer, limit, config).await;
         let mut w = Self {
             store,
             issuer,
