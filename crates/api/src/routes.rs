@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::context::REQUEST_ID;
 use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
 use crate::policy::{Access, Permission, ResourceKind, Rule};
-use crate::{AppState, audit, communications, docs, enrolment, metrics, register, school};
+use crate::{AppState, audit, communications, docs, enrolment, family, metrics, register, school};
 
 /// The OpenAPI document of the API.
 #[derive(Debug, OpenApi)]
@@ -41,7 +41,8 @@ use crate::{AppState, audit, communications, docs, enrolment, metrics, register,
         register::plan_year, register::year_plan, register::set_justification_rules,
         register::justification_rules, register::overdue_justifications,
         register::write_class_note, register::annul_class_note, register::define_subject,
-        register::subjects, audit::school_audit, audit::student_audit, register::give_grade, register::correct_grade,
+        register::subjects, audit::school_audit, audit::student_audit, family::overview, family::list,
+        register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
         register::student_attendance, register::submit_justification,
@@ -71,6 +72,8 @@ use crate::{AppState, audit, communications, docs, enrolment, metrics, register,
         (name = "meetings", description = "Parent-teacher meetings (colloqui)"),
         (name = "communications", description = "Circulars and notices (circolari, avvisi) with \
             attachments, read receipts (presa visione) and consent (adesione)"),
+        (name = "family", description = "One student's school year as the family sees it, from \
+            the family view's projection"),
     )
 )]
 pub struct ApiDoc;
@@ -394,6 +397,18 @@ pub fn routes() -> Routes {
             "/schools/{school}/students/{student}/audit",
             member(P::ReadStudentAccessLog, R::Student),
             audit::student_audit,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/students/{student}/years/{year}/family",
+            member(P::ReadRecord, R::Student),
+            family::overview,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/students/{student}/years/{year}/family/{section}",
+            member(P::ReadRecord, R::Student),
+            family::list,
         )
         .add(
             Method::PUT,

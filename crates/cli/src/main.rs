@@ -387,7 +387,10 @@ async fn add_person(args: AddPersonArgs) -> anyhow::Result<()> {
 /// Completes on SIGTERM or SIGINT.
 /// Every projection registro builds.
 fn projections() -> Vec<Arc<dyn registro_projector::Projection>> {
-    vec![Arc::new(registro_projection_audit::AuditTrail)]
+    vec![
+        Arc::new(registro_projection_audit::AuditTrail),
+        Arc::new(registro_projection_family::FamilyView),
+    ]
 }
 
 /// Prepares the projections' tables, then starts a projector for each, running until `stop`

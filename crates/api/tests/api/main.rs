@@ -5,6 +5,7 @@
 mod audit;
 mod authorization;
 mod communications;
+mod family;
 mod register;
 mod rejections;
 mod world;

@@ -59,6 +59,14 @@ pub struct World {
     _db: Option<TestDb>,
 }
 
+/// The projections the API reads, whose tables every world prepares.
+fn projections() -> [registro_store::ProjectionSchema; 2] {
+    [
+        registro_projection_audit::AuditTrail.schema(),
+        registro_projection_family::FamilyView.schema(),
+    ]
+}
+
 impl World {
     /// The world on a SQLite file of its own.
     pub async fn sqlite(limit: RateLimit) -> Self {
@@ -67,10 +75,9 @@ impl World {
             .await
             .unwrap();
         store.migrate().await.unwrap();
-        store
-            .prepare_projection(&registro_projection_audit::AuditTrail.schema())
-            .await
-            .unwrap();
+        for schema in projections() {
+            store.prepare_projection(&schema).await.unwrap();
+        }
         Self::new(Arc::new(store), limit, Some(dir), None).await
     }
 
@@ -78,17 +85,22 @@ impl World {
     /// row-level security holds every query the API makes.
     pub async fn postgres(limit: RateLimit) -> Self {
         let db = TestDb::new().await;
-        // The ordinary role may not create tables: the administrator prepares the audit
-        // trail's (as the role that ran the migrations does in production) and grants them.
-        db.store()
-            .await
-            .prepare_projection(&registro_projection_audit::AuditTrail.schema())
-            .await
-            .unwrap();
+        // The ordinary role may not create tables: the administrator prepares the projections'
+        // (as the role that ran the migrations does in production) and grants them.
+        let admin = db.store().await;
+        for schema in projections() {
+            admin.prepare_projection(&schema).await.unwrap();
+        }
+        let tables = ["audit_entries", "audit_subjects"]
+            .iter()
+            .chain(registro_projection_family::TABLES)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
         db.client()
             .await
             .batch_execute(&format!(
-                "GRANT SELECT, INSERT, UPDATE, DELETE ON audit_entries, audit_subjects TO {}",
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {}",
                 registro_testkit::pg::APP_ROLE
             ))
             .await
