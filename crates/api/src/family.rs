@@ -16,7 +16,7 @@ use axum::response::{IntoResponse as _, Response};
 use registro_domain::attendance::AnnualLimit;
 use registro_domain::calendar::SchoolYear;
 use registro_domain::grade::{Average, GradeValue, Weight};
-use registro_domain::{PersonId, SchoolId};
+use registro_domain::{PersonId, Role, SchoolId};
 use registro_projection_family as view;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -321,6 +321,27 @@ fn family_of(caller: &Caller, student: PersonId) -> Vec<Uuid> {
     people.into_iter().collect()
 }
 
+/// The communications a reader of the view sees: to the families when a guardian reads, to
+/// the students when the student does, to either when staff read what the family sees.
+fn addressees<'a>(
+    caller: &Caller,
+    student: PersonId,
+    class: Option<Uuid>,
+    family: &'a [Uuid],
+) -> view::Addressees<'a> {
+    let groups: &'static [&'static str] = match caller.role {
+        Role::Guardian => &["families"],
+        Role::Student => &["students"],
+        _ => &["families", "students"],
+    };
+    view::Addressees {
+        student: *student.as_uuid(),
+        class,
+        groups,
+        readers: family,
+    }
+}
+
 /// The student's school year as the family sees it: grades and term averages per subject,
 /// absences against the annual limit with its warnings, notes, the coming homework, tests and
 /// meetings, and the communications still to read or answer. For the student's guardians, the
@@ -357,7 +378,8 @@ pub async fn overview(
         None => Vec::new(),
     };
     let family = family_of(&caller, student);
-    let communications = view::communications(store, school, y, class, id, &family, None).await?;
+    let to = addressees(&caller, student, class, &family);
+    let communications = view::communications(store, school, y, to, None).await?;
     let meetings = view::bookings(store, school, id).await?;
     let me = *caller.person.as_uuid();
     let live: Vec<_> = communications
@@ -721,7 +743,8 @@ pub async fn list(
         },
         Section::Communications => {
             let family = family_of(&caller, student);
-            view::communications(store, school, y, class, id, &family, Some(&page))
+            let to = addressees(&caller, student, class, &family);
+            view::communications(store, school, y, to, Some(&page))
                 .await?
                 .into_iter()
                 .map(|c| {

@@ -15,8 +15,8 @@ mod read;
 mod schema;
 
 pub use read::{
-    AgendaRow, AttendanceRow, BookingRow, CommunicationRow, ConsentRow, Cursor, GradeRow, NoteRow,
-    Page, agenda, attendance, bookings, communications, grades, iso, notes,
+    Addressees, AgendaRow, AttendanceRow, BookingRow, CommunicationRow, ConsentRow, Cursor,
+    GradeRow, NoteRow, Page, agenda, attendance, bookings, communications, grades, iso, notes,
 };
 
 use registro_domain::StoredEvent as _;

@@ -468,9 +468,22 @@ pub async fn agenda(
     })
 }
 
-/// The school's communications of the school year to families or students (of the whole
-/// school, or naming `class`), newest first, with the receipts of `readers` and the consent
-/// for `student`. A school publishes some hundreds a year: they are filtered here, then paged.
+/// Whose communications to list: those addressed to `groups` (`families`, `students`) of the
+/// whole school or of `class`, with the receipts of `readers` and the consent for `student`.
+#[derive(Debug, Clone, Copy)]
+pub struct Addressees<'a> {
+    /// The student.
+    pub student: Uuid,
+    /// Their class now.
+    pub class: Option<Uuid>,
+    /// The groups the reader belongs to, as the communications name them.
+    pub groups: &'a [&'a str],
+    /// Whose receipts to show (the student's family).
+    pub readers: &'a [Uuid],
+}
+
+/// The school's communications of the school year to `to`, newest first. A school publishes
+/// some hundreds a year: they are filtered here, then paged.
 ///
 /// # Errors
 /// The store's.
@@ -478,11 +491,15 @@ pub async fn communications(
     store: &dyn EventStore,
     school: SchoolId,
     year: i32,
-    class: Option<Uuid>,
-    student: Uuid,
-    readers: &[Uuid],
+    to: Addressees<'_>,
     page: Option<&Page>,
 ) -> Result<Vec<CommunicationRow>, StoreError> {
+    let Addressees {
+        student,
+        class,
+        groups,
+        readers,
+    } = to;
     let school_cell = Cell::Uuid(*school.as_uuid());
     let params = vec![school_cell.clone(), Cell::Int(i64::from(year))];
     let sql = "SELECT communication_id, kind, number, title, body, date, groups, classes, \
@@ -524,10 +541,7 @@ pub async fn communications(
             })
         })()
         .ok_or_else(|| shape("communication", r))?;
-        let to_family = row
-            .groups
-            .iter()
-            .any(|g| g == "families" || g == "students");
+        let to_family = row.groups.iter().any(|g| groups.contains(&g.as_str()));
         let reaches = row.classes.is_empty() || class.is_some_and(|c| row.classes.contains(&c));
         let after = page
             .and_then(|p| p.after.as_ref())

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use registro_domain::{PersonId, Role, SchoolId};
 use registro_projection_family::{
-    Cursor, FamilyView, Page, agenda, attendance, bookings, communications, grades, notes,
+    Addressees, Cursor, FamilyView, Page, agenda, attendance, bookings, communications, grades,
+    notes,
 };
 use registro_projector::Projector;
 use registro_store::sqlite::SqliteStore;
@@ -430,9 +431,24 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
         1
     );
 
-    let comms = communications(s, a, 2025, Some(i.class), i.x, &[i.guardian], None)
-        .await
-        .unwrap();
+    let to_family = |student: Uuid, class: Uuid, groups: &'static [&'static str]| Addressees {
+        student,
+        class: Some(class),
+        groups,
+        readers: &[],
+    };
+    let comms = communications(
+        s,
+        a,
+        2025,
+        Addressees {
+            readers: &[i.guardian],
+            ..to_family(i.x, i.class, &["families"])
+        },
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(comms.len(), 1, "only the one to the families of the class");
     assert_eq!(comms[0].id, i.to_class);
     assert_eq!(comms[0].receipts.len(), 1);
@@ -443,11 +459,24 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
         ("refused", i.guardian)
     );
     assert!(
-        communications(s, a, 2025, Some(i.other_class), i.y, &[], None)
+        communications(
+            s,
+            a,
+            2025,
+            to_family(i.y, i.other_class, &["families"]),
+            None
+        )
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| c.id == i.to_other && c.consent.is_none())
+    );
+    assert!(
+        communications(s, a, 2025, to_family(i.x, i.class, &["students"]), None)
             .await
             .unwrap()
-            .iter()
-            .all(|c| c.id == i.to_other && c.consent.is_none())
+            .is_empty(),
+        "a notice to the families is not the students'"
     );
 
     let booked = bookings(s, a, i.x).await.unwrap();
