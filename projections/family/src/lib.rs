@@ -56,6 +56,7 @@ impl Projection for FamilyView {
     fn schema(&self) -> ProjectionSchema {
         ProjectionSchema {
             name: NAME,
+            tables: TABLES,
             postgres: schema::POSTGRES,
             sqlite: schema::SQLITE,
         }

@@ -91,10 +91,9 @@ impl World {
         for schema in projections() {
             admin.prepare_projection(&schema).await.unwrap();
         }
-        let tables = ["audit_entries", "audit_subjects"]
+        let tables = projections()
             .iter()
-            .chain(registro_projection_family::TABLES)
-            .copied()
+            .flat_map(|p| p.tables.iter().copied())
             .collect::<Vec<_>>()
             .join(", ");
         db.client()

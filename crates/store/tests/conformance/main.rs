@@ -80,4 +80,10 @@ conformance!(
     a_name_that_is_not_a_plain_identifier_is_refused_and_nothing_is_written,
     a_failing_row_operation_rolls_back_the_whole_commit,
     one_instance_at_a_time_holds_a_projection_lease,
+    a_rebuild_is_invisible_until_it_is_swapped_in,
+    a_swap_that_fails_changes_nothing,
+    an_empty_rebuild_empties_the_view,
+    beginning_a_rebuild_again_discards_the_first,
+    a_rebuild_that_cannot_be_built_is_refused_and_leaves_nothing,
+    counting_events_after_a_position_matches_the_subscription,
 );
