@@ -1,5 +1,5 @@
 -- 0005: a projector's stop at an event it cannot apply (a poison event), recorded beside its
--- checkpoint so that every process sees it (docs/decisions/0021-projection-health.md). Released
+-- checkpoint so that every process sees it (docs/decisions/0022-projection-health.md). Released
 -- migrations are never edited: add a new file instead.
 --
 -- stopped_tx, stopped_id  the position of the event the projector stopped at; NULL while it

@@ -104,7 +104,7 @@ async fn an_unknown_projection_is_named_with_the_ones_there_are() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("there are: audit"),
+        stderr(&out).contains("there are: audit, family"),
         "{}",
         stderr(&out)
     );

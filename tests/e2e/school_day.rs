@@ -1,13 +1,18 @@
 //! A school set up and a school day run through the API alone, with the real binary, on the
 //! embedded SQLite default and on PostgreSQL: the first principal from the command line, then
-//! only HTTP calls, as an office, a teacher and a family would make them.
+//! only HTTP calls, as an office, a teacher and a family would make them; the family view
+//! follows the writes within moments (its projector in-process on SQLite, a process of its own on
+//! PostgreSQL).
 
 use registro_domain::{FiscalCode, SchoolId};
 use registro_testkit::TempDir;
 use registro_testkit::pg::TestDb;
 use serde_json::{Value, json};
 
-use crate::support::{Server, run, stderr, stdout};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{PATIENCE, Server, registro, run, stderr, stdout};
 
 /// A synthetic fiscal code (surname XXX, name YYY, "born" in Z999, which does not exist).
 fn code(date: &str) -> FiscalCode {
@@ -314,6 +319,42 @@ async fn a_school_day(storage: &[&str], dir: &str) {
     assert_eq!(read["replies"]["recipients"], 1);
     assert_eq!(read["replies"]["receipts"][0]["person"], guardian_id);
 
+    // The family view, built by the projectors (in-process on SQLite, processes of their own
+    // on PostgreSQL), shows the day within moments of the writes: the record of 2025/26, and
+    // the circular in the school year it was published in (today's).
+    let this_year = registro_domain::calendar::SchoolYear::of(
+        registro_domain::calendar::italian_date(time::OffsetDateTime::now_utc()),
+    )
+    .start_year();
+    let overview = format!("{record}/family");
+    let now = format!("{s}/students/{student_id}/years/{this_year}/family");
+    let deadline = Instant::now() + PATIENCE;
+    let (view, current) = loop {
+        let view = family.get(&overview).await;
+        let current = family.get(&now).await;
+        let caught_up = view["subjects"][0]["latest"] == "7½"
+            && view["attendance"]["late_entries"] == 1
+            && view["attendance"]["to_justify"] == 0
+            && current["communications"]["total"] == 1
+            && current["communications"]["unread"] == 0;
+        if caught_up {
+            break (view, current);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the family view did not catch up: {view} {current}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(view["subjects"][0]["averages"][0]["average"], "7.50");
+    assert_eq!(view["attendance"]["missed_hours"], 2);
+    let entries = family.get(&format!("{overview}/attendance")).await;
+    assert_eq!(entries["items"][0]["justification"], "accepted");
+    let circulars = family.get(&format!("{now}/communications")).await;
+    assert_eq!(circulars["items"][0]["title"], "Ricevimento dei genitori");
+    assert_eq!(circulars["items"][0]["read_by"], json!([guardian_id]));
+    assert_eq!(current["communications"]["consents_pending"], 0);
+
     // The family reads it all, and sees who read their child's record.
     let grades = family.get(&format!("{record}/grades")).await;
     assert_eq!(grades["grades"][0]["mark"], "7½");
@@ -357,12 +398,62 @@ async fn a_school_day_through_the_api_on_sqlite() {
 #[tokio::test]
 async fn a_school_day_through_the_api_on_postgres() {
     let db = TestDb::new().await;
-    let url = db.app_url().await;
     let key = registro_store::MasterKey::generate().to_base64();
+    // The projectors run as processes of their own, each under the role that owns the schema
+    // (they create their tables on their first start); the API connects as an ordinary role,
+    // granted the tables once they exist.
+    let projectors: Vec<Child> = ["family", "audit"]
+        .into_iter()
+        .map(|name| {
+            registro()
+                .args([
+                    "project",
+                    name,
+                    "--database-url",
+                    db.url(),
+                    "--master-key",
+                    &key,
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let admin = db.client().await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let ready: bool = admin
+            .query_one(
+                "SELECT to_regclass('family_bookings') IS NOT NULL \
+                 AND to_regclass('audit_subjects') IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the projectors did not prepare their tables"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = db.app_url().await;
     let data = TempDir::new();
     a_school_day(
         &["--database-url", &url, "--master-key", &key],
         data.path().to_str().unwrap(),
     )
     .await;
+    for mut projector in projectors {
+        let pid = projector.id().to_string();
+        let term = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        assert!(term.unwrap().success());
+        assert!(projector.wait().unwrap().success(), "a projector failed");
+    }
 }

@@ -19,6 +19,7 @@ pub mod directory;
 mod docs;
 mod enrolment;
 mod error;
+mod family;
 mod json;
 mod metrics;
 pub mod policy;

@@ -1,5 +1,5 @@
 //! The read models (projections) seen from the API
-//! ([ADR 0021](../../../docs/decisions/0021-projection-health.md)): how far each is behind the
+//! ([ADR 0022](../../../docs/decisions/0022-projection-health.md)): how far each is behind the
 //! log and whether its projector stopped, for `/metrics` and `/readyz`; and read-your-writes,
 //! for the routes that read a projection: a read may name the position it must include
 //! (`min_position`, the `position` a command answered) and then waits briefly for the
@@ -287,6 +287,7 @@ mod tests {
             .store
             .prepare_projection(&registro_store::ProjectionSchema {
                 name: "audit",
+                tables: &["unrelated"],
                 postgres: &[],
                 sqlite: &["CREATE TABLE unrelated (x INTEGER)"],
             })

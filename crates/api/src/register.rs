@@ -98,7 +98,7 @@ pub(crate) fn italian_today(state: &AppState) -> Date {
 }
 
 /// A school year from the path (the year it starts in); anything else names nothing.
-fn school_year(year: i32) -> Result<SchoolYear, ApiError> {
+pub(crate) fn school_year(year: i32) -> Result<SchoolYear, ApiError> {
     if (2000..=2200).contains(&year) {
         Ok(SchoolYear::starting(year))
     } else {
@@ -742,14 +742,7 @@ pub async fn student_grades(
             }
         })
         .collect();
-    let periods: Vec<(String, Date, Date)> = match caller.directory.terms(year) {
-        Some(terms) => terms
-            .terms()
-            .iter()
-            .map(|t| (t.name.clone(), t.start, t.end))
-            .collect(),
-        None => vec![("anno".to_owned(), year.first_day(), year.last_day())],
-    };
+    let periods = periods(&caller, year);
     let subjects: BTreeMap<&str, ()> = record
         .grades()
         .map(|(_, g)| (g.subject.as_str(), ()))
@@ -774,6 +767,21 @@ pub async fn student_grades(
         grades,
         averages,
     }))
+}
+
+/// The terms of the year as (name, first day, last day); the whole year, named `anno`, when
+/// none are planned.
+pub(crate) fn periods(caller: &Caller, year: SchoolYear) -> Vec<(String, Date, Date)> {
+    caller.directory.terms(year).map_or_else(
+        || vec![("anno".to_owned(), year.first_day(), year.last_day())],
+        |terms| {
+            terms
+                .terms()
+                .iter()
+                .map(|t| (t.name.clone(), t.start, t.end))
+                .collect()
+        },
+    )
 }
 
 /// One weekly lesson hour.

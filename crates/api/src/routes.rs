@@ -23,7 +23,7 @@ use crate::context::REQUEST_ID;
 use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
 use crate::policy::{Access, Permission, ResourceKind, Rule};
 use crate::projections::{ProjectionReport, ProjectionState};
-use crate::{AppState, audit, communications, docs, enrolment, metrics, register, school};
+use crate::{AppState, audit, communications, docs, enrolment, family, metrics, register, school};
 
 /// The OpenAPI document of the API.
 #[derive(Debug, OpenApi)]
@@ -42,7 +42,8 @@ use crate::{AppState, audit, communications, docs, enrolment, metrics, register,
         register::plan_year, register::year_plan, register::set_justification_rules,
         register::justification_rules, register::overdue_justifications,
         register::write_class_note, register::annul_class_note, register::define_subject,
-        register::subjects, audit::school_audit, audit::student_audit, register::give_grade, register::correct_grade,
+        register::subjects, audit::school_audit, audit::student_audit, family::overview, family::list,
+        register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
         register::student_attendance, register::submit_justification,
@@ -73,6 +74,8 @@ use crate::{AppState, audit, communications, docs, enrolment, metrics, register,
         (name = "meetings", description = "Parent-teacher meetings (colloqui)"),
         (name = "communications", description = "Circulars and notices (circolari, avvisi) with \
             attachments, read receipts (presa visione) and consent (adesione)"),
+        (name = "family", description = "One student's school year as the family sees it, from \
+            the family view's projection"),
     )
 )]
 pub struct ApiDoc;
@@ -396,6 +399,18 @@ pub fn routes() -> Routes {
             "/schools/{school}/students/{student}/audit",
             member(P::ReadStudentAccessLog, R::Student),
             audit::student_audit,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/students/{student}/years/{year}/family",
+            member(P::ReadRecord, R::Student),
+            family::overview,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/students/{student}/years/{year}/family/{section}",
+            member(P::ReadRecord, R::Student),
+            family::list,
         )
         .add(
             Method::PUT,
@@ -739,7 +754,7 @@ pub(crate) async fn healthz() -> Json<Health> {
 /// Readiness: the database answers and every migration is applied. The detail reports each
 /// read model (projection): its lag and whether its projector stopped. A stopped or lagging
 /// read model does not make the service unready (writes and the other reads work): it makes
-/// it `degraded` (ADR 0021).
+/// it `degraded` (ADR 0022).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready to take traffic: `ready`, or `degraded` when a read \

@@ -44,6 +44,27 @@ pub enum Command {
     /// A second instance of a projector waits as a standby and takes over when the active one
     /// stops.
     Project(ProjectArgs),
+    /// Rebuild projections from the first event: each is built into tables of its own apart
+    /// from the live ones, then swapped in, in one transaction, so readers see the old view
+    /// until then and the new one after, never a half-built one. A running projector of the same
+    /// projection may keep running: it goes on from the rebuilt view. Shows a progress bar on a
+    /// terminal, a line every few seconds otherwise, and prints a summary of each rebuild.
+    /// Needs the role that owns the database (on PostgreSQL it creates a schema for the build).
+    Rebuild(RebuildArgs),
+}
+
+/// `registro rebuild`.
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The projection to rebuild (`audit`).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Rebuild every projection, one after the other.
+    #[arg(long)]
+    pub all: bool,
+    /// Storage.
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 /// `registro project`.

@@ -2,6 +2,7 @@
 
 mod args;
 mod demo;
+mod progress;
 
 use std::io::Write as _;
 use std::path::Path;
@@ -18,8 +19,8 @@ use registro_store::{EventStore, MasterKey, StoreConfig, StoreLocation};
 use tracing_subscriber::EnvFilter;
 
 use args::{
-    AddPersonArgs, Cli, Command, OidcArgs, ProjectArgs, ServeArgs, StorageArgs, TokenArgs,
-    VerifyArgs,
+    AddPersonArgs, Cli, Command, OidcArgs, ProjectArgs, RebuildArgs, ServeArgs, StorageArgs,
+    TokenArgs, VerifyArgs,
 };
 use registro_api::auth::{HttpJwks, KeySet, LocalIssuer, TokenVerifier, VerifierConfig};
 use registro_api::ratelimit::RateLimit;
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
             Command::Token(args) => token(&args).map(|()| ExitCode::SUCCESS),
             Command::AddPerson(args) => add_person(args).await.map(|()| ExitCode::SUCCESS),
             Command::Project(args) => project(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Rebuild(args) => rebuild(args).await.map(|()| ExitCode::SUCCESS),
         }
     });
     result.unwrap_or_else(|e| fail(&e))
@@ -397,7 +399,10 @@ async fn add_person(args: AddPersonArgs) -> anyhow::Result<()> {
 /// Completes on SIGTERM or SIGINT.
 /// Every projection registro builds.
 fn projections() -> Vec<Arc<dyn registro_projector::Projection>> {
-    vec![Arc::new(registro_projection_audit::AuditTrail)]
+    vec![
+        Arc::new(registro_projection_audit::AuditTrail),
+        Arc::new(registro_projection_family::FamilyView),
+    ]
 }
 
 /// Prepares the projections' tables, then starts a projector for each, running until `stop`
@@ -428,25 +433,74 @@ async fn start_projectors(
     Ok(running)
 }
 
-async fn project(args: ProjectArgs) -> anyhow::Result<()> {
-    let store = open_for_serving(&args.storage, false).await?;
+/// The projections `name` or `all` choose.
+fn chosen_projections(
+    name: Option<&str>,
+    all: bool,
+) -> anyhow::Result<Vec<Arc<dyn registro_projector::Projection>>> {
     let chosen: Vec<_> = projections()
         .into_iter()
-        .filter(|p| args.all || args.name.as_deref() == Some(p.schema().name))
+        .filter(|p| all || name == Some(p.schema().name))
         .collect();
     if chosen.is_empty() {
         let known: Vec<_> = projections().iter().map(|p| p.schema().name).collect();
         bail!(
             "no projection is called {:?}; there are: {}",
-            args.name.unwrap_or_default(),
+            name.unwrap_or_default(),
             known.join(", ")
         );
     }
+    Ok(chosen)
+}
+
+async fn project(args: ProjectArgs) -> anyhow::Result<()> {
+    let chosen = chosen_projections(args.name.as_deref(), args.all)?;
+    let store = open_for_serving(&args.storage, false).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut running = start_projectors(&store, chosen, &stopped).await?;
     shutdown_signal().await;
     let _ = stop.send(true);
     while running.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// `registro rebuild`: rebuilds each projection chosen, one after the other, showing the
+/// progress on standard error and a summary of each on standard output.
+async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let chosen = chosen_projections(args.name.as_deref(), args.all)?;
+    if args.storage.database_url.is_none() {
+        let path = args.storage.data_dir.join(SQLITE_FILE);
+        if !path.exists() {
+            bail!("there is no database at {}", path.display());
+        }
+    }
+    let store = open_for_serving(&args.storage, false).await?;
+    let status = store.migration_status().await?;
+    if !status.is_current() {
+        bail!(
+            "the database is not migrated (pending: {:?}); run `registro migrate`",
+            status.pending
+        );
+    }
+    let terminal = std::io::stderr().is_terminal();
+    for projection in chosen {
+        let name = projection.schema().name;
+        let projector = registro_projector::Projector::new(Arc::clone(&store), projection);
+        let mut display = progress::Display::new(name, terminal, std::io::stderr());
+        let rebuilt = projector
+            .rebuild(|p| display.show(p, std::time::Instant::now()))
+            .await;
+        display.interrupt();
+        let rebuilt = rebuilt.with_context(|| format!("rebuilding projection {name}"))?;
+        writeln!(
+            std::io::stdout(),
+            "rebuilt {name}: {} events in {}, checkpoint {}",
+            rebuilt.events,
+            progress::elapsed(rebuilt.elapsed),
+            rebuilt.position
+        )?;
+    }
     Ok(())
 }
 

@@ -16,7 +16,8 @@
 //!   bytes, which events use to name them ([`attachment`]);
 //! * a projection (read model) commits its rows and its checkpoint in one transaction, checked
 //!   against the checkpoint it started from, so every event takes effect exactly once through
-//!   crashes ([`projection`]).
+//!   crashes ([`projection`]), and is rebuilt apart from its live tables, then swapped in with
+//!   its checkpoint in one transaction ([`EventStore::begin_rebuild`]).
 
 pub mod attachment;
 pub mod canonical;
@@ -51,7 +52,8 @@ pub use error::StoreError;
 pub use migrate::MigrationStatus;
 pub use plan::command_fingerprint;
 pub use projection::{
-    Cell, CellType, ProjectionLag, ProjectionLease, ProjectionSchema, ProjectionStop, RowOp,
+    Cell, CellType, MAX_REBUILT_NAME_CHARS, ProjectionLag, ProjectionLease, ProjectionSchema,
+    ProjectionStop, RowOp,
 };
 pub use seal::MasterKey;
 
@@ -312,6 +314,62 @@ pub trait EventStore: Send + Sync + fmt::Debug {
         columns: &[CellType],
     ) -> Result<Vec<Vec<Cell>>, StoreError>;
 
+    /// How many committed events [`EventStore::read_all`] would deliver after `after` if called
+    /// now (across all schools; on PostgreSQL, below the same fence). For progress displays:
+    /// events committed meanwhile make it grow.
+    async fn count_events_after(&self, after: Position) -> Result<u64, StoreError>;
+
+    /// Begins a rebuild of the projection: an empty build target of its own, apart from the live
+    /// tables, where the projection's steps have run from the first. On PostgreSQL it is the
+    /// schema `registro_rebuild_<name>`, dropped and created again (the steps run with it first
+    /// on the `search_path`, so the functions and types of the database are found as usual); on
+    /// SQLite a file beside the database, `<database>.rebuild-<name>`, removed and created
+    /// again. A target left by an earlier rebuild is discarded. Readers of the live tables see
+    /// nothing of it; it takes the right to create a schema (PostgreSQL), as
+    /// [`EventStore::prepare_projection`] takes the right to create tables.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] when the name is not a plain identifier, is longer than
+    /// [`projection::MAX_REBUILT_NAME_CHARS`], or when the steps create other tables than
+    /// `schema.tables`; [`StoreError::Migration`] when a step fails or the role may not create
+    /// the build schema. Nothing is left behind then.
+    async fn begin_rebuild(&self, schema: &ProjectionSchema) -> Result<(), StoreError>;
+
+    /// Applies `ops` in order, in one transaction, to the build target of the rebuild of `name`
+    /// (never to the live tables), rendered as [`EventStore::commit_projection`] renders them.
+    /// The live checkpoint is not touched.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`], with nothing written, when no rebuild of `name` was begun, and
+    /// for the programming errors [`EventStore::commit_projection`] refuses.
+    async fn commit_rebuild(&self, name: &str, ops: &[RowOp]) -> Result<(), StoreError>;
+
+    /// Swaps a rebuild in, in ONE transaction on the live tables: sets the projection's
+    /// checkpoint to `position` (creating it if missing, whatever it was; clearing a stop
+    /// recorded at or before it), replaces the rows of
+    /// each of `schema.tables` with the build target's (deleting in reverse order, copying in
+    /// order), and drops the build target. The live tables themselves stay, with their grants,
+    /// row-level security and indexes; readers see the old rows until the commit and the new
+    /// ones after it, never a mix. A projector of the same projection committing meanwhile
+    /// finds its checkpoint moved ([`StoreError::Conflict`]) and goes on from `position`.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] when no rebuild of the projection was begun, a live table is
+    /// missing (prepare the projection first), or a row cannot be copied: nothing changes then,
+    /// and the build target stays until [`EventStore::discard_rebuild`] or the next
+    /// [`EventStore::begin_rebuild`].
+    async fn swap_rebuild(
+        &self,
+        schema: &ProjectionSchema,
+        position: Position,
+    ) -> Result<(), StoreError>;
+
+    /// Drops the build target of a rebuild of `name`, if there is one (a rebuild that failed).
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] when the name is not a plain identifier.
+    async fn discard_rebuild(&self, name: &str) -> Result<(), StoreError>;
+
     /// Tries to become the one active instance of the projection: `Some(lease)` while held
     /// (dropping it releases), `None` when another instance holds it (a standby then waits and
     /// tries again).
@@ -350,7 +408,8 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// same event keeps the first time; another event replaces it. Nothing is recorded when
     /// the checkpoint is already at or past `at` (the event was applied meanwhile) or the
     /// projection has no checkpoint. The stop is cleared by the
-    /// [`EventStore::commit_projection`] that moves the checkpoint to `at` or past it.
+    /// [`EventStore::commit_projection`] (or the [`EventStore::swap_rebuild`]) that moves the
+    /// checkpoint to `at` or past it.
     ///
     /// # Errors
     /// [`StoreError::Internal`] when the name is not a plain identifier;

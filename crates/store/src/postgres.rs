@@ -24,6 +24,10 @@
 //!   from the same checkpoint the second waits, finds it moved, and writes nothing. Their row
 //!   operations are pipelined. A projection's lease is a session-level advisory lock on a
 //!   connection of its own, outside the pool, which frees it when the process dies.
+//! * A projection is rebuilt in the schema `registro_rebuild_<name>`, its DDL run with that
+//!   schema first on the transaction's `search_path` and its row operations naming the tables in
+//!   full; the swap locks the checkpoint's row first, then replaces the live tables' rows and
+//!   drops the schema, in one transaction (`docs/decisions/0021-projection-rebuild.md`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::error::Error as StdError;
@@ -58,7 +62,8 @@ use crate::migrate::{self, AppliedMigration, MigrationStatus};
 use crate::plan::{AppendPlan, school_lock_key};
 use crate::projection::{
     self, Cell, CellType, Hold, ProjectionLag, ProjectionLease, ProjectionSchema, ProjectionStop,
-    RowOp, check_identifier, pending_steps, render, step_checksum, step_number, stored_position,
+    RenderedOp, RowOp, check_identifier, check_rebuilt_tables, pending_steps, rebuild_target,
+    render, render_in, step_checksum, step_number, stored_position,
 };
 use crate::rows::{open_school_events, page, subjects_by_school, to_i64, to_u64};
 use crate::seal::{KeyState, MasterKey, SubjectKey};
@@ -1019,23 +1024,7 @@ impl EventStore for PgStore {
             client.prepare_cached(CLEAR_STOP),
         )
         .map_err(pg_err)?;
-        let statements = prepare_each(&client, rendered.iter().map(|r| r.sql.as_str())).await?;
-        for (r, stmt) in rendered.iter().zip(&statements) {
-            check_params(stmt, &r.params).map_err(|e| {
-                StoreError::internal(format!(
-                    "projection {name}: a row operation on {}: {e}",
-                    r.table
-                ))
-            })?;
-        }
-        let cells: Vec<Vec<PgCell<'_>>> = rendered
-            .iter()
-            .map(|r| r.params.iter().map(|c| PgCell(c)).collect())
-            .collect();
-        let params: Vec<Vec<&(dyn ToSql + Sync)>> = cells
-            .iter()
-            .map(|row| row.iter().map(|c| c as &(dyn ToSql + Sync)).collect())
-            .collect();
+        let statements = prepare_ops(&client, name, &rendered).await?;
         let (from_tx, from_id, to_tx, to_id) = (
             to_i64(from.tx),
             to_i64(from.id),
@@ -1066,29 +1055,198 @@ impl EventStore for PgStore {
                 return Err(projection::checkpoint_moved(name, from, actual));
             }
             // Then every row operation, in order, in one round trip.
-            let results = pipelined(
-                statements
-                    .iter()
-                    .zip(&params)
-                    .map(|(stmt, p)| Box::pin(tx.execute(stmt, p.as_slice())))
-                    .collect(),
-            )
-            .await;
-            for (i, (result, r)) in results.into_iter().zip(&rendered).enumerate() {
-                result.map_err(|e| {
-                    let why = describe(&e);
-                    match pg_err(e) {
-                        StoreError::Internal(_) => StoreError::internal(format!(
-                            "projection {name}: row operation {i} on {} failed: {why}",
-                            r.table
-                        )),
-                        transient => transient,
-                    }
-                })?;
-            }
-            Ok(())
+            execute_ops(tx, name, &rendered, &statements).await
         })
         .await
+    }
+
+    async fn count_events_after(&self, after: Position) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        // The subscription read's condition and fence (`read_all`), across schools.
+        let stmt = client
+            .prepare_cached(
+                "SELECT count(*) FROM events \
+                 WHERE (tx, id) > ($1::text::xid8, $2) \
+                   AND tx < pg_snapshot_xmin(pg_current_snapshot())",
+            )
+            .await
+            .map_err(pg_err)?;
+        let row = in_scope(&client, Scope::AllSchools, End::ReadOnly, async |tx| {
+            tx.query_one(&stmt, &[&after.tx.to_string(), &to_i64(after.id)])
+                .await
+                .map_err(pg_err)
+        })
+        .await?;
+        Ok(to_u64(row.get(0)))
+    }
+
+    async fn begin_rebuild(&self, schema: &ProjectionSchema) -> Result<(), StoreError> {
+        let target = rebuild_target(schema.name)?;
+        let (name, steps) = (schema.name, schema.postgres);
+        let client = self.client().await?;
+        // One transaction: a failed step leaves no schema behind. The steps name their tables
+        // unqualified: the build schema comes first on the search path, for this transaction
+        // only, before the connection's own (where the database's functions are).
+        in_scope(&client, Scope::AllSchools, End::Commit, async |tx| {
+            tx.batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {target} CASCADE; CREATE SCHEMA {target}"
+            ))
+            .await
+            .map_err(|e| {
+                if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+                    StoreError::Migration(format!(
+                        "projection {name} cannot be rebuilt by this role: {}; rebuild as the \
+                         role that owns the database",
+                        describe(&e)
+                    ))
+                } else {
+                    pg_err(e)
+                }
+            })?;
+            tx.execute(SEARCH_BUILD_FIRST, &[&target])
+                .await
+                .map_err(pg_err)?;
+            for (i, sql) in steps.iter().enumerate() {
+                tx.batch_execute(sql).await.map_err(|e| {
+                    StoreError::Migration(format!(
+                        "step {} of projection {name} failed in its rebuild: {}",
+                        step_number(i),
+                        describe(&e)
+                    ))
+                })?;
+            }
+            let created: BTreeSet<String> = tx
+                .query(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = $1",
+                    &[&target],
+                )
+                .await
+                .map_err(pg_err)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            check_rebuilt_tables(schema, &created)
+        })
+        .await
+    }
+
+    async fn commit_rebuild(&self, name: &str, ops: &[RowOp]) -> Result<(), StoreError> {
+        let target = rebuild_target(name)?;
+        // The build schema's tables, named in full: never the live ones.
+        let rendered = ops
+            .iter()
+            .map(|op| render_in(op, Some(&target)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let client = self.client().await?;
+        if !schema_exists(&client, &target).await? {
+            return Err(no_rebuild(name));
+        }
+        let statements = prepare_ops(&client, name, &rendered).await?;
+        in_scope(&client, Scope::AllSchools, End::Commit, async |tx| {
+            let (searched, executed) = tokio::join!(
+                biased;
+                async { tx.execute(SEARCH_BUILD_FIRST, &[&target]).await },
+                execute_ops(tx, name, &rendered, &statements),
+            );
+            searched.map_err(pg_err)?;
+            executed
+        })
+        .await
+    }
+
+    async fn swap_rebuild(
+        &self,
+        schema: &ProjectionSchema,
+        position: Position,
+    ) -> Result<(), StoreError> {
+        let target = rebuild_target(schema.name)?;
+        for table in schema.tables {
+            check_identifier("table", table)?;
+        }
+        let name = schema.name;
+        let client = self.client().await?;
+        let (pos_tx, pos_id) = (to_i64(position.tx), to_i64(position.id));
+        in_scope(&client, Scope::AllSchools, End::Commit, async |tx| {
+            // The checkpoint first: it locks its row until the commit, so a projector committing
+            // meanwhile waits, then finds it moved and writes nothing; one that committed before
+            // has its rows replaced below.
+            tx.execute(
+                "INSERT INTO projection_checkpoints (name, tx, id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE \
+                 SET tx = excluded.tx, id = excluded.id, updated_at = now()",
+                &[&name, &pos_tx, &pos_id],
+            )
+            .await
+            .map_err(pg_err)?;
+            // The rebuilt view applied the event a recorded stop names, if it reaches it.
+            tx.execute(CLEAR_STOP, &[&name, &pos_tx, &pos_id])
+                .await
+                .map_err(pg_err)?;
+            if !schema_exists(tx, &target).await? {
+                return Err(no_rebuild(name));
+            }
+            // Rows, not tables: the live tables keep their grants, policies and indexes, and
+            // readers see the old rows until the commit (MVCC).
+            let mut sql: String = schema
+                .tables
+                .iter()
+                .rev()
+                .map(|table| format!("DELETE FROM {table};\n"))
+                .collect();
+            for table in schema.tables {
+                // The live table as every statement of this adapter finds it (the search path).
+                let columns: Vec<String> = tx
+                    .query(
+                        "SELECT a.attname::text FROM pg_attribute a \
+                         JOIN pg_class c ON c.oid = a.attrelid \
+                         WHERE c.relname = $1 AND c.relkind IN ('r', 'p') \
+                           AND pg_table_is_visible(c.oid) \
+                           AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
+                         ORDER BY a.attnum",
+                        &[table],
+                    )
+                    .await
+                    .map_err(pg_err)?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                if columns.is_empty() {
+                    return Err(StoreError::internal(format!(
+                        "projection {name} has no live table {table} to swap its rebuild into: \
+                         prepare the projection first"
+                    )));
+                }
+                let columns = columns
+                    .iter()
+                    .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                sql.push_str(&format!(
+                    "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE \
+                     SELECT {columns} FROM {target}.{table};\n"
+                ));
+            }
+            sql.push_str(&format!("DROP SCHEMA {target} CASCADE;"));
+            tx.batch_execute(&sql).await.map_err(|e| {
+                let why = describe(&e);
+                match pg_err(e) {
+                    StoreError::Internal(_) => StoreError::internal(format!(
+                        "projection {name}: swapping its rebuild in failed: {why}"
+                    )),
+                    transient => transient,
+                }
+            })
+        })
+        .await
+    }
+
+    async fn discard_rebuild(&self, name: &str) -> Result<(), StoreError> {
+        let target = rebuild_target(name)?;
+        let client = self.client().await?;
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {target} CASCADE"))
+            .await
+            .map_err(pg_err)
     }
 
     async fn query_projection(
@@ -1283,6 +1441,87 @@ impl Hold for PgLease {
 fn projection_lock_key(name: &str) -> i32 {
     let digest = Sha256::digest(name.as_bytes());
     i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// Puts the build schema `$1` first on the search path, for the current transaction only.
+const SEARCH_BUILD_FIRST: &str =
+    "SELECT set_config('search_path', $1 || ', ' || current_setting('search_path'), true)";
+
+/// Whether the schema exists.
+async fn schema_exists(client: &Client, schema: &str) -> Result<bool, StoreError> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
+        .await
+        .map_err(pg_err)?
+        .get(0))
+}
+
+/// The refusal of a rebuild's commit or swap when none was begun.
+fn no_rebuild(name: &str) -> StoreError {
+    StoreError::internal(format!(
+        "no rebuild of projection {name} was begun (or it was swapped in or discarded)"
+    ))
+}
+
+/// Prepares the statements of rendered row operations and checks each value's type against its
+/// column's, before anything is written.
+async fn prepare_ops(
+    client: &ClientWrapper,
+    name: &str,
+    rendered: &[RenderedOp<'_>],
+) -> Result<Vec<Statement>, StoreError> {
+    let statements = prepare_each(client, rendered.iter().map(|r| r.sql.as_str())).await?;
+    for (r, stmt) in rendered.iter().zip(&statements) {
+        check_params(stmt, &r.params).map_err(|e| {
+            StoreError::internal(format!(
+                "projection {name}: a row operation on {}: {e}",
+                r.table
+            ))
+        })?;
+    }
+    Ok(statements)
+}
+
+/// Executes prepared row operations in order, in one round trip, in the transaction open on
+/// `tx`; the first failure is the one reported.
+async fn execute_ops(
+    tx: &ClientWrapper,
+    name: &str,
+    rendered: &[RenderedOp<'_>],
+    statements: &[Statement],
+) -> Result<(), StoreError> {
+    let cells: Vec<Vec<PgCell<'_>>> = rendered
+        .iter()
+        .map(|r| r.params.iter().map(|c| PgCell(c)).collect())
+        .collect();
+    let params: Vec<Vec<&(dyn ToSql + Sync)>> = cells
+        .iter()
+        .map(|row| row.iter().map(|c| c as &(dyn ToSql + Sync)).collect())
+        .collect();
+    let results = pipelined(
+        statements
+            .iter()
+            .zip(&params)
+            .map(|(stmt, p)| Box::pin(tx.execute(stmt, p.as_slice())))
+            .collect(),
+    )
+    .await;
+    for (i, (result, r)) in results.into_iter().zip(rendered).enumerate() {
+        result.map_err(|e| {
+            let why = describe(&e);
+            match pg_err(e) {
+                StoreError::Internal(_) => StoreError::internal(format!(
+                    "projection {name}: row operation {i} on {} failed: {why}",
+                    r.table
+                )),
+                transient => transient,
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// The steps of a projection recorded as applied.

@@ -14,6 +14,10 @@
 //! and must be plain identifiers (`[a-z_][a-z0-9_]*`); values are always bound as parameters,
 //! never spliced.
 //!
+//! A rebuild runs the same steps into a build target of its own and swaps its rows in with the
+//! checkpoint in one transaction ([`crate::EventStore::begin_rebuild`],
+//! `docs/decisions/0021-projection-rebuild.md`).
+//!
 //! The runtime's tables (`projection_checkpoints`, `projection_steps`) belong to no school. A
 //! projection's own tables carry `school_id` and, on PostgreSQL, are under row-level security
 //! like the event tables (their DDL enables and forces it with the `school_isolation` policy of
@@ -122,10 +126,19 @@ pub enum RowOp {
 ///
 /// Every table holding a school's data carries `school_id`, and its PostgreSQL DDL enables and
 /// forces row-level security with the `school_isolation` policy of migration 0002.
+///
+/// The steps name their tables unqualified: a rebuild runs the same steps into a build target of
+/// its own (a schema on PostgreSQL, a file on SQLite) before swapping its rows in
+/// ([`crate::EventStore::begin_rebuild`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ProjectionSchema {
-    /// The projection's name, a plain identifier: it keys its checkpoint, steps and lease.
+    /// The projection's name, a plain identifier: it keys its checkpoint, steps and lease. A
+    /// projection that is rebuilt has at most [`MAX_REBUILT_NAME_CHARS`] characters.
     pub name: &'static str,
+    /// Every table the steps create, in an order safe for copying rows: a table before those
+    /// whose rows refer to it. A rebuild swaps exactly these tables' rows in, and refuses a
+    /// projection whose steps create other tables than these.
+    pub tables: &'static [&'static str],
     /// The PostgreSQL steps (each may hold several statements).
     pub postgres: &'static [&'static str],
     /// The SQLite steps (each may hold several statements).
@@ -141,6 +154,52 @@ impl ProjectionSchema {
             Backend::Sqlite => self.sqlite,
         }
     }
+}
+
+/// The longest name of a projection that can be rebuilt: its PostgreSQL build schema,
+/// [`REBUILD_SCHEMA_PREFIX`] and the name, must be an identifier too.
+pub const MAX_REBUILT_NAME_CHARS: usize = MAX_IDENTIFIER_CHARS - REBUILD_SCHEMA_PREFIX.len();
+
+/// The prefix of the PostgreSQL schema a projection is rebuilt in.
+pub const REBUILD_SCHEMA_PREFIX: &str = "registro_rebuild_";
+
+/// The build target of a rebuild of `name`: on PostgreSQL the schema
+/// `registro_rebuild_<name>`, on SQLite the suffix `.rebuild-<name>` of a file beside the
+/// database. Refuses a name that is not a plain identifier or is too long for the schema.
+pub(crate) fn rebuild_target(name: &str) -> Result<String, StoreError> {
+    check_identifier("projection", name)?;
+    if name.len() > MAX_REBUILT_NAME_CHARS {
+        return Err(StoreError::internal(format!(
+            "projection {name} cannot be rebuilt: its name is longer than \
+             {MAX_REBUILT_NAME_CHARS} characters"
+        )));
+    }
+    Ok(format!("{REBUILD_SCHEMA_PREFIX}{name}"))
+}
+
+/// Checks that a rebuild's steps created exactly the tables the projection declares.
+pub(crate) fn check_rebuilt_tables(
+    schema: &ProjectionSchema,
+    created: &BTreeSet<String>,
+) -> Result<(), StoreError> {
+    for table in schema.tables {
+        check_identifier("table", table)?;
+    }
+    let declared: BTreeSet<String> = schema.tables.iter().map(|t| (*t).to_owned()).collect();
+    if declared.len() != schema.tables.len() {
+        return Err(StoreError::internal(format!(
+            "projection {} declares a table twice: {:?}",
+            schema.name, schema.tables
+        )));
+    }
+    if declared != *created {
+        return Err(StoreError::internal(format!(
+            "projection {} declares the tables {:?} but its steps create {:?}: a rebuild would \
+             leave some rows behind",
+            schema.name, declared, created
+        )));
+    }
+    Ok(())
 }
 
 /// How far a projection is behind the log, and whether its projector stopped
@@ -298,6 +357,15 @@ pub(crate) struct RenderedOp<'a> {
 
 /// Renders `op` as SQL both backends accept, after checking its names and key.
 pub(crate) fn render(op: &RowOp) -> Result<RenderedOp<'_>, StoreError> {
+    render_in(op, None)
+}
+
+/// Renders `op` as [`render`] does, its table qualified by `schema` when one is given (the
+/// build schema of a rebuild on PostgreSQL).
+pub(crate) fn render_in<'a>(
+    op: &'a RowOp,
+    schema: Option<&str>,
+) -> Result<RenderedOp<'a>, StoreError> {
     let (table, key, values) = match op {
         RowOp::Upsert { table, key, values } => (*table, key, values.as_slice()),
         RowOp::Delete { table, key } => (*table, key, [].as_slice()),
@@ -324,6 +392,13 @@ pub(crate) fn render(op: &RowOp) -> Result<RenderedOp<'_>, StoreError> {
     }
     let key_columns: Vec<&str> = key.iter().map(|(c, _)| *c).collect();
     let params: Vec<&Cell> = key.iter().chain(values).map(|(_, cell)| cell).collect();
+    let target = match schema {
+        Some(schema) => {
+            check_identifier("schema", schema)?;
+            format!("{schema}.{table}")
+        }
+        None => table.to_owned(),
+    };
     let sql = match op {
         RowOp::Upsert { .. } => {
             let columns: Vec<&str> = key.iter().chain(values).map(|(c, _)| *c).collect();
@@ -338,7 +413,7 @@ pub(crate) fn render(op: &RowOp) -> Result<RenderedOp<'_>, StoreError> {
                 format!("DO UPDATE SET {}", sets.join(", "))
             };
             format!(
-                "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({}) {action}",
+                "INSERT INTO {target} ({}) VALUES ({}) ON CONFLICT ({}) {action}",
                 columns.join(", "),
                 placeholders.join(", "),
                 key_columns.join(", ")
@@ -350,7 +425,7 @@ pub(crate) fn render(op: &RowOp) -> Result<RenderedOp<'_>, StoreError> {
                 .enumerate()
                 .map(|(i, c)| format!("{c} = ${}", i + 1))
                 .collect();
-            format!("DELETE FROM {table} WHERE {}", conditions.join(" AND "))
+            format!("DELETE FROM {target} WHERE {}", conditions.join(" AND "))
         }
     };
     Ok(RenderedOp { table, sql, params })
@@ -466,6 +541,73 @@ mod tests {
             "DELETE FROM family_view WHERE school_id = $1 AND student = $2"
         );
         assert_eq!(r.params.len(), 2);
+    }
+
+    #[test]
+    fn a_rebuild_renders_into_its_build_schema() {
+        let op = upsert(vec![("grade", Cell::Int(800))]);
+        let r = render_in(&op, Some("registro_rebuild_family")).unwrap();
+        assert_eq!(
+            r.sql,
+            "INSERT INTO registro_rebuild_family.family_view (school_id, student, grade) \
+             VALUES ($1, $2, $3) ON CONFLICT (school_id, student) DO UPDATE SET \
+             grade = excluded.grade"
+        );
+        let op = RowOp::Delete {
+            table: "family_view",
+            key: vec![("student", Cell::Text("s1".into()))],
+        };
+        assert_eq!(
+            render_in(&op, Some("registro_rebuild_family")).unwrap().sql,
+            "DELETE FROM registro_rebuild_family.family_view WHERE student = $1"
+        );
+        assert!(matches!(
+            render_in(&op, Some("public; DROP TABLE events")),
+            Err(StoreError::Internal(_))
+        ));
+    }
+
+    #[test]
+    fn a_rebuild_target_is_named_after_its_projection_and_fits_an_identifier() {
+        assert_eq!(rebuild_target("family").unwrap(), "registro_rebuild_family");
+        let longest = "a".repeat(MAX_REBUILT_NAME_CHARS);
+        assert_eq!(
+            rebuild_target(&longest).unwrap().len(),
+            MAX_IDENTIFIER_CHARS
+        );
+        for bad in [
+            "a".repeat(MAX_REBUILT_NAME_CHARS + 1),
+            "Family".to_owned(),
+            String::new(),
+        ] {
+            assert!(
+                matches!(rebuild_target(&bad), Err(StoreError::Internal(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rebuild_must_create_exactly_the_declared_tables() {
+        let schema = |tables: &'static [&'static str]| ProjectionSchema {
+            name: "p",
+            tables,
+            postgres: &[],
+            sqlite: &[],
+        };
+        let created: BTreeSet<String> = ["a".to_owned(), "b".to_owned()].into();
+        assert!(check_rebuilt_tables(&schema(&["b", "a"]), &created).is_ok());
+        let wrong: [&'static [&'static str]; 5] =
+            [&["a"], &["a", "b", "c"], &["a", "b", "a"], &[], &["a", "B"]];
+        for tables in wrong {
+            assert!(
+                matches!(
+                    check_rebuilt_tables(&schema(tables), &created),
+                    Err(StoreError::Internal(_))
+                ),
+                "{tables:?}"
+            );
+        }
     }
 
     #[test]

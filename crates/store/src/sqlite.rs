@@ -9,7 +9,9 @@
 //! Projections commit through the same writer. Their leases are held within the process (one
 //! process embeds the file); two processes on one file are still kept correct by the checkpoint
 //! check of each commit, under `BEGIN IMMEDIATE`. SQLite has no row-level security: a query of
-//! a projection names its school itself.
+//! a projection names its school itself. A projection is rebuilt in a file of its own beside the
+//! database (`<database>.rebuild-<name>`, written without syncing: it is thrown away on
+//! failure), attached to the writer for the swap (`docs/decisions/0021-projection-rebuild.md`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -37,7 +39,8 @@ use crate::migrate::{self, AppliedMigration, MigrationStatus};
 use crate::plan::AppendPlan;
 use crate::projection::{
     self, Cell, CellType, Hold, ProjectionLag, ProjectionLease, ProjectionSchema, ProjectionStop,
-    RowOp, check_identifier, pending_steps, render, step_checksum, step_number, stored_position,
+    RowOp, check_identifier, check_rebuilt_tables, pending_steps, rebuild_target, render,
+    step_checksum, step_number, stored_position,
 };
 use crate::rows::{open_school_events, page, subjects_by_school, to_i64, to_u64};
 use crate::seal::{KeyState, MasterKey, SubjectKey};
@@ -110,6 +113,15 @@ impl SqliteStore {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The build file of a rebuild of projection `name`: `<database>.rebuild-<name>`, beside
+    /// the database.
+    #[must_use]
+    pub fn rebuild_path(&self, name: &str) -> PathBuf {
+        let mut path = self.inner.path.as_os_str().to_owned();
+        path.push(format!(".rebuild-{name}"));
+        PathBuf::from(path)
     }
 
     /// Runs `f` with the writer connection on a blocking thread.
@@ -774,15 +786,7 @@ impl EventStore for SqliteStore {
     ) -> Result<(), StoreError> {
         check_identifier("projection", name)?;
         // Checked and rendered before anything is written.
-        let rendered = ops
-            .iter()
-            .map(|op| {
-                render(op).map(|r| {
-                    let params: Vec<Cell> = r.params.into_iter().cloned().collect();
-                    (r.table, r.sql, params)
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let rendered = render_owned(ops)?;
         let name = name.to_owned();
         self.write(move |_, conn| {
             let tx = conn
@@ -825,17 +829,7 @@ impl EventStore for SqliteStore {
                 params![name, to_i64(to.tx), to_i64(to.id)],
             )
             .map_err(sqlite_err)?;
-            for (i, (table, sql, params)) in rendered.iter().enumerate() {
-                let mut stmt = tx.prepare_cached(sql).map_err(sqlite_err)?;
-                let refs: Vec<&Cell> = params.iter().collect();
-                bind_cells(&mut stmt, &refs)?;
-                stmt.raw_execute().map_err(|e| match sqlite_err(e) {
-                    StoreError::Internal(e) => StoreError::internal(format!(
-                        "projection {name}: row operation {i} on {table} failed: {e}"
-                    )),
-                    transient => transient,
-                })?;
-            }
+            execute_ops(&tx, &name, &rendered)?;
             tx.commit().map_err(sqlite_err)?;
             Ok(())
         })
@@ -878,6 +872,123 @@ impl EventStore for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn count_events_after(&self, after: Position) -> Result<u64, StoreError> {
+        self.read(move |_, conn| {
+            conn.query_row(
+                "SELECT count(*) FROM events WHERE id > ?1",
+                params![to_i64(after.id)],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(to_u64)
+            .map_err(sqlite_err)
+        })
+        .await
+    }
+
+    async fn begin_rebuild(&self, schema: &ProjectionSchema) -> Result<(), StoreError> {
+        rebuild_target(schema.name)?;
+        let path = self.rebuild_path(schema.name);
+        let schema = *schema;
+        blocking(move || {
+            remove_rebuild(&path)?;
+            // One transaction on a new file: a failed step leaves nothing behind.
+            let built = (|| {
+                let mut conn = connect_rebuild(&path, true)?;
+                let tx = conn.transaction().map_err(sqlite_err)?;
+                for (i, sql) in schema.sqlite.iter().enumerate() {
+                    tx.execute_batch(sql).map_err(|e| {
+                        StoreError::Migration(format!(
+                            "step {} of projection {} failed in its rebuild: {e}",
+                            step_number(i),
+                            schema.name
+                        ))
+                    })?;
+                }
+                let created = tx
+                    .prepare(
+                        "SELECT name FROM sqlite_schema \
+                         WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+                    )
+                    .map_err(sqlite_err)?
+                    .query_map([], |row| row.get::<_, String>(0))
+                    .map_err(sqlite_err)?
+                    .collect::<Result<BTreeSet<_>, _>>()
+                    .map_err(sqlite_err)?;
+                check_rebuilt_tables(&schema, &created)?;
+                tx.commit().map_err(sqlite_err)
+            })();
+            if built.is_err() {
+                let _ = remove_rebuild(&path);
+            }
+            built
+        })
+        .await
+    }
+
+    async fn commit_rebuild(&self, name: &str, ops: &[RowOp]) -> Result<(), StoreError> {
+        rebuild_target(name)?;
+        let rendered = render_owned(ops)?;
+        let path = self.rebuild_path(name);
+        let name = name.to_owned();
+        // The build file has a connection of its own: the live database's writer is not held.
+        blocking(move || {
+            if !path.exists() {
+                return Err(no_rebuild(&name));
+            }
+            let mut conn = connect_rebuild(&path, false)?;
+            let tx = conn.transaction().map_err(sqlite_err)?;
+            execute_ops(&tx, &name, &rendered)?;
+            tx.commit().map_err(sqlite_err)
+        })
+        .await
+    }
+
+    async fn swap_rebuild(
+        &self,
+        schema: &ProjectionSchema,
+        position: Position,
+    ) -> Result<(), StoreError> {
+        rebuild_target(schema.name)?;
+        for table in schema.tables {
+            check_identifier("table", table)?;
+        }
+        let path = self.rebuild_path(schema.name);
+        let schema = *schema;
+        self.write(move |_, conn| {
+            if !path.exists() {
+                return Err(no_rebuild(schema.name));
+            }
+            let file = path.to_str().ok_or_else(|| {
+                StoreError::internal(format!("{} is not valid UTF-8", path.display()))
+            })?;
+            // Attached outside the transaction (SQLite requires it), detached whatever happens.
+            conn.execute(
+                &format!("ATTACH DATABASE ?1 AS {REBUILD_ATTACHED}"),
+                params![file],
+            )
+            .map_err(sqlite_err)?;
+            let swapped = swap_attached(conn, &schema, position);
+            let detached = conn
+                .execute_batch(&format!("DETACH DATABASE {REBUILD_ATTACHED}"))
+                .map_err(sqlite_err);
+            swapped?;
+            detached?;
+            // Committed: the file is no longer needed. One left by a crash here is removed by
+            // the next rebuild.
+            if let Err(e) = remove_rebuild(&path) {
+                tracing::warn!(error = %e, path = %path.display(), "cannot remove a swapped rebuild");
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn discard_rebuild(&self, name: &str) -> Result<(), StoreError> {
+        rebuild_target(name)?;
+        let path = self.rebuild_path(name);
+        blocking(move || remove_rebuild(&path)).await
     }
 
     async fn try_lock_projection(&self, name: &str) -> Result<Option<ProjectionLease>, StoreError> {
@@ -1014,6 +1125,164 @@ impl Drop for SqliteLease {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.key);
     }
+}
+
+/// A row operation rendered, owning its values: its table, SQL and parameters.
+type OwnedOp = (&'static str, String, Vec<Cell>);
+
+/// Checks and renders row operations, before anything is written.
+fn render_owned(ops: &[RowOp]) -> Result<Vec<OwnedOp>, StoreError> {
+    ops.iter()
+        .map(|op| {
+            render(op).map(|r| {
+                let params: Vec<Cell> = r.params.into_iter().cloned().collect();
+                (r.table, r.sql, params)
+            })
+        })
+        .collect()
+}
+
+/// Executes rendered row operations in order on `conn` (inside the caller's transaction).
+fn execute_ops(conn: &Connection, name: &str, rendered: &[OwnedOp]) -> Result<(), StoreError> {
+    for (i, (table, sql, params)) in rendered.iter().enumerate() {
+        let mut stmt = conn.prepare_cached(sql).map_err(sqlite_err)?;
+        let refs: Vec<&Cell> = params.iter().collect();
+        bind_cells(&mut stmt, &refs)?;
+        stmt.raw_execute().map_err(|e| match sqlite_err(e) {
+            StoreError::Internal(e) => StoreError::internal(format!(
+                "projection {name}: row operation {i} on {table} failed: {e}"
+            )),
+            transient => transient,
+        })?;
+    }
+    Ok(())
+}
+
+/// The schema name the build file of a rebuild is attached as, for its swap.
+const REBUILD_ATTACHED: &str = "registro_rebuild";
+
+/// The files SQLite may keep beside a database: its journal, write-ahead log and shared memory.
+const SIDE_FILES: [&str; 3] = ["-journal", "-wal", "-shm"];
+
+/// Opens the build file of a rebuild (created when `create`). It is thrown away if anything
+/// goes wrong, so it is written without syncing and with the rollback journal in memory.
+fn connect_rebuild(path: &Path, create: bool) -> Result<Connection, StoreError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::unavailable(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err)?;
+    conn.pragma_update(None, "journal_mode", "MEMORY")
+        .map_err(sqlite_err)?;
+    conn.pragma_update(None, "synchronous", "OFF")
+        .map_err(sqlite_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sqlite_err)?;
+    Ok(conn)
+}
+
+/// Removes the build file of a rebuild and its side files, if there are any.
+fn remove_rebuild(path: &Path) -> Result<(), StoreError> {
+    let mut files = vec![path.to_path_buf()];
+    for suffix in SIDE_FILES {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        files.push(PathBuf::from(side));
+    }
+    for file in files {
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::unavailable(format!(
+                    "cannot remove {}: {e}",
+                    file.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The refusal of a rebuild's commit or swap when none was begun.
+fn no_rebuild(name: &str) -> StoreError {
+    StoreError::internal(format!(
+        "no rebuild of projection {name} was begun (or it was swapped in or discarded)"
+    ))
+}
+
+/// The swap of a rebuild attached as [`REBUILD_ATTACHED`], in one transaction: the checkpoint,
+/// then each table's rows.
+fn swap_attached(
+    conn: &mut Connection,
+    schema: &ProjectionSchema,
+    position: Position,
+) -> Result<(), StoreError> {
+    let name = schema.name;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_err)?;
+    tx.execute(
+        "INSERT INTO main.projection_checkpoints (name, tx, id, updated_at) \
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE \
+         SET tx = excluded.tx, id = excluded.id, updated_at = excluded.updated_at",
+        params![
+            name,
+            to_i64(position.tx),
+            to_i64(position.id),
+            format_timestamp(OffsetDateTime::now_utc())
+        ],
+    )
+    .map_err(sqlite_err)?;
+    // The rebuilt view applied the event a recorded stop names, if it reaches it.
+    tx.execute(
+        "UPDATE main.projection_checkpoints SET stopped_tx = NULL, stopped_id = NULL, \
+         stopped_reason = NULL, stopped_since = NULL \
+         WHERE name = ?1 AND (stopped_tx, stopped_id) <= (?2, ?3)",
+        params![name, to_i64(position.tx), to_i64(position.id)],
+    )
+    .map_err(sqlite_err)?;
+    let failed = |e: rusqlite::Error| match sqlite_err(e) {
+        StoreError::Internal(e) => StoreError::internal(format!(
+            "projection {name}: swapping its rebuild in failed: {e}"
+        )),
+        transient => transient,
+    };
+    for table in schema.tables.iter().rev() {
+        tx.execute(&format!("DELETE FROM main.{table}"), [])
+            .map_err(failed)?;
+    }
+    for table in schema.tables {
+        let columns = tx
+            .prepare("SELECT name FROM pragma_table_info(?1, 'main') ORDER BY cid")
+            .map_err(sqlite_err)?
+            .query_map(params![table], |row| row.get::<_, String>(0))
+            .map_err(sqlite_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sqlite_err)?;
+        if columns.is_empty() {
+            return Err(StoreError::internal(format!(
+                "projection {name} has no live table {table} to swap its rebuild into: prepare \
+                 the projection first"
+            )));
+        }
+        let columns = columns
+            .iter()
+            .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tx.execute(
+            &format!(
+                "INSERT INTO main.{table} ({columns}) \
+                 SELECT {columns} FROM {REBUILD_ATTACHED}.{table}"
+            ),
+            [],
+        )
+        .map_err(failed)?;
+    }
+    tx.commit().map_err(sqlite_err)
 }
 
 /// The steps of a projection recorded as applied.

@@ -13,6 +13,9 @@ use uuid::Uuid;
 /// The projection's name.
 pub const NAME: &str = "audit";
 
+/// The projection's tables: the entries, and the students each entry concerns.
+pub const TABLES: &[&str] = &["audit_entries", "audit_subjects"];
+
 const POSTGRES: &[&str] = &[r"
 CREATE TABLE audit_entries (
     school_id      uuid NOT NULL,
@@ -79,6 +82,7 @@ impl Projection for AuditTrail {
     fn schema(&self) -> ProjectionSchema {
         ProjectionSchema {
             name: NAME,
+            tables: TABLES,
             postgres: POSTGRES,
             sqlite: SQLITE,
         }

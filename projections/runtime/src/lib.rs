@@ -6,10 +6,14 @@
 //! others wait as standbys. An event `apply` refuses stops the projector at that event: it is
 //! never skipped, and the stop is recorded in the database for every process to see
 //! ([`EventStore::projection_lag`]) until a commit passes the event.
+//!
+//! [`Projector::rebuild`] builds the projection again from the first event into a build target
+//! of its own and swaps it in, in one transaction: readers never see a half-built view
+//! ([ADR 0021](../../../docs/decisions/0021-projection-rebuild.md)).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use registro_store::{EventStore, Position, ProjectionSchema, RecordedEvent, RowOp, StoreError};
 
@@ -50,10 +54,107 @@ pub enum ProjectorError {
         /// Why `apply` refused it.
         reason: String,
     },
+    /// Another rebuild of the same projection is running.
+    #[error("another rebuild of projection {name} is running")]
+    RebuildRunning {
+        /// The projection.
+        name: &'static str,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+impl ProjectorError {
+    /// The stop at `event`, which the projection refused for `reason`.
+    fn poison(name: &'static str, event: &RecordedEvent, reason: &anyhow::Error) -> Self {
+        Self::Poison {
+            name,
+            position: event.position,
+            school: event.school_id.to_string(),
+            school_seq: event.school_seq,
+            event_type: event.event_type.as_str().to_owned(),
+            reason: format!("{reason:#}"),
+        }
+    }
+}
+
+/// Where a rebuild is ([`Projector::rebuild`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Applying the events into the build target.
+    Building,
+    /// Swapping the build target's rows in.
+    Swapping,
+    /// Swapped in.
+    Done,
+}
+
+/// How far a rebuild has come, reported after each batch and at each stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Where the rebuild is.
+    pub stage: Stage,
+    /// The events applied so far.
+    pub done: u64,
+    /// The events to apply in all: those in the log when the rebuild started, counted again
+    /// when more came meanwhile. Never less than `done`.
+    pub total: u64,
+    /// The time since the rebuild started.
+    pub elapsed: Duration,
+    /// The position of the last event applied.
+    pub position: Position,
+}
+
+impl Progress {
+    /// Events applied per second so far (0 in the first millisecond).
+    #[must_use]
+    pub fn rate(&self) -> u64 {
+        let ms = self.elapsed.as_millis();
+        if ms == 0 {
+            return 0;
+        }
+        u64::try_from(u128::from(self.done) * 1000 / ms).unwrap_or(u64::MAX)
+    }
+
+    /// The time left at the rate so far; `None` before the first event is applied.
+    #[must_use]
+    pub fn remaining(&self) -> Option<Duration> {
+        if self.done == 0 {
+            return None;
+        }
+        let left = u128::from(self.total.saturating_sub(self.done));
+        let nanos = self.elapsed.as_nanos() * left / u128::from(self.done);
+        Some(Duration::from_nanos(
+            u64::try_from(nanos).unwrap_or(u64::MAX),
+        ))
+    }
+
+    /// The part done, in thousandths (1000 when there is nothing to do).
+    #[must_use]
+    pub fn permille(&self) -> u64 {
+        if self.total == 0 {
+            return 1000;
+        }
+        u64::try_from(u128::from(self.done.min(self.total)) * 1000 / u128::from(self.total))
+            .unwrap_or(1000)
+    }
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// The events applied.
+    pub events: u64,
+    /// The checkpoint swapped in: the last event applied ([`Position::START`] for an empty log).
+    pub position: Position,
+    /// How long it took, the swap included.
+    pub elapsed: Duration,
+}
+
+/// The suffix of the lease a rebuild holds, apart from the projector's own lease, so that two
+/// rebuilds of one projection never share its build target while its projector keeps running.
+pub const REBUILD_LEASE_SUFFIX: &str = "_rebuild";
 
 /// What a projector is doing, for health checks and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -165,14 +266,7 @@ impl Projector {
                             self.commit(name, from, before, &ops).await?;
                             from = before;
                         }
-                        let error = ProjectorError::Poison {
-                            name,
-                            position: event.position,
-                            school: event.school_id.to_string(),
-                            school_seq: event.school_seq,
-                            event_type: event.event_type.as_str().to_owned(),
-                            reason: format!("{reason:#}"),
-                        };
+                        let error = ProjectorError::poison(name, event, &reason);
                         // Recorded in the database, so that every process (the API's
                         // health checks) sees it; cleared by the commit that passes the event.
                         // Until it is recorded the stop is retried like a store failure.
@@ -208,6 +302,107 @@ impl Projector {
         ops: &[RowOp],
     ) -> Result<(), StoreError> {
         self.store.commit_projection(name, from, to, ops).await
+    }
+
+    /// Rebuilds the projection from the first event: applies every event into a build target
+    /// of its own ([`EventStore::begin_rebuild`]), batch by batch, until none is left, then swaps
+    /// it in at the last event's position in one transaction ([`EventStore::swap_rebuild`]).
+    /// Until then readers, and a projector of the same projection that keeps running meanwhile,
+    /// see the live tables as they were; afterwards the projector finds its checkpoint moved
+    /// and goes on from the rebuild's. `progress` is called at the start, after each batch, at
+    /// the swap and at the end.
+    ///
+    /// It prepares the live tables first and needs the right to create them and the build
+    /// target (on PostgreSQL, a schema): the role that owns the database.
+    ///
+    /// # Errors
+    /// [`ProjectorError::Poison`] at an event the projection cannot apply, as
+    /// [`Projector::catch_up`] stops there; [`ProjectorError::RebuildRunning`] when another
+    /// rebuild of the projection is running; the store's errors. The live tables are then as
+    /// they were, and the build target is discarded.
+    pub async fn rebuild(
+        &self,
+        mut progress: impl FnMut(&Progress),
+    ) -> Result<Rebuilt, ProjectorError> {
+        let schema = self.projection.schema();
+        let name = schema.name;
+        let Some(lease) = self
+            .store
+            .try_lock_projection(&format!("{name}{REBUILD_LEASE_SUFFIX}"))
+            .await?
+        else {
+            return Err(ProjectorError::RebuildRunning { name });
+        };
+        self.prepare().await?;
+        let started = Instant::now();
+        let mut report = Progress {
+            stage: Stage::Building,
+            done: 0,
+            total: self.store.count_events_after(Position::START).await?,
+            elapsed: Duration::ZERO,
+            position: Position::START,
+        };
+        progress(&report);
+        self.store.begin_rebuild(&schema).await?;
+        let built = async {
+            self.build(name, started, &mut report, &mut progress)
+                .await?;
+            report.stage = Stage::Swapping;
+            report.elapsed = started.elapsed();
+            progress(&report);
+            self.store.swap_rebuild(&schema, report.position).await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = built {
+            if let Err(discard) = self.store.discard_rebuild(name).await {
+                tracing::warn!(projection = name, error = %discard, "cannot discard a failed rebuild");
+            }
+            return Err(e);
+        }
+        drop(lease);
+        report.stage = Stage::Done;
+        report.elapsed = started.elapsed();
+        progress(&report);
+        tracing::debug!(projection = name, events = report.done, position = %report.position, "rebuilt");
+        Ok(Rebuilt {
+            events: report.done,
+            position: report.position,
+            elapsed: report.elapsed,
+        })
+    }
+
+    /// Applies every event into the rebuild's target, reporting after each batch.
+    async fn build(
+        &self,
+        name: &'static str,
+        started: Instant,
+        report: &mut Progress,
+        progress: &mut impl FnMut(&Progress),
+    ) -> Result<(), ProjectorError> {
+        loop {
+            let events = self.store.read_all(report.position, self.batch).await?;
+            let Some(last) = events.last() else {
+                return Ok(());
+            };
+            let mut ops = Vec::new();
+            for event in &events {
+                ops.extend(
+                    self.projection
+                        .apply(event)
+                        .map_err(|reason| ProjectorError::poison(name, event, &reason))?,
+                );
+            }
+            self.store.commit_rebuild(name, &ops).await?;
+            report.position = last.position;
+            report.done += u64::try_from(events.len()).unwrap_or(u64::MAX);
+            if report.done >= report.total {
+                // More came meanwhile: count what is left.
+                report.total = report.done + self.store.count_events_after(report.position).await?;
+            }
+            report.elapsed = started.elapsed();
+            progress(report);
+        }
     }
 
     /// Runs until `shutdown` completes: waits for the projection's lease (a standby meanwhile),
@@ -246,6 +441,8 @@ impl Projector {
                 Err(ProjectorError::Store(e)) => {
                     tracing::warn!(projection = name, error = %e, "store failure; retrying");
                 }
+                // Not an error of catching up; stops all the same.
+                Err(e @ ProjectorError::RebuildRunning { .. }) => break Err(e),
             }
             tokio::select! {
                 () = &mut shutdown => break Ok(()),

@@ -1,6 +1,7 @@
 //! The projector runtime on SQLite and on PostgreSQL: a poison event stops its projector at that
 //! event, with the events before it applied and nothing skipped; a second instance waits as a
-//! standby and takes over when the active one stops.
+//! standby and takes over when the active one stops; a rebuild swaps in the rows the live
+//! projector built, and a poison event stops it with the live view untouched.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -8,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use registro_domain::SchoolId;
-use registro_projector::{Projection, Projector, ProjectorError};
+use registro_projector::{Progress, Projection, Projector, ProjectorError, Stage};
 use registro_store::sqlite::SqliteStore;
 use registro_store::{
     AppendRequest, Cell, CellType, CommandMetadata, EventStore, EventType, ExpectedVersion,
-    NewEvent, ProjectionSchema, RecordedEvent, RowOp, Sealed, StreamId,
+    NewEvent, Position, ProjectionSchema, RecordedEvent, RowOp, Sealed, StoreError, StreamId,
 };
 use registro_testkit::TempDir;
 use registro_testkit::pg::TestDb;
@@ -24,6 +25,7 @@ use time::OffsetDateTime;
 struct Seen {
     name: &'static str,
     table: &'static str,
+    tables: &'static [&'static str],
     postgres: &'static [&'static str],
     sqlite: &'static [&'static str],
     refuses_poison: bool,
@@ -53,6 +55,7 @@ impl Seen {
     const STRICT: Seen = Seen {
         name: "seen",
         table: "seen_events",
+        tables: &["seen_events"],
         postgres: ddl!("seen_events").0,
         sqlite: ddl!("seen_events").1,
         refuses_poison: true,
@@ -66,6 +69,7 @@ impl Seen {
     const TOLERANT: Seen = Seen {
         name: "tolerant",
         table: "tolerant_events",
+        tables: &["tolerant_events"],
         postgres: ddl!("tolerant_events").0,
         sqlite: ddl!("tolerant_events").1,
         refuses_poison: false,
@@ -76,6 +80,7 @@ impl Projection for Seen {
     fn schema(&self) -> ProjectionSchema {
         ProjectionSchema {
             name: self.name,
+            tables: self.tables,
             postgres: self.postgres,
             sqlite: self.sqlite,
         }
@@ -275,6 +280,260 @@ async fn wait_until(store: &dyn EventStore, school: SchoolId, expected: &[&str])
     );
 }
 
+/// Every row of a school in a projection's table: (school_seq, event_type).
+async fn rows_of(store: &dyn EventStore, school: SchoolId, table: &str) -> Vec<(i64, String)> {
+    let sql = format!(
+        "SELECT school_seq, event_type FROM {table} WHERE school_id = $1 ORDER BY school_seq"
+    );
+    store
+        .query_projection(
+            school,
+            &sql,
+            &[Cell::Uuid(*school.as_uuid())],
+            &[CellType::Int, CellType::Text],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| match &r[..] {
+            [Cell::Int(seq), Cell::Text(t)] => (*seq, t.clone()),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+/// Catches the projector up until its table holds `n` rows for `school` (bounded: on
+/// PostgreSQL events reach subscribers once older transactions on the server have ended).
+async fn catch_up_to(projector: &Projector, store: &dyn EventStore, school: SchoolId, n: usize) {
+    for _ in 0..200 {
+        projector.catch_up().await.unwrap();
+        if rows_of(store, school, "tolerant_events").await.len() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{n} rows not reached");
+}
+
+async fn a_rebuild_swaps_in_the_rows_the_live_projector_built(
+    store: Arc<dyn EventStore>,
+    owner: Arc<dyn EventStore>,
+) {
+    let (a, b) = (SchoolId::new(), SchoolId::new());
+    let s = store.as_ref();
+    for t in ["A", "B", "Poison", "C"] {
+        append(s, a, t).await;
+    }
+    for t in ["D", "E", "F"] {
+        append(s, b, t).await;
+    }
+    let live = Projector::new(Arc::clone(&store), Arc::new(Seen::TOLERANT));
+    live.prepare().await.unwrap();
+    catch_up_to(&live, s, a, 4).await;
+    catch_up_to(&live, s, b, 3).await;
+    let checkpoint = store.projection_checkpoint("tolerant").await.unwrap();
+    let before = (
+        rows_of(s, a, "tolerant_events").await,
+        rows_of(s, b, "tolerant_events").await,
+    );
+    assert_eq!(before.0.len() + before.1.len(), 7);
+    // A damaged view: a row lost, a row that no event made.
+    store
+        .commit_projection(
+            "tolerant",
+            checkpoint,
+            checkpoint,
+            &[
+                RowOp::Delete {
+                    table: "tolerant_events",
+                    key: vec![
+                        ("school_id", Cell::Uuid(*a.as_uuid())),
+                        ("school_seq", Cell::Int(2)),
+                    ],
+                },
+                RowOp::Upsert {
+                    table: "tolerant_events",
+                    key: vec![
+                        ("school_id", Cell::Uuid(*b.as_uuid())),
+                        ("school_seq", Cell::Int(99)),
+                    ],
+                    values: vec![("event_type", Cell::Text("Bogus".into()))],
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_ne!(rows_of(s, a, "tolerant_events").await, before.0);
+
+    // Batches of three: seven events take three batches.
+    let rebuilder = Projector::new(Arc::clone(&owner), Arc::new(Seen::TOLERANT))
+        .with_batches(3, Duration::from_millis(20));
+    let mut reports: Vec<Progress> = Vec::new();
+    let rebuilt = rebuilder.rebuild(|p| reports.push(*p)).await.unwrap();
+    assert_eq!(rebuilt.events, 7);
+    assert_eq!(rebuilt.position, checkpoint);
+    assert_eq!(
+        (
+            rows_of(s, a, "tolerant_events").await,
+            rows_of(s, b, "tolerant_events").await,
+        ),
+        before,
+        "the same rows as the live projector's, read by the live store's role"
+    );
+    assert_eq!(
+        store.projection_checkpoint("tolerant").await.unwrap(),
+        checkpoint
+    );
+
+    let dones: Vec<(Stage, u64)> = reports.iter().map(|p| (p.stage, p.done)).collect();
+    assert_eq!(
+        dones,
+        [
+            (Stage::Building, 0),
+            (Stage::Building, 3),
+            (Stage::Building, 6),
+            (Stage::Building, 7),
+            (Stage::Swapping, 7),
+            (Stage::Done, 7),
+        ]
+    );
+    assert!(reports.iter().all(|p| p.total == 7), "{reports:?}");
+    let last = reports.last().unwrap();
+    assert_eq!(last.permille(), 1000);
+    assert_eq!(last.remaining(), Some(Duration::ZERO));
+    assert_eq!(reports[0].remaining(), None);
+    assert!(reports.windows(2).all(|w| w[0].elapsed <= w[1].elapsed));
+
+    // The live projector goes on from the rebuild's checkpoint.
+    append(s, a, "G").await;
+    catch_up_to(&live, s, a, 5).await;
+    assert_eq!(
+        rows_of(s, a, "tolerant_events").await.last().unwrap(),
+        &(5, "G".to_owned())
+    );
+
+    // One rebuild of a projection at a time.
+    let held = owner
+        .try_lock_projection("tolerant_rebuild")
+        .await
+        .unwrap()
+        .unwrap();
+    let err = rebuilder.rebuild(|_| {}).await.unwrap_err();
+    assert!(
+        matches!(err, ProjectorError::RebuildRunning { name: "tolerant" }),
+        "{err}"
+    );
+    drop(held);
+}
+
+async fn a_poison_event_stops_a_rebuild_and_leaves_the_live_view_untouched(
+    store: Arc<dyn EventStore>,
+    owner: Arc<dyn EventStore>,
+) {
+    let school = SchoolId::new();
+    let s = store.as_ref();
+    for t in ["A", "B", "Poison", "C"] {
+        append(s, school, t).await;
+    }
+    let live = Projector::new(Arc::clone(&store), Arc::new(Seen::STRICT));
+    live.prepare().await.unwrap();
+    let mut stopped = None;
+    for _ in 0..200 {
+        match live.catch_up().await {
+            Err(e @ ProjectorError::Poison { .. }) => {
+                stopped = Some(e.to_string());
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let stopped = stopped.expect("the live projector stops at the poison event");
+    let checkpoint = store.projection_checkpoint("seen").await.unwrap();
+    assert_eq!(seen(s, school).await, ["A", "B"]);
+
+    let rebuilder = Projector::new(Arc::clone(&owner), Arc::new(Seen::STRICT))
+        .with_batches(2, Duration::from_millis(20));
+    let mut reports = Vec::new();
+    let err = rebuilder.rebuild(|p| reports.push(*p)).await.unwrap_err();
+    assert!(
+        matches!(err, ProjectorError::Poison { school_seq: 3, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        stopped,
+        "the same stop as the live projector's"
+    );
+    assert!(reports.iter().all(|p| p.stage == Stage::Building));
+    assert_eq!(
+        seen(s, school).await,
+        ["A", "B"],
+        "the live view is untouched"
+    );
+    assert_eq!(
+        store.projection_checkpoint("seen").await.unwrap(),
+        checkpoint
+    );
+    // Its build target was discarded: there is nothing to swap in.
+    let err = owner
+        .swap_rebuild(&Seen::STRICT.schema(), Position::START)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+    assert_eq!(seen(s, school).await, ["A", "B"]);
+}
+
+async fn a_projector_running_through_a_rebuild_loses_no_event(
+    store: Arc<dyn EventStore>,
+    owner: Arc<dyn EventStore>,
+) {
+    let school = SchoolId::new();
+    let s = store.as_ref();
+    for _ in 0..20 {
+        append(s, school, "Before").await;
+    }
+    let live = Projector::new(Arc::clone(&store), Arc::new(Seen::TOLERANT))
+        .with_batches(5, Duration::from_millis(10));
+    live.prepare().await.unwrap();
+    let (stop, stops) = tokio::sync::oneshot::channel::<()>();
+    let running = {
+        let p = live.clone();
+        tokio::spawn(async move {
+            p.run(async {
+                let _ = stops.await;
+            })
+            .await
+        })
+    };
+    let appending = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                append(store.as_ref(), school, "During").await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let rebuilder = Projector::new(Arc::clone(&owner), Arc::new(Seen::TOLERANT))
+        .with_batches(4, Duration::from_millis(10));
+    rebuilder.rebuild(|_| {}).await.unwrap();
+    appending.await.unwrap();
+    for _ in 0..500 {
+        if rows_of(s, school, "tolerant_events").await.len() == 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rows = rows_of(s, school, "tolerant_events").await;
+    let expected: Vec<(i64, String)> = (1..=40)
+        .map(|seq| (seq, if seq <= 20 { "Before" } else { "During" }.to_owned()))
+        .collect();
+    assert_eq!(rows, expected);
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
+
 async fn sqlite() -> (TempDir, Arc<dyn EventStore>) {
     let dir = TempDir::new();
     let store = SqliteStore::open(
@@ -307,6 +566,51 @@ async fn postgres() -> (TestDb, Arc<dyn EventStore>) {
     }
     let store = db.app_store_with_key(registro_testkit::master_key()).await;
     (db, Arc::new(store))
+}
+
+/// A PostgreSQL store as in [`postgres`], and the administrator's, which owns the tables and
+/// may create the rebuild's schema.
+async fn postgres_with_owner() -> (TestDb, Arc<dyn EventStore>, Arc<dyn EventStore>) {
+    let (db, store) = postgres().await;
+    let owner = Arc::new(db.store().await);
+    (db, store, owner)
+}
+
+#[tokio::test]
+async fn sqlite_a_rebuild_swaps_in_the_rows_the_live_projector_built() {
+    let (_dir, store) = sqlite().await;
+    a_rebuild_swaps_in_the_rows_the_live_projector_built(Arc::clone(&store), store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_rebuild_swaps_in_the_rows_the_live_projector_built() {
+    let (_db, store, owner) = postgres_with_owner().await;
+    a_rebuild_swaps_in_the_rows_the_live_projector_built(store, owner).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_poison_event_stops_a_rebuild_and_leaves_the_live_view_untouched() {
+    let (_dir, store) = sqlite().await;
+    a_poison_event_stops_a_rebuild_and_leaves_the_live_view_untouched(Arc::clone(&store), store)
+        .await;
+}
+
+#[tokio::test]
+async fn postgres_a_poison_event_stops_a_rebuild_and_leaves_the_live_view_untouched() {
+    let (_db, store, owner) = postgres_with_owner().await;
+    a_poison_event_stops_a_rebuild_and_leaves_the_live_view_untouched(store, owner).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_projector_running_through_a_rebuild_loses_no_event() {
+    let (_dir, store) = sqlite().await;
+    a_projector_running_through_a_rebuild_loses_no_event(Arc::clone(&store), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_projector_running_through_a_rebuild_loses_no_event() {
+    let (_db, store, owner) = postgres_with_owner().await;
+    a_projector_running_through_a_rebuild_loses_no_event(store, owner).await;
 }
 
 #[tokio::test]

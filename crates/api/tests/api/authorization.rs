@@ -474,6 +474,13 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
         ("GET", "/schools/{school}/students/{student}/years/{year}/grades") => {
             (format!("{s}/students/{student}/years/2025/grades"), None)
         }
+        ("GET", "/schools/{school}/students/{student}/years/{year}/family") => {
+            (format!("{s}/students/{student}/years/2025/family"), None)
+        }
+        ("GET", "/schools/{school}/students/{student}/years/{year}/family/{section}") => (
+            format!("{s}/students/{student}/years/2025/family/grades"),
+            None,
+        ),
         (
             "POST",
             "/schools/{school}/students/{student}/years/{year}/grades/{grade}/corrections",

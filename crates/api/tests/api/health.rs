@@ -1,4 +1,4 @@
-//! The read models' health and read-your-writes (ADR 0021), on both stores: `/metrics` and
+//! The read models' health and read-your-writes (ADR 0022), on both stores: `/metrics` and
 //! `/readyz` report each projection's lag and stop as the database shows them, whichever
 //! process runs its projector; a read with `min_position` waits for its projection to include
 //! that position, answers 503 with `Retry-After: 1` when it does not in time, and 422 for a
@@ -26,6 +26,7 @@ impl Projection for Refusing {
     fn schema(&self) -> ProjectionSchema {
         ProjectionSchema {
             name: "refusing",
+            tables: &[],
             postgres: &[],
             sqlite: &[],
         }

@@ -5,6 +5,7 @@
 mod audit;
 mod authorization;
 mod communications;
+mod family;
 mod health;
 mod register;
 mod rejections;
@@ -56,7 +57,7 @@ async fn spawn(store: Arc<dyn EventStore>) -> (String, oneshot::Sender<()>) {
         store,
         &LocalIssuer::generate(),
         RateLimit::default(),
-        ProjectionConfig::new(["audit"]),
+        world::read_models(),
     )
     .await
 }

@@ -60,14 +60,27 @@ pub struct World {
     _db: Option<TestDb>,
 }
 
+/// The projections the API reads, whose tables every world prepares.
+fn projections() -> [ProjectionSchema; 2] {
+    [
+        registro_projection_audit::AuditTrail.schema(),
+        registro_projection_family::FamilyView.schema(),
+    ]
+}
+
+/// The read models the API knows by default: those it reads.
+pub fn read_models() -> ProjectionConfig {
+    ProjectionConfig::new(projections().map(|p| p.name))
+}
+
 impl World {
     /// The world on a SQLite file of its own.
     pub async fn sqlite(limit: RateLimit) -> Self {
-        Self::sqlite_with(limit, ProjectionConfig::new(["audit"]), &[]).await
+        Self::sqlite_with(limit, read_models(), &[]).await
     }
 
     /// The world on a SQLite file of its own, the API knowing the read models of `config`; the
-    /// audit trail and `more` are prepared.
+    /// projections the API reads and `more` are prepared.
     pub async fn sqlite_with(
         limit: RateLimit,
         config: ProjectionConfig,
@@ -78,11 +91,7 @@ impl World {
             .await
             .unwrap();
         store.migrate().await.unwrap();
-        store
-            .prepare_projection(&registro_projection_audit::AuditTrail.schema())
-            .await
-            .unwrap();
-        for schema in more {
+        for schema in projections().iter().chain(more) {
             store.prepare_projection(schema).await.unwrap();
         }
         Self::new(Arc::new(store), limit, config, Some(dir), None).await
@@ -91,28 +100,32 @@ impl World {
     /// The world on a PostgreSQL database of its own, connected as an ordinary role, so that
     /// row-level security holds every query the API makes.
     pub async fn postgres(limit: RateLimit) -> Self {
-        Self::postgres_with(limit, ProjectionConfig::new(["audit"]), &[]).await
+        Self::postgres_with(limit, read_models(), &[]).await
     }
 
-    /// The world on PostgreSQL, the API knowing the read models of `config`; the audit trail
-    /// and `more` (projections without tables of their own) are prepared.
+    /// The world on PostgreSQL, the API knowing the read models of `config`; the projections
+    /// the API reads and `more` (projections without tables of their own) are prepared.
     pub async fn postgres_with(
         limit: RateLimit,
         config: ProjectionConfig,
         more: &[ProjectionSchema],
     ) -> Self {
         let db = TestDb::new().await;
-        // The ordinary role may not create tables: the administrator prepares the audit
-        // trail's (as the role that ran the migrations does in production) and grants them.
-        db.store()
-            .await
-            .prepare_projection(&registro_projection_audit::AuditTrail.schema())
-            .await
-            .unwrap();
+        // The ordinary role may not create tables: the administrator prepares the projections'
+        // (as the role that ran the migrations does in production) and grants them.
+        let admin = db.store().await;
+        for schema in projections() {
+            admin.prepare_projection(&schema).await.unwrap();
+        }
+        let tables = projections()
+            .iter()
+            .flat_map(|p| p.tables.iter().copied())
+            .collect::<Vec<_>>()
+            .join(", ");
         db.client()
             .await
             .batch_execute(&format!(
-                "GRANT SELECT, INSERT, UPDATE, DELETE ON audit_entries, audit_subjects TO {}",
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {}",
                 registro_testkit::pg::APP_ROLE
             ))
             .await

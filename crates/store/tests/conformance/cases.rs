@@ -10,9 +10,9 @@ use registro_store::subscription::Subscription;
 use registro_store::verify::{Verification, verify_school};
 use registro_store::{
     AppendOutcome, AppendRequest, AttachmentMeta, Backend, Cell, CellType, CommandMetadata,
-    EventType, ExpectedVersion, IdempotencyKey, MAX_MEDIA_TYPE_CHARS, MasterKey, NewEvent,
-    Position, ProjectionLease, ProjectionSchema, RecordedEvent, RowOp, Sealed, StoreError,
-    StreamId,
+    EventStore, EventType, ExpectedVersion, IdempotencyKey, MAX_MEDIA_TYPE_CHARS, MasterKey,
+    NewEvent, Position, ProjectionLease, ProjectionSchema, RecordedEvent, RowOp, Sealed,
+    StoreError, StreamId,
 };
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -1251,6 +1251,7 @@ const VIEW_INDEX: &str =
 
 const VIEW_SCHEMA: ProjectionSchema = ProjectionSchema {
     name: VIEW,
+    tables: &[VIEW_TABLE],
     postgres: &[VIEW_POSTGRES],
     sqlite: &[VIEW_SQLITE],
 };
@@ -1376,6 +1377,7 @@ pub async fn preparing_a_projection_is_idempotent_and_an_edited_step_is_refused(
 
     let edited = ProjectionSchema {
         name: VIEW,
+        tables: &[VIEW_TABLE],
         postgres: &["CREATE TABLE conformance_rows (school_id uuid, item text)"],
         sqlite: &["CREATE TABLE conformance_rows (school_id TEXT, item TEXT)"],
     };
@@ -1385,6 +1387,7 @@ pub async fn preparing_a_projection_is_idempotent_and_an_edited_step_is_refused(
 
     let extended = ProjectionSchema {
         name: VIEW,
+        tables: &[VIEW_TABLE],
         postgres: &[VIEW_POSTGRES, VIEW_INDEX],
         sqlite: &[VIEW_SQLITE, VIEW_INDEX],
     };
@@ -2050,6 +2053,344 @@ pub async fn one_instance_at_a_time_holds_a_projection_lease(h: &Harness) {
     assert!(from_another_store.is_held());
 }
 
+// Rebuilds: the projection's steps run into a build target of its own, row operations go there,
+// and the swap replaces the live rows and the checkpoint in one transaction. On PostgreSQL as
+// the ordinary role, the owner rebuilds (it may create a schema) and the ordinary role reads.
+
+/// What a rebuild commits is invisible to readers of the live tables and to the live projector
+/// until the swap; the swap replaces every row of the live table and the checkpoint, and then a
+/// live commit from its old checkpoint is a conflict. The live table keeps its grants and, on
+/// PostgreSQL, its row-level security. The build target is gone after the swap.
+pub async fn a_rebuild_is_invisible_until_it_is_swapped_in(h: &Harness) {
+    prepare_view(h).await;
+    let owner = h.owner().await;
+    let (a, b) = (SchoolId::new(), SchoolId::new());
+    h.store
+        .commit_projection(
+            VIEW,
+            Position::START,
+            at(1),
+            &[upsert_amount(a, "x", 1), upsert_amount(b, "y", 2)],
+        )
+        .await
+        .unwrap();
+    owner.begin_rebuild(&VIEW_SCHEMA).await.unwrap();
+    owner
+        .commit_rebuild(
+            VIEW,
+            &[
+                upsert_amount(a, "x", 10),
+                upsert_amount(a, "z", 3),
+                upsert_amount(b, "v", 4),
+            ],
+        )
+        .await
+        .unwrap();
+    owner
+        .commit_rebuild(
+            VIEW,
+            &[
+                delete(a, "z"),
+                upsert(a, "w", vec![("label", Cell::Text("nuovo".into()))]),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(view_amounts(h, a).await, amounts(&[("x", 1)]), "not yet");
+    assert_eq!(view_amounts(h, b).await, amounts(&[("y", 2)]), "not yet");
+    assert_eq!(checkpoint(h).await, at(1));
+    // The live projector goes on meanwhile.
+    h.store
+        .commit_projection(VIEW, at(1), at(2), &[upsert_amount(a, "live", 5)])
+        .await
+        .unwrap();
+    assert_eq!(view_amounts(h, a).await, amounts(&[("live", 5), ("x", 1)]));
+
+    owner.swap_rebuild(&VIEW_SCHEMA, at(7)).await.unwrap();
+    assert_eq!(checkpoint(h).await, at(7));
+    assert_eq!(
+        view_amounts(h, a).await,
+        vec![("w".to_owned(), None), ("x".to_owned(), Some(10))],
+        "the rebuilt rows, and no others"
+    );
+    assert_eq!(view_amounts(h, b).await, amounts(&[("v", 4)]));
+    let unnamed = h
+        .store
+        .query_projection(
+            a,
+            "SELECT count(*) FROM conformance_rows",
+            &[],
+            &[CellType::Int],
+        )
+        .await
+        .unwrap();
+    let expected = if h.store.row_security().await.unwrap() == Some(true) {
+        2 // row-level security still holds the table
+    } else {
+        3
+    };
+    assert_eq!(unnamed, vec![vec![Cell::Int(expected)]]);
+
+    // The live projector finds its checkpoint moved and goes on from the new one.
+    let err = h
+        .store
+        .commit_projection(VIEW, at(2), at(3), &[upsert_amount(a, "late", 6)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { actual: 7, .. }),
+        "{err:?}"
+    );
+    h.store
+        .commit_projection(VIEW, at(7), at(8), &[upsert_amount(a, "after", 6)])
+        .await
+        .unwrap();
+    assert_eq!(view_amounts(h, a).await.len(), 3);
+
+    // The build target went with the swap.
+    for err in [
+        owner.swap_rebuild(&VIEW_SCHEMA, at(9)).await.unwrap_err(),
+        owner.commit_rebuild(VIEW, &[]).await.unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+    }
+    assert_eq!(checkpoint(h).await, at(8));
+}
+
+/// A swap that fails half-way (a row the live table refuses) changes nothing: neither the rows
+/// nor the checkpoint. A discarded rebuild cannot be swapped in; a new one can.
+pub async fn a_swap_that_fails_changes_nothing(h: &Harness) {
+    prepare_view(h).await;
+    let owner = h.owner().await;
+    let school = SchoolId::new();
+    h.store
+        .commit_projection(
+            VIEW,
+            Position::START,
+            at(1),
+            &[upsert_amount(school, "x", 1)],
+        )
+        .await
+        .unwrap();
+    owner.begin_rebuild(&VIEW_SCHEMA).await.unwrap();
+    owner
+        .commit_rebuild(
+            VIEW,
+            &[
+                upsert_amount(school, "a", 2),
+                upsert(school, "b", vec![("label", Cell::Text("bad".into()))]),
+            ],
+        )
+        .await
+        .unwrap();
+    // Only the live table refuses the label, so the copy fails after the delete.
+    h.raw(match h.backend() {
+        Backend::Postgres => {
+            "ALTER TABLE conformance_rows ADD CONSTRAINT not_bad CHECK (label <> 'bad')"
+        }
+        Backend::Sqlite => {
+            "CREATE TRIGGER not_bad BEFORE INSERT ON conformance_rows WHEN NEW.label = 'bad' \
+             BEGIN SELECT RAISE(ABORT, 'bad'); END"
+        }
+    })
+    .await;
+    let err = owner.swap_rebuild(&VIEW_SCHEMA, at(5)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+    assert_eq!(checkpoint(h).await, at(1));
+    assert_eq!(view_amounts(h, school).await, amounts(&[("x", 1)]));
+
+    owner.discard_rebuild(VIEW).await.unwrap();
+    owner.discard_rebuild(VIEW).await.unwrap(); // nothing left to discard: fine
+    let err = owner.swap_rebuild(&VIEW_SCHEMA, at(5)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+    assert_eq!(checkpoint(h).await, at(1));
+
+    owner.begin_rebuild(&VIEW_SCHEMA).await.unwrap();
+    owner
+        .commit_rebuild(VIEW, &[upsert_amount(school, "a", 2)])
+        .await
+        .unwrap();
+    owner.swap_rebuild(&VIEW_SCHEMA, at(5)).await.unwrap();
+    assert_eq!(checkpoint(h).await, at(5));
+    assert_eq!(view_amounts(h, school).await, amounts(&[("a", 2)]));
+}
+
+/// A rebuild with no rows empties the view; the swap creates the checkpoint when it is missing.
+pub async fn an_empty_rebuild_empties_the_view(h: &Harness) {
+    prepare_view(h).await;
+    let owner = h.owner().await;
+    let school = SchoolId::new();
+    h.store
+        .commit_projection(
+            VIEW,
+            Position::START,
+            at(1),
+            &[upsert_amount(school, "x", 1), upsert_amount(school, "y", 2)],
+        )
+        .await
+        .unwrap();
+    owner.begin_rebuild(&VIEW_SCHEMA).await.unwrap();
+    owner.commit_rebuild(VIEW, &[]).await.unwrap();
+    owner.swap_rebuild(&VIEW_SCHEMA, at(3)).await.unwrap();
+    assert!(view_rows(h, school).await.is_empty());
+    assert_eq!(checkpoint(h).await, at(3));
+
+    h.raw("DELETE FROM projection_checkpoints WHERE name = 'conformance_view'")
+        .await;
+    assert_eq!(checkpoint(h).await, Position::START);
+    owner.begin_rebuild(&VIEW_SCHEMA).await.unwrap();
+    owner
+        .commit_rebuild(VIEW, &[upsert_amount(school, "z", 3)])
+        .await
+        .unwrap();
+    owner.swap_rebuild(&VIEW_SCHEMA, at(4)).await.unwrap();
+    assert_eq!(checkpoint(h).await, at(4));
+    assert_eq!(view_amounts(h, school).await, amounts(&[("z", 3)]));
+}
+
+/// Beginning a rebuild again discards the first one's rows: only the second's are swapped in.
+pub async fn beginning_a_rebuild_again_discards_the_first(h: &Harness) {
+    prepare_view(h).await;
+    let owner = h.owner().await;
+    let school = SchoolId::new();
+    owner.begin_rebuild(&VIEW_SCHEMA).await.unwrap();
+    owner
+        .commit_rebuild(
+            VIEW,
+            &[
+                upsert_amount(school, "old", 1),
+                upsert_amount(school, "x", 1),
+            ],
+        )
+        .await
+        .unwrap();
+    owner.begin_rebuild(&VIEW_SCHEMA).await.unwrap();
+    owner
+        .commit_rebuild(VIEW, &[upsert_amount(school, "x", 2)])
+        .await
+        .unwrap();
+    owner.swap_rebuild(&VIEW_SCHEMA, at(2)).await.unwrap();
+    assert_eq!(view_amounts(h, school).await, amounts(&[("x", 2)]));
+    assert_eq!(checkpoint(h).await, at(2));
+}
+
+/// A rebuild whose steps create other tables than it declares, or whose step fails, is refused
+/// and leaves nothing to commit into, as is one by a role that may not create the build target;
+/// a row operation the build target refuses fails its whole batch there; names are checked like
+/// the live ones'.
+pub async fn a_rebuild_that_cannot_be_built_is_refused_and_leaves_nothing(h: &Harness) {
+    prepare_view(h).await;
+    let owner = h.owner().await;
+    let school = SchoolId::new();
+    if !Arc::ptr_eq(&owner, &h.store) {
+        // The ordinary role may not create the build schema.
+        let err = h.store.begin_rebuild(&VIEW_SCHEMA).await.unwrap_err();
+        assert!(is_migration_error(&err, "owns the database"), "{err:?}");
+    }
+    let no_rebuild = async |owner: &Arc<dyn EventStore>| {
+        let err = owner.commit_rebuild(VIEW, &[]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+    };
+    let wrong: [&'static [&'static str]; 3] = [
+        &[],
+        &["conformance_other"],
+        &[VIEW_TABLE, "conformance_other"],
+    ];
+    for tables in wrong {
+        let wrong = ProjectionSchema {
+            tables,
+            ..VIEW_SCHEMA
+        };
+        let err = owner.begin_rebuild(&wrong).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Internal(_)),
+            "{tables:?}: {err:?}"
+        );
+        no_rebuild(&owner).await;
+    }
+    let failing = ProjectionSchema {
+        postgres: &[VIEW_POSTGRES, "CREATE INDEX broken ON nowhere (x)"],
+        sqlite: &[VIEW_SQLITE, "CREATE INDEX broken ON nowhere (x)"],
+        ..VIEW_SCHEMA
+    };
+    let err = owner.begin_rebuild(&failing).await.unwrap_err();
+    assert!(is_migration_error(&err, "step 2"), "{err:?}");
+    no_rebuild(&owner).await;
+
+    owner.begin_rebuild(&VIEW_SCHEMA).await.unwrap();
+    let err = owner
+        .commit_rebuild(
+            VIEW,
+            &[
+                upsert_amount(school, "a", 1),
+                upsert(school, "b", vec![("label", Cell::Text("refused".into()))]),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+    owner
+        .commit_rebuild(VIEW, &[upsert_amount(school, "c", 3)])
+        .await
+        .unwrap();
+    owner.swap_rebuild(&VIEW_SCHEMA, at(1)).await.unwrap();
+    assert_eq!(
+        view_amounts(h, school).await,
+        amounts(&[("c", 3)]),
+        "the refused batch left nothing"
+    );
+
+    let too_long: &'static str = "a"
+        .repeat(registro_store::MAX_REBUILT_NAME_CHARS + 1)
+        .leak();
+    for name in ["Conformance", "a-b", "x; DROP TABLE events", too_long] {
+        let schema = ProjectionSchema {
+            name,
+            ..VIEW_SCHEMA
+        };
+        let errors = [
+            owner.begin_rebuild(&schema).await.unwrap_err(),
+            owner.commit_rebuild(name, &[]).await.unwrap_err(),
+            owner.swap_rebuild(&schema, at(2)).await.unwrap_err(),
+            owner.discard_rebuild(name).await.unwrap_err(),
+        ];
+        for err in errors {
+            assert!(matches!(err, StoreError::Internal(_)), "{name:?}: {err:?}");
+        }
+    }
+    assert_eq!(checkpoint(h).await, at(1));
+}
+
+/// The count of events after a position is what the subscription read delivers after it.
+pub async fn counting_events_after_a_position_matches_the_subscription(h: &Harness) {
+    assert_eq!(
+        h.store.count_events_after(Position::START).await.unwrap(),
+        0
+    );
+    append_n(h, SchoolId::new(), "counted", 5).await;
+    append_n(h, SchoolId::new(), "counted", 3).await;
+    let events = read_all_eventually(h, 8).await;
+    // Once delivered, the events stay below the fence: counted from wherever.
+    assert_eq!(
+        h.store.count_events_after(Position::START).await.unwrap(),
+        8
+    );
+    assert_eq!(
+        h.store
+            .count_events_after(events[2].position)
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        h.store
+            .count_events_after(events[7].position)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
 /// Appends one event to each of `schools` in turn and returns them all, as the subscription
 /// delivers them, in position order.
 async fn append_in_turn(h: &Harness, schools: &[SchoolId]) -> Vec<RecordedEvent> {
@@ -2121,7 +2462,8 @@ pub async fn a_projections_lag_counts_the_events_after_its_checkpoint(h: &Harnes
 
 /// A stop at a poison event is recorded for every store on the database to see; recording the
 /// same event again keeps the first time, a stop at or before the checkpoint is not recorded,
-/// and the commit that moves the checkpoint to the event (not one short of it) clears it.
+/// and the commit (or the swap of a rebuild) that moves the checkpoint to the event, not one
+/// short of it, clears it.
 pub async fn a_recorded_stop_is_seen_and_cleared_by_the_commit_that_reaches_it(h: &Harness) {
     prepare_view(h).await;
     let school = SchoolId::new();
@@ -2228,6 +2570,23 @@ pub async fn a_recorded_stop_is_seen_and_cleared_by_the_commit_that_reaches_it(h
         .unwrap();
     let lag = h.store.projection_lag(VIEW).await.unwrap();
     assert_eq!((lag.stopped, lag.events), (None, 0));
+
+    // So does a rebuild swapped in at or past it, and not one swapped in before it.
+    let more = append_in_turn(h, &[school, school]).await;
+    let (q1, q2) = (more[0].position, more[1].position);
+    h.store
+        .record_projection_stop(VIEW, q2, "a poison event")
+        .await
+        .unwrap();
+    let owner = h.owner().await;
+    owner.begin_rebuild(&VIEW_SCHEMA).await.unwrap();
+    owner.swap_rebuild(&VIEW_SCHEMA, q1).await.unwrap();
+    let lag = h.store.projection_lag(VIEW).await.unwrap();
+    assert_eq!((lag.checkpoint, lag.stopped.map(|s| s.at)), (q1, Some(q2)));
+    owner.begin_rebuild(&VIEW_SCHEMA).await.unwrap();
+    owner.swap_rebuild(&VIEW_SCHEMA, q2).await.unwrap();
+    let lag = h.store.projection_lag(VIEW).await.unwrap();
+    assert_eq!((lag.checkpoint, lag.stopped, lag.events), (q2, None, 0));
 }
 
 /// A projection has reached a school's event once its checkpoint is at or past that event's

@@ -125,6 +125,18 @@ impl Harness {
         }
     }
 
+    /// The store as the owner of the projections' tables, which may create a schema: the
+    /// administrator on PostgreSQL when the store under test is the ordinary role (which may
+    /// not, as in production, where the owner migrates and rebuilds), the store itself
+    /// otherwise. What it builds is read through [`Harness::store`], which shows that the live
+    /// tables keep their grants.
+    pub async fn owner(&self) -> Arc<dyn EventStore> {
+        match &self.place {
+            Place::Postgres(db, url) if url != db.url() => Arc::new(db.store().await),
+            _ => Arc::clone(&self.store),
+        }
+    }
+
     /// Runs raw SQL beside the store, as an operator (or a tamperer) with database access.
     pub async fn raw(&self, sql: &str) {
         match &self.place {

@@ -1,0 +1,663 @@
+//! Reading the family view: one school's rows at a time (row-level security on PostgreSQL),
+//! newest first, a page at a time where lists grow long.
+
+use registro_domain::SchoolId;
+use registro_store::{Cell, CellType as T, EventStore, StoreError};
+use serde_json::Value;
+use time::{Date, OffsetDateTime, Time};
+use uuid::Uuid;
+
+/// A date as the view stores it: `YYYY-MM-DD`.
+#[must_use]
+pub fn iso(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// `HH:MM`.
+pub(crate) fn hhmm(t: Time) -> String {
+    format!("{:02}:{:02}", t.hour(), t.minute())
+}
+
+/// Where a page of a list starts: after the item with this date and id (lists go newest
+/// first). Written as `<date>.<id>` in the API's `cursor` parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The last item's date (`YYYY-MM-DD`).
+    pub date: String,
+    /// The last item's id.
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// The cursor after an item.
+    #[must_use]
+    pub fn after(date: &str, id: Uuid) -> Self {
+        Self {
+            date: date.to_owned(),
+            id,
+        }
+    }
+
+    /// Parses `<date>.<id>`; `None` for anything else.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        let (date, id) = text.split_once('.')?;
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        Date::parse(date, format).ok()?;
+        Some(Self {
+            date: date.to_owned(),
+            id: Uuid::parse_str(id).ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.date, self.id)
+    }
+}
+
+/// A page: the items after `after`, at most `limit` (1 to 500).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Where it starts (none: the newest).
+    pub after: Option<Cursor>,
+    /// How many at most.
+    pub limit: u32,
+}
+
+/// A grade as the family sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GradeRow {
+    /// The grade.
+    pub id: Uuid,
+    /// The subject.
+    pub subject: String,
+    /// The day of the test (`YYYY-MM-DD`).
+    pub date: String,
+    /// written, oral, practical, …
+    pub kind: String,
+    /// numeric, judgement or level.
+    pub scale: String,
+    /// The mark as written (`7½`, `buono`).
+    pub mark: String,
+    /// A numeric mark in hundredths.
+    pub hundredths: Option<u16>,
+    /// The weight in hundredths.
+    pub weight: u16,
+    /// Whether it counts in the average.
+    pub counted: bool,
+    /// What it is for.
+    pub description: String,
+    /// Whether it was corrected.
+    pub corrected: bool,
+    /// Why it was annulled, if it was.
+    pub annulled: Option<String>,
+}
+
+/// An absence, late entry or early exit as the family sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttendanceRow {
+    /// The entry.
+    pub id: Uuid,
+    /// The day.
+    pub date: String,
+    /// absence, late_entry or early_exit.
+    pub kind: String,
+    /// The time of a late entry or early exit (`HH:MM`).
+    pub at: Option<String>,
+    /// The lesson hours missed.
+    pub hours: u32,
+    /// Why it was cancelled, if it was.
+    pub cancelled: Option<String>,
+    /// missing, submitted, accepted or rejected.
+    pub justification: String,
+    /// Who submitted the justification: guardian or student.
+    pub justifier: Option<String>,
+}
+
+/// A note to the student or to their whole class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoteRow {
+    /// The note.
+    pub id: Uuid,
+    /// The day.
+    pub date: String,
+    /// disciplinary, annotation or sanction.
+    pub kind: String,
+    /// What happened.
+    pub text: String,
+    /// Whether it was written to the whole class.
+    pub whole_class: bool,
+    /// Why it was annulled, if it was.
+    pub annulled: Option<String>,
+}
+
+/// Homework or a test of the class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgendaRow {
+    /// The homework or test.
+    pub id: Uuid,
+    /// homework or test.
+    pub kind: String,
+    /// When it is due, or the test's day.
+    pub date: String,
+    /// When homework was given.
+    pub assigned_on: Option<String>,
+    /// The subject.
+    pub subject: String,
+    /// What to do, or what the test is on.
+    pub text: String,
+}
+
+/// A consent answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRow {
+    /// given or refused.
+    pub consent: String,
+    /// Who answered.
+    pub by: Uuid,
+    /// When.
+    pub at: OffsetDateTime,
+}
+
+/// A communication, with who has read it and the consent for one student.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommunicationRow {
+    /// The communication.
+    pub id: Uuid,
+    /// circular or notice.
+    pub kind: String,
+    /// A circular's number.
+    pub number: Option<u32>,
+    /// Its title.
+    pub title: String,
+    /// Its text.
+    pub body: String,
+    /// Its date.
+    pub date: String,
+    /// The groups it is addressed to (families, students, staff).
+    pub groups: Vec<String>,
+    /// The classes it is addressed to (none: the whole school).
+    pub classes: Vec<Uuid>,
+    /// The last day to answer the consent asked, if any.
+    pub consent_deadline: Option<String>,
+    /// Its attachments, as published (hash, name, media type, size).
+    pub attachments: Value,
+    /// Why it was withdrawn, if it was.
+    pub withdrawn: Option<String>,
+    /// Who read it, and when: filled by [`communications`] for the people asked.
+    pub receipts: Vec<(Uuid, OffsetDateTime)>,
+    /// The student's consent, when asked for one.
+    pub consent: Option<ConsentRow>,
+}
+
+/// A meeting booked for the student.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingRow {
+    /// The slot.
+    pub slot: Uuid,
+    /// The teacher.
+    pub teacher: Option<Uuid>,
+    /// The day.
+    pub date: String,
+    /// When it starts (`HH:MM`).
+    pub start: String,
+    /// When it ends.
+    pub end: String,
+    /// Where.
+    pub place: String,
+    /// The guardian who booked.
+    pub guardian: Uuid,
+    /// Why the teacher cancelled the slot, if they did.
+    pub cancelled: Option<String>,
+}
+
+fn shape(what: &str, row: &[Cell]) -> StoreError {
+    StoreError::internal(format!("a {what} row of an unexpected shape: {row:?}"))
+}
+
+/// Each row as `f` reads it; an error names the first row it cannot read.
+fn decode<R>(
+    what: &str,
+    rows: &[Vec<Cell>],
+    f: impl Fn(&[Cell]) -> Option<R>,
+) -> Result<Vec<R>, StoreError> {
+    rows.iter()
+        .map(|r| f(r).ok_or_else(|| shape(what, r)))
+        .collect()
+}
+
+fn text(c: &Cell) -> Option<String> {
+    match c {
+        Cell::Text(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn uuid(c: &Cell) -> Option<Uuid> {
+    match c {
+        Cell::Uuid(u) => Some(*u),
+        _ => None,
+    }
+}
+
+fn int(c: &Cell) -> Option<i64> {
+    match c {
+        Cell::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn boolean(c: &Cell) -> Option<bool> {
+    match c {
+        Cell::Bool(b) => Some(*b),
+        _ => None,
+    }
+}
+
+/// Builds the SQL of a page: `base` (with its `WHERE`) then, after a cursor, only older items,
+/// newest first.
+fn paged(base: &str, params: &mut Vec<Cell>, id_column: &str, page: Option<&Page>) -> String {
+    let mut sql = base.to_owned();
+    let limit = page.map_or(10_000, |p| p.limit.clamp(1, 500));
+    if let Some(Cursor { date, id }) = page.and_then(|p| p.after.as_ref()) {
+        params.push(Cell::Text(date.clone()));
+        let d = params.len();
+        params.push(Cell::Uuid(*id));
+        let i = params.len();
+        sql.push_str(&format!(
+            " AND (date < ${d} OR (date = ${d} AND {id_column} < ${i}))"
+        ));
+    }
+    sql.push_str(&format!(
+        " ORDER BY date DESC, {id_column} DESC LIMIT {limit}"
+    ));
+    sql
+}
+
+fn key(school: SchoolId, student: Uuid, year: i32) -> Vec<Cell> {
+    vec![
+        Cell::Uuid(*school.as_uuid()),
+        Cell::Uuid(student),
+        Cell::Int(i64::from(year)),
+    ]
+}
+
+/// The student's grades of the school year (`year` its first calendar year), newest first;
+/// all of them without a page.
+///
+/// # Errors
+/// The store's.
+pub async fn grades(
+    store: &dyn EventStore,
+    school: SchoolId,
+    student: Uuid,
+    year: i32,
+    page: Option<&Page>,
+) -> Result<Vec<GradeRow>, StoreError> {
+    let mut params = key(school, student, year);
+    let sql = paged(
+        "SELECT grade_id, subject, date, kind, scale, mark, hundredths, weight, counted, \
+         description, corrected, annulled FROM family_grades \
+         WHERE school_id = $1 AND student = $2 AND year = $3",
+        &mut params,
+        "grade_id",
+        page,
+    );
+    let columns = [
+        T::Uuid,
+        T::Text,
+        T::Text,
+        T::Text,
+        T::Text,
+        T::Text,
+        T::Int,
+        T::Int,
+        T::Bool,
+        T::Text,
+        T::Bool,
+        T::Text,
+    ];
+    let rows = store
+        .query_projection(school, &sql, &params, &columns)
+        .await?;
+    decode("grade", &rows, |r| {
+        Some(GradeRow {
+            id: uuid(&r[0])?,
+            subject: text(&r[1])?,
+            date: text(&r[2])?,
+            kind: text(&r[3])?,
+            scale: text(&r[4])?,
+            mark: text(&r[5])?,
+            hundredths: int(&r[6]).and_then(|h| u16::try_from(h).ok()),
+            weight: u16::try_from(int(&r[7])?).ok()?,
+            counted: boolean(&r[8])?,
+            description: text(&r[9])?,
+            corrected: boolean(&r[10])?,
+            annulled: text(&r[11]),
+        })
+    })
+}
+
+/// The student's absences, late entries and early exits of the school year, newest first.
+///
+/// # Errors
+/// The store's.
+pub async fn attendance(
+    store: &dyn EventStore,
+    school: SchoolId,
+    student: Uuid,
+    year: i32,
+    page: Option<&Page>,
+) -> Result<Vec<AttendanceRow>, StoreError> {
+    let mut params = key(school, student, year);
+    let sql = paged(
+        "SELECT entry_id, date, kind, at, hours, cancelled, justification, justifier \
+         FROM family_attendance WHERE school_id = $1 AND student = $2 AND year = $3",
+        &mut params,
+        "entry_id",
+        page,
+    );
+    let columns = [
+        T::Uuid,
+        T::Text,
+        T::Text,
+        T::Text,
+        T::Int,
+        T::Text,
+        T::Text,
+        T::Text,
+    ];
+    let rows = store
+        .query_projection(school, &sql, &params, &columns)
+        .await?;
+    decode("attendance", &rows, |r| {
+        Some(AttendanceRow {
+            id: uuid(&r[0])?,
+            date: text(&r[1])?,
+            kind: text(&r[2])?,
+            at: text(&r[3]),
+            hours: u32::try_from(int(&r[4])?).ok()?,
+            cancelled: text(&r[5]),
+            justification: text(&r[6])?,
+            justifier: text(&r[7]),
+        })
+    })
+}
+
+/// The notes of the school year to the student and, when `class` is given, to their whole
+/// class, newest first.
+///
+/// # Errors
+/// The store's.
+pub async fn notes(
+    store: &dyn EventStore,
+    school: SchoolId,
+    student: Uuid,
+    class: Option<Uuid>,
+    year: i32,
+    page: Option<&Page>,
+) -> Result<Vec<NoteRow>, StoreError> {
+    let mut params = key(school, student, year);
+    let mut base = String::from(
+        "SELECT note_id, date, kind, text, student, annulled FROM family_notes \
+         WHERE school_id = $1 AND year = $3 AND (student = $2",
+    );
+    if let Some(class) = class {
+        params.push(Cell::Uuid(class));
+        base.push_str(&format!(
+            " OR (student IS NULL AND class_id = ${})",
+            params.len()
+        ));
+    }
+    base.push(')');
+    let sql = paged(&base, &mut params, "note_id", page);
+    let columns = [T::Uuid, T::Text, T::Text, T::Text, T::Uuid, T::Text];
+    let rows = store
+        .query_projection(school, &sql, &params, &columns)
+        .await?;
+    decode("note", &rows, |r| {
+        Some(NoteRow {
+            id: uuid(&r[0])?,
+            date: text(&r[1])?,
+            kind: text(&r[2])?,
+            text: text(&r[3])?,
+            whole_class: r[4] == Cell::Null,
+            annulled: text(&r[5]),
+        })
+    })
+}
+
+/// The class's homework and tests of the school year, newest first; with `from`, only those
+/// due on or after that day.
+///
+/// # Errors
+/// The store's.
+pub async fn agenda(
+    store: &dyn EventStore,
+    school: SchoolId,
+    class: Uuid,
+    year: i32,
+    from: Option<Date>,
+    page: Option<&Page>,
+) -> Result<Vec<AgendaRow>, StoreError> {
+    let mut params = key(school, class, year);
+    let mut base = String::from(
+        "SELECT item_id, kind, date, assigned_on, subject, text FROM family_agenda \
+         WHERE school_id = $1 AND class_id = $2 AND year = $3",
+    );
+    if let Some(from) = from {
+        params.push(Cell::Text(iso(from)));
+        base.push_str(&format!(" AND date >= ${}", params.len()));
+    }
+    let sql = paged(&base, &mut params, "item_id", page);
+    let columns = [T::Uuid, T::Text, T::Text, T::Text, T::Text, T::Text];
+    let rows = store
+        .query_projection(school, &sql, &params, &columns)
+        .await?;
+    decode("agenda", &rows, |r| {
+        Some(AgendaRow {
+            id: uuid(&r[0])?,
+            kind: text(&r[1])?,
+            date: text(&r[2])?,
+            assigned_on: text(&r[3]),
+            subject: text(&r[4])?,
+            text: text(&r[5])?,
+        })
+    })
+}
+
+/// Whose communications to list: those addressed to `groups` (`families`, `students`) of the
+/// whole school or of `class`, with the receipts of `readers` and the consent for `student`.
+#[derive(Debug, Clone, Copy)]
+pub struct Addressees<'a> {
+    /// The student.
+    pub student: Uuid,
+    /// Their class now.
+    pub class: Option<Uuid>,
+    /// The groups the reader belongs to, as the communications name them.
+    pub groups: &'a [&'a str],
+    /// Whose receipts to show (the student's family).
+    pub readers: &'a [Uuid],
+}
+
+/// The school's communications of the school year to `to`, newest first. A school publishes
+/// some hundreds a year: they are filtered here, then paged.
+///
+/// # Errors
+/// The store's.
+pub async fn communications(
+    store: &dyn EventStore,
+    school: SchoolId,
+    year: i32,
+    to: Addressees<'_>,
+    page: Option<&Page>,
+) -> Result<Vec<CommunicationRow>, StoreError> {
+    let Addressees {
+        student,
+        class,
+        groups,
+        readers,
+    } = to;
+    let school_cell = Cell::Uuid(*school.as_uuid());
+    let params = vec![school_cell.clone(), Cell::Int(i64::from(year))];
+    let sql = "SELECT communication_id, kind, number, title, body, date, groups, classes, \
+               consent_deadline, attachments, withdrawn FROM family_communications \
+               WHERE school_id = $1 AND year = $2 ORDER BY date DESC, communication_id DESC";
+    let columns = [
+        T::Uuid,
+        T::Text,
+        T::Int,
+        T::Text,
+        T::Text,
+        T::Text,
+        T::Json,
+        T::Json,
+        T::Text,
+        T::Json,
+        T::Text,
+    ];
+    let rows = store
+        .query_projection(school, sql, &params, &columns)
+        .await?;
+    let mut found = Vec::new();
+    for r in &rows {
+        let row = (|| {
+            Some(CommunicationRow {
+                id: uuid(&r[0])?,
+                kind: text(&r[1])?,
+                number: int(&r[2]).and_then(|n| u32::try_from(n).ok()),
+                title: text(&r[3])?,
+                body: text(&r[4])?,
+                date: text(&r[5])?,
+                groups: serde_json::from_value(json(&r[6])?).ok()?,
+                classes: serde_json::from_value(json(&r[7])?).ok()?,
+                consent_deadline: text(&r[8]),
+                attachments: json(&r[9])?,
+                withdrawn: text(&r[10]),
+                receipts: Vec::new(),
+                consent: None,
+            })
+        })()
+        .ok_or_else(|| shape("communication", r))?;
+        let to_family = row.groups.iter().any(|g| groups.contains(&g.as_str()));
+        let reaches = row.classes.is_empty() || class.is_some_and(|c| row.classes.contains(&c));
+        let after = page
+            .and_then(|p| p.after.as_ref())
+            .is_none_or(|c| (row.date.as_str(), row.id) < (c.date.as_str(), c.id));
+        if to_family && reaches && after {
+            found.push(row);
+        }
+    }
+    found.truncate(page.map_or(usize::MAX, |p| {
+        usize::try_from(p.limit.clamp(1, 500)).unwrap_or(usize::MAX)
+    }));
+    if found.is_empty() {
+        return Ok(found);
+    }
+    // The receipts and consents of the page's communications.
+    let mut params = vec![school_cell];
+    let list = |params: &mut Vec<Cell>, ids: &mut dyn Iterator<Item = Uuid>| {
+        let mut marks = Vec::new();
+        for id in ids {
+            params.push(Cell::Uuid(id));
+            marks.push(format!("${}", params.len()));
+        }
+        marks.join(", ")
+    };
+    let communications = list(&mut params, &mut found.iter().map(|c| c.id));
+    if !readers.is_empty() {
+        let mut receipt_params = params.clone();
+        let people = list(&mut receipt_params, &mut readers.iter().copied());
+        let sql = format!(
+            "SELECT communication_id, person, at FROM family_receipts WHERE school_id = $1 \
+             AND communication_id IN ({communications}) AND person IN ({people}) \
+             ORDER BY at, person"
+        );
+        for r in store
+            .query_projection(school, &sql, &receipt_params, &[T::Uuid, T::Uuid, T::Time])
+            .await?
+        {
+            let (Some(c), Some(p), Cell::Time(at)) = (uuid(&r[0]), uuid(&r[1]), &r[2]) else {
+                return Err(shape("receipt", &r));
+            };
+            if let Some(row) = found.iter_mut().find(|x| x.id == c) {
+                row.receipts.push((p, *at));
+            }
+        }
+    }
+    params.push(Cell::Uuid(student));
+    let sql = format!(
+        "SELECT communication_id, consent, answered_by, at FROM family_consents \
+         WHERE school_id = $1 AND communication_id IN ({communications}) AND student = ${}",
+        params.len()
+    );
+    for r in store
+        .query_projection(school, &sql, &params, &[T::Uuid, T::Text, T::Uuid, T::Time])
+        .await?
+    {
+        let (Some(c), Some(consent), Some(by), Cell::Time(at)) =
+            (uuid(&r[0]), text(&r[1]), uuid(&r[2]), &r[3])
+        else {
+            return Err(shape("consent", &r));
+        };
+        if let Some(row) = found.iter_mut().find(|x| x.id == c) {
+            row.consent = Some(ConsentRow {
+                consent,
+                by,
+                at: *at,
+            });
+        }
+    }
+    Ok(found)
+}
+
+fn json(c: &Cell) -> Option<Value> {
+    match c {
+        Cell::Json(v) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+/// The meetings booked for the student, newest first.
+///
+/// # Errors
+/// The store's.
+pub async fn bookings(
+    store: &dyn EventStore,
+    school: SchoolId,
+    student: Uuid,
+) -> Result<Vec<BookingRow>, StoreError> {
+    let params = vec![Cell::Uuid(*school.as_uuid()), Cell::Uuid(student)];
+    let sql = "SELECT b.slot_id, s.teacher, s.date, s.start_at, s.end_at, s.place, b.guardian, \
+               s.cancelled FROM family_bookings b JOIN family_slots s \
+               ON s.school_id = b.school_id AND s.slot_id = b.slot_id \
+               WHERE b.school_id = $1 AND b.student = $2 \
+               ORDER BY s.date DESC, s.start_at DESC, b.slot_id DESC";
+    let columns = [
+        T::Uuid,
+        T::Uuid,
+        T::Text,
+        T::Text,
+        T::Text,
+        T::Text,
+        T::Uuid,
+        T::Text,
+    ];
+    let rows = store
+        .query_projection(school, sql, &params, &columns)
+        .await?;
+    decode("booking", &rows, |r| {
+        Some(BookingRow {
+            slot: uuid(&r[0])?,
+            teacher: uuid(&r[1]),
+            date: text(&r[2])?,
+            start: text(&r[3])?,
+            end: text(&r[4])?,
+            place: text(&r[5])?,
+            guardian: uuid(&r[6])?,
+            cancelled: text(&r[7]),
+        })
+    })
+}

@@ -1,0 +1,596 @@
+//! The family view built by its projector from real events, on SQLite and on PostgreSQL (as
+//! the ordinary role that row-level security holds): corrections, annulments, cancellations
+//! and justifications change the rows they name; class items, notes to the class and
+//! communications reach the students of their class; one school never sees another's rows;
+//! lists page newest first.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+
+use registro_domain::{PersonId, Role, SchoolId};
+use registro_projection_family::{
+    Addressees, Cursor, FamilyView, Page, agenda, attendance, bookings, communications, grades,
+    notes,
+};
+use registro_projector::Projector;
+use registro_store::sqlite::SqliteStore;
+use registro_store::{
+    AppendRequest, CommandMetadata, EventStore, EventType, ExpectedVersion, NewEvent, StreamId,
+};
+use registro_testkit::TempDir;
+use registro_testkit::pg::TestDb;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+async fn append(store: &dyn EventStore, school: SchoolId, stream: &str, events: &[(&str, Value)]) {
+    store
+        .append(AppendRequest {
+            school,
+            stream: StreamId::parse(stream).unwrap(),
+            expected: ExpectedVersion::Any,
+            events: events
+                .iter()
+                .map(|(t, data)| {
+                    NewEvent::new(
+                        EventType::parse(*t).unwrap(),
+                        data.clone(),
+                        OffsetDateTime::now_utc(),
+                    )
+                })
+                .collect(),
+            metadata: CommandMetadata::by(PersonId::new(), Role::Teacher),
+            idempotency_key: None,
+            command_digest: None,
+        })
+        .await
+        .unwrap();
+}
+
+fn grade(id: Uuid, class: Uuid, subject: &str, date: &str, value: u16) -> (&'static str, Value) {
+    (
+        "GradeRecorded",
+        json!({"grade": id, "class": class, "subject": subject, "kind": "written",
+            "mark": {"scale": "numeric", "value": value}, "weight": 100, "counted": true,
+            "description": "", "date": date}),
+    )
+}
+
+struct Ids {
+    x: Uuid,
+    y: Uuid,
+    class: Uuid,
+    other_class: Uuid,
+    guardian: Uuid,
+    teacher: Uuid,
+    g1: Uuid,
+    g2: Uuid,
+    g3: Uuid,
+    absence: Uuid,
+    late: Uuid,
+    note: Uuid,
+    class_note: Uuid,
+    homework: Uuid,
+    test: Uuid,
+    to_class: Uuid,
+    to_staff: Uuid,
+    to_other: Uuid,
+    slot: Uuid,
+    slot2: Uuid,
+}
+
+fn ids() -> Ids {
+    let v = Uuid::now_v7;
+    Ids {
+        x: v(),
+        y: v(),
+        class: v(),
+        other_class: v(),
+        guardian: v(),
+        teacher: v(),
+        g1: v(),
+        g2: v(),
+        g3: v(),
+        absence: v(),
+        late: v(),
+        note: v(),
+        class_note: v(),
+        homework: v(),
+        test: v(),
+        to_class: v(),
+        to_staff: v(),
+        to_other: v(),
+        slot: v(),
+        slot2: v(),
+    }
+}
+
+async fn write_school(store: &dyn EventStore, a: SchoolId, i: &Ids) {
+    let x_record = format!("student-{}-2025", i.x);
+    append(
+        store,
+        a,
+        &x_record,
+        &[
+            grade(i.g1, i.class, "Matematica", "2025-10-06", 700),
+            grade(i.g2, i.class, "Matematica", "2025-10-10", 800),
+            grade(i.g3, i.class, "Italiano", "2025-10-08", 400),
+            (
+                "GradeCorrected",
+                json!({"grade": i.g2, "mark": {"scale": "numeric", "value": 600},
+                    "reason": "errore di trascrizione"}),
+            ),
+            (
+                "GradeAnnulled",
+                json!({"grade": i.g3, "reason": "prova da ripetere"}),
+            ),
+            (
+                "AttendanceRecorded",
+                json!({"entry": i.absence, "class": i.class, "date": "2025-10-07",
+                    "missed": {"kind": "whole_day"}, "hours": [1, 2, 3, 4, 5]}),
+            ),
+            (
+                "JustificationSubmitted",
+                json!({"entry": i.absence, "justifier": "guardian",
+                    "reason": {"category": "health", "text": "febbre"}}),
+            ),
+            (
+                "JustificationAccepted",
+                json!({"entry": i.absence, "reason": ""}),
+            ),
+            (
+                "AttendanceRecorded",
+                json!({"entry": i.late, "class": i.class, "date": "2025-10-09",
+                    "missed": {"kind": "late_entry", "at": "09:40"}, "hours": [1]}),
+            ),
+            (
+                "AttendanceCancelled",
+                json!({"entry": i.late, "reason": "registrata per errore"}),
+            ),
+            (
+                "NoteRecorded",
+                json!({"note": i.note, "kind": "disciplinary", "class": i.class,
+                    "text": "Disturba la lezione", "date": "2025-10-08"}),
+            ),
+        ],
+    )
+    .await;
+    append(
+        store,
+        a,
+        &format!("student-{}-2025", i.y),
+        &[grade(
+            Uuid::now_v7(),
+            i.class,
+            "Matematica",
+            "2025-10-06",
+            900,
+        )],
+    )
+    .await;
+    append(
+        store,
+        a,
+        &format!("class-{}", i.class),
+        &[
+            (
+                "HomeworkAssigned",
+                json!({"homework": i.homework, "subject": "Matematica",
+                    "text": "Esercizi a pagina 42", "assigned_on": "2025-10-06",
+                    "due": "2025-10-08"}),
+            ),
+            (
+                "TestScheduled",
+                json!({"test": i.test, "subject": "Matematica", "date": "2025-10-20",
+                    "description": "Equazioni"}),
+            ),
+            (
+                "ClassNoteRecorded",
+                json!({"note": i.class_note, "kind": "annotation", "teacher": i.teacher,
+                    "text": "La classe dimentica i libri", "date": "2025-10-09"}),
+            ),
+            (
+                "LessonSigned",
+                json!({"date": "2025-10-09", "hour": 1, "teacher": i.teacher,
+                    "subject": "Matematica", "topic": "Equazioni", "activity": "",
+                    "substitute": false}),
+            ),
+        ],
+    )
+    .await;
+    let published = |id: Uuid, groups: Value, classes: Value, date: &str| {
+        (
+            "CommunicationPublished",
+            json!({"communication": id, "kind": "notice", "title": "Uscita",
+                "body": "Si comunica che...", "audience": {"groups": groups, "classes": classes},
+                "attachments": [], "consent_deadline": "2025-10-20", "date": date,
+                "author": i.teacher}),
+        )
+    };
+    append(
+        store,
+        a,
+        "communications",
+        &[
+            published(
+                i.to_class,
+                json!(["families"]),
+                json!([i.class]),
+                "2025-10-06",
+            ),
+            published(i.to_staff, json!(["staff"]), json!([]), "2025-10-07"),
+            published(
+                i.to_other,
+                json!(["families"]),
+                json!([i.other_class]),
+                "2025-10-08",
+            ),
+        ],
+    )
+    .await;
+    append(
+        store,
+        a,
+        &format!("communication-{}", i.to_class),
+        &[
+            (
+                "CommunicationAcknowledged",
+                json!({"communication": i.to_class, "reader": i.guardian}),
+            ),
+            (
+                "ConsentAnswered",
+                json!({"communication": i.to_class, "student": i.x, "by": i.guardian,
+                    "consent": "given"}),
+            ),
+            (
+                "ConsentAnswered",
+                json!({"communication": i.to_class, "student": i.x, "by": i.guardian,
+                    "consent": "refused"}),
+            ),
+        ],
+    )
+    .await;
+    let slot = |id: Uuid, start: &str| {
+        (
+            "SlotOffered",
+            json!({"slot": id, "date": "2025-10-15", "start": start, "end": "16:30",
+                "capacity": 3, "place": "Aula 12"}),
+        )
+    };
+    append(
+        store,
+        a,
+        &format!("meetings-{}", i.teacher),
+        &[
+            slot(i.slot, "16:00"),
+            slot(i.slot2, "16:10"),
+            (
+                "MeetingBooked",
+                json!({"slot": i.slot, "guardian": i.guardian, "student": i.x}),
+            ),
+            (
+                "MeetingBooked",
+                json!({"slot": i.slot2, "guardian": i.guardian, "student": i.x}),
+            ),
+            (
+                "BookingCancelled",
+                json!({"slot": i.slot2, "guardian": i.guardian, "student": i.x}),
+            ),
+            (
+                "SlotCancelled",
+                json!({"slot": i.slot, "reason": "consiglio straordinario"}),
+            ),
+        ],
+    )
+    .await;
+}
+
+/// Catches up until the view holds the student's grades of both schools. On PostgreSQL an
+/// event reaches subscribers once every older transaction on the server has ended (ADR 0003),
+/// which other tests may delay a little: the wait is bounded.
+async fn catch_up(
+    projector: &Projector,
+    store: &dyn EventStore,
+    a: SchoolId,
+    b: SchoolId,
+    x: Uuid,
+) {
+    for _ in 0..200 {
+        projector.catch_up().await.unwrap();
+        let done = grades(store, a, x, 2025, None).await.unwrap().len() == 3
+            && grades(store, b, x, 2025, None).await.unwrap().len() == 1
+            && !bookings(store, a, x).await.unwrap().is_empty()
+            && bookings(store, a, x).await.unwrap()[0].cancelled.is_some();
+        if done {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the family view did not catch up");
+}
+
+async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
+    let s = store.as_ref();
+    let (a, b) = (SchoolId::new(), SchoolId::new());
+    let i = ids();
+    write_school(s, a, &i).await;
+    // The same student id in another school: never seen from the first.
+    append(
+        s,
+        b,
+        &format!("student-{}-2025", i.x),
+        &[grade(Uuid::now_v7(), i.class, "Storia", "2025-10-06", 1000)],
+    )
+    .await;
+    let projector = Projector::new(Arc::clone(&store), Arc::new(FamilyView));
+    projector.prepare().await.unwrap();
+    catch_up(&projector, s, a, b, i.x).await;
+
+    let g = grades(s, a, i.x, 2025, None).await.unwrap();
+    let shown: Vec<_> = g
+        .iter()
+        .map(|g| {
+            (
+                g.id,
+                g.mark.as_str(),
+                g.hundredths,
+                g.corrected,
+                g.annulled.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (i.g2, "6", Some(600), true, false),
+            (i.g3, "4", Some(400), false, true),
+            (i.g1, "7", Some(700), false, false),
+        ],
+        "newest first; the correction and the annulment applied"
+    );
+    assert_eq!(
+        grades(s, b, i.x, 2025, None).await.unwrap()[0].subject,
+        "Storia"
+    );
+    assert!(grades(s, a, i.x, 2024, None).await.unwrap().is_empty());
+
+    // Pages: one at a time, then after the cursor.
+    let first = Page {
+        after: None,
+        limit: 1,
+    };
+    let page1 = grades(s, a, i.x, 2025, Some(&first)).await.unwrap();
+    assert_eq!(page1.len(), 1);
+    let cursor = Cursor::after(&page1[0].date, page1[0].id);
+    assert_eq!(Cursor::parse(&cursor.to_string()), Some(cursor.clone()));
+    let next = Page {
+        after: Some(cursor),
+        limit: 5,
+    };
+    let rest: Vec<_> = grades(s, a, i.x, 2025, Some(&next))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(rest, [i.g3, i.g1]);
+
+    let entries = attendance(s, a, i.x, 2025, None).await.unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        (
+            entries[0].id,
+            entries[0].kind.as_str(),
+            entries[0].at.as_deref()
+        ),
+        (i.late, "late_entry", Some("09:40"))
+    );
+    assert!(entries[0].cancelled.is_some());
+    assert_eq!(entries[0].justification, "missing");
+    assert_eq!(
+        (
+            entries[1].hours,
+            entries[1].justification.as_str(),
+            entries[1].justifier.as_deref()
+        ),
+        (5, "accepted", Some("guardian"))
+    );
+
+    let with_class = notes(s, a, i.x, Some(i.class), 2025, None).await.unwrap();
+    assert_eq!(
+        with_class
+            .iter()
+            .map(|n| (n.id, n.whole_class))
+            .collect::<Vec<_>>(),
+        [(i.class_note, true), (i.note, false)]
+    );
+    assert_eq!(
+        notes(s, a, i.y, Some(i.class), 2025, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(notes(s, a, i.x, None, 2025, None).await.unwrap().len(), 1);
+
+    let items = agenda(s, a, i.class, 2025, None, None).await.unwrap();
+    assert_eq!(
+        items
+            .iter()
+            .map(|x| (x.id, x.kind.as_str()))
+            .collect::<Vec<_>>(),
+        [(i.test, "test"), (i.homework, "homework")]
+    );
+    let from = time::macros::date!(2025 - 10 - 10);
+    assert_eq!(
+        agenda(s, a, i.class, 2025, Some(from), None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let to_family = |student: Uuid, class: Uuid, groups: &'static [&'static str]| Addressees {
+        student,
+        class: Some(class),
+        groups,
+        readers: &[],
+    };
+    let comms = communications(
+        s,
+        a,
+        2025,
+        Addressees {
+            readers: &[i.guardian],
+            ..to_family(i.x, i.class, &["families"])
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(comms.len(), 1, "only the one to the families of the class");
+    assert_eq!(comms[0].id, i.to_class);
+    assert_eq!(comms[0].receipts.len(), 1);
+    assert_eq!(comms[0].receipts[0].0, i.guardian);
+    let consent = comms[0].consent.as_ref().unwrap();
+    assert_eq!(
+        (consent.consent.as_str(), consent.by),
+        ("refused", i.guardian)
+    );
+    assert!(
+        communications(
+            s,
+            a,
+            2025,
+            to_family(i.y, i.other_class, &["families"]),
+            None
+        )
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| c.id == i.to_other && c.consent.is_none())
+    );
+    assert!(
+        communications(s, a, 2025, to_family(i.x, i.class, &["students"]), None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a notice to the families is not the students'"
+    );
+
+    let booked = bookings(s, a, i.x).await.unwrap();
+    assert_eq!(booked.len(), 1, "the cancelled booking is gone");
+    assert_eq!(
+        (booked[0].slot, booked[0].teacher, booked[0].start.as_str()),
+        (i.slot, Some(i.teacher), "16:00")
+    );
+    assert_eq!(
+        booked[0].cancelled.as_deref(),
+        Some("consiglio straordinario")
+    );
+
+    // Applying again changes nothing: the checkpoint holds.
+    let at = projector.catch_up().await.unwrap();
+    assert_eq!(projector.catch_up().await.unwrap(), at);
+    assert_eq!(grades(s, a, i.x, 2025, None).await.unwrap(), g);
+}
+
+/// A migrated store on a SQLite file of its own, kept while the directory lives.
+async fn sqlite() -> (TempDir, Arc<dyn EventStore>) {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(
+        &dir.path().join("registro.db"),
+        registro_testkit::master_key(),
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    (dir, Arc::new(store))
+}
+
+#[tokio::test]
+async fn sqlite_the_view_follows_the_events() {
+    let (_dir, store) = sqlite().await;
+    the_view_follows_the_events(store).await;
+}
+
+#[tokio::test]
+async fn postgres_the_view_follows_the_events() {
+    let db = TestDb::new().await;
+    // The ordinary test role may not create tables: the administrator prepares them and
+    // grants them, as in production.
+    let admin = db.store().await;
+    Projector::new(Arc::new(admin), Arc::new(FamilyView))
+        .prepare()
+        .await
+        .unwrap();
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}",
+            registro_projection_family::TABLES.join(", "),
+            registro_testkit::pg::APP_ROLE
+        ))
+        .await
+        .unwrap();
+    let store = db.app_store_with_key(registro_testkit::master_key()).await;
+    assert_eq!(store.row_security().await.unwrap(), Some(true));
+    the_view_follows_the_events(Arc::new(store)).await;
+}
+
+/// An event of a type the view knows but whose data it cannot read stops the projector there
+/// (a poison event), after the events before it; events of other types change nothing.
+#[tokio::test]
+async fn an_unreadable_event_stops_the_view_there() {
+    let (_dir, store) = sqlite().await;
+    let school = SchoolId::new();
+    let student = Uuid::now_v7();
+    let record = format!("student-{student}-2025");
+    append(
+        store.as_ref(),
+        school,
+        "directory",
+        &[("RoleGranted", json!({"person": student, "role": "student"}))],
+    )
+    .await;
+    append(
+        store.as_ref(),
+        school,
+        &record,
+        &[grade(
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            "Storia",
+            "2025-10-06",
+            600,
+        )],
+    )
+    .await;
+    append(
+        store.as_ref(),
+        school,
+        &record,
+        &[("GradeRecorded", json!({"grade": "not an id"}))],
+    )
+    .await;
+    let projector = Projector::new(Arc::clone(&store), Arc::new(FamilyView));
+    projector.prepare().await.unwrap();
+    let error = projector.catch_up().await.unwrap_err();
+    assert!(
+        matches!(&error, registro_projector::ProjectorError::Poison { school_seq: 3, event_type, .. } if event_type == "GradeRecorded"),
+        "{error}"
+    );
+    assert_eq!(
+        grades(store.as_ref(), school, student, 2025, None)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the events before it are applied"
+    );
+    assert!(
+        projector.catch_up().await.is_err(),
+        "it never skips the event"
+    );
+}
