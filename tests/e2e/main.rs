@@ -8,6 +8,7 @@ mod support;
 mod identity;
 mod migrate;
 mod project;
+mod projector_faults;
 mod school_day;
 mod serve;
 mod token;
