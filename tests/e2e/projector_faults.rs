@@ -1,6 +1,8 @@
 //! Fault tests of the projector processes (issue 5; ADR 0019): `registro project` killed with
 //! SIGKILL at random moments while it catches up builds exactly the tables one uninterrupted
-//! run builds, and a standby process takes over when the active one is killed.
+//! run builds (and `registro rebuild family` then swaps in the same view); a standby process
+//! takes over when the active one is killed; an event one projection cannot apply stops that
+//! projector alone.
 //!
 //! A failure names the seed of its random choices; `REGISTRO_FAULT_SEED=<seed>` replays them
 //! (the moments of the kills, not the scheduling of the machine).
@@ -323,6 +325,79 @@ async fn a_standby_process_takes_over_when_the_active_one_is_killed() {
     }
     assert_eq!(count(&client, "audit_entries").await, 8);
     second.terminate(&second_log).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. A poison event stops only its projector.
+
+#[tokio::test]
+async fn a_poison_event_stops_only_its_projector() {
+    let db = TestDb::new().await;
+    let key = MasterKey::generate();
+    let store = db.store_with_key(key.clone()).await;
+    let school = school_with_events(&store, 3).await;
+    // A grade whose data the family view cannot read (as a bug in an older version could
+    // have written): the view must stop there, the audit trail must go on.
+    let outcome = store
+        .append(AppendRequest {
+            school,
+            stream: StreamId::parse(format!("student-{}-2025", PersonId::new())).unwrap(),
+            expected: ExpectedVersion::Any,
+            events: vec![new_event(
+                "GradeRecorded",
+                serde_json::json!({"grade": "not an id"}),
+            )],
+            metadata: CommandMetadata::system(),
+            idempotency_key: None,
+            command_digest: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.last_seq, 4);
+    school_with_events(&store, 2).await;
+    wait_until_all_readable(&store, 6).await;
+    let positions = all_positions(&store).await;
+    let key = key.to_base64();
+    let logs = TempDir::new();
+    let log = logs.path().join("project.log");
+    let mut process = project(db.url(), &key, &["--all"], &log);
+    wait_for_log(
+        &mut process,
+        &log,
+        "family",
+        "stopped at an event it cannot apply",
+    )
+    .await;
+    let line = read(&log)
+        .lines()
+        .find(|l| l.contains("stopped at an event it cannot apply"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.contains("school_seq 4") && line.contains("GradeRecorded"),
+        "{line}"
+    );
+    // The audit trail reaches the head, and follows what comes next, while the family view
+    // stays before the event.
+    wait_for_head(
+        &store,
+        &["audit".to_owned()],
+        positions[5],
+        &mut process,
+        &log,
+        "",
+    )
+    .await;
+    school_with_events(&store, 1).await;
+    wait_until_all_readable(&store, 7).await;
+    let head = *all_positions(&store).await.last().unwrap();
+    wait_for_head(&store, &["audit".to_owned()], head, &mut process, &log, "").await;
+    assert_eq!(
+        store.projection_checkpoint("family").await.unwrap(),
+        positions[2],
+        "the family view stops right before the event it cannot apply"
+    );
+    process.terminate(&log).await;
 }
 
 // ---------------------------------------------------------------------------------------------
