@@ -8,6 +8,7 @@ mod support;
 mod identity;
 mod migrate;
 mod project;
+mod projector_faults;
 mod rebuild;
 mod school_day;
 mod serve;

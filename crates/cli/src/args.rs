@@ -76,6 +76,15 @@ pub struct ProjectArgs {
     /// Run every projection.
     #[arg(long)]
     pub all: bool,
+    /// The most events a projector applies in one transaction (with its checkpoint). Smaller
+    /// batches commit more often; the result is the same.
+    #[arg(
+        long,
+        env = "REGISTRO_PROJECT_BATCH",
+        default_value_t = registro_projector::DEFAULT_BATCH,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub batch: usize,
     /// Storage.
     #[command(flatten)]
     pub storage: StorageArgs,

@@ -286,7 +286,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 }
             }
-            let mut running = start_projectors(&store, projections(), &stopped).await?;
+            let mut running = start_projectors(
+                &store,
+                projections(),
+                registro_projector::DEFAULT_BATCH,
+                &stopped,
+            )
+            .await?;
             while running.join_next().await.is_some() {}
             anyhow::Ok(())
         })
@@ -405,17 +411,20 @@ fn projections() -> Vec<Arc<dyn registro_projector::Projection>> {
     ]
 }
 
-/// Prepares the projections' tables, then starts a projector for each, running until `stop`
-/// fires; a projector that stops at an event it cannot apply is logged and the others go on.
+/// Prepares the projections' tables, then starts a projector for each, applying up to `batch`
+/// events a transaction, running until `stop` fires; a projector that stops at an event it
+/// cannot apply is logged and the others go on.
 async fn start_projectors(
     store: &Arc<dyn EventStore>,
     chosen: Vec<Arc<dyn registro_projector::Projection>>,
+    batch: usize,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinSet<()>> {
     let mut running = tokio::task::JoinSet::new();
     for projection in chosen {
         let name = projection.schema().name;
-        let projector = registro_projector::Projector::new(Arc::clone(store), projection);
+        let projector = registro_projector::Projector::new(Arc::clone(store), projection)
+            .with_batches(batch, registro_projector::DEFAULT_POLL);
         projector
             .prepare()
             .await
@@ -457,7 +466,7 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
     let chosen = chosen_projections(args.name.as_deref(), args.all)?;
     let store = open_for_serving(&args.storage, false).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut running = start_projectors(&store, chosen, &stopped).await?;
+    let mut running = start_projectors(&store, chosen, args.batch, &stopped).await?;
     shutdown_signal().await;
     let _ = stop.send(true);
     while running.join_next().await.is_some() {}

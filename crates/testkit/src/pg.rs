@@ -74,6 +74,57 @@ impl TestDb {
         })
     }
 
+    /// A new test database, a copy of this one as it is now (`CREATE DATABASE ... TEMPLATE`),
+    /// dropped like the others: for a reference to compare with after this one has been worked
+    /// on. PostgreSQL copies only a database nobody is connected to, so call it when nothing of
+    /// the test uses this one (drop its stores and clients first); sessions that linger a
+    /// moment after being closed are ended.
+    ///
+    /// # Panics
+    /// When the copy cannot be made (a session of this database stays connected).
+    pub async fn duplicate(&self) -> Self {
+        match self.try_duplicate().await {
+            Ok(db) => db,
+            Err(e) => panic!("copying the test database {}: {e:#}", self.name),
+        }
+    }
+
+    async fn try_duplicate(&self) -> anyhow::Result<Self> {
+        let name = format!("registro_test_{}", uuid::Uuid::now_v7().simple());
+        let admin = connect(&self.admin_url).await?;
+        let mut attempts = 0;
+        loop {
+            // A closed client's session ends asynchronously: end those still there.
+            admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&self.name],
+                )
+                .await?;
+            match admin
+                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {}", self.name))
+                .await
+            {
+                Ok(()) => break,
+                // 55006 object_in_use: a session was still connected.
+                Err(e)
+                    if attempts < 50
+                        && e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e).context(format!("creating {name} from {}", self.name)),
+            }
+        }
+        Ok(Self {
+            admin_url: self.admin_url.clone(),
+            url: with_database(&self.admin_url, &name),
+            name,
+        })
+    }
+
     /// The database's URL, for the server's administrator (usually a superuser, which row-level
     /// security never holds).
     #[must_use]

@@ -71,6 +71,11 @@ impl Projection for FamilyView {
             let (student, year) = record_stream(stream)?;
             return Ok(facts.record(student, year, RecordEvent::from_stored(kind, &event.data)?));
         }
+        // The class register's signatures and substitutions are not the family's: left
+        // unread, so that nothing about them can stop the view.
+        if matches!(kind, "LessonSigned" | "SubstituteAssigned") {
+            return Ok(Vec::new());
+        }
         if ClassEvent::TYPE_NAMES.contains(&kind) {
             let class = stream_id(stream, "class-")?;
             return Ok(facts.class(class, ClassEvent::from_stored(kind, &event.data)?));
@@ -291,7 +296,7 @@ impl Facts<'_> {
         let class = Cell::Uuid(class);
         let year = |d: Date| year_cell(SchoolYear::of(d).start_year());
         match event {
-            // The class register's signatures and substitutions are not the family's.
+            // Left out before they are read (see `apply`).
             E::LessonSigned { .. } | E::SubstituteAssigned { .. } => Vec::new(),
             E::HomeworkAssigned {
                 homework,

@@ -17,6 +17,13 @@ use std::time::{Duration, Instant};
 
 use registro_store::{EventStore, Position, ProjectionSchema, RecordedEvent, RowOp, StoreError};
 
+/// The most events a projector applies in one transaction, unless told otherwise.
+pub const DEFAULT_BATCH: usize = 1000;
+
+/// How often a projector looks for new events (and a standby for the lease) when no wake-up
+/// hint comes, unless told otherwise.
+pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
+
 /// A read model built from the events.
 pub trait Projection: Send + Sync + 'static {
     /// Its name and tables.
@@ -188,15 +195,15 @@ impl std::fmt::Debug for Projector {
 }
 
 impl Projector {
-    /// A projector of `projection` on `store`: batches of up to 1000 events, polling every
-    /// half second when no wake-up hint comes.
+    /// A projector of `projection` on `store`: batches of up to [`DEFAULT_BATCH`] events,
+    /// polling every [`DEFAULT_POLL`] when no wake-up hint comes.
     #[must_use]
     pub fn new(store: Arc<dyn EventStore>, projection: Arc<dyn Projection>) -> Self {
         Self {
             store,
             projection,
-            batch: 1000,
-            poll: Duration::from_millis(500),
+            batch: DEFAULT_BATCH,
+            poll: DEFAULT_POLL,
             status: Arc::default(),
         }
     }
@@ -415,9 +422,19 @@ impl Projector {
         let name = self.projection.schema().name;
         tokio::pin!(shutdown);
         let mut wake = self.store.wake_signal();
+        // Said once at info level (operators and the fault tests look for it), then at debug at
+        // each poll.
+        let mut announced = false;
         let lease = loop {
             match self.store.try_lock_projection(name).await {
                 Ok(Some(lease)) => break lease,
+                Ok(None) if !announced => {
+                    announced = true;
+                    tracing::info!(
+                        projection = name,
+                        "standby: another instance holds the lease; waiting to take over"
+                    );
+                }
                 Ok(None) => {
                     tracing::debug!(projection = name, "standby: another instance is active")
                 }
@@ -429,7 +446,10 @@ impl Projector {
             }
         };
         self.set_status(|s| s.active = true);
-        tracing::info!(projection = name, "active");
+        tracing::info!(
+            projection = name,
+            "active: this instance holds the lease and applies events"
+        );
         let result = loop {
             wake.borrow_and_update();
             match self.catch_up().await {
