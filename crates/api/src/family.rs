@@ -25,8 +25,10 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::json::{PathIds, QueryOf};
+use crate::projections::read_projection;
+
 use crate::register::{italian_today, periods, school_year};
 use crate::school::{known_student, record_read};
 
@@ -351,15 +353,22 @@ fn addressees<'a>(
     params(("school" = Uuid, Path, description = "The school"),
         ("student" = Uuid, Path, description = "The student"),
         ("year" = i32, Path, description = "The year the school year starts in"),
+        OverviewQuery,
         ("If-None-Match" = Option<String>, Header, description = "The ETag of a copy the client holds")),
     responses(
         (status = 200, description = "The overview", body = FamilyOverview,
             headers(("ETag" = String, description = "This version of the view"))),
-        (status = 304, description = "Not modified since the ETag given")))]
+        (status = 304, description = "Not modified since the ETag given"),
+        (status = 422, description = "A `min_position` beyond the school's log", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The view has not caught up with `min_position` yet \
+            (`Retry-After: 1`) or is not ready; or the service or the identity provider is \
+            unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn overview(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     PathIds(ids): PathIds<(SchoolId, PersonId, i32)>,
+    QueryOf(query): QueryOf<OverviewQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (_, student, year) = ids;
@@ -370,17 +379,22 @@ pub async fn overview(
     let class = caller.directory.class_of(student).map(|c| *c.as_uuid());
     let today = italian_today(&state);
     let today_iso = view::iso(today);
-    let grades = view::grades(store, school, id, y, None).await?;
-    let entries = view::attendance(store, school, id, y, None).await?;
-    let notes = view::notes(store, school, id, class, y, None).await?;
-    let agenda = match class {
-        Some(c) => view::agenda(store, school, c, y, Some(today), None).await?,
-        None => Vec::new(),
-    };
     let family = family_of(&caller, student);
     let to = addressees(&caller, student, class, &family);
-    let communications = view::communications(store, school, y, to, None).await?;
-    let meetings = view::bookings(store, school, id).await?;
+    let reads = async {
+        let grades = view::grades(store, school, id, y, None).await?;
+        let entries = view::attendance(store, school, id, y, None).await?;
+        let notes = view::notes(store, school, id, class, y, None).await?;
+        let agenda = match class {
+            Some(c) => view::agenda(store, school, c, y, Some(today), None).await?,
+            None => Vec::new(),
+        };
+        let communications = view::communications(store, school, y, to, None).await?;
+        let meetings = view::bookings(store, school, id).await?;
+        Ok((grades, entries, notes, agenda, communications, meetings))
+    };
+    let (grades, entries, notes, agenda, communications, meetings) =
+        read_projection(&state, view::NAME, school, query.min_position, reads).await?;
     let me = *caller.person.as_uuid();
     let live: Vec<_> = communications
         .iter()
@@ -465,6 +479,23 @@ pub struct PageQuery {
     pub cursor: Option<String>,
     /// At most this many items (default 50, at most 500).
     pub limit: Option<u32>,
+    /// Read your writes: answer only once the view includes this position of the school's
+    /// log (the `position` a command answered); see the overview.
+    #[param(example = 1042)]
+    pub min_position: Option<u64>,
+}
+
+/// Reading the overview.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OverviewQuery {
+    /// Read your writes: answer only once the view includes this position of the school's
+    /// log (the `position` a command answered). The read waits briefly (2 s by default) for
+    /// the view to catch up, then answers 503 with `Retry-After: 1`; a position beyond the
+    /// school's log is 422.
+    #[param(example = 1042)]
+    pub min_position: Option<u64>,
 }
 
 /// A grade.
@@ -645,7 +676,13 @@ pub struct FamilyPage {
     responses(
         (status = 200, description = "A page of the list", body = FamilyPage,
             headers(("ETag" = String, description = "This version of the page"))),
-        (status = 304, description = "Not modified since the ETag given")))]
+        (status = 304, description = "Not modified since the ETag given"),
+        (status = 422, description = "A `limit` out of range, a cursor that is not one, or a \
+            `min_position` beyond the school's log", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The view has not caught up with `min_position` yet \
+            (`Retry-After: 1`) or is not ready; or the service or the identity provider is \
+            unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -672,110 +709,114 @@ pub async fn list(
     let class = caller.directory.class_of(student).map(|c| *c.as_uuid());
     let me = *caller.person.as_uuid();
     // Each item with the cursor after it.
-    let items: Vec<(FamilyItem, String, Uuid)> = match section {
-        Section::Grades => view::grades(store, school, id, y, Some(&page))
-            .await?
-            .into_iter()
-            .map(|g| {
-                let (date, key) = (g.date.clone(), g.id);
-                let weight = format!("{}.{:02}", g.weight / 100, g.weight % 100);
-                let item = GradeItem {
-                    id: g.id,
-                    subject: g.subject,
-                    date: g.date,
-                    kind: g.kind,
-                    scale: g.scale,
-                    mark: g.mark,
-                    hundredths: g.hundredths,
-                    weight,
-                    counted: g.counted,
-                    description: g.description,
-                    corrected: g.corrected,
-                    annulled: g.annulled,
-                };
-                (FamilyItem::Grade(item), date, key)
-            })
-            .collect(),
-        Section::Attendance => view::attendance(store, school, id, y, Some(&page))
-            .await?
-            .into_iter()
-            .map(|a| {
-                let (date, key) = (a.date.clone(), a.id);
-                let item = AttendanceItem {
-                    id: a.id,
-                    date: a.date,
-                    kind: a.kind,
-                    at: a.at,
-                    hours: a.hours,
-                    cancelled: a.cancelled,
-                    justification: a.justification,
-                    justifier: a.justifier,
-                };
-                (FamilyItem::Attendance(item), date, key)
-            })
-            .collect(),
-        Section::Notes => view::notes(store, school, id, class, y, Some(&page))
-            .await?
-            .into_iter()
-            .map(|n| {
-                let (date, key) = (n.date.clone(), n.id);
-                let item = NoteItem {
-                    id: n.id,
-                    date: n.date,
-                    kind: n.kind,
-                    text: n.text,
-                    whole_class: n.whole_class,
-                    annulled: n.annulled,
-                };
-                (FamilyItem::Note(item), date, key)
-            })
-            .collect(),
-        Section::Agenda => match class {
-            Some(c) => view::agenda(store, school, c, y, None, Some(&page))
+    let reads = async {
+        Ok(match section {
+            Section::Grades => view::grades(store, school, id, y, Some(&page))
+                .await?
+                .into_iter()
+                .map(|g| {
+                    let (date, key) = (g.date.clone(), g.id);
+                    let weight = format!("{}.{:02}", g.weight / 100, g.weight % 100);
+                    let item = GradeItem {
+                        id: g.id,
+                        subject: g.subject,
+                        date: g.date,
+                        kind: g.kind,
+                        scale: g.scale,
+                        mark: g.mark,
+                        hundredths: g.hundredths,
+                        weight,
+                        counted: g.counted,
+                        description: g.description,
+                        corrected: g.corrected,
+                        annulled: g.annulled,
+                    };
+                    (FamilyItem::Grade(item), date, key)
+                })
+                .collect(),
+            Section::Attendance => view::attendance(store, school, id, y, Some(&page))
                 .await?
                 .into_iter()
                 .map(|a| {
                     let (date, key) = (a.date.clone(), a.id);
-                    (FamilyItem::Agenda(agenda_item(a)), date, key)
+                    let item = AttendanceItem {
+                        id: a.id,
+                        date: a.date,
+                        kind: a.kind,
+                        at: a.at,
+                        hours: a.hours,
+                        cancelled: a.cancelled,
+                        justification: a.justification,
+                        justifier: a.justifier,
+                    };
+                    (FamilyItem::Attendance(item), date, key)
                 })
                 .collect(),
-            None => Vec::new(),
-        },
-        Section::Communications => {
-            let family = family_of(&caller, student);
-            let to = addressees(&caller, student, class, &family);
-            view::communications(store, school, y, to, Some(&page))
+            Section::Notes => view::notes(store, school, id, class, y, Some(&page))
                 .await?
                 .into_iter()
-                .map(|c| {
-                    let (date, key) = (c.date.clone(), c.id);
-                    let item = CommunicationItem {
-                        id: c.id,
-                        kind: c.kind,
-                        number: c.number,
-                        title: c.title,
-                        date: c.date,
-                        attachments: c.attachments,
-                        withdrawn: c.withdrawn,
-                        read_by_me: c.receipts.iter().any(|(p, _)| *p == me),
-                        read_by: c.receipts.iter().map(|(p, _)| *p).collect(),
-                        consent_deadline: c.consent_deadline,
-                        consent: c.consent.as_ref().map(|x| x.consent.clone()),
-                        consent_by: c.consent.as_ref().map(|x| x.by),
+                .map(|n| {
+                    let (date, key) = (n.date.clone(), n.id);
+                    let item = NoteItem {
+                        id: n.id,
+                        date: n.date,
+                        kind: n.kind,
+                        text: n.text,
+                        whole_class: n.whole_class,
+                        annulled: n.annulled,
                     };
-                    (FamilyItem::Communication(item), date, key)
+                    (FamilyItem::Note(item), date, key)
                 })
-                .collect()
-        }
-        Section::Meetings => view::bookings(store, school, id)
-            .await?
-            .into_iter()
-            .map(|b| {
-                let (date, key) = (b.date.clone(), b.slot);
-                (FamilyItem::Meeting(meeting_item(b)), date, key)
-            })
-            .collect(),
+                .collect(),
+            Section::Agenda => match class {
+                Some(c) => view::agenda(store, school, c, y, None, Some(&page))
+                    .await?
+                    .into_iter()
+                    .map(|a| {
+                        let (date, key) = (a.date.clone(), a.id);
+                        (FamilyItem::Agenda(agenda_item(a)), date, key)
+                    })
+                    .collect(),
+                None => Vec::new(),
+            },
+            Section::Communications => {
+                let family = family_of(&caller, student);
+                let to = addressees(&caller, student, class, &family);
+                view::communications(store, school, y, to, Some(&page))
+                    .await?
+                    .into_iter()
+                    .map(|c| {
+                        let (date, key) = (c.date.clone(), c.id);
+                        let item = CommunicationItem {
+                            id: c.id,
+                            kind: c.kind,
+                            number: c.number,
+                            title: c.title,
+                            date: c.date,
+                            attachments: c.attachments,
+                            withdrawn: c.withdrawn,
+                            read_by_me: c.receipts.iter().any(|(p, _)| *p == me),
+                            read_by: c.receipts.iter().map(|(p, _)| *p).collect(),
+                            consent_deadline: c.consent_deadline,
+                            consent: c.consent.as_ref().map(|x| x.consent.clone()),
+                            consent_by: c.consent.as_ref().map(|x| x.by),
+                        };
+                        (FamilyItem::Communication(item), date, key)
+                    })
+                    .collect()
+            }
+            Section::Meetings => view::bookings(store, school, id)
+                .await?
+                .into_iter()
+                .map(|b| {
+                    let (date, key) = (b.date.clone(), b.slot);
+                    (FamilyItem::Meeting(meeting_item(b)), date, key)
+                })
+                .collect(),
+        })
     };
+    let items: Vec<(FamilyItem, String, Uuid)> =
+        read_projection(&state, view::NAME, school, query.min_position, reads).await?;
     let paged = !matches!(section, Section::Meetings);
     let next = (paged && items.len() == limit as usize)
         .then(|| {

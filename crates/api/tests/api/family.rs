@@ -163,6 +163,45 @@ async fn the_family_sees_the_year_as_it_is_written(w: World) {
         assert_eq!(r.status(), status, "{query}");
     }
 
+    // Read your writes: a new grade's position, asked for while the projector is still to
+    // apply it, is waited for; a position beyond the log is refused at once.
+    let mut third = grade_body("9");
+    third["date"] = json!("2025-10-09");
+    let written = body(
+        w.call(Method::POST, &grades, Some(&teacher), Some(&third))
+            .await,
+        201,
+    )
+    .await;
+    let position = written["position"].as_u64().unwrap();
+    let catching_up = {
+        let projector = projector.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for _ in 0..40 {
+                projector.catch_up().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let fresh = body(
+        w.call(
+            Method::GET,
+            &format!("{overview}?min_position={position}"),
+            Some(&guardian),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(fresh["subjects"][0]["latest"], "9", "{fresh}");
+    assert_eq!(fresh["subjects"][0]["grades"], 3, "{fresh}");
+    catching_up.abort();
+    let beyond = format!("{list}?min_position={}", position + 1000);
+    let r = w.call(Method::GET, &beyond, Some(&guardian), None).await;
+    assert_eq!(r.status(), 422);
+
     // A teacher's read is recorded; the guardian's is not.
     let before = w.store.school_head(w.a).await.unwrap().unwrap().last_seq;
     body(
