@@ -9,6 +9,7 @@ use crate::StoredEvent as _;
 use time::macros::date;
 
 use crate::access::StudentDataRead;
+use crate::attendance::{Exemption, ExemptionReason};
 use crate::calendar::{SchoolYear, Term};
 use crate::class_register::ClassEvent;
 use crate::communications::{
@@ -19,6 +20,7 @@ use crate::grade::{GradeKind, GradeValue, Weight};
 use crate::justification::{Justifier, ReasonCategory};
 use crate::meetings::MeetingEvent;
 use crate::record::{Mark, NoteKind, Reason, RecordEvent, Sealable};
+use crate::scrutiny::{Outcome, SchoolLevel, ScrutinyEvent, Vote};
 use crate::timetable::{LessonHour, Missed};
 use crate::{
     AttendanceId, ClassId, FiscalCode, GradeId, HomeworkId, NoteId, PersonId, Role, SlotId, TestId,
@@ -51,6 +53,7 @@ const CLASS: &str = "`class-<class>`";
 const MEETINGS: &str = "`meetings-<teacher>`";
 const COMMUNICATIONS: &str = "`communications`";
 const REPLIES: &str = "`communication-<communication>`";
+const SCRUTINY: &str = "`scrutiny-<class>-<year>`";
 
 fn communication() -> crate::CommunicationId {
     crate::CommunicationId::from_uuid(uuid::Uuid::nil())
@@ -69,6 +72,10 @@ fn record(e: &RecordEvent) -> Value {
 }
 
 fn class(e: &ClassEvent) -> Value {
+    e.data()
+}
+
+fn scrutiny(e: &ScrutinyEvent) -> Value {
     e.data()
 }
 
@@ -1085,6 +1092,242 @@ pub const CATALOGUE: &[EventDoc] = &[
             .unwrap_or_default()
         },
     },
+    EventDoc {
+        name: "ScrutinyOpened",
+        stream: SCRUTINY,
+        italian: "apertura dello scrutinio",
+        meaning: "The scrutinio of a class's term was opened: proposals and deliberations are \
+                  taken until it is closed.",
+        who: "the principal; the class coordinator",
+        schema_version: 1,
+        fields: &[
+            ("term", "integer", "the term's number in the year, from 1"),
+            (
+                "level",
+                "string",
+                "the class's school level: `primary`, `lower_secondary`, `upper_secondary`",
+            ),
+            (
+                "final",
+                "boolean",
+                "whether it is the final scrutinio (the year's last term)",
+            ),
+        ],
+        sample: || {
+            scrutiny(&ScrutinyEvent::ScrutinyOpened {
+                term: 2,
+                level: SchoolLevel::UpperSecondary,
+                is_final: true,
+            })
+        },
+    },
+    EventDoc {
+        name: "ProposalEntered",
+        stream: SCRUTINY,
+        italian: "proposta di voto",
+        meaning: "A teacher proposed a student's grade in their subject; a later proposal \
+                  replaces it.",
+        who: "a teacher of the subject in the class, while the scrutinio is open",
+        schema_version: 1,
+        fields: &[
+            ("term", "integer", "the term"),
+            ("student", "uuid", "the student"),
+            ("subject", "string", "the subject"),
+            ("mark", "mark", "the proposed grade, on the subject's scale"),
+            ("teacher", "uuid", "the teacher"),
+        ],
+        sample: || {
+            scrutiny(&ScrutinyEvent::ProposalEntered {
+                term: 1,
+                student: person(),
+                subject: "Matematica".into(),
+                mark: Mark::Numeric(GradeValue::parse("7").unwrap_or(GradeValue::MIN)),
+                teacher: person(),
+            })
+        },
+    },
+    EventDoc {
+        name: "CouncilConvened",
+        stream: SCRUTINY,
+        italian: "seduta del consiglio di classe (presenti e sostituti)",
+        meaning: "The class council sat for the scrutinio: who was present, and who substituted \
+                  an absent member.",
+        who: "the principal; the class coordinator",
+        schema_version: 1,
+        fields: &[
+            ("term", "integer", "the term"),
+            ("date", "date", "the day (ISO 8601)"),
+            ("attendees", "array of uuid", "the members present"),
+            (
+                "substitutes",
+                "object",
+                "absent member's id → the id of their substitute (who is present)",
+            ),
+        ],
+        sample: || {
+            scrutiny(&ScrutinyEvent::CouncilConvened {
+                term: 1,
+                date: date!(2025 - 12 - 22),
+                attendees: [person()].into(),
+                substitutes: std::collections::BTreeMap::new(),
+            })
+        },
+    },
+    EventDoc {
+        name: "GradesDeliberated",
+        stream: SCRUTINY,
+        italian: "voti deliberati dal consiglio (voti finali e comportamento)",
+        meaning: "The council deliberated a student's final grades and conduct, with its vote; \
+                  a later deliberation in the same scrutinio replaces it.",
+        who: "the principal; the class coordinator, for the council",
+        schema_version: 1,
+        fields: &[
+            ("term", "integer", "the term"),
+            ("student", "uuid", "the student"),
+            ("grades", "object", "subject → its final mark"),
+            (
+                "conduct",
+                "integer, optional",
+                "conduct in hundredths (a whole grade: 800 is 8); none in primary schools",
+            ),
+            (
+                "vote",
+                "vote",
+                "`{\"kind\":\"unanimous\"}` or `{\"kind\":\"majority\",\"dissenting\":[ids]}`",
+            ),
+        ],
+        sample: || {
+            scrutiny(&ScrutinyEvent::GradesDeliberated {
+                term: 1,
+                student: person(),
+                grades: [(
+                    "Matematica".to_owned(),
+                    Mark::Numeric(GradeValue::parse("6").unwrap_or(GradeValue::MIN)),
+                )]
+                .into(),
+                conduct: GradeValue::parse("8").ok(),
+                vote: Vote::Unanimous,
+            })
+        },
+    },
+    EventDoc {
+        name: "AbsencesExempted",
+        stream: SCRUTINY,
+        italian: "deroga al limite delle assenze",
+        meaning: "The council exempted a student's documented, continuous absences from the \
+                  attendance limit (rule 1): their hours do not count.",
+        who: "the principal; the class coordinator, for the council",
+        schema_version: 1,
+        fields: &[
+            ("term", "integer", "the term whose council decided it"),
+            ("student", "uuid", "the student"),
+            (
+                "exemption",
+                "object",
+                "`from`, `to` (dates) and `reason`: `health`, `therapy`, `sport`, `religious`, `family`",
+            ),
+            ("vote", "vote", "the council's vote"),
+        ],
+        sample: || {
+            scrutiny(&ScrutinyEvent::AbsencesExempted {
+                term: 2,
+                student: person(),
+                exemption: Exemption {
+                    from: date!(2026 - 02 - 02),
+                    to: date!(2026 - 03 - 03),
+                    reason: ExemptionReason::Health,
+                },
+                vote: Vote::Unanimous,
+            })
+        },
+    },
+    EventDoc {
+        name: "OutcomeDeliberated",
+        stream: SCRUTINY,
+        italian: "esito dello scrutinio finale (ammissione, giudizio sospeso, non ammissione)",
+        meaning: "The council deliberated a student's year-end outcome, beside what registro \
+                  proposed (rule 4); outcomes the law forbids are refused.",
+        who: "the principal; the class coordinator, for the council, at the final scrutinio",
+        schema_version: 1,
+        fields: &[
+            ("student", "uuid", "the student"),
+            (
+                "outcome",
+                "outcome",
+                "`{\"kind\":\"admitted\"}`, `{\"kind\":\"not_admitted\"}` or \
+                 `{\"kind\":\"judgement_suspended\",\"subjects\":[...],\"citizenship\":bool}`",
+            ),
+            ("proposed", "outcome", "what registro proposed"),
+            ("vote", "vote", "the council's vote"),
+            (
+                "reasons",
+                "string",
+                "the reasons (required to admit with subjects below 6)",
+            ),
+        ],
+        sample: || {
+            scrutiny(&ScrutinyEvent::OutcomeDeliberated {
+                student: person(),
+                outcome: Outcome::JudgementSuspended {
+                    subjects: ["Matematica".to_owned()].into(),
+                    citizenship: false,
+                },
+                proposed: Outcome::JudgementSuspended {
+                    subjects: ["Matematica".to_owned()].into(),
+                    citizenship: false,
+                },
+                vote: Vote::Unanimous,
+                reasons: String::new(),
+            })
+        },
+    },
+    EventDoc {
+        name: "ScrutinyClosed",
+        stream: SCRUTINY,
+        italian: "chiusura dello scrutinio",
+        meaning: "The scrutinio was closed: the class's grades and absences dated in the term \
+                  are locked (rule 6).",
+        who: "the principal; the class coordinator, once every student is deliberated",
+        schema_version: 1,
+        fields: &[("term", "integer", "the term")],
+        sample: || scrutiny(&ScrutinyEvent::ScrutinyClosed { term: 1 }),
+    },
+    EventDoc {
+        name: "ScrutinyReopened",
+        stream: SCRUTINY,
+        italian: "riapertura dello scrutinio",
+        meaning: "The principal reopened a closed scrutinio, with a reason; the term is \
+                  unlocked until it is closed again.",
+        who: "the principal",
+        schema_version: 1,
+        fields: &[("term", "integer", "the term"), ("reason", "string", "why")],
+        sample: || {
+            scrutiny(&ScrutinyEvent::ScrutinyReopened {
+                term: 1,
+                reason: "errore materiale nel voto di Storia".into(),
+            })
+        },
+    },
+    EventDoc {
+        name: "SuspensionResolved",
+        stream: SCRUTINY,
+        italian: "scrutinio integrativo (esito del giudizio sospeso)",
+        meaning: "The integration scrutinio resolved a suspended judgement: admitted or not.",
+        who: "the principal; the class coordinator, for the council, after the final scrutinio",
+        schema_version: 1,
+        fields: &[
+            ("student", "uuid", "the student"),
+            ("admitted", "boolean", "admitted, or not"),
+            ("vote", "vote", "the council's vote"),
+        ],
+        sample: || {
+            scrutiny(&ScrutinyEvent::SuspensionResolved {
+                student: person(),
+                admitted: true,
+                vote: Vote::Unanimous,
+            })
+        },
+    },
 ];
 
 /// `docs/events.md`, generated from [`CATALOGUE`].
@@ -1143,6 +1386,7 @@ mod tests {
             .chain(&MeetingEvent::TYPE_NAMES)
             .chain(&CatalogueEvent::TYPE_NAMES)
             .chain(&ReplyEvent::TYPE_NAMES)
+            .chain(&ScrutinyEvent::TYPE_NAMES)
             .chain(&[crate::access::STUDENT_DATA_READ])
             .copied()
             .collect();

@@ -18,6 +18,7 @@ pub mod justification;
 pub mod meetings;
 pub mod record;
 pub mod role;
+pub mod scrutiny;
 pub mod timetable;
 
 pub use fiscal_code::{FiscalCode, FiscalCodeError};
