@@ -28,6 +28,7 @@ pub mod ratelimit;
 mod register;
 mod routes;
 mod school;
+mod scrutiny;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -75,11 +75,18 @@ pub enum Permission {
     /// every member but the auditor and the admin (the command and the catalogue check which
     /// communications reach whom).
     ReadCommunications,
+    /// Run a class's scrutini (open, session, deliberations, close, reopen): the principal,
+    /// and the class's teachers, of whom the domain lets only the coordinator act.
+    RunScrutiny,
+    /// Enter proposals of grades at a scrutinio: the class's teachers.
+    ProposeGrades,
+    /// Read a class's scrutinio: the principal and the class's teachers.
+    ReadScrutiny,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 17] = [
+    pub const ALL: [Permission; 20] = [
         Permission::ReadOwnProfile,
         Permission::ManageDirectory,
         Permission::ReadStudent,
@@ -97,6 +104,9 @@ impl Permission {
         Permission::Meetings,
         Permission::PublishCommunications,
         Permission::ReadCommunications,
+        Permission::RunScrutiny,
+        Permission::ProposeGrades,
+        Permission::ReadScrutiny,
     ];
 
     /// Whether `role` holds this permission for some resource of its school.
@@ -127,6 +137,8 @@ impl Permission {
                 matches!(role, R::Principal | R::Auditor | R::Guardian | R::Student)
             }
             P::ReadAccessLog => matches!(role, R::Principal | R::Auditor),
+            P::RunScrutiny | P::ReadScrutiny => matches!(role, R::Principal | R::Teacher),
+            P::ProposeGrades => role == R::Teacher,
         }
     }
 }
@@ -238,9 +250,16 @@ fn allows(
             R::Teacher,
             Target::Student(s),
         ) => dir.teaches_student(caller, s),
-        (P::ReadClass | P::WriteClassRegister | P::WriteNotes, R::Teacher, Target::Class(c)) => {
-            dir.teaches_class(caller, c)
-        }
+        (
+            P::ReadClass
+            | P::WriteClassRegister
+            | P::WriteNotes
+            | P::RunScrutiny
+            | P::ProposeGrades
+            | P::ReadScrutiny,
+            R::Teacher,
+            Target::Class(c),
+        ) => dir.teaches_class(caller, c),
         (P::SignLessons, R::Teacher, Target::Class(_)) => true,
         (P::Meetings, R::Teacher, Target::Person(p)) => p == caller,
         (P::Meetings, R::Guardian, Target::Person(p)) => {

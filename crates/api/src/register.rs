@@ -401,7 +401,7 @@ pub struct AnnulGrade {
     pub reason: String,
 }
 
-fn mark(scale: Scale, text: &str) -> Result<Mark, ApiError> {
+pub(crate) fn mark(scale: Scale, text: &str) -> Result<Mark, ApiError> {
     let parsed = match scale {
         Scale::Numeric => GradeValue::parse(text).map(Mark::Numeric),
         Scale::Judgement => text.parse::<Judgement>().map(Mark::Judgement),
@@ -440,8 +440,8 @@ async fn record_command_keyed(
         caller.person,
         caller.role == registro_domain::Role::Principal,
     );
-    // The classes' scrutini cannot be closed yet (the scrutini issue): no term is locked.
-    let closed = BTreeSet::new();
+    // The terms whose scrutinio is closed for the student's class are locked (rule 6).
+    let closed = crate::scrutiny::closed_terms(state, caller, student, year).await?;
     // A justification's reason is sealed with the key of the student's record for the year
     // (crypto-shredding, one year at a time).
     let subject = record::sealing_subject(student, year);
@@ -2614,7 +2614,11 @@ pub async fn give_class_grades(
             .current(state.store.as_ref(), caller.school)
             .await?
             .state;
-        let none = BTreeSet::new();
+        // The class's closed terms are locked (rule 6).
+        let closed = crate::scrutiny::scrutiny_of(&state, caller.school, class, year)
+            .await?
+            .state
+            .closed_terms();
         for (i, (student, _, student_key, cmd)) in commands.iter().enumerate() {
             let stream = StreamId::parse(record::stream(*student, year))?;
             let current = fold_stream::<Record>(
@@ -2634,7 +2638,7 @@ pub async fn give_class_grades(
                 as_principal: false,
                 exempt_subjects: &exempt,
                 directory: &directory,
-                closed_terms: &none,
+                closed_terms: &closed,
             };
             // A retry's grades are in the records already: those are not errors.
             if let Err(e) = record::decide(&current, cmd, &ctx)

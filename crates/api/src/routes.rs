@@ -23,7 +23,9 @@ use crate::context::REQUEST_ID;
 use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
 use crate::policy::{Access, Permission, ResourceKind, Rule};
 use crate::projections::{ProjectionReport, ProjectionState};
-use crate::{AppState, audit, communications, docs, enrolment, family, metrics, register, school};
+use crate::{
+    AppState, audit, communications, docs, enrolment, family, metrics, register, school, scrutiny,
+};
 
 /// The OpenAPI document of the API.
 #[derive(Debug, OpenApi)]
@@ -43,6 +45,9 @@ use crate::{AppState, audit, communications, docs, enrolment, family, metrics, r
         register::justification_rules, register::overdue_justifications,
         register::write_class_note, register::annul_class_note, register::define_subject,
         register::subjects, audit::school_audit, audit::student_audit, family::overview, family::list,
+        scrutiny::open, scrutiny::view, scrutiny::propose, scrutiny::session,
+        scrutiny::deliberate, scrutiny::exempt, scrutiny::decide_outcome, scrutiny::close,
+        scrutiny::reopen, scrutiny::integrate,
         register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
@@ -74,6 +79,9 @@ use crate::{AppState, audit, communications, docs, enrolment, family, metrics, r
         (name = "meetings", description = "Parent-teacher meetings (colloqui)"),
         (name = "communications", description = "Circulars and notices (circolari, avvisi) with \
             attachments, read receipts (presa visione) and consent (adesione)"),
+        (name = "scrutini", description = "The class council at the end of each term: proposals, \
+            deliberations with their vote, exemptions, outcomes, closing (which locks the term) \
+            and reopening"),
         (name = "family", description = "One student's school year as the family sees it, from \
             the family view's projection"),
     )
@@ -411,6 +419,66 @@ pub fn routes() -> Routes {
             "/schools/{school}/students/{student}/years/{year}/family/{section}",
             member(P::ReadRecord, R::Student),
             family::list,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/years/{year}/scrutini",
+            member(P::RunScrutiny, R::Class),
+            scrutiny::open,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}",
+            member(P::ReadScrutiny, R::Class),
+            scrutiny::view,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/proposals",
+            member(P::ProposeGrades, R::Class),
+            scrutiny::propose,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/session",
+            member(P::RunScrutiny, R::Class),
+            scrutiny::session,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/deliberations",
+            member(P::RunScrutiny, R::Class),
+            scrutiny::deliberate,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/exemptions",
+            member(P::RunScrutiny, R::Class),
+            scrutiny::exempt,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/outcomes",
+            member(P::RunScrutiny, R::Class),
+            scrutiny::decide_outcome,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/closure",
+            member(P::RunScrutiny, R::Class),
+            scrutiny::close,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/reopening",
+            member(P::RunScrutiny, R::Class),
+            scrutiny::reopen,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/integration",
+            member(P::RunScrutiny, R::Class),
+            scrutiny::integrate,
         )
         .add(
             Method::PUT,

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use registro_api::ApiDoc;
 use registro_api::auth::{LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer};
 use registro_api::ratelimit::RateLimit;
-use registro_domain::{FiscalCode, Role, SchoolId};
+use registro_domain::{ClassId, FiscalCode, PersonId, Role, SchoolId};
 use reqwest::Method;
 use serde_json::{Value, json};
 use utoipa::OpenApi as _;
@@ -108,7 +108,7 @@ fn documented_operations() -> BTreeSet<String> {
 
 /// The request that exercises `row` as `role` on `target`: the path and the body, with whatever
 /// it needs made fresh first (so that each call can succeed when the policy allows it).
-async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>) {
+async fn prepare(w: &World, row: &Row, target: Target, role: Role) -> (String, Option<Value>) {
     let school = if target == Target::Foreign { w.b } else { w.a };
     let student = match target {
         Target::Own => w.x,
@@ -474,6 +474,81 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
         ("GET", "/schools/{school}/students/{student}/years/{year}/grades") => {
             (format!("{s}/students/{student}/years/2025/grades"), None)
         }
+        ("POST", "/schools/{school}/classes/{class}/years/{year}/scrutini") => {
+            let year = scrutiny_at(w, target, role, class, student, Stage::Planned).await;
+            (
+                format!("{s}/classes/{class}/years/{year}/scrutini"),
+                Some(json!({"term": 1, "level": "upper_secondary"})),
+            )
+        }
+        ("GET", "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}") => {
+            let year = scrutiny_at(w, target, role, class, student, Stage::Open(1)).await;
+            (format!("{s}/classes/{class}/years/{year}/scrutini/1"), None)
+        }
+        ("POST", "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/proposals") => {
+            let year = scrutiny_at(w, target, role, class, student, Stage::Open(1)).await;
+            (
+                format!("{s}/classes/{class}/years/{year}/scrutini/1/proposals"),
+                Some(json!({"student": student, "subject": "Matematica", "mark": "7"})),
+            )
+        }
+        ("POST", "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/session") => {
+            let year = scrutiny_at(w, target, role, class, student, Stage::Open(1)).await;
+            (
+                format!("{s}/classes/{class}/years/{year}/scrutini/1/session"),
+                Some(session_body(w)),
+            )
+        }
+        (
+            "POST",
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/deliberations",
+        ) => {
+            let year = scrutiny_at(w, target, role, class, student, Stage::Sitting(1)).await;
+            (
+                format!("{s}/classes/{class}/years/{year}/scrutini/1/deliberations"),
+                Some(if target == Target::Foreign {
+                    json!({"student": student, "grades": {}, "conduct": "8"})
+                } else {
+                    deliberation_body(w, class, &json!(student), false, "8").await
+                }),
+            )
+        }
+        ("POST", "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/exemptions") => {
+            let year = scrutiny_at(w, target, role, class, student, Stage::Sitting(1)).await;
+            (
+                format!("{s}/classes/{class}/years/{year}/scrutini/1/exemptions"),
+                Some(json!({"student": student, "from": format!("{year}-10-01"),
+                    "to": format!("{year}-10-10"), "reason": "health"})),
+            )
+        }
+        ("POST", "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/outcomes") => {
+            let year = scrutiny_at(w, target, role, class, student, Stage::Deliberated(2)).await;
+            (
+                format!("{s}/classes/{class}/years/{year}/scrutini/2/outcomes"),
+                Some(json!({"student": student, "outcome": "admitted"})),
+            )
+        }
+        ("POST", "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/closure") => {
+            let year = scrutiny_at(w, target, role, class, student, Stage::Deliberated(1)).await;
+            (
+                format!("{s}/classes/{class}/years/{year}/scrutini/1/closure"),
+                None,
+            )
+        }
+        ("POST", "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/reopening") => {
+            let year = scrutiny_at(w, target, role, class, student, Stage::Closed(1)).await;
+            (
+                format!("{s}/classes/{class}/years/{year}/scrutini/1/reopening"),
+                Some(json!({"reason": "errore materiale"})),
+            )
+        }
+        ("POST", "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/integration") => {
+            let year = scrutiny_at(w, target, role, class, student, Stage::Suspended).await;
+            (
+                format!("{s}/classes/{class}/years/{year}/scrutini/2/integration"),
+                Some(json!({"student": student, "admitted": true})),
+            )
+        }
         ("GET", "/schools/{school}/students/{student}/years/{year}/family") => {
             (format!("{s}/students/{student}/years/2025/family"), None)
         }
@@ -507,6 +582,204 @@ async fn prepare(w: &World, row: &Row, target: Target) -> (String, Option<Value>
 
 /// A grade to correct or annul: for the caller's own student, a new one the teacher gives
 /// through the API; for other targets, an id (the policy answers before looking at it).
+/// Where a class's scrutini stand when a call about them is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// The year planned, nothing opened.
+    Planned,
+    /// The term opened.
+    Open(u8),
+    /// The term opened and the council's session recorded.
+    Sitting(u8),
+    /// Every student of the class deliberated in the term.
+    Deliberated(u8),
+    /// The term closed.
+    Closed(u8),
+    /// The final scrutinio closed with the student's judgement suspended.
+    Suspended,
+}
+
+/// The next school year no call has used: each scrutiny call gets a class's scrutini of its
+/// own, so that the calls of the matrix do not depend on one another.
+static SCRUTINY_YEARS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(2120);
+
+/// The council of one member, the principal: a member of every class.
+fn session_body(w: &World) -> Value {
+    json!({"date": "2025-12-22", "attendees": [w.person(Role::Principal)]})
+}
+
+/// The class's subjects and students now (other rows of the matrix add to them).
+async fn roster(w: &World, class: ClassId) -> (BTreeSet<String>, Vec<Value>) {
+    let r = w
+        .call(
+            Method::GET,
+            &format!("/schools/{}/classes/{class}", w.a),
+            Some(&w.token(Role::Principal)),
+            None,
+        )
+        .await;
+    let roster = crate::world::body(r, 200).await;
+    let subjects = roster["teachers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["subject"].as_str().unwrap().to_owned())
+        .collect();
+    let students = roster["students"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].clone())
+        .collect();
+    (subjects, students)
+}
+
+/// A deliberation of `student` with a final grade for each of the class's subjects: 7, or 5
+/// in mathematics when `failing` (which the own class is taught).
+async fn deliberation_body(
+    w: &World,
+    class: ClassId,
+    student: &Value,
+    failing: bool,
+    conduct: &str,
+) -> Value {
+    let (subjects, _) = roster(w, class).await;
+    let grades: serde_json::Map<String, Value> = subjects
+        .into_iter()
+        .map(|s| {
+            let mark = if failing && s == "Matematica" {
+                "5"
+            } else {
+                "7"
+            };
+            (s, json!(mark))
+        })
+        .collect();
+    json!({"student": student, "grades": grades, "conduct": conduct})
+}
+
+/// A school year of its own, planned, with the class's scrutini taken to `stage` by the
+/// principal (the world's teacher made coordinator of their class); nothing on a foreign
+/// school's, which no caller of this world may reach.
+async fn scrutiny_at(
+    w: &World,
+    target: Target,
+    role: Role,
+    class: ClassId,
+    student: PersonId,
+    stage: Stage,
+) -> i32 {
+    use std::sync::atomic::Ordering;
+    // Only the principal's and the teachers' calls reach the scrutini; the others' are refused
+    // before, whatever the year.
+    if target == Target::Foreign || !matches!(role, Role::Principal | Role::Teacher) {
+        return 2025;
+    }
+    let year = SCRUTINY_YEARS.fetch_add(1, Ordering::Relaxed);
+    w.run(
+        w.a,
+        registro_domain::directory::DirectoryCommand::AppointCoordinator {
+            class: w.c1,
+            teacher: w.person(Role::Teacher),
+        },
+    )
+    .await;
+    let principal = w.token(Role::Principal);
+    let s = format!("/schools/{}", w.a);
+    let call = |method: Method, path: String, body: Value| {
+        let principal = principal.clone();
+        async move {
+            let r = w.call(method, &path, Some(&principal), Some(&body)).await;
+            let status = r.status().as_u16();
+            assert!(status < 300, "{path}: {status} {}", r.text().await.unwrap());
+        }
+    };
+    let plan = json!({"terms": [
+        {"name": "trimestre", "start": format!("{year}-09-15"), "end": format!("{year}-12-20")},
+        {"name": "pentamestre", "start": format!("{}-01-07", year + 1),
+            "end": format!("{}-06-10", year + 1)},
+    ]});
+    call(Method::PUT, format!("{s}/years/{year}"), plan).await;
+    let scrutini = format!("{s}/classes/{class}/years/{year}/scrutini");
+    let term = match stage {
+        Stage::Planned => return year,
+        Stage::Open(t) | Stage::Sitting(t) | Stage::Deliberated(t) | Stage::Closed(t) => t,
+        Stage::Suspended => 2,
+    };
+    call(
+        Method::POST,
+        scrutini.clone(),
+        json!({"term": term, "level": "upper_secondary"}),
+    )
+    .await;
+    if stage == Stage::Open(term) {
+        return year;
+    }
+    call(
+        Method::POST,
+        format!("{scrutini}/{term}/session"),
+        session_body(w),
+    )
+    .await;
+    if stage == Stage::Sitting(term) {
+        return year;
+    }
+    let me = json!(student);
+    let (_, students) = roster(w, class).await;
+    // The student whose judgement is suspended fails mathematics in the own class; the other
+    // class may have no mathematics, so there it is conduct 6 that suspends it.
+    let suspended = stage == Stage::Suspended;
+    let (fails, conduct) = match target {
+        Target::Own => (suspended, "8"),
+        _ => (false, if suspended { "6" } else { "8" }),
+    };
+    let everyone = stage != Stage::Deliberated(2);
+    for other in students.iter().filter(|p| everyone && **p != me) {
+        let body = deliberation_body(w, class, other, false, "8").await;
+        call(
+            Method::POST,
+            format!("{scrutini}/{term}/deliberations"),
+            body,
+        )
+        .await;
+    }
+    let body = deliberation_body(w, class, &me, fails, conduct).await;
+    call(
+        Method::POST,
+        format!("{scrutini}/{term}/deliberations"),
+        body,
+    )
+    .await;
+    if stage == Stage::Deliberated(term) {
+        return year;
+    }
+    if suspended {
+        for other in students.iter().filter(|p| **p != me) {
+            let admitted = json!({"student": other, "outcome": "admitted"});
+            call(
+                Method::POST,
+                format!("{scrutini}/{term}/outcomes"),
+                admitted,
+            )
+            .await;
+        }
+        let outcome = if target == Target::Own {
+            json!({"student": me, "outcome": "judgement_suspended",
+                "subjects": ["Matematica"]})
+        } else {
+            json!({"student": me, "outcome": "judgement_suspended", "citizenship": true})
+        };
+        call(Method::POST, format!("{scrutini}/{term}/outcomes"), outcome).await;
+    }
+    call(
+        Method::POST,
+        format!("{scrutini}/{term}/closure"),
+        json!(null),
+    )
+    .await;
+    year
+}
+
 async fn prepared_grade(w: &World, target: Target) -> String {
     if target != Target::Own {
         return uuid::Uuid::now_v7().to_string();
@@ -574,7 +847,7 @@ async fn prepared_communication(w: &World, target: Target, consent: bool) -> (St
 
 /// The teacher whose meetings a call touches, with a token for them: X's teacher; a new
 /// teacher of the school who teaches nobody; the other school's teacher.
-async fn meeting_teacher(w: &World, target: Target) -> (registro_domain::PersonId, String) {
+async fn meeting_teacher(w: &World, target: Target) -> (PersonId, String) {
     match target {
         Target::Own => (w.person(Role::Teacher), w.token(Role::Teacher)),
         Target::Other => {
@@ -592,11 +865,7 @@ async fn meeting_teacher(w: &World, target: Target) -> (registro_domain::PersonI
 
 /// A slot of the target's teacher, offered through the API (and, with `booked`, booked by
 /// X's guardian when the teacher is X's): an id for the other school.
-async fn meeting_slot(
-    w: &World,
-    target: Target,
-    booked: bool,
-) -> (registro_domain::PersonId, String) {
+async fn meeting_slot(w: &World, target: Target, booked: bool) -> (PersonId, String) {
     let (teacher, token) = meeting_teacher(w, target).await;
     if target == Target::Foreign {
         return (teacher, uuid::Uuid::now_v7().to_string());
@@ -634,7 +903,7 @@ async fn meeting_slot(
 
 /// A new student enrolled for the call: in 1A for the own target, 1B for the other; for the
 /// other school, its student.
-async fn enrolled_student(w: &World, target: Target) -> registro_domain::PersonId {
+async fn enrolled_student(w: &World, target: Target) -> PersonId {
     let class = match target {
         Target::Own => w.c1,
         Target::Other => w.c2,
@@ -800,7 +1069,7 @@ async fn the_policy_table_holds(w: World) {
             let token = w.token(*role);
             for (target, expected) in TARGETS.iter().zip(expected) {
                 let Some(expected) = expected else { continue };
-                let (path, body) = prepare(&w, row, *target).await;
+                let (path, body) = prepare(&w, row, *target, *role).await;
                 let r = w
                     .call(row.method.clone(), &path, Some(&token), body.as_ref())
                     .await;
@@ -980,7 +1249,7 @@ async fn a_token_naming_a_school_is_good_only_there() {
     assert_eq!(me["roles"], json!(["principal"]));
 }
 
-async fn access_log_of(w: &World, role: Role, student: registro_domain::PersonId) -> Vec<Value> {
+async fn access_log_of(w: &World, role: Role, student: PersonId) -> Vec<Value> {
     let r = w
         .call(
             Method::GET,
@@ -1706,7 +1975,7 @@ async fn bad_input_is_refused(w: World) {
         else {
             continue;
         };
-        let (path, body) = prepare(&w, row, Target::Own).await;
+        let (path, body) = prepare(&w, row, Target::Own, role).await;
         let Some(Value::Object(good)) = body else {
             continue; // no body, or a file (CSV, PDF): their own tests cover them
         };

@@ -9,6 +9,7 @@ mod family;
 mod health;
 mod register;
 mod rejections;
+mod scrutiny;
 mod world;
 
 use std::sync::Arc;

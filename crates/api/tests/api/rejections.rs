@@ -7,7 +7,8 @@
 //! ScaleMismatch, NoHoursMissed, AlreadyRecorded, NotThePrincipal}`,
 //! `JustificationError::MinorCannotJustify` (register.rs); `CommunicationError::{NotYours,
 //! NotYourClass, UnknownClass, BadAudience, Text, PastDeadline, Withdrawn, AlreadyAcknowledged}`
-//! (communications.rs); `DirectoryError::{FiscalCodeTaken, UnknownSubject, Calendar}`
+//! (communications.rs); `RecordError::Closed` and the scrutini's refusals that a council
+//! meets on its way (scrutiny.rs); `DirectoryError::{FiscalCodeTaken, UnknownSubject, Calendar}`
 //! (authorization.rs, register.rs); `DirectoryError::BadRows` (the CSV test, line by line).
 //! Refusals those tests check by status only are checked here again with their reason.
 //!
@@ -17,7 +18,6 @@
 //!   `DirectoryError::{AlreadyRegistered, ClassExists}`: the server makes every new id (a UUIDv7,
 //!   or one derived from the caller's idempotency key, whose reuse is a replay or a 422 before
 //!   anything is decided); a class test's retry takes `GradeExists` as its grade already given.
-//! - `RecordError::Closed`: the API closes no term yet (no scrutini: `closed_terms` is empty).
 //! - `DirectoryError::UnknownClassName`: only in an enrolment list, as the reason of one of its
 //!   lines (`BadRows`, covered by the CSV test).
 //! - `CommunicationError::DeadlinePassed` needs a deadline already past, which publishing refuses

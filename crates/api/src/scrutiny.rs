@@ -1,0 +1,917 @@
+//! Scrutini over HTTP (issue 6): the class council of each term, on the stream
+//! `scrutiny-<class>-<year>` (`registro_domain::scrutiny`). The principal or the class
+//! coordinator opens the term's scrutinio, records the council's session, its deliberations,
+//! absence exemptions and year-end outcomes, and closes it; teachers enter their proposals; the
+//! principal reopens a closed one with a reason. Closing locks the term's grades and absences of
+//! the class (rule 6): the record's commands check the closed terms of the student's class.
+
+// utoipa's expansion of `params(...)` names the parameter types by path.
+#![allow(unused_qualifications)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use registro_domain::StoredEvent as _;
+use registro_domain::attendance::{Exemption, ExemptionReason};
+use registro_domain::calendar::SchoolYear;
+use registro_domain::directory::Directory;
+use registro_domain::grade::{Average, GradeValue};
+use registro_domain::record::{Mark, Record};
+use registro_domain::scrutiny::{
+    self, Outcome, SchoolLevel, Scrutiny, ScrutinyCommand, ScrutinyError, ScrutinyEvent, Settings,
+    Vote,
+};
+use registro_domain::{ClassId, PersonId, SchoolId};
+use registro_store::{RecordedEvent, StreamId};
+use serde::{Deserialize, Serialize};
+use time::Date;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::cache::{Fold, Snapshot, fold_stream};
+use crate::command::{self, new_events};
+use crate::error::ApiError;
+use crate::json::{Json, PathIds};
+use crate::register::{mark, periods, school_year, stream_command};
+use crate::school::{Written, command_response, idempotency_key, record_read};
+
+impl Fold for Scrutiny {
+    fn apply(&mut self, event: &RecordedEvent) -> anyhow::Result<()> {
+        scrutiny::evolve(
+            self,
+            &ScrutinyEvent::from_stored(event.event_type.as_str(), &event.data)?,
+        );
+        Ok(())
+    }
+}
+
+impl From<command::CommandError<ScrutinyError>> for ApiError {
+    fn from(e: command::CommandError<ScrutinyError>) -> Self {
+        use ScrutinyError as S;
+        match e {
+            command::CommandError::Store(e) => e.into(),
+            command::CommandError::Refused(e) => {
+                let detail = e.to_string();
+                match e {
+                    S::NotTheChair | S::NotThePrincipal | S::NotTheSubjectTeacher => {
+                        ApiError::Forbidden(detail)
+                    }
+                    S::UnknownTerm => ApiError::NotFoundDetail(detail),
+                    S::AlreadyOpen | S::NotOpen | S::NotClosed | S::NothingSuspended => {
+                        ApiError::Conflict(detail)
+                    }
+                    S::NotInClass
+                    | S::BadMark(_)
+                    | S::MissingGrade(_)
+                    | S::Conduct
+                    | S::NoSession
+                    | S::BadSession
+                    | S::BadVote
+                    | S::NotFinal
+                    | S::OverLimit { .. }
+                    | S::ConductBelowSix
+                    | S::ConductSix
+                    | S::BadSubjects(_)
+                    | S::NoSuspension
+                    | S::ReasonsRequired
+                    | S::Incomplete(_)
+                    | S::Text
+                    | S::BadExemption => ApiError::Unprocessable(detail),
+                }
+            }
+        }
+    }
+}
+
+/// The class's scrutini of a school year as they stand.
+pub(crate) async fn scrutiny_of(
+    state: &AppState,
+    school: SchoolId,
+    class: ClassId,
+    year: SchoolYear,
+) -> Result<Snapshot<Scrutiny>, ApiError> {
+    let stream = StreamId::parse(scrutiny::stream(class, year))?;
+    Ok(fold_stream(state.store.as_ref(), school, &stream, Snapshot::default()).await?)
+}
+
+/// The terms locked for a student's record of `year`: those whose scrutinio is closed for the
+/// student's class now (rule 6), as indexes in the year's terms.
+pub(crate) async fn closed_terms(
+    state: &AppState,
+    caller: &Caller,
+    student: PersonId,
+    year: SchoolYear,
+) -> Result<BTreeSet<usize>, ApiError> {
+    match caller.directory.class_of(student) {
+        Some(class) => Ok(scrutiny_of(state, caller.school, class, year)
+            .await?
+            .state
+            .closed_terms()),
+        None => Ok(BTreeSet::new()),
+    }
+}
+
+/// Runs a scrutiny command on the class's stream of `year`; `absences` are the hours a
+/// student missed this year, for an outcome.
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    (class, year): (ClassId, SchoolYear),
+    cmd: ScrutinyCommand,
+    absences: Vec<(Date, u32)>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(headers, caller)?;
+    let stream = StreamId::parse(scrutiny::stream(class, year))?;
+    let actor = caller.person;
+    let decide = |current: &Scrutiny, directory: &Directory, _today: Date| {
+        let ctx = scrutiny::Context {
+            class,
+            year,
+            actor,
+            directory,
+            settings: Settings::default(),
+            absences: &absences,
+        };
+        let events =
+            scrutiny::decide(current, &cmd, &ctx).map_err(command::CommandError::Refused)?;
+        Ok(new_events(
+            events.iter().map(|e| (e.type_name(), e.data())),
+        )?)
+    };
+    let digest = serde_json::to_value(&cmd).map_err(|e| ApiError::Internal(e.into()))?;
+    let outcome = stream_command(state, caller, key, &stream, &digest, decide).await?;
+    Ok(command_response(StatusCode::CREATED, &outcome, None))
+}
+
+fn known_class(caller: &Caller, class: ClassId) -> Result<(), ApiError> {
+    caller
+        .directory
+        .class(class)
+        .map(|_| ())
+        .ok_or(ApiError::NotFound)
+}
+
+/// The path of a class's scrutini of a year.
+type YearPath = PathIds<(SchoolId, ClassId, i32)>;
+/// The path of one term's scrutinio.
+type TermPath = PathIds<(SchoolId, ClassId, i32, u8)>;
+
+/// Opens a term's scrutinio.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenScrutiny {
+    /// The term's number in the year, from 1 (the last is the final scrutinio).
+    #[schema(example = 1)]
+    pub term: u8,
+    /// The class's school level: primary, lower_secondary or upper_secondary.
+    #[schema(value_type = String, example = "upper_secondary")]
+    pub level: SchoolLevel,
+}
+
+/// Opens the scrutinio of a class's term (apertura dello scrutinio): for the principal and
+/// the class coordinator.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/years/{year}/scrutini",
+    tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in")),
+    request_body = OpenScrutiny,
+    responses((status = 201, description = "Opened", body = Written)))]
+pub async fn open(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): YearPath,
+    headers: HeaderMap,
+    Json(body): Json<OpenScrutiny>,
+) -> Result<Response, ApiError> {
+    let (_, class, year) = ids;
+    known_class(&caller, class)?;
+    let cmd = ScrutinyCommand::Open {
+        term: body.term,
+        level: body.level,
+    };
+    run(
+        &state,
+        &caller,
+        &headers,
+        (class, school_year(year)?),
+        cmd,
+        vec![],
+    )
+    .await
+}
+
+/// A proposal of a grade (proposta di voto).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Propose {
+    /// The student.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
+    pub student: Uuid,
+    /// The subject, as assigned to the teacher in the class.
+    #[schema(example = "Matematica")]
+    pub subject: String,
+    /// The proposed grade as written, on the subject's scale (`7`, `6½`, `buono`).
+    #[schema(example = "7")]
+    pub mark: String,
+}
+
+/// Enters a teacher's proposal for a student in their subject; a later one replaces it. The
+/// scrutinio's view pre-fills it from the term's average (rule 2).
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/proposals",
+    tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("term" = u8, Path, description = "The term's number, from 1")),
+    request_body = Propose,
+    responses((status = 201, description = "Entered", body = Written)))]
+pub async fn propose(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): TermPath,
+    headers: HeaderMap,
+    Json(body): Json<Propose>,
+) -> Result<Response, ApiError> {
+    let (_, class, year, term) = ids;
+    known_class(&caller, class)?;
+    let subject = body.subject.trim().to_owned();
+    let cmd = ScrutinyCommand::Propose {
+        term,
+        student: PersonId::from_uuid(body.student),
+        mark: mark_on_scale(&caller, &subject, &body.mark)?,
+        subject,
+    };
+    run(
+        &state,
+        &caller,
+        &headers,
+        (class, school_year(year)?),
+        cmd,
+        vec![],
+    )
+    .await
+}
+
+fn mark_on_scale(caller: &Caller, subject: &str, text: &str) -> Result<Mark, ApiError> {
+    let scale = caller
+        .directory
+        .subject_scale(subject)
+        .ok_or_else(|| ApiError::Unprocessable(format!("materia sconosciuta: {subject}")))?;
+    mark(scale.into(), text)
+}
+
+/// The council's session.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSession {
+    /// The day it sat.
+    #[schema(value_type = String, format = Date, example = "2025-12-22")]
+    #[serde(with = "registro_domain::iso_date")]
+    pub date: Date,
+    /// The members present: the class's teachers, the principal, and substitutes.
+    #[schema(example = json!(["0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10"]))]
+    pub attendees: BTreeSet<Uuid>,
+    /// Absent teacher → their substitute (who is among the attendees).
+    #[serde(default)]
+    #[schema(example = json!({}))]
+    pub substitutes: BTreeMap<Uuid, Uuid>,
+}
+
+/// Records the council's session (seduta): who sat, and who substituted an absent member.
+/// Recording it again replaces it.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/session",
+    tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("term" = u8, Path, description = "The term's number, from 1")),
+    request_body = RecordSession,
+    responses((status = 201, description = "Recorded", body = Written)))]
+pub async fn session(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): TermPath,
+    headers: HeaderMap,
+    Json(body): Json<RecordSession>,
+) -> Result<Response, ApiError> {
+    let (_, class, year, term) = ids;
+    known_class(&caller, class)?;
+    let cmd = ScrutinyCommand::RecordSession {
+        term,
+        date: body.date,
+        attendees: body
+            .attendees
+            .into_iter()
+            .map(PersonId::from_uuid)
+            .collect(),
+        substitutes: body
+            .substitutes
+            .into_iter()
+            .map(|(a, s)| (PersonId::from_uuid(a), PersonId::from_uuid(s)))
+            .collect(),
+    };
+    run(
+        &state,
+        &caller,
+        &headers,
+        (class, school_year(year)?),
+        cmd,
+        vec![],
+    )
+    .await
+}
+
+/// The council's vote.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoteBody {
+    /// Who voted against (none: unanimous).
+    #[serde(default)]
+    #[schema(example = json!([]))]
+    pub dissenting: BTreeSet<Uuid>,
+}
+
+impl VoteBody {
+    fn vote(self) -> Vote {
+        if self.dissenting.is_empty() {
+            Vote::Unanimous
+        } else {
+            Vote::Majority {
+                dissenting: self
+                    .dissenting
+                    .into_iter()
+                    .map(PersonId::from_uuid)
+                    .collect(),
+            }
+        }
+    }
+}
+
+/// A student's deliberated grades.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deliberate {
+    /// The student.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
+    pub student: Uuid,
+    /// Subject → final grade as written, for every subject the class is taught.
+    #[schema(example = json!({"Matematica": "6", "Religione": "buono"}))]
+    pub grades: BTreeMap<String, String>,
+    /// Conduct, a whole grade out of 10 (secondary schools; none in primary).
+    #[serde(default)]
+    #[schema(example = "8")]
+    pub conduct: Option<String>,
+    /// The vote.
+    #[serde(default)]
+    pub vote: VoteBody,
+}
+
+/// Deliberates a student's final grades and conduct, with the council's vote; a later
+/// deliberation in the same scrutinio replaces it.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/deliberations",
+    tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("term" = u8, Path, description = "The term's number, from 1")),
+    request_body = Deliberate,
+    responses((status = 201, description = "Deliberated", body = Written)))]
+pub async fn deliberate(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): TermPath,
+    headers: HeaderMap,
+    Json(body): Json<Deliberate>,
+) -> Result<Response, ApiError> {
+    let (_, class, year, term) = ids;
+    known_class(&caller, class)?;
+    let mut grades = BTreeMap::new();
+    for (subject, text) in body.grades {
+        let subject = subject.trim().to_owned();
+        grades.insert(subject.clone(), mark_on_scale(&caller, &subject, &text)?);
+    }
+    let conduct = match body.conduct {
+        None => None,
+        Some(text) => match mark(crate::register::Scale::Numeric, &text)? {
+            Mark::Numeric(v) => Some(v),
+            _ => None,
+        },
+    };
+    let cmd = ScrutinyCommand::Deliberate {
+        term,
+        student: PersonId::from_uuid(body.student),
+        grades,
+        conduct,
+        vote: body.vote.vote(),
+    };
+    run(
+        &state,
+        &caller,
+        &headers,
+        (class, school_year(year)?),
+        cmd,
+        vec![],
+    )
+    .await
+}
+
+/// An exemption of absences from the limit (deroga).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Exempt {
+    /// The student.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
+    pub student: Uuid,
+    /// The first day covered.
+    #[schema(value_type = String, format = Date, example = "2026-02-02")]
+    #[serde(with = "registro_domain::iso_date")]
+    pub from: Date,
+    /// The last day covered.
+    #[schema(value_type = String, format = Date, example = "2026-03-03")]
+    #[serde(with = "registro_domain::iso_date")]
+    pub to: Date,
+    /// health, therapy, sport, religious or family.
+    #[schema(value_type = String, example = "health")]
+    pub reason: ExemptionReason,
+    /// The vote.
+    #[serde(default)]
+    pub vote: VoteBody,
+}
+
+/// Exempts a student's documented, continuous absences from the attendance limit (rule 1):
+/// their hours no longer count.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/exemptions",
+    tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("term" = u8, Path, description = "The term's number, from 1")),
+    request_body = Exempt,
+    responses((status = 201, description = "Exempted", body = Written)))]
+pub async fn exempt(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): TermPath,
+    headers: HeaderMap,
+    Json(body): Json<Exempt>,
+) -> Result<Response, ApiError> {
+    let (_, class, year, term) = ids;
+    known_class(&caller, class)?;
+    let cmd = ScrutinyCommand::Exempt {
+        term,
+        student: PersonId::from_uuid(body.student),
+        exemption: Exemption {
+            from: body.from,
+            to: body.to,
+            reason: body.reason,
+        },
+        vote: body.vote.vote(),
+    };
+    run(
+        &state,
+        &caller,
+        &headers,
+        (class, school_year(year)?),
+        cmd,
+        vec![],
+    )
+    .await
+}
+
+/// A year-end outcome.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideOutcome {
+    /// The student.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
+    pub student: Uuid,
+    /// admitted, judgement_suspended or not_admitted.
+    #[schema(example = "judgement_suspended")]
+    pub outcome: OutcomeKind,
+    /// With a suspended judgement: the subjects to recover.
+    #[serde(default)]
+    #[schema(example = json!(["Matematica"]))]
+    pub subjects: BTreeSet<String>,
+    /// With a suspended judgement: whether the citizenship assignment is due (conduct 6).
+    #[serde(default)]
+    #[schema(example = false)]
+    pub citizenship: bool,
+    /// The reasons (required to admit with subjects below 6).
+    #[serde(default)]
+    #[schema(example = "")]
+    pub reasons: String,
+    /// The vote.
+    #[serde(default)]
+    pub vote: VoteBody,
+}
+
+/// An outcome's kind.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// Ammesso.
+    Admitted,
+    /// Giudizio sospeso.
+    JudgementSuspended,
+    /// Non ammesso.
+    NotAdmitted,
+}
+
+/// Deliberates a student's year-end outcome at the final scrutinio (`term` is the year's
+/// last). Outcomes the law forbids are refused with the reason: over the absence limit without
+/// exemption, or conduct below 6, only not admitted; conduct 6 in upper secondary, only
+/// judgement suspended with the citizenship assignment.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/outcomes",
+    tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("term" = u8, Path, description = "The final term's number")),
+    request_body = DecideOutcome,
+    responses((status = 201, description = "Deliberated", body = Written)))]
+pub async fn decide_outcome(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): TermPath,
+    headers: HeaderMap,
+    Json(body): Json<DecideOutcome>,
+) -> Result<Response, ApiError> {
+    let (_, class, year, term) = ids;
+    known_class(&caller, class)?;
+    let year = school_year(year)?;
+    final_term(&caller, year, term)?;
+    let student = PersonId::from_uuid(body.student);
+    let outcome = match body.outcome {
+        OutcomeKind::Admitted => Outcome::Admitted,
+        OutcomeKind::NotAdmitted => Outcome::NotAdmitted,
+        OutcomeKind::JudgementSuspended => Outcome::JudgementSuspended {
+            subjects: body.subjects,
+            citizenship: body.citizenship,
+        },
+    };
+    let absences = record_of(&state, &caller, student, year)
+        .await?
+        .missed_hours();
+    let cmd = ScrutinyCommand::DecideOutcome {
+        student,
+        outcome,
+        vote: body.vote.vote(),
+        reasons: body.reasons,
+    };
+    run(&state, &caller, &headers, (class, year), cmd, absences).await
+}
+
+/// Refuses a term that is not the year's last: outcomes are the final scrutinio's.
+fn final_term(caller: &Caller, year: SchoolYear, term: u8) -> Result<(), ApiError> {
+    let count = caller.directory.terms(year).map_or(0, |t| t.terms().len());
+    if usize::from(term) == count {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(ScrutinyError::NotFinal.to_string()))
+    }
+}
+
+async fn record_of(
+    state: &AppState,
+    caller: &Caller,
+    student: PersonId,
+    year: SchoolYear,
+) -> Result<std::sync::Arc<Record>, ApiError> {
+    let stream = StreamId::parse(registro_domain::record::stream(student, year))?;
+    Ok(fold_stream::<Record>(
+        state.store.as_ref(),
+        caller.school,
+        &stream,
+        Snapshot::default(),
+    )
+    .await?
+    .state)
+}
+
+/// Closes a term's scrutinio (chiusura): every student deliberated (and, at the final one,
+/// every outcome). The class's grades and absences dated in the term are then locked.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/closure",
+    tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("term" = u8, Path, description = "The term's number, from 1")),
+    responses((status = 201, description = "Closed", body = Written)))]
+pub async fn close(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): TermPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (_, class, year, term) = ids;
+    known_class(&caller, class)?;
+    let cmd = ScrutinyCommand::Close { term };
+    run(
+        &state,
+        &caller,
+        &headers,
+        (class, school_year(year)?),
+        cmd,
+        vec![],
+    )
+    .await
+}
+
+/// A reopening.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reopen {
+    /// Why (kept in the history).
+    #[schema(example = "errore materiale nel voto di Storia")]
+    pub reason: String,
+}
+
+/// Reopens a closed scrutinio (riapertura): the principal only, with a reason. The term is
+/// unlocked until it is closed again; both stay in the history.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/reopening",
+    tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("term" = u8, Path, description = "The term's number, from 1")),
+    request_body = Reopen,
+    responses((status = 201, description = "Reopened", body = Written)))]
+pub async fn reopen(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): TermPath,
+    headers: HeaderMap,
+    Json(body): Json<Reopen>,
+) -> Result<Response, ApiError> {
+    let (_, class, year, term) = ids;
+    known_class(&caller, class)?;
+    let cmd = ScrutinyCommand::Reopen {
+        term,
+        reason: body.reason,
+    };
+    run(
+        &state,
+        &caller,
+        &headers,
+        (class, school_year(year)?),
+        cmd,
+        vec![],
+    )
+    .await
+}
+
+/// The integration scrutinio's decision.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resolve {
+    /// The student.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
+    pub student: Uuid,
+    /// Admitted (true) or not admitted.
+    #[schema(example = true)]
+    pub admitted: bool,
+    /// The vote.
+    #[serde(default)]
+    pub vote: VoteBody,
+}
+
+/// Resolves a suspended judgement at the integration scrutinio (scrutinio integrativo), once
+/// the final scrutinio is closed: admitted or not admitted.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/integration",
+    tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("term" = u8, Path, description = "The final term's number")),
+    request_body = Resolve,
+    responses((status = 201, description = "Resolved", body = Written)))]
+pub async fn integrate(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): TermPath,
+    headers: HeaderMap,
+    Json(body): Json<Resolve>,
+) -> Result<Response, ApiError> {
+    let (_, class, year, term) = ids;
+    known_class(&caller, class)?;
+    let year = school_year(year)?;
+    final_term(&caller, year, term)?;
+    let cmd = ScrutinyCommand::ResolveSuspended {
+        student: PersonId::from_uuid(body.student),
+        admitted: body.admitted,
+        vote: body.vote.vote(),
+    };
+    run(&state, &caller, &headers, (class, year), cmd, vec![]).await
+}
+
+/// A subject's line for one student in the scrutinio.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubjectLine {
+    /// The subject.
+    #[schema(example = "Matematica")]
+    pub subject: String,
+    /// The term's weighted average, two decimals (numeric subjects with grades; never in
+    /// primary schools).
+    #[schema(example = "6.50")]
+    pub average: Option<String>,
+    /// The proposal: the teacher's, else pre-filled from the average rounded half up.
+    #[schema(example = "7")]
+    pub proposal: Option<String>,
+    /// Whether a teacher entered the proposal (false: pre-filled).
+    #[schema(example = true)]
+    pub proposed_by_teacher: bool,
+    /// The final grade deliberated.
+    #[schema(example = "7")]
+    pub final_grade: Option<String>,
+}
+
+/// One student's line in the scrutinio.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StudentLine {
+    /// The student.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
+    pub student: Uuid,
+    /// Per subject.
+    pub subjects: Vec<SubjectLine>,
+    /// Conduct deliberated.
+    #[schema(example = "8")]
+    pub conduct: Option<String>,
+    /// The hours missed this year that count toward the limit (exemptions left out).
+    #[schema(example = 42)]
+    pub absence_hours: u32,
+    /// The hours exempted from the limit.
+    #[schema(example = 0)]
+    pub exempted_hours: u32,
+    /// The most hours that may be missed (a quarter of the annual hours).
+    #[schema(example = 264)]
+    pub max_absence_hours: Option<u32>,
+    /// The outcome registro proposes (final scrutinio, once deliberated).
+    #[schema(example = "admitted")]
+    pub proposed_outcome: Option<String>,
+    /// The outcome deliberated.
+    #[schema(example = "admitted")]
+    pub outcome: Option<String>,
+    /// With a suspended judgement: the subjects to recover.
+    #[schema(example = json!([]))]
+    pub subjects_to_recover: Vec<String>,
+}
+
+/// A term's scrutinio.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScrutinyView {
+    /// The term's number.
+    #[schema(example = 1)]
+    pub term: u8,
+    /// open or closed.
+    #[schema(example = "open")]
+    pub status: String,
+    /// Whether it is the final scrutinio.
+    #[schema(example = false)]
+    pub is_final: bool,
+    /// The reasons it was reopened for.
+    #[schema(example = json!([]))]
+    pub reopened: Vec<String>,
+    /// The council's members present, once the session is recorded.
+    #[schema(example = json!(["0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10"]))]
+    pub attendees: Vec<Uuid>,
+    /// Per student of the class.
+    pub students: Vec<StudentLine>,
+}
+
+fn shown(mark: &Mark) -> String {
+    match mark {
+        Mark::Numeric(v) => v.to_string(),
+        Mark::Judgement(j) => j.to_string(),
+        Mark::Level(l) => l.to_string(),
+    }
+}
+
+fn outcome_name(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Admitted => "admitted",
+        Outcome::JudgementSuspended { .. } => "judgement_suspended",
+        Outcome::NotAdmitted => "not_admitted",
+    }
+    .to_owned()
+}
+
+/// A term's scrutinio as it stands, per student and subject: averages, proposals (pre-filled
+/// from the averages, rule 2), final grades, conduct, absence hours against the limit, and at
+/// the final scrutinio the proposed and deliberated outcome. For the principal and the class's
+/// teachers; recorded in the access log.
+#[utoipa::path(get, path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}",
+    tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("term" = u8, Path, description = "The term's number, from 1")),
+    responses((status = 200, description = "The scrutinio", body = ScrutinyView)))]
+pub async fn view(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): TermPath,
+) -> Result<axum::Json<ScrutinyView>, ApiError> {
+    let (_, class, year, term) = ids;
+    let dir = &caller.directory;
+    let roster = dir.class(class).ok_or(ApiError::NotFound)?;
+    let year = school_year(year)?;
+    let scrutiny = scrutiny_of(&state, caller.school, class, year).await?.state;
+    let t = scrutiny.term(term).ok_or_else(|| {
+        ApiError::NotFoundDetail("lo scrutinio di questo periodo non è stato aperto".into())
+    })?;
+    let period = periods(&caller, year)
+        .into_iter()
+        .nth(usize::from(term).saturating_sub(1));
+    let subjects: BTreeSet<String> = roster.teachers.iter().map(|(_, s)| s.clone()).collect();
+    let limit_ctx = scrutiny::Context {
+        class,
+        year,
+        actor: caller.person,
+        directory: dir,
+        settings: Settings::default(),
+        absences: &[],
+    };
+    let mut students = Vec::new();
+    for &student in &roster.students {
+        let record = record_of(&state, &caller, student, year).await?;
+        let deliberation = t.deliberations.get(&student);
+        let lines = subjects
+            .iter()
+            .map(|subject| {
+                let average = match (&period, t.level) {
+                    (Some((_, from, to)), level) if level != SchoolLevel::Primary => {
+                        record.average(subject, *from, *to)
+                    }
+                    _ => None,
+                };
+                let entered = t.proposals.get(&(student, subject.clone()));
+                SubjectLine {
+                    subject: subject.clone(),
+                    average: average.map(|a| a.to_string()),
+                    proposal: entered
+                        .map(|(m, _)| shown(m))
+                        .or_else(|| average.map(|a: Average| a.proposal().to_string())),
+                    proposed_by_teacher: entered.is_some(),
+                    final_grade: deliberation.and_then(|d| d.grades.get(subject)).map(shown),
+                }
+            })
+            .collect();
+        let missed = record.missed_hours();
+        let exemptions = scrutiny.exemptions(student);
+        let all: u32 = missed.iter().map(|(_, h)| h).sum();
+        let counted = registro_domain::attendance::counted_hours(&missed, exemptions);
+        let limit = limit_ctx.limit(student);
+        let proposed = deliberation.filter(|_| t.is_final).map(|d| {
+            scrutiny::propose_outcome(
+                t.level,
+                limit.is_some_and(|l| l.is_over(counted)),
+                d.conduct,
+                &d.below_six(),
+                Settings::default().max_subjects_to_recover,
+            )
+        });
+        let outcome = scrutiny.outcome(student);
+        students.push(StudentLine {
+            student: *student.as_uuid(),
+            subjects: lines,
+            conduct: deliberation
+                .and_then(|d| d.conduct)
+                .map(|c: GradeValue| c.to_string()),
+            absence_hours: counted,
+            exempted_hours: all - counted,
+            max_absence_hours: limit.map(|l| l.max_absence_hours),
+            proposed_outcome: proposed.as_ref().map(outcome_name),
+            outcome: outcome.map(|o| outcome_name(&o.outcome)),
+            subjects_to_recover: match outcome.map(|o| &o.outcome) {
+                Some(Outcome::JudgementSuspended { subjects, .. }) => {
+                    subjects.iter().cloned().collect()
+                }
+                _ => Vec::new(),
+            },
+        });
+    }
+    record_read(&state, &caller, roster.students.clone(), "class.scrutiny").await?;
+    Ok(axum::Json(ScrutinyView {
+        term,
+        status: match t.status {
+            scrutiny::Status::Open => "open",
+            scrutiny::Status::Closed => "closed",
+        }
+        .to_owned(),
+        is_final: t.is_final,
+        reopened: t.reopened.clone(),
+        attendees: t
+            .session
+            .as_ref()
+            .map(|s| s.attendees.iter().map(|p| *p.as_uuid()).collect())
+            .unwrap_or_default(),
+        students,
+    }))
+}

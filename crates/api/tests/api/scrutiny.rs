@@ -1,0 +1,194 @@
+//! Scrutini over HTTP on both stores: a class taken through open, proposals (pre-filled from
+//! the averages), session, deliberation, close (which locks the term's grades and absences),
+//! reopening by the principal, and the final scrutinio, where an outcome the law forbids is
+//! refused with its reason.
+
+use registro_api::ratelimit::RateLimit;
+use registro_domain::Role;
+use registro_domain::directory::DirectoryCommand;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::world::{World, body, grade_body};
+
+async fn a_class_goes_through_its_scrutini(w: World) {
+    let s = format!("/schools/{}", w.a);
+    let teacher = w.token(Role::Teacher);
+    let principal = w.token(Role::Principal);
+    w.run(
+        w.a,
+        DirectoryCommand::AppointCoordinator {
+            class: w.c1,
+            teacher: w.person(Role::Teacher),
+        },
+    )
+    .await;
+    let grades = format!("{s}/students/{}/years/2025/grades", w.x);
+    for (mark, date) in [("6", "2025-10-06"), ("8", "2025-10-13")] {
+        let mut grade = grade_body(mark);
+        grade["date"] = json!(date);
+        let r = w.call(Method::POST, &grades, Some(&teacher), Some(&grade));
+        body(r.await, 201).await;
+    }
+    let scrutini = format!("{s}/classes/{}/years/2025/scrutini", w.c1);
+    let post = |path: String, token: String, request: Value| {
+        let w = &w;
+        async move {
+            w.call(Method::POST, &path, Some(&token), Some(&request))
+                .await
+        }
+    };
+
+    // Term 1: opened by the coordinator; the proposal is pre-filled from the average (7.00).
+    let open = json!({"term": 1, "level": "upper_secondary"});
+    let r = post(scrutini.clone(), teacher.clone(), open.clone()).await;
+    body(r, 201).await;
+    let r = post(scrutini.clone(), principal.clone(), open).await;
+    body(r, 409).await;
+    let view = body(
+        w.call(Method::GET, &format!("{scrutini}/1"), Some(&teacher), None)
+            .await,
+        200,
+    )
+    .await;
+    let line = &view["students"][0];
+    assert_eq!(line["student"], json!(w.x), "{view}");
+    assert_eq!(
+        line["subjects"][0],
+        json!({"subject": "Matematica", "average": "7.00", "proposal": "7",
+            "proposed_by_teacher": false, "final_grade": null}),
+        "{view}"
+    );
+    let proposal = json!({"student": w.x, "subject": "Matematica", "mark": "7½"});
+    let r = post(format!("{scrutini}/1/proposals"), teacher.clone(), proposal);
+    body(r.await, 201).await;
+    let attendees = json!({"date": "2025-12-22",
+        "attendees": [w.person(Role::Principal), w.person(Role::Teacher)]});
+    let r = post(format!("{scrutini}/1/session"), teacher.clone(), attendees);
+    body(r.await, 201).await;
+    let deliberation = json!({"student": w.x, "grades": {"Matematica": "7"}, "conduct": "9",
+        "vote": {"dissenting": [w.person(Role::Principal)]}});
+    let r = post(
+        format!("{scrutini}/1/deliberations"),
+        teacher.clone(),
+        deliberation,
+    );
+    body(r.await, 201).await;
+    let r = post(
+        format!("{scrutini}/1/closure"),
+        teacher.clone(),
+        json!(null),
+    );
+    body(r.await, 201).await;
+    let view = body(
+        w.call(
+            Method::GET,
+            &format!("{scrutini}/1"),
+            Some(&principal),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(view["status"], "closed", "{view}");
+    assert_eq!(
+        view["students"][0]["subjects"][0]["proposal"], "7½",
+        "{view}"
+    );
+    assert_eq!(view["students"][0]["subjects"][0]["final_grade"], "7");
+    assert_eq!(view["students"][0]["conduct"], "9");
+
+    // Closed: the term's grades and absences are locked until the principal reopens.
+    let mut late = grade_body("5");
+    late["date"] = json!("2025-11-10");
+    let problem = body(
+        w.call(Method::POST, &grades, Some(&teacher), Some(&late))
+            .await,
+        409,
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("trimestre"),
+        "{problem}"
+    );
+    let absence = json!({"date": "2025-11-10", "kind": "absence"});
+    let attendance = format!("{s}/students/{}/years/2025/attendance", w.x);
+    let r = w.call(Method::POST, &attendance, Some(&teacher), Some(&absence));
+    body(r.await, 409).await;
+    let reason = json!({"reason": "errore materiale nel voto"});
+    let r = post(
+        format!("{scrutini}/1/reopening"),
+        teacher.clone(),
+        reason.clone(),
+    );
+    body(r.await, 403).await;
+    let r = post(format!("{scrutini}/1/reopening"), principal.clone(), reason);
+    body(r.await, 201).await;
+    let r = w.call(Method::POST, &grades, Some(&teacher), Some(&late));
+    body(r.await, 201).await;
+
+    // The final scrutinio: conduct 5 admits nobody.
+    let open = json!({"term": 2, "level": "upper_secondary"});
+    body(post(scrutini.clone(), teacher.clone(), open).await, 201).await;
+    let session = json!({"date": "2026-06-12", "attendees": [w.person(Role::Principal)]});
+    let r = post(format!("{scrutini}/2/session"), teacher.clone(), session);
+    body(r.await, 201).await;
+    let deliberation = json!({"student": w.x, "grades": {"Matematica": "6"}, "conduct": "5"});
+    let r = post(
+        format!("{scrutini}/2/deliberations"),
+        teacher.clone(),
+        deliberation,
+    );
+    body(r.await, 201).await;
+    let admitted = json!({"student": w.x, "outcome": "admitted"});
+    let r = post(
+        format!("{scrutini}/2/outcomes"),
+        teacher.clone(),
+        admitted.clone(),
+    );
+    let problem = body(r.await, 422).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("comportamento inferiore a 6"),
+        "{problem}"
+    );
+    let r = post(format!("{scrutini}/1/outcomes"), teacher.clone(), admitted);
+    body(r.await, 422).await;
+    let refused = json!({"student": w.x, "outcome": "not_admitted"});
+    let r = post(format!("{scrutini}/2/outcomes"), teacher.clone(), refused);
+    body(r.await, 201).await;
+    let view = body(
+        w.call(
+            Method::GET,
+            &format!("{scrutini}/2"),
+            Some(&principal),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(view["is_final"], true);
+    assert_eq!(view["students"][0]["proposed_outcome"], "not_admitted");
+    assert_eq!(view["students"][0]["outcome"], "not_admitted");
+    assert_eq!(view["students"][0]["max_absence_hours"], 206);
+    let r = post(
+        format!("{scrutini}/2/closure"),
+        teacher.clone(),
+        json!(null),
+    );
+    body(r.await, 201).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_class_goes_through_its_scrutini() {
+    a_class_goes_through_its_scrutini(World::sqlite(RateLimit::default()).await).await;
+}
+
+#[tokio::test]
+async fn postgres_a_class_goes_through_its_scrutini() {
+    a_class_goes_through_its_scrutini(World::postgres(RateLimit::default()).await).await;
+}
