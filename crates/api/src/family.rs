@@ -155,6 +155,52 @@ pub struct MeetingItem {
     pub cancelled: Option<String>,
 }
 
+/// A published report card (pagella, documento di valutazione) of one term.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportCardItem {
+    /// The class it was deliberated in.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
+    pub class: Uuid,
+    /// The term's number, from 1.
+    #[schema(example = 2)]
+    pub term: u8,
+    /// Whether it is the year's final one.
+    #[schema(example = true)]
+    pub is_final: bool,
+    /// Subject → final grade as written.
+    #[schema(example = json!({"Matematica": "6", "Religione": "buono"}))]
+    pub grades: BTreeMap<String, String>,
+    /// Conduct (secondary schools).
+    #[schema(example = 8)]
+    pub conduct: Option<u8>,
+    /// The final one's outcome: admitted, judgement_suspended or not_admitted.
+    #[schema(example = "admitted")]
+    pub outcome: Option<String>,
+    /// With a suspended judgement: the subjects to recover.
+    #[schema(example = json!([]))]
+    pub subjects_to_recover: Vec<String>,
+    /// With a suspended judgement: whether the active-citizenship assignment is due.
+    #[schema(example = false)]
+    pub citizenship: bool,
+    /// The integration scrutinio's outcome, once it resolved a suspended judgement.
+    #[schema(example = json!(null))]
+    pub resolved: Option<String>,
+}
+
+fn report_card_item(r: view::ReportCardRow) -> ReportCardItem {
+    ReportCardItem {
+        class: r.class,
+        term: r.term,
+        is_final: r.is_final,
+        grades: r.grades,
+        conduct: r.conduct,
+        outcome: r.outcome,
+        subjects_to_recover: r.subjects_to_recover,
+        citizenship: r.citizenship,
+        resolved: r.resolved,
+    }
+}
+
 /// The communications to the family in brief.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CommunicationsSummary {
@@ -194,6 +240,8 @@ pub struct FamilyOverview {
     pub communications: CommunicationsSummary,
     /// Booked meetings from today on, soonest first.
     pub meetings: Vec<MeetingItem>,
+    /// The year's published report cards, latest term first.
+    pub report_cards: Vec<ReportCardItem>,
 }
 
 fn upcoming_first<T>(mut items: Vec<T>, date: impl Fn(&T) -> &str, today: &str) -> Vec<T> {
@@ -391,9 +439,18 @@ pub async fn overview(
         };
         let communications = view::communications(store, school, y, to, None).await?;
         let meetings = view::bookings(store, school, id).await?;
-        Ok((grades, entries, notes, agenda, communications, meetings))
+        let cards = view::report_cards(store, school, id, y).await?;
+        Ok((
+            grades,
+            entries,
+            notes,
+            agenda,
+            communications,
+            meetings,
+            cards,
+        ))
     };
-    let (grades, entries, notes, agenda, communications, meetings) =
+    let (grades, entries, notes, agenda, communications, meetings, cards) =
         read_projection(&state, view::NAME, school, query.min_position, reads).await?;
     let me = *caller.person.as_uuid();
     let live: Vec<_> = communications
@@ -434,6 +491,7 @@ pub async fn overview(
             .into_iter()
             .map(meeting_item)
             .collect(),
+        report_cards: cards.into_iter().map(report_card_item).collect(),
     };
     record_read(&state, &caller, [student], "family.overview").await?;
     tagged(&headers, &body)
@@ -455,6 +513,8 @@ pub enum Section {
     Communications,
     /// The booked meetings.
     Meetings,
+    /// The published report cards (pagelle) of the year.
+    ReportCards,
 }
 
 impl Section {
@@ -466,6 +526,7 @@ impl Section {
             Self::Agenda => "family.agenda",
             Self::Communications => "family.communications",
             Self::Meetings => "family.meetings",
+            Self::ReportCards => "family.report_cards",
         }
     }
 }
@@ -648,6 +709,8 @@ pub enum FamilyItem {
     Communication(CommunicationItem),
     /// A meeting.
     Meeting(MeetingItem),
+    /// A report card.
+    ReportCard(ReportCardItem),
 }
 
 /// A page of a list of the family view.
@@ -813,11 +876,23 @@ pub async fn list(
                     (FamilyItem::Meeting(meeting_item(b)), date, key)
                 })
                 .collect(),
+            Section::ReportCards => view::report_cards(store, school, id, y)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    let key = r.class;
+                    (
+                        FamilyItem::ReportCard(report_card_item(r)),
+                        String::new(),
+                        key,
+                    )
+                })
+                .collect(),
         })
     };
     let items: Vec<(FamilyItem, String, Uuid)> =
         read_projection(&state, view::NAME, school, query.min_position, reads).await?;
-    let paged = !matches!(section, Section::Meetings);
+    let paged = !matches!(section, Section::Meetings | Section::ReportCards);
     let next = (paged && items.len() == limit as usize)
         .then(|| {
             items
@@ -831,6 +906,150 @@ pub async fn list(
     };
     record_read(&state, &caller, [student], section.view()).await?;
     tagged(&headers, &body)
+}
+
+/// Escapes text for HTML.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The Italian words of an outcome.
+fn outcome_words(outcome: &str) -> &'static str {
+    match outcome {
+        "admitted" => "ammesso/a alla classe successiva",
+        "judgement_suspended" => "giudizio sospeso",
+        "not_admitted" => "non ammesso/a",
+        _ => "",
+    }
+}
+
+/// The printable report card (pagella) of a published term, as an HTML page to print or save
+/// as PDF from the browser: the student, the class, the final grades, conduct and, at the end of
+/// the year, the outcome. For the student's guardians, the student and the staff who may read
+/// the record (recorded in the access log).
+#[utoipa::path(get, path = "/schools/{school}/students/{student}/years/{year}/report-cards/{term}",
+    tag = "family",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("student" = Uuid, Path, description = "The student"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("term" = u8, Path, description = "The term's number, from 1")),
+    responses(
+        (status = 200, description = "The report card, a self-contained HTML page",
+            content_type = "text/html"),
+        (status = 404, description = "No report card of that term is published",
+            body = Problem, content_type = "application/problem+json")))]
+pub async fn report_card(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): PathIds<(SchoolId, PersonId, i32, u8)>,
+) -> Result<Response, ApiError> {
+    let (_, student, year, term) = ids;
+    let year = school_year(year)?;
+    known_student(&caller, student)?;
+    let school = caller.school;
+    let store = state.store.as_ref();
+    let cards = read_projection(
+        &state,
+        view::NAME,
+        school,
+        None,
+        view::report_cards(store, school, *student.as_uuid(), year.start_year()),
+    )
+    .await?;
+    let card = cards.into_iter().find(|c| c.term == term).ok_or_else(|| {
+        ApiError::NotFoundDetail("la pagella di questo periodo non è pubblicata".into())
+    })?;
+    let dir = &caller.directory;
+    let name = dir
+        .person(student)
+        .map(|p| format!("{} {}", p.family_name, p.given_name))
+        .unwrap_or_default();
+    let class = dir
+        .class(registro_domain::ClassId::from_uuid(card.class))
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let term_name = periods(&caller, year)
+        .into_iter()
+        .nth(usize::from(term).saturating_sub(1))
+        .map_or_else(|| format!("periodo {term}"), |(n, _, _)| n);
+    let mut rows = String::new();
+    for (subject, grade) in &card.grades {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td></tr>\n",
+            escape(subject),
+            escape(grade)
+        ));
+    }
+    if let Some(conduct) = card.conduct {
+        rows.push_str(&format!(
+            "<tr><td>Comportamento</td><td>{conduct}</td></tr>\n"
+        ));
+    }
+    let mut outcome = String::new();
+    if let Some(o) = &card.outcome {
+        outcome.push_str(&format!("<p>Esito: <strong>{}</strong>", outcome_words(o)));
+        if !card.subjects_to_recover.is_empty() {
+            let subjects: Vec<String> =
+                card.subjects_to_recover.iter().map(|s| escape(s)).collect();
+            outcome.push_str(&format!(
+                " (materie da recuperare: {})",
+                subjects.join(", ")
+            ));
+        }
+        if card.citizenship {
+            outcome.push_str(" (elaborato di cittadinanza attiva)");
+        }
+        outcome.push_str("</p>\n");
+        if let Some(r) = &card.resolved {
+            outcome.push_str(&format!(
+                "<p>Scrutinio integrativo: <strong>{}</strong></p>\n",
+                outcome_words(r)
+            ));
+        }
+    }
+    let page = format!(
+        "<!doctype html>\n<html lang=\"it\"><head><meta charset=\"utf-8\">\
+         <title>Pagella – {name}</title><style>body{{font-family:serif;margin:2em}}\
+         table{{border-collapse:collapse}}td{{border:1px solid #444;padding:.3em .8em}}\
+         </style></head><body>\n<h1>Documento di valutazione</h1>\n\
+         <p>Alunno/a: <strong>{name}</strong> – classe {class} – anno scolastico {year} – \
+         {term_name}</p>\n<table>\n<tr><th>Disciplina</th><th>Voto</th></tr>\n{rows}</table>\n\
+         {outcome}</body></html>\n",
+        name = escape(&name),
+        class = escape(&class),
+        term_name = escape(&term_name),
+    );
+    record_read(&state, &caller, [student], "family.report_card").await?;
+    let mut response = page.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    Ok(response)
 }
 
 /// The body as JSON with a strong `ETag` (a digest of the bytes); `304 Not Modified` when the

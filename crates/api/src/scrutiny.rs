@@ -62,9 +62,11 @@ impl From<command::CommandError<ScrutinyError>> for ApiError {
                         ApiError::Forbidden(detail)
                     }
                     S::UnknownTerm => ApiError::NotFoundDetail(detail),
-                    S::AlreadyOpen | S::NotOpen | S::NotClosed | S::NothingSuspended => {
-                        ApiError::Conflict(detail)
-                    }
+                    S::AlreadyOpen
+                    | S::NotOpen
+                    | S::NotClosed
+                    | S::NothingSuspended
+                    | S::AlreadyPublished => ApiError::Conflict(detail),
                     S::NotInClass
                     | S::BadMark(_)
                     | S::MissingGrade(_)
@@ -656,6 +658,36 @@ pub async fn reopen(
         term,
         reason: body.reason,
     };
+    run(
+        &state,
+        &caller,
+        &headers,
+        (class, school_year(year)?),
+        cmd,
+        vec![],
+    )
+    .await
+}
+
+/// Publishes the term's report cards to the families (pubblicazione delle pagelle): the
+/// principal, once the scrutinio is closed. They then show in the family view; reopening the
+/// scrutinio withdraws them until they are published again.
+#[utoipa::path(post, path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/publication",
+    tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("term" = u8, Path, description = "The term's number, from 1")),
+    responses((status = 201, description = "Published", body = Written)))]
+pub async fn publish(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): TermPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (_, class, year, term) = ids;
+    known_class(&caller, class)?;
+    let cmd = ScrutinyCommand::Publish { term };
     run(
         &state,
         &caller,

@@ -1309,6 +1309,17 @@ pub const CATALOGUE: &[EventDoc] = &[
         },
     },
     EventDoc {
+        name: "ReportCardsPublished",
+        stream: SCRUTINY,
+        italian: "pubblicazione delle pagelle (documento di valutazione)",
+        meaning: "The principal published the term's report cards to the families; reopening \
+                  the scrutinio withdraws them until they are published again.",
+        who: "the principal, once the scrutinio is closed",
+        schema_version: 1,
+        fields: &[("term", "integer", "the term")],
+        sample: || scrutiny(&ScrutinyEvent::ReportCardsPublished { term: 1 }),
+    },
+    EventDoc {
         name: "SuspensionResolved",
         stream: SCRUTINY,
         italian: "scrutinio integrativo (esito del giudizio sospeso)",

@@ -172,6 +172,11 @@ pub enum ScrutinyCommand {
         /// Why.
         reason: String,
     },
+    /// The principal publishes the term's report cards to the families (a closed scrutinio).
+    Publish {
+        /// The term.
+        term: u8,
+    },
     /// The integration scrutinio resolves a suspended judgement.
     ResolveSuspended {
         /// The student.
@@ -271,6 +276,11 @@ pub enum ScrutinyEvent {
         /// Why.
         reason: String,
     },
+    /// The term's report cards were published to the families.
+    ReportCardsPublished {
+        /// The term.
+        term: u8,
+    },
     /// The integration scrutinio resolved a suspended judgement.
     SuspensionResolved {
         /// The student.
@@ -286,7 +296,7 @@ impl crate::StoredEvent for ScrutinyEvent {}
 
 impl ScrutinyEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 9] = [
+    pub const TYPE_NAMES: [&'static str; 10] = [
         "ScrutinyOpened",
         "ProposalEntered",
         "CouncilConvened",
@@ -296,6 +306,7 @@ impl ScrutinyEvent {
         "ScrutinyClosed",
         "ScrutinyReopened",
         "SuspensionResolved",
+        "ReportCardsPublished",
     ];
 
     /// The event's type name, as stored.
@@ -311,6 +322,7 @@ impl ScrutinyEvent {
             Self::ScrutinyClosed { .. } => Self::TYPE_NAMES[6],
             Self::ScrutinyReopened { .. } => Self::TYPE_NAMES[7],
             Self::SuspensionResolved { .. } => Self::TYPE_NAMES[8],
+            Self::ReportCardsPublished { .. } => Self::TYPE_NAMES[9],
         }
     }
 }
@@ -321,9 +333,12 @@ pub enum ScrutinyError {
     /// Only the principal or the class coordinator runs the council.
     #[error("solo il dirigente o il coordinatore di classe conduce lo scrutinio")]
     NotTheChair,
-    /// Only the principal reopens.
-    #[error("solo il dirigente può riaprire uno scrutinio chiuso")]
+    /// Only the principal reopens, and publishes report cards.
+    #[error("solo il dirigente riapre uno scrutinio chiuso e pubblica le pagelle")]
     NotThePrincipal,
+    /// The report cards are published already.
+    #[error("le pagelle di questo periodo sono già pubblicate")]
+    AlreadyPublished,
     /// Only a teacher of the subject in the class proposes its grade.
     #[error("solo un docente della materia nella classe propone il voto")]
     NotTheSubjectTeacher,
@@ -519,6 +534,8 @@ pub struct TermScrutiny {
     pub deliberations: BTreeMap<PersonId, Deliberation>,
     /// The reasons it was reopened for, in order.
     pub reopened: Vec<String>,
+    /// Whether its report cards are published (until it is reopened).
+    pub published: bool,
 }
 
 /// A deliberated outcome.
@@ -866,6 +883,17 @@ pub fn decide(
                 reason: text(reason, true)?,
             }
         }
+        C::Publish { term } => {
+            if !ctx.is_principal() {
+                return Err(ScrutinyError::NotThePrincipal);
+            }
+            match state.terms.get(term) {
+                Some(t) if t.status == Status::Closed && !t.published => {}
+                Some(t) if t.published => return Err(ScrutinyError::AlreadyPublished),
+                _ => return Err(ScrutinyError::NotClosed),
+            }
+            E::ReportCardsPublished { term: *term }
+        }
         C::ResolveSuspended {
             student,
             admitted,
@@ -978,6 +1006,7 @@ pub fn evolve(state: &mut Scrutiny, event: &ScrutinyEvent) {
                     session: None,
                     deliberations: BTreeMap::new(),
                     reopened: Vec::new(),
+                    published: false,
                 },
             );
         }
@@ -1059,6 +1088,12 @@ pub fn evolve(state: &mut Scrutiny, event: &ScrutinyEvent) {
             if let Some(t) = state.terms.get_mut(term) {
                 t.status = Status::Open;
                 t.reopened.push(reason.clone());
+                t.published = false;
+            }
+        }
+        E::ReportCardsPublished { term } => {
+            if let Some(t) = state.terms.get_mut(term) {
+                t.published = true;
             }
         }
         E::SuspensionResolved {
@@ -1598,6 +1633,56 @@ mod tests {
         assert!(s.closed_terms().is_empty());
         assert!(give(&s.closed_terms()).is_ok());
         assert_eq!(s.term(1).unwrap().reopened, ["errore materiale"]);
+    }
+
+    #[test]
+    fn the_principal_publishes_the_report_cards_of_a_closed_term() {
+        let w = world();
+        let mut s = Scrutiny::default();
+        let chair = w.coordinator;
+        let open = ScrutinyCommand::Open {
+            term: 1,
+            level: SchoolLevel::UpperSecondary,
+        };
+        run(&w, &mut s, chair, open).unwrap();
+        let publish = ScrutinyCommand::Publish { term: 1 };
+        assert_eq!(
+            run(&w, &mut s, w.principal, publish.clone()),
+            Err(ScrutinyError::NotClosed)
+        );
+        run(&w, &mut s, chair, session(&w, 1)).unwrap();
+        for student in [w.student, w.other] {
+            let deliberate = ScrutinyCommand::Deliberate {
+                term: 1,
+                student,
+                grades: grades(0),
+                conduct: Some(GradeValue::parse("9").unwrap()),
+                vote: Vote::Unanimous,
+            };
+            run(&w, &mut s, chair, deliberate).unwrap();
+        }
+        run(&w, &mut s, chair, ScrutinyCommand::Close { term: 1 }).unwrap();
+        assert_eq!(
+            run(&w, &mut s, chair, publish.clone()),
+            Err(ScrutinyError::NotThePrincipal)
+        );
+        run(&w, &mut s, w.principal, publish.clone()).unwrap();
+        assert!(s.term(1).unwrap().published);
+        assert_eq!(
+            run(&w, &mut s, w.principal, publish.clone()),
+            Err(ScrutinyError::AlreadyPublished)
+        );
+        // Reopening withdraws them until the term is closed and published again.
+        let reopen = ScrutinyCommand::Reopen {
+            term: 1,
+            reason: "voto di Storia da correggere".into(),
+        };
+        run(&w, &mut s, w.principal, reopen).unwrap();
+        assert!(!s.term(1).unwrap().published);
+        assert_eq!(
+            run(&w, &mut s, w.principal, publish),
+            Err(ScrutinyError::NotClosed)
+        );
     }
 
     #[test]

@@ -16,7 +16,8 @@ mod schema;
 
 pub use read::{
     Addressees, AgendaRow, AttendanceRow, BookingRow, CommunicationRow, ConsentRow, Cursor,
-    GradeRow, NoteRow, Page, agenda, attendance, bookings, communications, grades, iso, notes,
+    GradeRow, NoteRow, Page, ReportCardRow, agenda, attendance, bookings, communications, grades,
+    iso, notes, report_cards,
 };
 
 use registro_domain::StoredEvent as _;
@@ -25,6 +26,7 @@ use registro_domain::class_register::ClassEvent;
 use registro_domain::communications::{CatalogueEvent, ReplyEvent};
 use registro_domain::meetings::MeetingEvent;
 use registro_domain::record::{Mark, RecordEvent};
+use registro_domain::scrutiny::{Outcome, ScrutinyEvent};
 use registro_domain::timetable::Missed;
 use registro_projector::Projection;
 use registro_store::{Cell, ProjectionSchema, RecordedEvent, RowOp};
@@ -46,6 +48,9 @@ pub const TABLES: &[&str] = &[
     "family_consents",
     "family_slots",
     "family_bookings",
+    "family_scrutini",
+    "family_report_grades",
+    "family_outcomes",
 ];
 
 /// The family view.
@@ -90,6 +95,10 @@ impl Projection for FamilyView {
         if ReplyEvent::TYPE_NAMES.contains(&kind) {
             return Ok(facts.reply(ReplyEvent::from_stored(kind, &event.data)?));
         }
+        if ScrutinyEvent::TYPE_NAMES.contains(&kind) {
+            let (class, year) = class_year_stream(stream, "scrutiny-")?;
+            return facts.scrutiny(class, year, ScrutinyEvent::from_stored(kind, &event.data)?);
+        }
         Ok(Vec::new())
     }
 }
@@ -103,6 +112,17 @@ fn record_stream(stream: &str) -> anyhow::Result<(Uuid, i32)> {
         .rsplit_once('-')
         .ok_or_else(|| anyhow::anyhow!("a record stream without a year: {stream}"))?;
     Ok((Uuid::parse_str(student)?, year.parse()?))
+}
+
+/// The class and school year of a stream named `<prefix><class>-<year>`.
+fn class_year_stream(stream: &str, prefix: &str) -> anyhow::Result<(Uuid, i32)> {
+    let rest = stream.strip_prefix(prefix).ok_or_else(|| {
+        anyhow::anyhow!("expected a stream {prefix}<class>-<year>, found {stream}")
+    })?;
+    let (class, year) = rest
+        .rsplit_once('-')
+        .ok_or_else(|| anyhow::anyhow!("a stream without a year: {stream}"))?;
+    Ok((Uuid::parse_str(class)?, year.parse()?))
 }
 
 /// The id in a stream named `<prefix><id>`.
@@ -138,12 +158,20 @@ fn id(u: impl Into<Uuid>) -> Cell {
     Cell::Uuid(u.into())
 }
 
+/// A mark as written (`7½`, `buono`).
+fn shown(mark: &Mark) -> String {
+    match mark {
+        Mark::Numeric(v) => v.to_string(),
+        Mark::Judgement(j) => j.to_string(),
+        Mark::Level(l) => l.to_string(),
+    }
+}
+
 /// The scale, the text shown and the hundredths (numeric marks only) of a mark.
 fn mark_cells(mark: &Mark) -> Vec<(&'static str, Cell)> {
     let (shown, hundredths) = match mark {
-        Mark::Numeric(v) => (v.to_string(), Cell::Int(i64::from(v.hundredths()))),
-        Mark::Judgement(j) => (j.to_string(), Cell::Null),
-        Mark::Level(l) => (l.to_string(), Cell::Null),
+        Mark::Numeric(v) => (shown(mark), Cell::Int(i64::from(v.hundredths()))),
+        Mark::Judgement(_) | Mark::Level(_) => (shown(mark), Cell::Null),
     };
     vec![
         ("scale", Cell::Text(name_of(&mark.scale()))),
@@ -466,6 +494,107 @@ impl Facts<'_> {
                 vec![("withdrawn", Cell::Text(reason))],
             ),
         }])
+    }
+
+    /// The report cards: each term's deliberated grades and conduct, the year's outcome, and
+    /// whether the term's report cards are published (the view shows only those).
+    fn scrutiny(&self, class: Uuid, year: i32, event: ScrutinyEvent) -> anyhow::Result<Vec<RowOp>> {
+        use ScrutinyEvent as E;
+        let term_key = |term: u8| {
+            vec![
+                ("school_id", self.school.clone()),
+                ("class_id", Cell::Uuid(class)),
+                ("year", year_cell(year)),
+                ("term", Cell::Int(i64::from(term))),
+            ]
+        };
+        let student_key = |student: registro_domain::PersonId| {
+            vec![
+                ("school_id", self.school.clone()),
+                ("class_id", Cell::Uuid(class)),
+                ("year", year_cell(year)),
+                ("student", id(student)),
+            ]
+        };
+        let op = match event {
+            E::ScrutinyOpened { term, is_final, .. } => RowOp::Upsert {
+                table: "family_scrutini",
+                key: term_key(term),
+                values: vec![("is_final", Cell::Bool(is_final))],
+            },
+            E::ReportCardsPublished { term } => RowOp::Upsert {
+                table: "family_scrutini",
+                key: term_key(term),
+                values: vec![("published", Cell::Bool(true))],
+            },
+            E::ScrutinyReopened { term, .. } => RowOp::Upsert {
+                table: "family_scrutini",
+                key: term_key(term),
+                values: vec![("published", Cell::Bool(false))],
+            },
+            E::GradesDeliberated {
+                term,
+                student,
+                grades,
+                conduct,
+                ..
+            } => {
+                let mut key = term_key(term);
+                key.push(("student", id(student)));
+                let grades: serde_json::Map<String, Value> = grades
+                    .iter()
+                    .map(|(subject, mark)| (subject.clone(), Value::String(shown(mark))))
+                    .collect();
+                RowOp::Upsert {
+                    table: "family_report_grades",
+                    key,
+                    values: vec![
+                        ("grades", Cell::Json(Value::Object(grades))),
+                        (
+                            "conduct",
+                            conduct
+                                .map_or(Cell::Null, |c| Cell::Int(i64::from(c.hundredths() / 100))),
+                        ),
+                    ],
+                }
+            }
+            E::OutcomeDeliberated {
+                student, outcome, ..
+            } => {
+                let (kind, subjects, citizenship) = match outcome {
+                    Outcome::Admitted => ("admitted", Default::default(), false),
+                    Outcome::NotAdmitted => ("not_admitted", Default::default(), false),
+                    Outcome::JudgementSuspended {
+                        subjects,
+                        citizenship,
+                    } => ("judgement_suspended", subjects, citizenship),
+                };
+                RowOp::Upsert {
+                    table: "family_outcomes",
+                    key: student_key(student),
+                    values: vec![
+                        ("outcome", text(kind)),
+                        ("subjects", Cell::Json(serde_json::to_value(&subjects)?)),
+                        ("citizenship", Cell::Bool(citizenship)),
+                    ],
+                }
+            }
+            E::SuspensionResolved {
+                student, admitted, ..
+            } => RowOp::Upsert {
+                table: "family_outcomes",
+                key: student_key(student),
+                values: vec![(
+                    "resolved",
+                    text(if admitted { "admitted" } else { "not_admitted" }),
+                )],
+            },
+            E::ProposalEntered { .. }
+            | E::CouncilConvened { .. }
+            | E::AbsencesExempted { .. }
+            | E::ScrutinyClosed { .. } => return Ok(Vec::new()),
+        };
+        Ok(vec![op])
     }
 
     fn reply(&self, event: ReplyEvent) -> Vec<RowOp> {

@@ -661,3 +661,78 @@ pub async fn bookings(
         })
     })
 }
+
+/// A published report card (pagella) of one term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportCardRow {
+    /// The class it was deliberated in.
+    pub class: Uuid,
+    /// The term's number, from 1.
+    pub term: u8,
+    /// Whether it is the final one.
+    pub is_final: bool,
+    /// Subject → final grade as written.
+    pub grades: std::collections::BTreeMap<String, String>,
+    /// Conduct, a whole grade.
+    pub conduct: Option<u8>,
+    /// The final one's outcome: admitted, judgement_suspended or not_admitted.
+    pub outcome: Option<String>,
+    /// With a suspended judgement: the subjects to recover.
+    pub subjects_to_recover: Vec<String>,
+    /// With a suspended judgement: whether the citizenship assignment is due.
+    pub citizenship: bool,
+    /// The integration scrutinio's outcome, once it resolved the judgement.
+    pub resolved: Option<String>,
+}
+
+/// The student's published report cards of the school year, latest term first. A term's
+/// report cards show once the principal publishes them, and no longer while it is reopened.
+///
+/// # Errors
+/// The store's.
+pub async fn report_cards(
+    store: &dyn EventStore,
+    school: SchoolId,
+    student: Uuid,
+    year: i32,
+) -> Result<Vec<ReportCardRow>, StoreError> {
+    let params = key(school, student, year);
+    let sql = "SELECT g.class_id, g.term, s.is_final, g.grades, g.conduct, o.outcome, \
+               o.subjects, o.citizenship, o.resolved \
+               FROM family_report_grades g \
+               JOIN family_scrutini s ON s.school_id = g.school_id AND s.class_id = g.class_id \
+                 AND s.year = g.year AND s.term = g.term \
+               LEFT JOIN family_outcomes o ON s.is_final AND o.school_id = g.school_id \
+                 AND o.class_id = g.class_id AND o.year = g.year AND o.student = g.student \
+               WHERE g.school_id = $1 AND g.student = $2 AND g.year = $3 AND s.published \
+               ORDER BY g.term DESC, g.class_id DESC";
+    let columns = [
+        T::Uuid,
+        T::Int,
+        T::Bool,
+        T::Json,
+        T::Int,
+        T::Text,
+        T::Json,
+        T::Bool,
+        T::Text,
+    ];
+    let rows = store
+        .query_projection(school, sql, &params, &columns)
+        .await?;
+    decode("report card", &rows, |r| {
+        Some(ReportCardRow {
+            class: uuid(&r[0])?,
+            term: u8::try_from(int(&r[1])?).ok()?,
+            is_final: boolean(&r[2])?,
+            grades: serde_json::from_value(json(&r[3])?).ok()?,
+            conduct: int(&r[4]).and_then(|c| u8::try_from(c).ok()),
+            outcome: text(&r[5]),
+            subjects_to_recover: json(&r[6])
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+            citizenship: boolean(&r[7]).unwrap_or(false),
+            resolved: text(&r[8]),
+        })
+    })
+}

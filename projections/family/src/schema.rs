@@ -1,10 +1,12 @@
 //! The family view's tables: one row per fact, keyed by its id, so that every event is an
 //! upsert or a delete by key (ADR 0019). Non-key columns have defaults, so that an event that
 //! changes some columns of a row (a correction, an annulment) is an upsert of just those.
-//! Dates are ISO 8601 text (`YYYY-MM-DD`), times of day `HH:MM`, on both backends.
+//! Dates are ISO 8601 text (`YYYY-MM-DD`), times of day `HH:MM`, on both backends. The second
+//! step adds the report cards (issue 6): a released step is never edited.
 
 /// The PostgreSQL steps.
-pub const POSTGRES: &[&str] = &[r"
+pub const POSTGRES: &[&str] = &[
+    r"
 CREATE TABLE family_grades (
     school_id   uuid NOT NULL,
     grade_id    uuid NOT NULL,
@@ -135,10 +137,58 @@ BEGIN
     END LOOP;
 END
 $$;
-"];
+",
+    r"
+CREATE TABLE family_scrutini (
+    school_id uuid NOT NULL,
+    class_id  uuid NOT NULL,
+    year      integer NOT NULL,
+    term      integer NOT NULL,
+    is_final  boolean NOT NULL DEFAULT false,
+    published boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (school_id, class_id, year, term)
+);
+CREATE TABLE family_report_grades (
+    school_id uuid NOT NULL,
+    class_id  uuid NOT NULL,
+    year      integer NOT NULL,
+    term      integer NOT NULL,
+    student   uuid NOT NULL,
+    grades    jsonb NOT NULL DEFAULT '{}',
+    conduct   integer,
+    PRIMARY KEY (school_id, class_id, year, term, student)
+);
+CREATE INDEX family_report_grades_by_student ON family_report_grades (school_id, student, year);
+CREATE TABLE family_outcomes (
+    school_id   uuid NOT NULL,
+    class_id    uuid NOT NULL,
+    year        integer NOT NULL,
+    student     uuid NOT NULL,
+    outcome     text NOT NULL DEFAULT '',
+    subjects    jsonb NOT NULL DEFAULT '[]',
+    citizenship boolean NOT NULL DEFAULT false,
+    resolved    text,
+    PRIMARY KEY (school_id, class_id, year, student)
+);
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['family_scrutini', 'family_report_grades', 'family_outcomes']
+    LOOP
+        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY school_isolation ON %I '
+            'USING (school_id = (SELECT registro_school()) OR (SELECT registro_all_schools())) '
+            'WITH CHECK (school_id = (SELECT registro_school()) OR (SELECT registro_all_schools()))', t);
+    END LOOP;
+END
+$$;
+",
+];
 
 /// The SQLite steps.
-pub const SQLITE: &[&str] = &[r"
+pub const SQLITE: &[&str] = &[
+    r"
 CREATE TABLE family_grades (
     school_id   TEXT NOT NULL,
     grade_id    TEXT NOT NULL,
@@ -254,4 +304,38 @@ CREATE TABLE family_bookings (
     PRIMARY KEY (school_id, slot_id, student)
 ) STRICT;
 CREATE INDEX family_bookings_by_student ON family_bookings (school_id, student);
-"];
+",
+    r"
+CREATE TABLE family_scrutini (
+    school_id TEXT NOT NULL,
+    class_id  TEXT NOT NULL,
+    year      INTEGER NOT NULL,
+    term      INTEGER NOT NULL,
+    is_final  INTEGER NOT NULL DEFAULT 0,
+    published INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (school_id, class_id, year, term)
+) STRICT;
+CREATE TABLE family_report_grades (
+    school_id TEXT NOT NULL,
+    class_id  TEXT NOT NULL,
+    year      INTEGER NOT NULL,
+    term      INTEGER NOT NULL,
+    student   TEXT NOT NULL,
+    grades    TEXT NOT NULL DEFAULT '{}',
+    conduct   INTEGER,
+    PRIMARY KEY (school_id, class_id, year, term, student)
+) STRICT;
+CREATE INDEX family_report_grades_by_student ON family_report_grades (school_id, student, year);
+CREATE TABLE family_outcomes (
+    school_id   TEXT NOT NULL,
+    class_id    TEXT NOT NULL,
+    year        INTEGER NOT NULL,
+    student     TEXT NOT NULL,
+    outcome     TEXT NOT NULL DEFAULT '',
+    subjects    TEXT NOT NULL DEFAULT '[]',
+    citizenship INTEGER NOT NULL DEFAULT 0,
+    resolved    TEXT,
+    PRIMARY KEY (school_id, class_id, year, student)
+) STRICT;
+",
+];

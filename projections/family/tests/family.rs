@@ -11,7 +11,7 @@ use std::sync::Arc;
 use registro_domain::{PersonId, Role, SchoolId};
 use registro_projection_family::{
     Addressees, Cursor, FamilyView, Page, agenda, attendance, bookings, communications, grades,
-    notes,
+    notes, report_cards,
 };
 use registro_projector::Projector;
 use registro_store::sqlite::SqliteStore;
@@ -537,6 +537,133 @@ async fn postgres_the_view_follows_the_events() {
     let store = db.app_store_with_key(registro_testkit::master_key()).await;
     assert_eq!(store.row_security().await.unwrap(), Some(true));
     the_view_follows_the_events(Arc::new(store)).await;
+}
+
+/// A term's report cards show once the principal publishes them, with the final one's outcome,
+/// and no longer while the scrutinio is reopened.
+async fn report_cards_follow_their_publication(store: Arc<dyn EventStore>) {
+    let s = store.as_ref();
+    let school = SchoolId::new();
+    let (x, class, teacher) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let stream = format!("scrutiny-{class}-2025");
+    append(
+        s,
+        school,
+        &stream,
+        &[
+            (
+                "ScrutinyOpened",
+                json!({"term": 2, "level": "upper_secondary", "final": true}),
+            ),
+            (
+                "GradesDeliberated",
+                json!({"term": 2, "student": x, "grades": {"Matematica": {"scale": "numeric", "value": 500},
+                    "Religione": {"scale": "judgement", "value": "buono"}},
+                    "conduct": 800, "vote": {"kind": "majority", "dissenting": [teacher]}}),
+            ),
+            (
+                "OutcomeDeliberated",
+                json!({"student": x, "outcome": {"kind": "judgement_suspended",
+                    "subjects": ["Matematica"], "citizenship": false},
+                    "proposed": {"kind": "judgement_suspended", "subjects": ["Matematica"],
+                    "citizenship": false}, "vote": {"kind": "unanimous"}, "reasons": ""}),
+            ),
+            ("ScrutinyClosed", json!({"term": 2})),
+        ],
+    )
+    .await;
+    let projector = Projector::new(Arc::clone(&store), Arc::new(FamilyView));
+    projector.prepare().await.unwrap();
+    let until = |wanted: usize| {
+        let projector = projector.clone();
+        async move {
+            for _ in 0..200 {
+                projector.catch_up().await.unwrap();
+                let found = report_cards(s, school, x, 2025).await.unwrap();
+                if found.len() == wanted {
+                    return found;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("the report cards did not come to {wanted}");
+        }
+    };
+    assert!(until(0).await.is_empty(), "not published yet");
+    append(
+        s,
+        school,
+        &stream,
+        &[("ReportCardsPublished", json!({"term": 2}))],
+    )
+    .await;
+    let cards = until(1).await;
+    let card = &cards[0];
+    assert_eq!((card.class, card.term, card.is_final), (class, 2, true));
+    assert_eq!(card.grades["Matematica"], "5");
+    assert_eq!(card.grades["Religione"], "buono");
+    assert_eq!(card.conduct, Some(8));
+    assert_eq!(card.outcome.as_deref(), Some("judgement_suspended"));
+    assert_eq!(card.subjects_to_recover, ["Matematica"]);
+    append(
+        s,
+        school,
+        &stream,
+        &[(
+            "SuspensionResolved",
+            json!({"student": x, "admitted": true, "vote": {"kind": "unanimous"}}),
+        )],
+    )
+    .await;
+    for _ in 0..200 {
+        projector.catch_up().await.unwrap();
+        if report_cards(s, school, x, 2025).await.unwrap()[0]
+            .resolved
+            .is_some()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let cards = report_cards(s, school, x, 2025).await.unwrap();
+    assert_eq!(cards[0].resolved.as_deref(), Some("admitted"));
+    append(
+        s,
+        school,
+        &stream,
+        &[(
+            "ScrutinyReopened",
+            json!({"term": 2, "reason": "errore materiale"}),
+        )],
+    )
+    .await;
+    assert!(until(0).await.is_empty(), "withdrawn while reopened");
+}
+
+#[tokio::test]
+async fn sqlite_report_cards_follow_their_publication() {
+    let (_dir, store) = sqlite().await;
+    report_cards_follow_their_publication(store).await;
+}
+
+#[tokio::test]
+async fn postgres_report_cards_follow_their_publication() {
+    let db = TestDb::new().await;
+    let admin: Arc<dyn EventStore> = Arc::new(db.store().await);
+    Projector::new(Arc::clone(&admin), Arc::new(FamilyView))
+        .prepare()
+        .await
+        .unwrap();
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}",
+            registro_projection_family::TABLES.join(", "),
+            registro_testkit::pg::APP_ROLE
+        ))
+        .await
+        .unwrap();
+    let store = db.app_store_with_key(registro_testkit::master_key()).await;
+    report_cards_follow_their_publication(Arc::new(store)).await;
 }
 
 /// An event of a type the view knows but whose data it cannot read stops the projector there

@@ -549,6 +549,20 @@ async fn prepare(w: &World, row: &Row, target: Target, role: Role) -> (String, O
                 Some(json!({"student": student, "admitted": true})),
             )
         }
+        ("POST", "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/publication") => {
+            let year = scrutiny_at(w, target, role, class, student, Stage::Closed(1)).await;
+            (
+                format!("{s}/classes/{class}/years/{year}/scrutini/1/publication"),
+                None,
+            )
+        }
+        ("GET", "/schools/{school}/students/{student}/years/{year}/report-cards/{term}") => {
+            let year = published_report_card(w, target, class, student).await;
+            (
+                format!("{s}/students/{student}/years/{year}/report-cards/1"),
+                None,
+            )
+        }
         ("GET", "/schools/{school}/students/{student}/years/{year}/family") => {
             (format!("{s}/students/{student}/years/2025/family"), None)
         }
@@ -602,6 +616,53 @@ enum Stage {
 /// The next school year no call has used: each scrutiny call gets a class's scrutini of its
 /// own, so that the calls of the matrix do not depend on one another.
 static SCRUTINY_YEARS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(2120);
+
+/// A school year of its own in which the student's report card of term 1 is published, and
+/// the family view shows it.
+async fn published_report_card(
+    w: &World,
+    target: Target,
+    class: ClassId,
+    student: PersonId,
+) -> i32 {
+    let year = scrutiny_at(w, target, Role::Principal, class, student, Stage::Closed(1)).await;
+    if target == Target::Foreign {
+        return year;
+    }
+    let publish = format!(
+        "/schools/{}/classes/{class}/years/{year}/scrutini/1/publication",
+        w.a
+    );
+    let r = w
+        .call(
+            Method::POST,
+            &publish,
+            Some(&w.token(Role::Principal)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let projector = registro_projector::Projector::new(
+        std::sync::Arc::clone(&w.store),
+        std::sync::Arc::new(registro_projection_family::FamilyView),
+    );
+    for _ in 0..200 {
+        projector.catch_up().await.unwrap();
+        let cards = registro_projection_family::report_cards(
+            w.store.as_ref(),
+            w.a,
+            *student.as_uuid(),
+            year,
+        )
+        .await
+        .unwrap();
+        if !cards.is_empty() {
+            return year;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the report card of {year} did not reach the family view");
+}
 
 /// The council of one member, the principal: a member of every class.
 fn session_body(w: &World) -> Value {

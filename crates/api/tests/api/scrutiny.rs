@@ -1,11 +1,16 @@
 //! Scrutini over HTTP on both stores: a class taken through open, proposals (pre-filled from
 //! the averages), session, deliberation, close (which locks the term's grades and absences),
 //! reopening by the principal, and the final scrutinio, where an outcome the law forbids is
-//! refused with its reason.
+//! refused with its reason; the principal publishes the report cards, which the family then
+//! finds in the family view and prints.
+
+use std::sync::Arc;
 
 use registro_api::ratelimit::RateLimit;
 use registro_domain::Role;
 use registro_domain::directory::DirectoryCommand;
+use registro_projection_family::FamilyView;
+use registro_projector::Projector;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -181,6 +186,77 @@ async fn a_class_goes_through_its_scrutini(w: World) {
         json!(null),
     );
     body(r.await, 201).await;
+    // Published by the principal, the report card reaches the family view and prints.
+    let r = post(
+        format!("{scrutini}/2/publication"),
+        teacher.clone(),
+        json!(null),
+    );
+    body(r.await, 403).await;
+    let r = post(
+        format!("{scrutini}/2/publication"),
+        principal.clone(),
+        json!(null),
+    );
+    let position = body(r.await, 201).await["position"].as_u64().unwrap();
+    let projector = Projector::new(Arc::clone(&w.store), Arc::new(FamilyView));
+    let guardian = w.token(Role::Guardian);
+    let overview = format!("{s}/students/{}/years/2025/family", w.x);
+    let mut view = Value::Null;
+    for _ in 0..200 {
+        projector.catch_up().await.unwrap();
+        view = body(
+            w.call(Method::GET, &overview, Some(&guardian), None).await,
+            200,
+        )
+        .await;
+        if !view["report_cards"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let fresh = format!("{overview}?min_position={position}");
+    body(
+        w.call(Method::GET, &fresh, Some(&guardian), None).await,
+        200,
+    )
+    .await;
+    let cards = &view["report_cards"];
+    assert_eq!(
+        cards.as_array().unwrap().len(),
+        1,
+        "term 1 was reopened: {view}"
+    );
+    assert_eq!(
+        cards[0],
+        json!({"class": w.c1, "term": 2, "is_final": true, "grades": {"Matematica": "6"},
+            "conduct": 5, "outcome": "not_admitted", "subjects_to_recover": [],
+            "citizenship": false, "resolved": null}),
+        "{view}"
+    );
+    let page = w
+        .call(
+            Method::GET,
+            &format!("{s}/students/{}/years/2025/report-cards/2", w.x),
+            Some(&guardian),
+            None,
+        )
+        .await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Documento di valutazione"), "{html}");
+    assert!(html.contains("<td>Matematica</td><td>6</td>"), "{html}");
+    assert!(html.contains("non ammesso/a"), "{html}");
+    let unpublished = w
+        .call(
+            Method::GET,
+            &format!("{s}/students/{}/years/2025/report-cards/1", w.x),
+            Some(&guardian),
+            None,
+        )
+        .await;
+    assert_eq!(unpublished.status(), 404);
 }
 
 #[tokio::test]
