@@ -47,7 +47,7 @@ use crate::{
         register::subjects, audit::school_audit, audit::student_audit, family::overview, family::list,
         scrutiny::open, scrutiny::view, scrutiny::propose, scrutiny::session,
         scrutiny::deliberate, scrutiny::exempt, scrutiny::decide_outcome, scrutiny::close,
-        scrutiny::reopen, scrutiny::integrate, scrutiny::publish, family::report_card,
+        scrutiny::reopen, scrutiny::integrate, scrutiny::publish, family::report_card, scrutiny::minutes,
         register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
@@ -485,6 +485,12 @@ pub fn routes() -> Routes {
             "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/publication",
             member(P::RunScrutiny, R::Class),
             scrutiny::publish,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/minutes",
+            member(P::ReadScrutiny, R::Class),
+            scrutiny::minutes,
         )
         .add(
             Method::GET,

@@ -947,3 +947,233 @@ pub async fn view(
         students,
     }))
 }
+
+/// A member of the council, as the minutes name them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Member {
+    /// Their id.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
+    pub id: Uuid,
+    /// Their name, as the directory has it.
+    #[schema(example = "Rossi Anna")]
+    pub name: String,
+}
+
+/// An absent member and their substitute.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Substitution {
+    /// The absent member.
+    pub absent: Member,
+    /// Who sat in their place.
+    pub substitute: Member,
+}
+
+/// A vote, as the minutes record it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoteRecord {
+    /// unanimous or majority.
+    #[schema(example = "majority")]
+    pub kind: String,
+    /// Who voted against.
+    pub dissenting: Vec<Member>,
+}
+
+/// One deliberation of the minutes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MinuteEntry {
+    /// The student.
+    pub student: Member,
+    /// Subject → final grade as written.
+    #[schema(example = json!({"Matematica": "6"}))]
+    pub grades: BTreeMap<String, String>,
+    /// Conduct.
+    #[schema(example = "8")]
+    pub conduct: Option<String>,
+    /// The vote on the grades.
+    pub vote: VoteRecord,
+    /// The outcome deliberated (final scrutinio): admitted, judgement_suspended,
+    /// not_admitted.
+    #[schema(example = "admitted")]
+    pub outcome: Option<String>,
+    /// What registro proposed.
+    #[schema(example = "admitted")]
+    pub proposed_outcome: Option<String>,
+    /// The subjects to recover.
+    #[schema(example = json!([]))]
+    pub subjects_to_recover: Vec<String>,
+    /// The vote on the outcome.
+    pub outcome_vote: Option<VoteRecord>,
+    /// The council's reasons for the outcome.
+    #[schema(example = "")]
+    pub reasons: String,
+    /// The absence exemptions granted: from, to, reason.
+    #[schema(example = json!([["2026-02-02", "2026-03-03", "health"]]))]
+    pub exemptions: Vec<(String, String, String)>,
+}
+
+/// The minutes (verbale) of a term's scrutinio.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Minutes {
+    /// The class's name.
+    #[schema(example = "4A")]
+    pub class: String,
+    /// The school year.
+    #[schema(example = "2025/26")]
+    pub year: String,
+    /// The term's name.
+    #[schema(example = "pentamestre")]
+    pub term: String,
+    /// Whether it is the final scrutinio.
+    #[schema(example = true)]
+    pub is_final: bool,
+    /// open or closed.
+    #[schema(example = "closed")]
+    pub status: String,
+    /// The day the council sat.
+    #[schema(example = "2026-06-12", format = Date)]
+    pub date: Option<String>,
+    /// Who was present.
+    pub present: Vec<Member>,
+    /// Who substituted an absent member.
+    pub substitutes: Vec<Substitution>,
+    /// The deliberations, student by student.
+    pub deliberations: Vec<MinuteEntry>,
+    /// The reasons the scrutinio was reopened for, in order.
+    #[schema(example = json!([]))]
+    pub reopened: Vec<String>,
+    /// Whether the report cards are published.
+    #[schema(example = false)]
+    pub published: bool,
+}
+
+fn member(dir: &Directory, id: PersonId) -> Member {
+    Member {
+        id: *id.as_uuid(),
+        name: dir
+            .person(id)
+            .map(|p| format!("{} {}", p.family_name, p.given_name))
+            .unwrap_or_default(),
+    }
+}
+
+fn vote_record(dir: &Directory, vote: &Vote) -> VoteRecord {
+    match vote {
+        Vote::Unanimous => VoteRecord {
+            kind: "unanimous".into(),
+            dissenting: Vec::new(),
+        },
+        Vote::Majority { dissenting } => VoteRecord {
+            kind: "majority".into(),
+            dissenting: dissenting.iter().map(|p| member(dir, *p)).collect(),
+        },
+    }
+}
+
+/// The minutes (verbale) of a term's scrutinio, generated from its deliberations: the session
+/// (date, who was present, substitutes), each student's final grades and conduct with the vote,
+/// exemptions, and at the final scrutinio the outcome with what registro proposed, the vote and
+/// the reasons; the reopenings with their reasons. For the principal and the class's teachers;
+/// recorded in the access log.
+#[utoipa::path(get, path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/minutes",
+    tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("term" = u8, Path, description = "The term's number, from 1")),
+    responses((status = 200, description = "The minutes", body = Minutes)))]
+pub async fn minutes(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): TermPath,
+) -> Result<axum::Json<Minutes>, ApiError> {
+    let (_, class, year, term) = ids;
+    let dir = &caller.directory;
+    let roster = dir.class(class).ok_or(ApiError::NotFound)?;
+    let year = school_year(year)?;
+    let scrutiny = scrutiny_of(&state, caller.school, class, year).await?.state;
+    let t = scrutiny.term(term).ok_or_else(|| {
+        ApiError::NotFoundDetail("lo scrutinio di questo periodo non è stato aperto".into())
+    })?;
+    let term_name = periods(&caller, year)
+        .into_iter()
+        .nth(usize::from(term).saturating_sub(1))
+        .map_or_else(|| format!("periodo {term}"), |(n, _, _)| n);
+    let deliberations = t
+        .deliberations
+        .iter()
+        .map(|(student, d)| {
+            let outcome = scrutiny.outcome(*student).filter(|_| t.is_final);
+            MinuteEntry {
+                student: member(dir, *student),
+                grades: d
+                    .grades
+                    .iter()
+                    .map(|(s, m)| (s.clone(), shown(m)))
+                    .collect(),
+                conduct: d.conduct.map(|c| c.to_string()),
+                vote: vote_record(dir, &d.vote),
+                outcome: outcome.map(|o| outcome_name(&o.outcome)),
+                proposed_outcome: outcome.map(|o| outcome_name(&o.proposed)),
+                subjects_to_recover: match outcome.map(|o| &o.outcome) {
+                    Some(Outcome::JudgementSuspended { subjects, .. }) => {
+                        subjects.iter().cloned().collect()
+                    }
+                    _ => Vec::new(),
+                },
+                outcome_vote: outcome.map(|o| vote_record(dir, &o.vote)),
+                reasons: outcome.map(|o| o.reasons.clone()).unwrap_or_default(),
+                exemptions: scrutiny
+                    .exemptions(*student)
+                    .iter()
+                    .map(|e| {
+                        (
+                            e.from.to_string(),
+                            e.to.to_string(),
+                            serde_json::to_value(e.reason)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default(),
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let session = t.session.as_ref();
+    record_read(
+        &state,
+        &caller,
+        t.deliberations.keys().copied(),
+        "class.minutes",
+    )
+    .await?;
+    Ok(axum::Json(Minutes {
+        class: roster.name.clone(),
+        year: year.to_string(),
+        term: term_name,
+        is_final: t.is_final,
+        status: match t.status {
+            scrutiny::Status::Open => "open",
+            scrutiny::Status::Closed => "closed",
+        }
+        .to_owned(),
+        date: session.map(|s| s.date.to_string()),
+        present: session
+            .map(|s| s.attendees.iter().map(|p| member(dir, *p)).collect())
+            .unwrap_or_default(),
+        substitutes: session
+            .map(|s| {
+                s.substitutes
+                    .iter()
+                    .map(|(a, b)| Substitution {
+                        absent: member(dir, *a),
+                        substitute: member(dir, *b),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        deliberations,
+        reopened: t.reopened.clone(),
+        published: t.published,
+    }))
+}

@@ -481,6 +481,13 @@ async fn prepare(w: &World, row: &Row, target: Target, role: Role) -> (String, O
                 Some(json!({"term": 1, "level": "upper_secondary"})),
             )
         }
+        ("GET", "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/minutes") => {
+            let year = scrutiny_at(w, target, role, class, student, Stage::Closed(1)).await;
+            (
+                format!("{s}/classes/{class}/years/{year}/scrutini/1/minutes"),
+                None,
+            )
+        }
         ("GET", "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}") => {
             let year = scrutiny_at(w, target, role, class, student, Stage::Open(1)).await;
             (format!("{s}/classes/{class}/years/{year}/scrutini/1"), None)

@@ -186,6 +186,43 @@ async fn a_class_goes_through_its_scrutini(w: World) {
         json!(null),
     );
     body(r.await, 201).await;
+    // The minutes of both scrutini, generated from the deliberations.
+    let minutes = |term: u8| {
+        let path = format!("{scrutini}/{term}/minutes");
+        let principal = principal.clone();
+        let w = &w;
+        async move {
+            body(
+                w.call(Method::GET, &path, Some(&principal), None).await,
+                200,
+            )
+            .await
+        }
+    };
+    let first = minutes(1).await;
+    assert_eq!(first["term"], "trimestre", "{first}");
+    assert_eq!(first["status"], "open", "reopened: {first}");
+    assert_eq!(first["reopened"], json!(["errore materiale nel voto"]));
+    assert_eq!(first["present"].as_array().unwrap().len(), 2, "{first}");
+    let vote = &first["deliberations"][0]["vote"];
+    assert_eq!(vote["kind"], "majority", "{first}");
+    assert_eq!(
+        vote["dissenting"][0]["id"],
+        json!(w.person(Role::Principal))
+    );
+    let last = minutes(2).await;
+    let entry = &last["deliberations"][0];
+    assert_eq!(
+        (
+            &entry["outcome"],
+            &entry["proposed_outcome"],
+            &entry["conduct"]
+        ),
+        (&json!("not_admitted"), &json!("not_admitted"), &json!("5")),
+        "{last}"
+    );
+    assert_eq!(last["date"], "2026-06-12");
+
     // Published by the principal, the report card reaches the family view and prints.
     let r = post(
         format!("{scrutini}/2/publication"),
