@@ -423,11 +423,16 @@ async fn a_school_day_through_the_api_on_postgres() {
     let admin = db.client().await;
     let deadline = Instant::now() + PATIENCE;
     loop {
+        // Every table of both, all their steps applied.
+        let tables: Vec<&str> = registro_projection_family::TABLES
+            .iter()
+            .chain(&["audit_entries", "audit_subjects"])
+            .copied()
+            .collect();
         let ready: bool = admin
             .query_one(
-                "SELECT to_regclass('family_bookings') IS NOT NULL \
-                 AND to_regclass('audit_subjects') IS NOT NULL",
-                &[],
+                "SELECT bool_and(to_regclass(t) IS NOT NULL) FROM unnest($1::text[]) AS t",
+                &[&tables],
             )
             .await
             .unwrap()

@@ -80,7 +80,8 @@ pub struct AttendanceSummary {
     /// Early exits.
     #[schema(example = 0)]
     pub early_exits: u32,
-    /// The lesson hours missed.
+    /// The lesson hours missed that count toward the limit (hours the council exempted left
+    /// out).
     #[schema(example = 17)]
     pub missed_hours: u32,
     /// Entries whose justification is still to be given or was rejected.
@@ -317,14 +318,19 @@ fn attendance_summary(
     caller: &Caller,
     student: PersonId,
     entries: &[view::AttendanceRow],
+    exempted: &[registro_domain::attendance::Exemption],
 ) -> AttendanceSummary {
     let kept: Vec<_> = entries.iter().filter(|e| e.cancelled.is_none()).collect();
     let count = |kind: &str| {
         u32::try_from(kept.iter().filter(|e| e.kind == kind).count()).unwrap_or(u32::MAX)
     };
-    // No exemption from the limit (deroghe) can be recorded before the scrutini (issue 6):
-    // every hour missed counts.
-    let missed_hours: u32 = kept.iter().map(|e| e.hours).sum();
+    // The hours that count: those missed, less those the council exempted (deroghe, rule 1).
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let days: Vec<(time::Date, u32)> = kept
+        .iter()
+        .filter_map(|e| Some((time::Date::parse(&e.date, format).ok()?, e.hours)))
+        .collect();
+    let missed_hours = registro_domain::attendance::counted_hours(&days, exempted);
     let limit = caller
         .directory
         .class_of(student)
@@ -392,6 +398,18 @@ fn addressees<'a>(
     }
 }
 
+/// The family view's rows an overview is made of.
+struct Rows {
+    grades: Vec<view::GradeRow>,
+    entries: Vec<view::AttendanceRow>,
+    notes: Vec<view::NoteRow>,
+    agenda: Vec<view::AgendaRow>,
+    communications: Vec<view::CommunicationRow>,
+    meetings: Vec<view::BookingRow>,
+    cards: Vec<view::ReportCardRow>,
+    exempted: Vec<registro_domain::attendance::Exemption>,
+}
+
 /// The student's school year as the family sees it: grades and term averages per subject,
 /// absences against the annual limit with its warnings, notes, the coming homework, tests and
 /// meetings, and the communications still to read or answer. For the student's guardians, the
@@ -430,28 +448,30 @@ pub async fn overview(
     let family = family_of(&caller, student);
     let to = addressees(&caller, student, class, &family);
     let reads = async {
-        let grades = view::grades(store, school, id, y, None).await?;
-        let entries = view::attendance(store, school, id, y, None).await?;
-        let notes = view::notes(store, school, id, class, y, None).await?;
-        let agenda = match class {
-            Some(c) => view::agenda(store, school, c, y, Some(today), None).await?,
-            None => Vec::new(),
-        };
-        let communications = view::communications(store, school, y, to, None).await?;
-        let meetings = view::bookings(store, school, id).await?;
-        let cards = view::report_cards(store, school, id, y).await?;
-        Ok((
-            grades,
-            entries,
-            notes,
-            agenda,
-            communications,
-            meetings,
-            cards,
-        ))
+        Ok(Rows {
+            grades: view::grades(store, school, id, y, None).await?,
+            entries: view::attendance(store, school, id, y, None).await?,
+            notes: view::notes(store, school, id, class, y, None).await?,
+            agenda: match class {
+                Some(c) => view::agenda(store, school, c, y, Some(today), None).await?,
+                None => Vec::new(),
+            },
+            communications: view::communications(store, school, y, to, None).await?,
+            meetings: view::bookings(store, school, id, y).await?,
+            cards: view::report_cards(store, school, id, y).await?,
+            exempted: view::exemptions(store, school, id, y).await?,
+        })
     };
-    let (grades, entries, notes, agenda, communications, meetings, cards) =
-        read_projection(&state, view::NAME, school, query.min_position, reads).await?;
+    let Rows {
+        grades,
+        entries,
+        notes,
+        agenda,
+        communications,
+        meetings,
+        cards,
+        exempted,
+    } = read_projection(&state, view::NAME, school, query.min_position, reads).await?;
     let me = *caller.person.as_uuid();
     let live: Vec<_> = communications
         .iter()
@@ -463,7 +483,7 @@ pub async fn overview(
         year: year.to_string(),
         class,
         subjects: subjects(&caller, year, &grades),
-        attendance: attendance_summary(&caller, student, &entries),
+        attendance: attendance_summary(&caller, student, &entries, &exempted),
         notes: count(notes.iter().filter(|n| n.annulled.is_none()).count()),
         upcoming: upcoming_first(agenda, |a| &a.date, &today_iso)
             .into_iter()
@@ -868,7 +888,7 @@ pub async fn list(
                     })
                     .collect()
             }
-            Section::Meetings => view::bookings(store, school, id)
+            Section::Meetings => view::bookings(store, school, id, y)
                 .await?
                 .into_iter()
                 .map(|b| {
@@ -1085,4 +1105,17 @@ fn tagged<T: Serialize>(headers: &HeaderMap, body: &T) -> Result<Response, ApiEr
         HeaderValue::from_static("private, no-cache"),
     );
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_on_the_report_card_is_escaped() {
+        assert_eq!(
+            escape("<script>alert('x')</script> & \"Storia\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;Storia&quot;"
+        );
+    }
 }

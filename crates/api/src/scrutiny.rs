@@ -66,12 +66,14 @@ impl From<command::CommandError<ScrutinyError>> for ApiError {
                     | S::NotOpen
                     | S::NotClosed
                     | S::NothingSuspended
-                    | S::AlreadyPublished => ApiError::Conflict(detail),
+                    | S::AlreadyPublished
+                    | S::NoSession
+                    | S::Incomplete(_)
+                    | S::OutcomeDecided => ApiError::Conflict(detail),
                     S::NotInClass
                     | S::BadMark(_)
                     | S::MissingGrade(_)
                     | S::Conduct
-                    | S::NoSession
                     | S::BadSession
                     | S::BadVote
                     | S::NotFinal
@@ -81,7 +83,7 @@ impl From<command::CommandError<ScrutinyError>> for ApiError {
                     | S::BadSubjects(_)
                     | S::NoSuspension
                     | S::ReasonsRequired
-                    | S::Incomplete(_)
+                    | S::LevelChanged
                     | S::Text
                     | S::BadExemption => ApiError::Unprocessable(detail),
                 }
@@ -898,7 +900,7 @@ pub async fn view(
         let missed = record.missed_hours();
         let exemptions = scrutiny.exemptions(student);
         let all: u32 = missed.iter().map(|(_, h)| h).sum();
-        let counted = registro_domain::attendance::counted_hours(&missed, exemptions);
+        let counted = registro_domain::attendance::counted_hours(&missed, &exemptions);
         let limit = limit_ctx.limit(student);
         let proposed = deliberation.filter(|_| t.is_final).map(|d| {
             scrutiny::propose_outcome(
@@ -1006,7 +1008,7 @@ pub struct MinuteEntry {
     /// The council's reasons for the outcome.
     #[schema(example = "")]
     pub reasons: String,
-    /// The absence exemptions granted: from, to, reason.
+    /// The absence exemptions this council granted: from, to, reason.
     #[schema(example = json!([["2026-02-02", "2026-03-03", "health"]]))]
     pub exemptions: Vec<(String, String, String)>,
 }
@@ -1122,10 +1124,11 @@ pub async fn minutes(
                 },
                 outcome_vote: outcome.map(|o| vote_record(dir, &o.vote)),
                 reasons: outcome.map(|o| o.reasons.clone()).unwrap_or_default(),
+                // The exemptions this term's council granted.
                 exemptions: scrutiny
-                    .exemptions(*student)
-                    .iter()
-                    .map(|e| {
+                    .exemptions_with_terms(*student)
+                    .filter(|(granted, _)| *granted == term)
+                    .map(|(_, e)| {
                         (
                             e.from.to_string(),
                             e.to.to_string(),

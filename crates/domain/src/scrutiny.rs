@@ -336,6 +336,12 @@ pub enum ScrutinyError {
     /// Only the principal reopens, and publishes report cards.
     #[error("solo il dirigente riapre uno scrutinio chiuso e pubblica le pagelle")]
     NotThePrincipal,
+    /// The school level differs from the one the year's scrutini were opened with.
+    #[error("il grado scolastico della classe è quello dei periodi già aperti")]
+    LevelChanged,
+    /// The student's outcome was deliberated on these grades.
+    #[error("l'esito dello studente è già deliberato: i voti finali non cambiano più")]
+    OutcomeDecided,
     /// The report cards are published already.
     #[error("le pagelle di questo periodo sono già pubblicate")]
     AlreadyPublished,
@@ -557,7 +563,7 @@ pub struct OutcomeRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scrutiny {
     terms: BTreeMap<u8, TermScrutiny>,
-    exemptions: BTreeMap<PersonId, Vec<Exemption>>,
+    exemptions: BTreeMap<PersonId, Vec<(u8, Exemption)>>,
     outcomes: BTreeMap<PersonId, OutcomeRecord>,
 }
 
@@ -581,8 +587,18 @@ impl Scrutiny {
 
     /// A student's exemptions from the absence limit.
     #[must_use]
-    pub fn exemptions(&self, student: PersonId) -> &[Exemption] {
-        self.exemptions.get(&student).map_or(&[], Vec::as_slice)
+    pub fn exemptions(&self, student: PersonId) -> Vec<Exemption> {
+        self.exemptions_with_terms(student)
+            .map(|(_, e)| e)
+            .collect()
+    }
+
+    /// A student's exemptions, each with the term whose council granted it.
+    pub fn exemptions_with_terms(
+        &self,
+        student: PersonId,
+    ) -> impl Iterator<Item = (u8, Exemption)> + '_ {
+        self.exemptions.get(&student).into_iter().flatten().copied()
     }
 
     /// A student's outcome, once deliberated.
@@ -695,6 +711,9 @@ pub fn decide(
             if state.terms.contains_key(term) {
                 return Err(ScrutinyError::AlreadyOpen);
             }
+            if state.terms.values().any(|t| t.level != *level) {
+                return Err(ScrutinyError::LevelChanged);
+            }
             E::ScrutinyOpened {
                 term: *term,
                 level: *level,
@@ -765,6 +784,10 @@ pub fn decide(
             let (t, session) = sitting(*term)?;
             if !ctx.in_class(*student) {
                 return Err(ScrutinyError::NotInClass);
+            }
+            // The outcome was decided on these grades: they no longer change under it.
+            if t.is_final && state.outcomes.contains_key(student) {
+                return Err(ScrutinyError::OutcomeDecided);
             }
             check_vote(vote, session)?;
             let subjects = ctx.subjects();
@@ -944,7 +967,7 @@ fn check_outcome(
     deliberation: &Deliberation,
     outcome: &Outcome,
 ) -> Result<Outcome, ScrutinyError> {
-    let counted = counted_hours(ctx.absences, state.exemptions(student));
+    let counted = counted_hours(ctx.absences, &state.exemptions(student));
     let limit = ctx.limit(student);
     let over = limit.is_some_and(|l| l.is_over(counted));
     let below_six = deliberation.below_six();
@@ -974,7 +997,9 @@ fn check_outcome(
             if *citizenship != conduct_six {
                 return Err(ScrutinyError::ConductSix);
             }
-            if !subjects.is_subset(&below_six) || subjects.len() > max {
+            // Every subject below 6 is to be recovered (the council raises a grade instead
+            // of leaving a failing one out), and no more than the school allows.
+            if *subjects != below_six || subjects.len() > max {
                 return Err(ScrutinyError::BadSubjects(max));
             }
             if subjects.is_empty() && !citizenship {
@@ -982,6 +1007,11 @@ fn check_outcome(
             }
         }
         Outcome::Admitted if conduct_six => return Err(ScrutinyError::ConductSix),
+        // Conduct 6 suspends the judgement (rule 3); not admitting stays open only for what
+        // would not admit anyway: too many subjects below 6 (the limit was checked above).
+        Outcome::NotAdmitted if conduct_six && below_six.len() <= max => {
+            return Err(ScrutinyError::ConductSix);
+        }
         Outcome::Admitted | Outcome::NotAdmitted => {}
     }
     Ok(proposed)
@@ -1055,12 +1085,15 @@ pub fn evolve(state: &mut Scrutiny, event: &ScrutinyEvent) {
             }
         }
         E::AbsencesExempted {
-            student, exemption, ..
+            term,
+            student,
+            exemption,
+            ..
         } => state
             .exemptions
             .entry(*student)
             .or_default()
-            .push(*exemption),
+            .push((*term, *exemption)),
         E::OutcomeDeliberated {
             student,
             outcome,
@@ -1435,7 +1468,7 @@ mod tests {
         };
         run(&w, &mut s, chair, exempt).unwrap();
         // 180 hours exempted: 90 count, under the limit.
-        assert_eq!(counted_hours(&absences, s.exemptions(w.student)), 90);
+        assert_eq!(counted_hours(&absences, &s.exemptions(w.student)), 90);
         run_with(&w, &mut s, chair, &absences, admitted).unwrap();
         assert_eq!(s.outcome(w.student).unwrap().outcome, Outcome::Admitted);
     }
@@ -1476,6 +1509,7 @@ mod tests {
         };
         for refused in [
             Outcome::Admitted,
+            Outcome::NotAdmitted,
             Outcome::JudgementSuspended {
                 subjects: BTreeSet::new(),
                 citizenship: false,
@@ -1703,6 +1737,14 @@ mod tests {
         );
         run(&w, &mut s, w.principal, open(1)).unwrap();
         assert!(!s.term(1).unwrap().is_final);
+        let primary = ScrutinyCommand::Open {
+            term: 2,
+            level: SchoolLevel::Primary,
+        };
+        assert_eq!(
+            run(&w, &mut s, w.principal, primary),
+            Err(ScrutinyError::LevelChanged)
+        );
         assert_eq!(
             run(&w, &mut s, w.coordinator, open(1)),
             Err(ScrutinyError::AlreadyOpen)
@@ -1808,7 +1850,28 @@ mod tests {
             subjects: ["Matematica".to_owned(), "Italiano".to_owned()].into(),
             citizenship: false,
         };
+        let partial = Outcome::JudgementSuspended {
+            subjects: ["Matematica".to_owned()].into(),
+            citizenship: false,
+        };
+        assert_eq!(
+            run(&w, &mut s, chair, decide_outcome(partial, w.student)),
+            Err(ScrutinyError::BadSubjects(3)),
+            "Italiano is below 6 too"
+        );
         run(&w, &mut s, chair, decide_outcome(suspended, w.student)).unwrap();
+        // The grades the outcome was decided on no longer change under it.
+        let again = ScrutinyCommand::Deliberate {
+            term: 2,
+            student: w.student,
+            grades: grades(0),
+            conduct: Some(GradeValue::parse("5").unwrap()),
+            vote: Vote::Unanimous,
+        };
+        assert_eq!(
+            run(&w, &mut s, chair, again),
+            Err(ScrutinyError::OutcomeDecided)
+        );
         let resolve = |student| ScrutinyCommand::ResolveSuspended {
             student,
             admitted: true,

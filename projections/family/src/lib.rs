@@ -16,8 +16,8 @@ mod schema;
 
 pub use read::{
     Addressees, AgendaRow, AttendanceRow, BookingRow, CommunicationRow, ConsentRow, Cursor,
-    GradeRow, NoteRow, Page, ReportCardRow, agenda, attendance, bookings, communications, grades,
-    iso, notes, report_cards,
+    GradeRow, NoteRow, Page, ReportCardRow, agenda, attendance, bookings, communications,
+    exemptions, grades, iso, notes, report_cards,
 };
 
 use registro_domain::StoredEvent as _;
@@ -51,6 +51,7 @@ pub const TABLES: &[&str] = &[
     "family_scrutini",
     "family_report_grades",
     "family_outcomes",
+    "family_exemptions",
 ];
 
 /// The family view.
@@ -576,6 +577,8 @@ impl Facts<'_> {
                         ("outcome", text(kind)),
                         ("subjects", Cell::Json(serde_json::to_value(&subjects)?)),
                         ("citizenship", Cell::Bool(citizenship)),
+                        // A new outcome (after a reopening) awaits its own integration.
+                        ("resolved", Cell::Null),
                     ],
                 }
             }
@@ -589,10 +592,25 @@ impl Facts<'_> {
                     text(if admitted { "admitted" } else { "not_admitted" }),
                 )],
             },
-            E::ProposalEntered { .. }
-            | E::CouncilConvened { .. }
-            | E::AbsencesExempted { .. }
-            | E::ScrutinyClosed { .. } => return Ok(Vec::new()),
+            // The council's exemptions lower the hours that count toward the limit.
+            E::AbsencesExempted {
+                student, exemption, ..
+            } => RowOp::Upsert {
+                table: "family_exemptions",
+                key: vec![
+                    ("school_id", self.school.clone()),
+                    ("student", id(student)),
+                    ("year", year_cell(year)),
+                    ("from_date", date(exemption.from)),
+                ],
+                values: vec![
+                    ("to_date", date(exemption.to)),
+                    ("reason", Cell::Text(name_of(&exemption.reason))),
+                ],
+            },
+            E::ProposalEntered { .. } | E::CouncilConvened { .. } | E::ScrutinyClosed { .. } => {
+                return Ok(Vec::new());
+            }
         };
         Ok(vec![op])
     }

@@ -620,7 +620,8 @@ fn json(c: &Cell) -> Option<Value> {
     }
 }
 
-/// The meetings booked for the student, newest first.
+/// The meetings booked for the student in the school year (`year` its first calendar year),
+/// newest first.
 ///
 /// # Errors
 /// The store's.
@@ -628,12 +629,19 @@ pub async fn bookings(
     store: &dyn EventStore,
     school: SchoolId,
     student: Uuid,
+    year: i32,
 ) -> Result<Vec<BookingRow>, StoreError> {
-    let params = vec![Cell::Uuid(*school.as_uuid()), Cell::Uuid(student)];
+    let span = registro_domain::calendar::SchoolYear::starting(year);
+    let params = vec![
+        Cell::Uuid(*school.as_uuid()),
+        Cell::Uuid(student),
+        Cell::Text(iso(span.first_day())),
+        Cell::Text(iso(span.last_day())),
+    ];
     let sql = "SELECT b.slot_id, s.teacher, s.date, s.start_at, s.end_at, s.place, b.guardian, \
                s.cancelled FROM family_bookings b JOIN family_slots s \
                ON s.school_id = b.school_id AND s.slot_id = b.slot_id \
-               WHERE b.school_id = $1 AND b.student = $2 \
+               WHERE b.school_id = $1 AND b.student = $2 AND s.date >= $3 AND s.date <= $4 \
                ORDER BY s.date DESC, s.start_at DESC, b.slot_id DESC";
     let columns = [
         T::Uuid,
@@ -733,6 +741,32 @@ pub async fn report_cards(
                 .unwrap_or_default(),
             citizenship: boolean(&r[7]).unwrap_or(false),
             resolved: text(&r[8]),
+        })
+    })
+}
+
+/// The council's exemptions of the student's absences from the limit in the school year.
+///
+/// # Errors
+/// The store's.
+pub async fn exemptions(
+    store: &dyn EventStore,
+    school: SchoolId,
+    student: Uuid,
+    year: i32,
+) -> Result<Vec<registro_domain::attendance::Exemption>, StoreError> {
+    let params = key(school, student, year);
+    let sql = "SELECT from_date, to_date, reason FROM family_exemptions \
+               WHERE school_id = $1 AND student = $2 AND year = $3 ORDER BY from_date";
+    let rows = store
+        .query_projection(school, sql, &params, &[T::Text, T::Text, T::Text])
+        .await?;
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    decode("exemption", &rows, |r| {
+        Some(registro_domain::attendance::Exemption {
+            from: Date::parse(&text(&r[0])?, format).ok()?,
+            to: Date::parse(&text(&r[1])?, format).ok()?,
+            reason: serde_json::from_value(Value::String(text(&r[2])?)).ok()?,
         })
     })
 }

@@ -170,10 +170,20 @@ CREATE TABLE family_outcomes (
     resolved    text,
     PRIMARY KEY (school_id, class_id, year, student)
 );
+CREATE TABLE family_exemptions (
+    school_id uuid NOT NULL,
+    student   uuid NOT NULL,
+    year      integer NOT NULL,
+    from_date text NOT NULL,
+    to_date   text NOT NULL DEFAULT '',
+    reason    text NOT NULL DEFAULT '',
+    PRIMARY KEY (school_id, student, year, from_date)
+);
 DO $$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['family_scrutini', 'family_report_grades', 'family_outcomes']
+    FOREACH t IN ARRAY ARRAY['family_scrutini', 'family_report_grades', 'family_outcomes',
+        'family_exemptions']
     LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
@@ -336,6 +346,15 @@ CREATE TABLE family_outcomes (
     citizenship INTEGER NOT NULL DEFAULT 0,
     resolved    TEXT,
     PRIMARY KEY (school_id, class_id, year, student)
+) STRICT;
+CREATE TABLE family_exemptions (
+    school_id TEXT NOT NULL,
+    student   TEXT NOT NULL,
+    year      INTEGER NOT NULL,
+    from_date TEXT NOT NULL,
+    to_date   TEXT NOT NULL DEFAULT '',
+    reason    TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (school_id, student, year, from_date)
 ) STRICT;
 ",
 ];

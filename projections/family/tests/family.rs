@@ -300,8 +300,10 @@ async fn catch_up(
         projector.catch_up().await.unwrap();
         let done = grades(store, a, x, 2025, None).await.unwrap().len() == 3
             && grades(store, b, x, 2025, None).await.unwrap().len() == 1
-            && !bookings(store, a, x).await.unwrap().is_empty()
-            && bookings(store, a, x).await.unwrap()[0].cancelled.is_some();
+            && !bookings(store, a, x, 2025).await.unwrap().is_empty()
+            && bookings(store, a, x, 2025).await.unwrap()[0]
+                .cancelled
+                .is_some();
         if done {
             return;
         }
@@ -479,7 +481,11 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
         "a notice to the families is not the students'"
     );
 
-    let booked = bookings(s, a, i.x).await.unwrap();
+    let booked = bookings(s, a, i.x, 2025).await.unwrap();
+    assert!(
+        bookings(s, a, i.x, 2024).await.unwrap().is_empty(),
+        "another year's"
+    );
     assert_eq!(booked.len(), 1, "the cancelled booking is gone");
     assert_eq!(
         (booked[0].slot, booked[0].teacher, booked[0].start.as_str()),
@@ -568,27 +574,47 @@ async fn report_cards_follow_their_publication(store: Arc<dyn EventStore>) {
                     "proposed": {"kind": "judgement_suspended", "subjects": ["Matematica"],
                     "citizenship": false}, "vote": {"kind": "unanimous"}, "reasons": ""}),
             ),
+            (
+                "AbsencesExempted",
+                json!({"term": 2, "student": x, "exemption": {"from": "2026-02-02",
+                    "to": "2026-03-03", "reason": "health"}, "vote": {"kind": "unanimous"}}),
+            ),
             ("ScrutinyClosed", json!({"term": 2})),
         ],
     )
     .await;
     let projector = Projector::new(Arc::clone(&store), Arc::new(FamilyView));
     projector.prepare().await.unwrap();
+    // Caught up with everything the school wrote (on PostgreSQL an event reaches subscribers
+    // once older transactions on the server have ended: the wait is bounded), then read.
     let until = |wanted: usize| {
         let projector = projector.clone();
         async move {
+            let head = s.school_head(school).await.unwrap().unwrap().last_seq;
             for _ in 0..200 {
                 projector.catch_up().await.unwrap();
-                let found = report_cards(s, school, x, 2025).await.unwrap();
-                if found.len() == wanted {
+                if s.projection_reached("family", school, head).await.unwrap() {
+                    let found = report_cards(s, school, x, 2025).await.unwrap();
+                    assert_eq!(found.len(), wanted, "{found:?}");
                     return found;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-            panic!("the report cards did not come to {wanted}");
+            panic!("the family view did not catch up");
         }
     };
     assert!(until(0).await.is_empty(), "not published yet");
+    let exempted = registro_projection_family::exemptions(s, school, x, 2025)
+        .await
+        .unwrap();
+    assert_eq!(exempted.len(), 1);
+    assert_eq!(
+        (exempted[0].from, exempted[0].to),
+        (
+            time::macros::date!(2026 - 02 - 02),
+            time::macros::date!(2026 - 03 - 03)
+        )
+    );
     append(
         s,
         school,
@@ -637,6 +663,28 @@ async fn report_cards_follow_their_publication(store: Arc<dyn EventStore>) {
     )
     .await;
     assert!(until(0).await.is_empty(), "withdrawn while reopened");
+    // Decided again and published again: the earlier integration no longer stands.
+    append(
+        s,
+        school,
+        &stream,
+        &[
+            (
+                "OutcomeDeliberated",
+                json!({"student": x, "outcome": {"kind": "admitted"},
+                    "proposed": {"kind": "admitted"}, "vote": {"kind": "unanimous"},
+                    "reasons": "recuperato"}),
+            ),
+            ("ScrutinyClosed", json!({"term": 2})),
+            ("ReportCardsPublished", json!({"term": 2})),
+        ],
+    )
+    .await;
+    let cards = until(1).await;
+    assert_eq!(
+        (cards[0].outcome.as_deref(), cards[0].resolved.as_deref()),
+        (Some("admitted"), None)
+    );
 }
 
 #[tokio::test]

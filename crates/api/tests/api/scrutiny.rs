@@ -104,6 +104,14 @@ async fn a_class_goes_through_its_scrutini(w: World) {
     assert_eq!(view["students"][0]["subjects"][0]["final_grade"], "7");
     assert_eq!(view["students"][0]["conduct"], "9");
 
+    // Published, then withdrawn below by the reopening.
+    let r = post(
+        format!("{scrutini}/1/publication"),
+        principal.clone(),
+        json!(null),
+    );
+    body(r.await, 201).await;
+
     // Closed: the term's grades and absences are locked until the principal reopens.
     let mut late = grade_body("5");
     late["date"] = json!("2025-11-10");
