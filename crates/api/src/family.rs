@@ -29,7 +29,7 @@ use crate::error::{ApiError, Problem};
 use crate::json::{PathIds, QueryOf};
 use crate::projections::read_projection;
 
-use crate::register::{italian_today, periods, school_year};
+use crate::register::{italian_today, periods, school_year, term_name};
 use crate::school::{known_student, record_read};
 
 /// How many upcoming homework, tests and meetings the overview shows.
@@ -999,10 +999,7 @@ pub async fn report_card(
         .class(registro_domain::ClassId::from_uuid(card.class))
         .map(|c| c.name.clone())
         .unwrap_or_default();
-    let term_name = periods(&caller, year)
-        .into_iter()
-        .nth(usize::from(term).saturating_sub(1))
-        .map_or_else(|| format!("periodo {term}"), |(n, _, _)| n);
+    let term_name = term_name(&caller, year, term);
     let mut rows = String::new();
     for (subject, grade) in &card.grades {
         rows.push_str(&format!(

@@ -727,11 +727,7 @@ pub async fn student_grades(
                 subject: g.subject.clone(),
                 kind: g.kind,
                 scale,
-                mark: match g.mark {
-                    Mark::Numeric(v) => v.to_string(),
-                    Mark::Judgement(j) => j.to_string(),
-                    Mark::Level(l) => l.to_string(),
-                },
+                mark: g.mark.to_string(),
                 hundredths,
                 weight: g.weight.to_string(),
                 counted: g.counted,
@@ -782,6 +778,14 @@ pub(crate) fn periods(caller: &Caller, year: SchoolYear) -> Vec<(String, Date, D
                 .collect()
         },
     )
+}
+
+/// The name of a term of the year (its number from 1), as planned; `periodo <n>` otherwise.
+pub(crate) fn term_name(caller: &Caller, year: SchoolYear, term: u8) -> String {
+    periods(caller, year)
+        .into_iter()
+        .nth(usize::from(term).saturating_sub(1))
+        .map_or_else(|| format!("periodo {term}"), |(n, _, _)| n)
 }
 
 /// One weekly lesson hour.
@@ -1297,15 +1301,22 @@ async fn student_record(
     year: SchoolYear,
 ) -> Result<std::sync::Arc<Record>, ApiError> {
     known_student(caller, student)?;
+    record_of(state, caller.school, student, year).await
+}
+
+/// A student's record for a year as it stands (empty for anyone without one).
+pub(crate) async fn record_of(
+    state: &AppState,
+    school: SchoolId,
+    student: PersonId,
+    year: SchoolYear,
+) -> Result<std::sync::Arc<Record>, ApiError> {
     let stream = StreamId::parse(record::stream(student, year))?;
-    Ok(fold_stream::<Record>(
-        state.store.as_ref(),
-        caller.school,
-        &stream,
-        Snapshot::default(),
+    Ok(
+        fold_stream::<Record>(state.store.as_ref(), school, &stream, Snapshot::default())
+            .await?
+            .state,
     )
-    .await?
-    .state)
 }
 
 /// A justification.

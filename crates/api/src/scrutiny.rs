@@ -19,7 +19,7 @@ use registro_domain::attendance::{Exemption, ExemptionReason};
 use registro_domain::calendar::SchoolYear;
 use registro_domain::directory::Directory;
 use registro_domain::grade::{Average, GradeValue};
-use registro_domain::record::{Mark, Record};
+use registro_domain::record::Mark;
 use registro_domain::scrutiny::{
     self, Outcome, SchoolLevel, Scrutiny, ScrutinyCommand, ScrutinyError, ScrutinyEvent, Settings,
     Vote,
@@ -37,7 +37,7 @@ use crate::cache::{Fold, Snapshot, fold_stream};
 use crate::command::{self, new_events};
 use crate::error::ApiError;
 use crate::json::{Json, PathIds};
-use crate::register::{mark, periods, school_year, stream_command};
+use crate::register::{mark, periods, record_of, school_year, stream_command, term_name};
 use crate::school::{Written, command_response, idempotency_key, record_read};
 
 impl Fold for Scrutiny {
@@ -560,7 +560,7 @@ pub async fn decide_outcome(
             citizenship: body.citizenship,
         },
     };
-    let absences = record_of(&state, &caller, student, year)
+    let absences = record_of(&state, caller.school, student, year)
         .await?
         .missed_hours();
     let cmd = ScrutinyCommand::DecideOutcome {
@@ -580,23 +580,6 @@ fn final_term(caller: &Caller, year: SchoolYear, term: u8) -> Result<(), ApiErro
     } else {
         Err(ApiError::Unprocessable(ScrutinyError::NotFinal.to_string()))
     }
-}
-
-async fn record_of(
-    state: &AppState,
-    caller: &Caller,
-    student: PersonId,
-    year: SchoolYear,
-) -> Result<std::sync::Arc<Record>, ApiError> {
-    let stream = StreamId::parse(registro_domain::record::stream(student, year))?;
-    Ok(fold_stream::<Record>(
-        state.store.as_ref(),
-        caller.school,
-        &stream,
-        Snapshot::default(),
-    )
-    .await?
-    .state)
 }
 
 /// Closes a term's scrutinio (chiusura): every student deliberated (and, at the final one,
@@ -819,23 +802,6 @@ pub struct ScrutinyView {
     pub students: Vec<StudentLine>,
 }
 
-fn shown(mark: &Mark) -> String {
-    match mark {
-        Mark::Numeric(v) => v.to_string(),
-        Mark::Judgement(j) => j.to_string(),
-        Mark::Level(l) => l.to_string(),
-    }
-}
-
-fn outcome_name(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Admitted => "admitted",
-        Outcome::JudgementSuspended { .. } => "judgement_suspended",
-        Outcome::NotAdmitted => "not_admitted",
-    }
-    .to_owned()
-}
-
 /// A term's scrutinio as it stands, per student and subject: averages, proposals (pre-filled
 /// from the averages, rule 2), final grades, conduct, absence hours against the limit, and at
 /// the final scrutinio the proposed and deliberated outcome. For the principal and the class's
@@ -874,7 +840,7 @@ pub async fn view(
     };
     let mut students = Vec::new();
     for &student in &roster.students {
-        let record = record_of(&state, &caller, student, year).await?;
+        let record = record_of(&state, caller.school, student, year).await?;
         let deliberation = t.deliberations.get(&student);
         let lines = subjects
             .iter()
@@ -890,10 +856,12 @@ pub async fn view(
                     subject: subject.clone(),
                     average: average.map(|a| a.to_string()),
                     proposal: entered
-                        .map(|(m, _)| shown(m))
+                        .map(|(m, _)| m.to_string())
                         .or_else(|| average.map(|a: Average| a.proposal().to_string())),
                     proposed_by_teacher: entered.is_some(),
-                    final_grade: deliberation.and_then(|d| d.grades.get(subject)).map(shown),
+                    final_grade: deliberation
+                        .and_then(|d| d.grades.get(subject))
+                        .map(ToString::to_string),
                 }
             })
             .collect();
@@ -921,8 +889,8 @@ pub async fn view(
             absence_hours: counted,
             exempted_hours: all - counted,
             max_absence_hours: limit.map(|l| l.max_absence_hours),
-            proposed_outcome: proposed.as_ref().map(outcome_name),
-            outcome: outcome.map(|o| outcome_name(&o.outcome)),
+            proposed_outcome: proposed.as_ref().map(Outcome::kind).map(str::to_owned),
+            outcome: outcome.map(|o| o.outcome.kind().to_owned()),
             subjects_to_recover: match outcome.map(|o| &o.outcome) {
                 Some(Outcome::JudgementSuspended { subjects, .. }) => {
                     subjects.iter().cloned().collect()
@@ -934,11 +902,7 @@ pub async fn view(
     record_read(&state, &caller, roster.students.clone(), "class.scrutiny").await?;
     Ok(axum::Json(ScrutinyView {
         term,
-        status: match t.status {
-            scrutiny::Status::Open => "open",
-            scrutiny::Status::Closed => "closed",
-        }
-        .to_owned(),
+        status: t.status.name().to_owned(),
         is_final: t.is_final,
         reopened: t.reopened.clone(),
         attendees: t
@@ -1096,10 +1060,7 @@ pub async fn minutes(
     let t = scrutiny.term(term).ok_or_else(|| {
         ApiError::NotFoundDetail("lo scrutinio di questo periodo non è stato aperto".into())
     })?;
-    let term_name = periods(&caller, year)
-        .into_iter()
-        .nth(usize::from(term).saturating_sub(1))
-        .map_or_else(|| format!("periodo {term}"), |(n, _, _)| n);
+    let term_name = term_name(&caller, year, term);
     let deliberations = t
         .deliberations
         .iter()
@@ -1110,12 +1071,12 @@ pub async fn minutes(
                 grades: d
                     .grades
                     .iter()
-                    .map(|(s, m)| (s.clone(), shown(m)))
+                    .map(|(s, m)| (s.clone(), m.to_string()))
                     .collect(),
                 conduct: d.conduct.map(|c| c.to_string()),
                 vote: vote_record(dir, &d.vote),
-                outcome: outcome.map(|o| outcome_name(&o.outcome)),
-                proposed_outcome: outcome.map(|o| outcome_name(&o.proposed)),
+                outcome: outcome.map(|o| o.outcome.kind().to_owned()),
+                proposed_outcome: outcome.map(|o| o.proposed.kind().to_owned()),
                 subjects_to_recover: match outcome.map(|o| &o.outcome) {
                     Some(Outcome::JudgementSuspended { subjects, .. }) => {
                         subjects.iter().cloned().collect()
@@ -1155,11 +1116,7 @@ pub async fn minutes(
         year: year.to_string(),
         term: term_name,
         is_final: t.is_final,
-        status: match t.status {
-            scrutiny::Status::Open => "open",
-            scrutiny::Status::Closed => "closed",
-        }
-        .to_owned(),
+        status: t.status.name().to_owned(),
         date: session.map(|s| s.date.to_string()),
         present: session
             .map(|s| s.attendees.iter().map(|p| member(dir, *p)).collect())

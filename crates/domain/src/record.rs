@@ -58,6 +58,17 @@ pub enum Mark {
     Level(PrimaryLevel),
 }
 
+/// The mark as written: `7½`, `buono`, `non sufficiente`.
+impl std::fmt::Display for Mark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Numeric(v) => v.fmt(f),
+            Self::Judgement(j) => j.fmt(f),
+            Self::Level(l) => l.fmt(f),
+        }
+    }
+}
+
 impl Mark {
     /// The scale the mark is on.
     #[must_use]

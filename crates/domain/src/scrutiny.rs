@@ -76,6 +76,18 @@ pub enum Outcome {
     NotAdmitted,
 }
 
+impl Outcome {
+    /// Its kind as stored and shown: `admitted`, `judgement_suspended`, `not_admitted`.
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Admitted => "admitted",
+            Self::JudgementSuspended { .. } => "judgement_suspended",
+            Self::NotAdmitted => "not_admitted",
+        }
+    }
+}
+
 /// The school's settings for scrutini.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -521,6 +533,17 @@ pub enum Status {
     Open,
     /// Closed: the term is locked.
     Closed,
+}
+
+impl Status {
+    /// `open` or `closed`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
 }
 
 /// A term's scrutinio.

@@ -159,24 +159,15 @@ fn id(u: impl Into<Uuid>) -> Cell {
     Cell::Uuid(u.into())
 }
 
-/// A mark as written (`7½`, `buono`).
-fn shown(mark: &Mark) -> String {
-    match mark {
-        Mark::Numeric(v) => v.to_string(),
-        Mark::Judgement(j) => j.to_string(),
-        Mark::Level(l) => l.to_string(),
-    }
-}
-
 /// The scale, the text shown and the hundredths (numeric marks only) of a mark.
 fn mark_cells(mark: &Mark) -> Vec<(&'static str, Cell)> {
-    let (shown, hundredths) = match mark {
-        Mark::Numeric(v) => (shown(mark), Cell::Int(i64::from(v.hundredths()))),
-        Mark::Judgement(_) | Mark::Level(_) => (shown(mark), Cell::Null),
+    let hundredths = match mark {
+        Mark::Numeric(v) => Cell::Int(i64::from(v.hundredths())),
+        Mark::Judgement(_) | Mark::Level(_) => Cell::Null,
     };
     vec![
         ("scale", Cell::Text(name_of(&mark.scale()))),
-        ("mark", Cell::Text(shown)),
+        ("mark", Cell::Text(mark.to_string())),
         ("hundredths", hundredths),
     ]
 }
@@ -544,7 +535,7 @@ impl Facts<'_> {
                 key.push(("student", id(student)));
                 let grades: serde_json::Map<String, Value> = grades
                     .iter()
-                    .map(|(subject, mark)| (subject.clone(), Value::String(shown(mark))))
+                    .map(|(subject, mark)| (subject.clone(), Value::String(mark.to_string())))
                     .collect();
                 RowOp::Upsert {
                     table: "family_report_grades",
@@ -562,13 +553,13 @@ impl Facts<'_> {
             E::OutcomeDeliberated {
                 student, outcome, ..
             } => {
-                let (kind, subjects, citizenship) = match outcome {
-                    Outcome::Admitted => ("admitted", Default::default(), false),
-                    Outcome::NotAdmitted => ("not_admitted", Default::default(), false),
+                let kind = outcome.kind();
+                let (subjects, citizenship) = match outcome {
                     Outcome::JudgementSuspended {
                         subjects,
                         citizenship,
-                    } => ("judgement_suspended", subjects, citizenship),
+                    } => (subjects, citizenship),
+                    Outcome::Admitted | Outcome::NotAdmitted => (Default::default(), false),
                 };
                 RowOp::Upsert {
                     table: "family_outcomes",
