@@ -2,7 +2,8 @@
 //! embedded SQLite default and on PostgreSQL: the first principal from the command line, then
 //! only HTTP calls, as an office, a teacher and a family would make them; the family view
 //! follows the writes within moments (its projector in-process on SQLite, a process of its own on
-//! PostgreSQL).
+//! PostgreSQL); then the class's first scrutinio is taken through open, deliberation, close,
+//! publication and reopening, and the family sees and prints the report card.
 
 use registro_domain::{FiscalCode, SchoolId};
 use registro_testkit::TempDir;
@@ -373,6 +374,100 @@ async fn a_school_day(storage: &[&str], dir: &str) {
         .await;
     assert_eq!(log["entries"][0]["reader"]["family_name"], "Russo");
     assert_eq!(log["entries"][0]["view"], "student.record");
+
+    // The first term's scrutinio: the class council opens it, finds the proposal pre-filled
+    // from the average in the scrutiny report, deliberates, closes and publishes; the family
+    // finds the report card and prints it; the principal reopens it, which withdraws it.
+    let principal_id = principal.get(&format!("{s}/me")).await["person"]["id"].clone();
+    let scrutini = format!("{s}/classes/{class}/years/2025/scrutini");
+    let opened = principal
+        .post(&scrutini, json!({"term": 1, "level": "lower_secondary"}))
+        .await;
+    let report = teacher
+        .get(&format!("{scrutini}/1?min_position={}", opened["position"]))
+        .await;
+    let line = &report["students"][0];
+    assert_eq!(line["student"], student_id, "{report}");
+    assert_eq!(
+        (
+            &line["subjects"][0]["average"],
+            &line["subjects"][0]["proposal"]
+        ),
+        (&json!("7.50"), &json!("8")),
+        "{report}"
+    );
+    assert_eq!(line["absence_hours"], 2, "{report}");
+    principal
+        .post(
+            &format!("{scrutini}/1/session"),
+            json!({"date": "2025-12-22", "attendees": [principal_id, teacher_id]}),
+        )
+        .await;
+    principal
+        .post(
+            &format!("{scrutini}/1/deliberations"),
+            json!({"student": student_id, "grades": {"Matematica": "8"}, "conduct": "9"}),
+        )
+        .await;
+    principal
+        .post(&format!("{scrutini}/1/closure"), json!(null))
+        .await;
+    let published = principal
+        .post(&format!("{scrutini}/1/publication"), json!(null))
+        .await;
+    let closed = principal
+        .get(&format!(
+            "{scrutini}/1?min_position={}",
+            published["position"]
+        ))
+        .await;
+    assert_eq!(
+        (&closed["status"], &closed["published"]),
+        (&json!("closed"), &json!(true)),
+        "{closed}"
+    );
+    assert_eq!(closed["students"][0]["subjects"][0]["final_grade"], "8");
+    let cards = family
+        .get(&format!(
+            "{overview}/report_cards?min_position={}",
+            published["position"]
+        ))
+        .await;
+    assert_eq!(
+        (&cards["items"][0]["grades"], &cards["items"][0]["conduct"]),
+        (&json!({"Matematica": "8"}), &json!(9)),
+        "{cards}"
+    );
+    let page = reqwest::Client::new()
+        .get(format!("{}{record}/report-cards/1", family.base))
+        .bearer_auth(&family.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("<td>Matematica</td><td>8</td>")
+    );
+    let reopened = principal
+        .post(
+            &format!("{scrutini}/1/reopening"),
+            json!({"reason": "errore materiale"}),
+        )
+        .await;
+    let cards = family
+        .get(&format!(
+            "{overview}/report_cards?min_position={}",
+            reopened["position"]
+        ))
+        .await;
+    assert_eq!(
+        cards["items"],
+        json!([]),
+        "withdrawn while reopened: {cards}"
+    );
     assert!(server.terminate().await.success());
 
     // And the day's log verifies.
@@ -402,7 +497,7 @@ async fn a_school_day_through_the_api_on_postgres() {
     // The projectors run as processes of their own, each under the role that owns the schema
     // (they create their tables on their first start); the API connects as an ordinary role,
     // granted the tables once they exist.
-    let projectors: Vec<Child> = ["family", "audit"]
+    let projectors: Vec<Child> = ["family", "audit", "scrutiny"]
         .into_iter()
         .map(|name| {
             registro()
@@ -426,6 +521,7 @@ async fn a_school_day_through_the_api_on_postgres() {
         // Every table of both, all their steps applied.
         let tables: Vec<&str> = registro_projection_family::TABLES
             .iter()
+            .chain(registro_projection_scrutiny::TABLES)
             .chain(&["audit_entries", "audit_subjects"])
             .copied()
             .collect();

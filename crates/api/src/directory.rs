@@ -78,6 +78,7 @@ impl From<CommandError> for ApiError {
                     | D::Calendar(_)
                     | D::Timetable(_)
                     | D::BadDueDays
+                    | D::BadMaxSubjects
                     | D::UnknownSubject(_) => ApiError::Unprocessable(detail),
                 }
             }

@@ -48,6 +48,7 @@ use crate::{
         scrutiny::open, scrutiny::view, scrutiny::propose, scrutiny::session,
         scrutiny::deliberate, scrutiny::exempt, scrutiny::decide_outcome, scrutiny::close,
         scrutiny::reopen, scrutiny::integrate, scrutiny::publish, family::report_card, scrutiny::minutes,
+        scrutiny::set_scrutiny_rules, scrutiny::scrutiny_rules,
         register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
@@ -533,6 +534,18 @@ pub fn routes() -> Routes {
             "/schools/{school}/settings/justifications",
             member(P::ReadCalendar, R::School),
             register::justification_rules,
+        )
+        .add(
+            Method::PUT,
+            "/schools/{school}/settings/scrutini",
+            manage(R::School),
+            scrutiny::set_scrutiny_rules,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/settings/scrutini",
+            member(P::ReadCalendar, R::School),
+            scrutiny::scrutiny_rules,
         )
         .add(
             Method::POST,

@@ -15,20 +15,21 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use registro_domain::StoredEvent as _;
+use registro_domain::attendance::AnnualLimit;
 use registro_domain::attendance::{Exemption, ExemptionReason};
 use registro_domain::calendar::SchoolYear;
 use registro_domain::directory::Directory;
-use registro_domain::grade::{Average, GradeValue};
 use registro_domain::record::Mark;
 use registro_domain::scrutiny::{
     self, Outcome, SchoolLevel, Scrutiny, ScrutinyCommand, ScrutinyError, ScrutinyEvent, Settings,
     Vote,
 };
 use registro_domain::{ClassId, PersonId, SchoolId};
+use registro_projection_scrutiny as report;
 use registro_store::{RecordedEvent, StreamId};
 use serde::{Deserialize, Serialize};
 use time::Date;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -36,7 +37,9 @@ use crate::auth::Caller;
 use crate::cache::{Fold, Snapshot, fold_stream};
 use crate::command::{self, new_events};
 use crate::error::ApiError;
-use crate::json::{Json, PathIds};
+use crate::error::Problem;
+use crate::json::{Json, PathIds, QueryOf};
+use crate::projections::read_projection;
 use crate::register::{mark, periods, record_of, school_year, stream_command, term_name};
 use crate::school::{Written, command_response, idempotency_key, record_read};
 
@@ -139,7 +142,7 @@ async fn run(
             year,
             actor,
             directory,
-            settings: Settings::default(),
+            settings: directory.scrutiny_settings(),
             absences: &absences,
         };
         let events =
@@ -159,6 +162,49 @@ fn known_class(caller: &Caller, class: ClassId) -> Result<(), ApiError> {
         .class(class)
         .map(|_| ())
         .ok_or(ApiError::NotFound)
+}
+
+/// The school's rules for scrutini (`rules.md` section 4).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScrutinyRules {
+    /// The most subjects, 1 to 6, that a suspended judgement (giudizio sospeso) may leave to
+    /// recover in upper secondary: with more subjects below 6, registro proposes not admitted.
+    /// Default 3.
+    #[schema(example = 3)]
+    pub max_subjects_to_recover: u8,
+}
+
+/// Sets the school's rules for scrutini, from now on (as the collegio dei docenti decided
+/// them): the principal or the office.
+#[utoipa::path(put, path = "/schools/{school}/settings/scrutini", tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school")),
+    request_body = ScrutinyRules,
+    responses((status = 200, description = "Set", body = Written)))]
+pub async fn set_scrutiny_rules(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Json(body): Json<ScrutinyRules>,
+) -> Result<Response, ApiError> {
+    let cmd = registro_domain::directory::DirectoryCommand::SetScrutinySettings {
+        settings: Settings {
+            max_subjects_to_recover: usize::from(body.max_subjects_to_recover),
+        },
+    };
+    crate::school::command(&state, &caller, &headers, cmd, StatusCode::OK, None).await
+}
+
+/// The school's rules for scrutini: every member may read them.
+#[utoipa::path(get, path = "/schools/{school}/settings/scrutini", tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school")),
+    responses((status = 200, description = "The rules (the defaults until set)",
+        body = ScrutinyRules)))]
+pub async fn scrutiny_rules(Extension(caller): Extension<Caller>) -> axum::Json<ScrutinyRules> {
+    let max = caller.directory.scrutiny_settings().max_subjects_to_recover;
+    axum::Json(ScrutinyRules {
+        max_subjects_to_recover: u8::try_from(max).unwrap_or(u8::MAX),
+    })
 }
 
 /// The path of a class's scrutini of a year.
@@ -757,6 +803,9 @@ pub struct StudentLine {
     pub student: Uuid,
     /// Per subject.
     pub subjects: Vec<SubjectLine>,
+    /// Whether the council deliberated the student's grades in this term.
+    #[schema(example = true)]
+    pub deliberated: bool,
     /// Conduct deliberated.
     #[schema(example = "8")]
     pub conduct: Option<String>,
@@ -769,7 +818,11 @@ pub struct StudentLine {
     /// The most hours that may be missed (a quarter of the annual hours).
     #[schema(example = 264)]
     pub max_absence_hours: Option<u32>,
-    /// The outcome registro proposes (final scrutinio, once deliberated).
+    /// Whether the hours that count are over the limit.
+    #[schema(example = false)]
+    pub over_limit: bool,
+    /// The outcome registro proposes (final scrutinio, once grades are deliberated; rule 4,
+    /// with the school's most subjects to recover).
     #[schema(example = "admitted")]
     pub proposed_outcome: Option<String>,
     /// The outcome deliberated.
@@ -778,6 +831,9 @@ pub struct StudentLine {
     /// With a suspended judgement: the subjects to recover.
     #[schema(example = json!([]))]
     pub subjects_to_recover: Vec<String>,
+    /// The integration scrutinio's result of a suspended judgement: admitted or not_admitted.
+    #[schema(example = json!(null))]
+    pub resolved: Option<String>,
 }
 
 /// A term's scrutinio.
@@ -786,15 +842,24 @@ pub struct ScrutinyView {
     /// The term's number.
     #[schema(example = 1)]
     pub term: u8,
+    /// The class's school level: primary, lower_secondary or upper_secondary.
+    #[schema(example = "upper_secondary")]
+    pub level: String,
     /// open or closed.
     #[schema(example = "open")]
     pub status: String,
     /// Whether it is the final scrutinio.
     #[schema(example = false)]
     pub is_final: bool,
+    /// Whether its report cards are published to the families.
+    #[schema(example = false)]
+    pub published: bool,
     /// The reasons it was reopened for.
     #[schema(example = json!([]))]
     pub reopened: Vec<String>,
+    /// The council's session day, once recorded.
+    #[schema(example = "2026-02-05")]
+    pub session_date: Option<String>,
     /// The council's members present, once the session is recorded.
     #[schema(example = json!(["0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10"]))]
     pub attendees: Vec<Uuid>,
@@ -802,115 +867,134 @@ pub struct ScrutinyView {
     pub students: Vec<StudentLine>,
 }
 
-/// A term's scrutinio as it stands, per student and subject: averages, proposals (pre-filled
-/// from the averages, rule 2), final grades, conduct, absence hours against the limit, and at
-/// the final scrutinio the proposed and deliberated outcome. For the principal and the class's
-/// teachers; recorded in the access log.
+/// Reading a term's scrutinio.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ViewQuery {
+    /// Read your writes: answer only once the report includes this position of the school's
+    /// log (the `position` a command answered). The read waits briefly (2 s by default) for
+    /// the report to catch up, then answers 503 with `Retry-After: 1`; a position beyond the
+    /// school's log is 422.
+    #[param(example = 1042)]
+    pub min_position: Option<u64>,
+}
+
+fn student_line(s: report::StudentReport) -> StudentLine {
+    let subjects_to_recover = s.subjects_to_recover();
+    StudentLine {
+        student: s.student,
+        subjects: s
+            .subjects
+            .into_iter()
+            .map(|l| SubjectLine {
+                subject: l.subject,
+                average: l.average.map(|a| a.to_string()),
+                proposal: l.proposal.map(|m| m.to_string()),
+                proposed_by_teacher: l.proposed_by.is_some(),
+                final_grade: l.final_grade.map(|m| m.to_string()),
+            })
+            .collect(),
+        deliberated: s.deliberated,
+        conduct: s.conduct.map(|c| c.to_string()),
+        absence_hours: s.absence_hours,
+        exempted_hours: s.exempted_hours,
+        max_absence_hours: s.limit.map(|l| l.max_absence_hours),
+        over_limit: s.over_limit,
+        proposed_outcome: s.proposed_outcome.as_ref().map(|o| o.kind().to_owned()),
+        outcome: s.outcome.as_ref().map(|o| o.kind().to_owned()),
+        subjects_to_recover,
+        resolved: s.resolved,
+    }
+}
+
+/// A term's scrutinio as it stands, from the scrutiny report (`projections/scrutiny`), per
+/// student and subject: averages, proposals (pre-filled from the averages, rule 2), final
+/// grades, conduct, absence hours against the limit with those exempted, and at the final
+/// scrutinio the outcome registro proposes beside the one deliberated. For the principal and
+/// the class's teachers; recorded in the access log.
 #[utoipa::path(get, path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}",
     tag = "scrutini",
     params(("school" = Uuid, Path, description = "The school"),
         ("class" = Uuid, Path, description = "The class"),
         ("year" = i32, Path, description = "The year the school year starts in"),
-        ("term" = u8, Path, description = "The term's number, from 1")),
-    responses((status = 200, description = "The scrutinio", body = ScrutinyView)))]
+        ("term" = u8, Path, description = "The term's number, from 1"), ViewQuery),
+    responses((status = 200, description = "The scrutinio", body = ScrutinyView),
+        (status = 422, description = "A `min_position` beyond the school's log", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The report has not caught up with `min_position` yet \
+            (`Retry-After: 1`) or is not ready; or the service or the identity provider is \
+            unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn view(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     PathIds(ids): TermPath,
+    QueryOf(query): QueryOf<ViewQuery>,
 ) -> Result<axum::Json<ScrutinyView>, ApiError> {
     let (_, class, year, term) = ids;
     let dir = &caller.directory;
     let roster = dir.class(class).ok_or(ApiError::NotFound)?;
     let year = school_year(year)?;
-    let scrutiny = scrutiny_of(&state, caller.school, class, year).await?.state;
-    let t = scrutiny.term(term).ok_or_else(|| {
+    let students: Vec<Uuid> = roster.students.iter().map(|s| *s.as_uuid()).collect();
+    let read = report::term_rows(
+        state.store.as_ref(),
+        caller.school,
+        *class.as_uuid(),
+        year.start_year(),
+        term,
+        &students,
+    );
+    let rows = read_projection(
+        &state,
+        report::NAME,
+        caller.school,
+        query.min_position,
+        read,
+    )
+    .await?
+    .ok_or_else(|| {
         ApiError::NotFoundDetail("lo scrutinio di questo periodo non è stato aperto".into())
     })?;
-    let period = periods(&caller, year)
-        .into_iter()
-        .nth(usize::from(term).saturating_sub(1));
     let subjects: BTreeSet<String> = roster.teachers.iter().map(|(_, s)| s.clone()).collect();
-    let limit_ctx = scrutiny::Context {
+    let settings = dir.scrutiny_settings();
+    let ctx = scrutiny::Context {
         class,
         year,
         actor: caller.person,
         directory: dir,
-        settings: Settings::default(),
+        settings,
         absences: &[],
     };
-    let mut students = Vec::new();
-    for &student in &roster.students {
-        let record = record_of(&state, caller.school, student, year).await?;
-        let deliberation = t.deliberations.get(&student);
-        let lines = subjects
-            .iter()
-            .map(|subject| {
-                let average = match (&period, t.level) {
-                    (Some((_, from, to)), level) if level != SchoolLevel::Primary => {
-                        record.average(subject, *from, *to)
-                    }
-                    _ => None,
-                };
-                let entered = t.proposals.get(&(student, subject.clone()));
-                SubjectLine {
-                    subject: subject.clone(),
-                    average: average.map(|a| a.to_string()),
-                    proposal: entered
-                        .map(|(m, _)| m.to_string())
-                        .or_else(|| average.map(|a: Average| a.proposal().to_string())),
-                    proposed_by_teacher: entered.is_some(),
-                    final_grade: deliberation
-                        .and_then(|d| d.grades.get(subject))
-                        .map(ToString::to_string),
-                }
-            })
-            .collect();
-        let missed = record.missed_hours();
-        let exemptions = scrutiny.exemptions(student);
-        let all: u32 = missed.iter().map(|(_, h)| h).sum();
-        let counted = registro_domain::attendance::counted_hours(&missed, &exemptions);
-        let limit = limit_ctx.limit(student);
-        let proposed = deliberation.filter(|_| t.is_final).map(|d| {
-            scrutiny::propose_outcome(
-                t.level,
-                limit.is_some_and(|l| l.is_over(counted)),
-                d.conduct,
-                &d.below_six(),
-                Settings::default().max_subjects_to_recover,
-            )
-        });
-        let outcome = scrutiny.outcome(student);
-        students.push(StudentLine {
-            student: *student.as_uuid(),
-            subjects: lines,
-            conduct: deliberation
-                .and_then(|d| d.conduct)
-                .map(|c: GradeValue| c.to_string()),
-            absence_hours: counted,
-            exempted_hours: all - counted,
-            max_absence_hours: limit.map(|l| l.max_absence_hours),
-            proposed_outcome: proposed.as_ref().map(Outcome::kind).map(str::to_owned),
-            outcome: outcome.map(|o| o.outcome.kind().to_owned()),
-            subjects_to_recover: match outcome.map(|o| &o.outcome) {
-                Some(Outcome::JudgementSuspended { subjects, .. }) => {
-                    subjects.iter().cloned().collect()
-                }
-                _ => Vec::new(),
-            },
-        });
-    }
+    let limits: BTreeMap<Uuid, AnnualLimit> = roster
+        .students
+        .iter()
+        .filter_map(|s| Some((*s.as_uuid(), ctx.limit(*s)?)))
+        .collect();
+    let period = periods(&caller, year)
+        .into_iter()
+        .nth(usize::from(term).saturating_sub(1))
+        .map(|(_, from, to)| (from, to));
+    let report = report::report(
+        &rows,
+        &report::Roster {
+            students: &students,
+            subjects: &subjects,
+            period,
+            limits: &limits,
+            max_subjects_to_recover: settings.max_subjects_to_recover,
+        },
+    );
     record_read(&state, &caller, roster.students.clone(), "class.scrutiny").await?;
     Ok(axum::Json(ScrutinyView {
         term,
-        status: t.status.name().to_owned(),
-        is_final: t.is_final,
-        reopened: t.reopened.clone(),
-        attendees: t
-            .session
-            .as_ref()
-            .map(|s| s.attendees.iter().map(|p| *p.as_uuid()).collect())
-            .unwrap_or_default(),
-        students,
+        level: report.level.name().to_owned(),
+        status: report.status,
+        is_final: report.is_final,
+        published: report.published,
+        reopened: report.reopened,
+        session_date: report.session_date,
+        attendees: report.attendees,
+        students: report.students.into_iter().map(student_line).collect(),
     }))
 }
 

@@ -408,6 +408,7 @@ fn projections() -> Vec<Arc<dyn registro_projector::Projection>> {
     vec![
         Arc::new(registro_projection_audit::AuditTrail),
         Arc::new(registro_projection_family::FamilyView),
+        Arc::new(registro_projection_scrutiny::ScrutinyReport),
     ]
 }
 

@@ -459,6 +459,25 @@ pub const CATALOGUE: &[EventDoc] = &[
         },
     },
     EventDoc {
+        name: "ScrutinySettingsSet",
+        stream: DIRECTORY,
+        italian: "criteri dello scrutinio (numero massimo di debiti formativi)",
+        meaning: "The school set its rules for scrutini (`rules.md` section 4), from now on.",
+        who: "principal; secretary",
+        schema_version: 1,
+        fields: &[(
+            "max_subjects_to_recover",
+            "integer",
+            "the most subjects (1 to 6) a suspended judgement may leave to recover; with more \
+             below 6 registro proposes not admitted; default 3",
+        )],
+        sample: || {
+            directory(&DirectoryEvent::ScrutinySettingsSet {
+                max_subjects_to_recover: 3,
+            })
+        },
+    },
+    EventDoc {
         name: "GradeRecorded",
         stream: RECORD,
         italian: "voto",

@@ -20,6 +20,7 @@ use time::Date;
 use crate::calendar::{CalendarError, SchoolYear, Term, Terms};
 use crate::grade::Scale;
 use crate::justification::JustificationSettings;
+use crate::scrutiny::Settings as ScrutinySettings;
 use crate::timetable::{LessonHour, Timetable, TimetableError};
 use crate::{ClassId, FiscalCode, PersonId, Role};
 
@@ -171,6 +172,11 @@ pub enum DirectoryCommand {
     SetJustificationSettings {
         /// The settings.
         settings: JustificationSettings,
+    },
+    /// Sets the school's rules for scrutini (`rules.md` section 4), from now on.
+    SetScrutinySettings {
+        /// The settings.
+        settings: ScrutinySettings,
     },
 }
 
@@ -353,13 +359,18 @@ pub enum DirectoryEvent {
         /// Within how many school days a justification is due.
         due_within_school_days: u8,
     },
+    /// The school's rules for scrutini were set.
+    ScrutinySettingsSet {
+        /// The most subjects a suspended judgement may leave to recover.
+        max_subjects_to_recover: u8,
+    },
 }
 
 impl crate::StoredEvent for DirectoryEvent {}
 
 impl DirectoryEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 17] = [
+    pub const TYPE_NAMES: [&'static str; 18] = [
         "PersonRegistered",
         "RoleGranted",
         "RoleRevoked",
@@ -377,6 +388,7 @@ impl DirectoryEvent {
         "CoordinatorAppointed",
         "JustificationSettingsSet",
         "SubjectDefined",
+        "ScrutinySettingsSet",
     ];
 
     /// The event's type name, as stored.
@@ -400,6 +412,7 @@ impl DirectoryEvent {
             Self::CoordinatorAppointed { .. } => 14,
             Self::JustificationSettingsSet { .. } => 15,
             Self::SubjectDefined { .. } => 16,
+            Self::ScrutinySettingsSet { .. } => 17,
         };
         Self::TYPE_NAMES[i]
     }
@@ -501,10 +514,18 @@ pub enum DirectoryError {
     /// A justification's term is out of range.
     #[error("il termine per giustificare va da 1 a {MAX_DUE_DAYS} giorni di scuola")]
     BadDueDays,
+    /// The most subjects to recover is out of range.
+    #[error(
+        "il numero massimo di materie con giudizio sospeso va da 1 a {MAX_SUBJECTS_TO_RECOVER}"
+    )]
+    BadMaxSubjects,
 }
 
 /// The longest a school may give families to justify, in school days.
 pub const MAX_DUE_DAYS: u8 = 30;
+
+/// The most subjects a school may let a suspended judgement leave to recover.
+pub const MAX_SUBJECTS_TO_RECOVER: u8 = 6;
 
 /// One registered person, as the decisions and the access rules need them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -553,6 +574,7 @@ pub struct Directory {
     exemptions: HashMap<PersonId, BTreeSet<String>>,
     /// The school's rules for justifications.
     justification_settings: JustificationSettings,
+    scrutiny_settings: ScrutinySettings,
     /// The subjects, with the scale of their grades.
     subjects: BTreeMap<String, Scale>,
 }
@@ -617,6 +639,12 @@ impl Directory {
     #[must_use]
     pub const fn justification_settings(&self) -> JustificationSettings {
         self.justification_settings
+    }
+
+    /// The school's rules for scrutini (the defaults of `rules.md` until set).
+    #[must_use]
+    pub const fn scrutiny_settings(&self) -> ScrutinySettings {
+        self.scrutiny_settings
     }
 
     /// The scale of a defined subject's grades; `None` for a subject not defined.
@@ -982,6 +1010,14 @@ pub fn decide(
                 due_within_school_days: settings.due_within_school_days,
             }
         }
+        C::SetScrutinySettings { settings } => {
+            match u8::try_from(settings.max_subjects_to_recover) {
+                Ok(max @ 1..=MAX_SUBJECTS_TO_RECOVER) => E::ScrutinySettingsSet {
+                    max_subjects_to_recover: max,
+                },
+                _ => return Err(Error::BadMaxSubjects),
+            }
+        }
     };
     Ok(vec![event])
 }
@@ -1174,6 +1210,13 @@ pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
             state.justification_settings = JustificationSettings {
                 adults_justify_themselves: *adults_justify_themselves,
                 due_within_school_days: *due_within_school_days,
+            };
+        }
+        E::ScrutinySettingsSet {
+            max_subjects_to_recover,
+        } => {
+            state.scrutiny_settings = ScrutinySettings {
+                max_subjects_to_recover: usize::from(*max_subjects_to_recover),
             };
         }
     }
@@ -1645,6 +1688,9 @@ mod tests {
                 subject: "Religione".into(),
                 scale: Scale::Judgement,
             },
+            DirectoryEvent::ScrutinySettingsSet {
+                max_subjects_to_recover: 4,
+            },
         ];
         assert_eq!(events.len(), DirectoryEvent::TYPE_NAMES.len());
         for (e, name) in events.iter().zip(DirectoryEvent::TYPE_NAMES) {
@@ -1940,5 +1986,26 @@ mod tests {
                 due_within_school_days: 10,
             }
         );
+    }
+
+    #[test]
+    fn rule_4_the_school_sets_how_many_subjects_a_suspended_judgement_may_leave() {
+        let mut dir = Directory::default();
+        assert_eq!(dir.scrutiny_settings().max_subjects_to_recover, 3);
+        let set = |max| DirectoryCommand::SetScrutinySettings {
+            settings: ScrutinySettings {
+                max_subjects_to_recover: max,
+            },
+        };
+        for max in [0, usize::from(MAX_SUBJECTS_TO_RECOVER) + 1, 300] {
+            assert_eq!(
+                decide(&dir, &set(max)).unwrap_err(),
+                DirectoryError::BadMaxSubjects
+            );
+        }
+        for e in decide(&dir, &set(4)).unwrap() {
+            evolve(&mut dir, &e);
+        }
+        assert_eq!(dir.scrutiny_settings().max_subjects_to_recover, 4);
     }
 }

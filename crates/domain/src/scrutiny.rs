@@ -44,6 +44,18 @@ pub enum SchoolLevel {
     UpperSecondary,
 }
 
+impl SchoolLevel {
+    /// Its name as stored and shown: `primary`, `lower_secondary`, `upper_secondary`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::LowerSecondary => "lower_secondary",
+            Self::UpperSecondary => "upper_secondary",
+        }
+    }
+}
+
 /// How the council voted on a deliberation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -89,7 +101,7 @@ impl Outcome {
 }
 
 /// The school's settings for scrutini.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Settings {
     /// The most subjects to recover with a suspended judgement (default 3, rule 4).
     pub max_subjects_to_recover: usize,
@@ -518,12 +530,18 @@ impl Deliberation {
     /// The subjects with a numeric final grade below 6.
     #[must_use]
     pub fn below_six(&self) -> BTreeSet<String> {
-        self.grades
-            .iter()
-            .filter(|(_, m)| matches!(m, Mark::Numeric(v) if !v.is_pass()))
-            .map(|(s, _)| s.clone())
-            .collect()
+        below_six(&self.grades)
     }
+}
+
+/// The subjects of `grades` with a numeric grade below 6 (judgements and levels never are).
+#[must_use]
+pub fn below_six(grades: &BTreeMap<String, Mark>) -> BTreeSet<String> {
+    grades
+        .iter()
+        .filter(|(_, m)| matches!(m, Mark::Numeric(v) if !v.is_pass()))
+        .map(|(s, _)| s.clone())
+        .collect()
 }
 
 /// Where a term's scrutinio stands.

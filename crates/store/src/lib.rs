@@ -53,7 +53,7 @@ pub use migrate::MigrationStatus;
 pub use plan::command_fingerprint;
 pub use projection::{
     Cell, CellType, MAX_REBUILT_NAME_CHARS, ProjectionLag, ProjectionLease, ProjectionSchema,
-    ProjectionStop, RowOp,
+    ProjectionStop, RowOp, decode_rows,
 };
 pub use seal::MasterKey;
 

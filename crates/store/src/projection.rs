@@ -77,6 +77,70 @@ impl Cell {
             Self::Time(_) => Some(CellType::Time),
         }
     }
+
+    /// The text of a [`Cell::Text`].
+    #[must_use]
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Self::Text(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// The id of a [`Cell::Uuid`].
+    #[must_use]
+    pub const fn uuid(&self) -> Option<Uuid> {
+        match self {
+            Self::Uuid(u) => Some(*u),
+            _ => None,
+        }
+    }
+
+    /// The number of a [`Cell::Int`].
+    #[must_use]
+    pub const fn int(&self) -> Option<i64> {
+        match self {
+            Self::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The value of a [`Cell::Bool`].
+    #[must_use]
+    pub const fn bool(&self) -> Option<bool> {
+        match self {
+            Self::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// The document of a [`Cell::Json`].
+    #[must_use]
+    pub fn json(&self) -> Option<Value> {
+        match self {
+            Self::Json(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Each row of a projection query as `read` makes it; the error names the first row it cannot
+/// read (`what`: what a row is, for the message), as a bug, not the caller's fault.
+///
+/// # Errors
+/// [`StoreError::Internal`] for a row of an unexpected shape.
+pub fn decode_rows<R>(
+    what: &str,
+    rows: &[Vec<Cell>],
+    mut read: impl FnMut(&[Cell]) -> Option<R>,
+) -> Result<Vec<R>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            read(r).ok_or_else(|| {
+                StoreError::internal(format!("a {what} row of an unexpected shape: {r:?}"))
+            })
+        })
+        .collect()
 }
 
 /// The type of a column read back by [`crate::EventStore::query_projection`]. SQL `NULL` reads

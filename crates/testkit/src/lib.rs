@@ -19,8 +19,14 @@
 pub mod pg;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use registro_store::MasterKey;
+use registro_domain::{PersonId, Role, SchoolId};
+use registro_store::sqlite::SqliteStore;
+use registro_store::{
+    AppendRequest, CommandMetadata, EventStore, EventType, ExpectedVersion, MasterKey, NewEvent,
+    StreamId,
+};
 
 /// A directory under the system's temporary directory, removed with its contents on drop.
 #[derive(Debug)]
@@ -62,4 +68,53 @@ impl Drop for TempDir {
 #[must_use]
 pub fn master_key() -> MasterKey {
     MasterKey::generate()
+}
+
+/// A migrated SQLite store on a file of its own, kept while the directory lives.
+///
+/// # Panics
+/// If the file cannot be opened or migrated.
+pub async fn sqlite_store() -> (TempDir, Arc<dyn EventStore>) {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(&dir.path().join("registro.db"), master_key())
+        .await
+        .expect("open a SQLite store");
+    store.migrate().await.expect("migrate the SQLite store");
+    (dir, Arc::new(store))
+}
+
+/// Appends `events` (each a type and its data) to `stream` of `school` in one transaction,
+/// whatever the stream's version, as a teacher would: for projection tests that write events
+/// without the domain's decisions.
+///
+/// # Panics
+/// If a name is invalid or the append fails.
+pub async fn append_json(
+    store: &dyn EventStore,
+    school: SchoolId,
+    stream: &str,
+    events: &[(&str, serde_json::Value)],
+) {
+    let now = time::OffsetDateTime::now_utc();
+    store
+        .append(AppendRequest {
+            school,
+            stream: StreamId::parse(stream).expect("a valid stream name"),
+            expected: ExpectedVersion::Any,
+            events: events
+                .iter()
+                .map(|(t, data)| {
+                    NewEvent::new(
+                        EventType::parse(*t).expect("a valid type"),
+                        data.clone(),
+                        now,
+                    )
+                })
+                .collect(),
+            metadata: CommandMetadata::by(PersonId::new(), Role::Teacher),
+            idempotency_key: None,
+            command_digest: None,
+        })
+        .await
+        .expect("append the events");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use registro_store::migrate::POSTGRES;
 use registro_store::postgres::PgStore;
-use registro_store::{EventStore as _, MasterKey};
+use registro_store::{EventStore as _, MasterKey, ProjectionSchema};
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
 
@@ -186,6 +186,31 @@ impl TestDb {
             ),
             Err(e) => panic!("preparing the role {APP_ROLE}: {e:#}"),
         }
+    }
+
+    /// A store on this database connected as [`APP_ROLE`], with `projection`'s tables prepared
+    /// by the administrator (the ordinary role may not create tables) and granted to the role
+    /// for the projector's writes, as in production.
+    ///
+    /// # Panics
+    /// If the tables cannot be prepared or granted, or the store cannot connect.
+    pub async fn app_store_with_projection(&self, projection: &ProjectionSchema) -> PgStore {
+        self.store()
+            .await
+            .prepare_projection(projection)
+            .await
+            .expect("prepare the projection's tables");
+        // Makes the ordinary role, if this server has none yet.
+        self.app_url().await;
+        self.client()
+            .await
+            .batch_execute(&format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {APP_ROLE}",
+                projection.tables.join(", ")
+            ))
+            .await
+            .expect("grant the projection's tables");
+        self.app_store_with_key(crate::master_key()).await
     }
 
     /// A store on this database connected as [`APP_ROLE`], with the given master key.

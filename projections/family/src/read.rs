@@ -2,7 +2,7 @@
 //! newest first, a page at a time where lists grow long.
 
 use registro_domain::SchoolId;
-use registro_store::{Cell, CellType as T, EventStore, StoreError};
+use registro_store::{Cell, CellType as T, EventStore, StoreError, decode_rows};
 use serde_json::Value;
 use time::{Date, OffsetDateTime, Time};
 use uuid::Uuid;
@@ -217,45 +217,6 @@ fn shape(what: &str, row: &[Cell]) -> StoreError {
     StoreError::internal(format!("a {what} row of an unexpected shape: {row:?}"))
 }
 
-/// Each row as `f` reads it; an error names the first row it cannot read.
-fn decode<R>(
-    what: &str,
-    rows: &[Vec<Cell>],
-    f: impl Fn(&[Cell]) -> Option<R>,
-) -> Result<Vec<R>, StoreError> {
-    rows.iter()
-        .map(|r| f(r).ok_or_else(|| shape(what, r)))
-        .collect()
-}
-
-fn text(c: &Cell) -> Option<String> {
-    match c {
-        Cell::Text(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn uuid(c: &Cell) -> Option<Uuid> {
-    match c {
-        Cell::Uuid(u) => Some(*u),
-        _ => None,
-    }
-}
-
-fn int(c: &Cell) -> Option<i64> {
-    match c {
-        Cell::Int(i) => Some(*i),
-        _ => None,
-    }
-}
-
-fn boolean(c: &Cell) -> Option<bool> {
-    match c {
-        Cell::Bool(b) => Some(*b),
-        _ => None,
-    }
-}
-
 /// Builds the SQL of a page: `base` (with its `WHERE`) then, after a cursor, only older items,
 /// newest first.
 fn paged(base: &str, params: &mut Vec<Cell>, id_column: &str, page: Option<&Page>) -> String {
@@ -322,20 +283,20 @@ pub async fn grades(
     let rows = store
         .query_projection(school, &sql, &params, &columns)
         .await?;
-    decode("grade", &rows, |r| {
+    decode_rows("grade", &rows, |r| {
         Some(GradeRow {
-            id: uuid(&r[0])?,
-            subject: text(&r[1])?,
-            date: text(&r[2])?,
-            kind: text(&r[3])?,
-            scale: text(&r[4])?,
-            mark: text(&r[5])?,
-            hundredths: int(&r[6]).and_then(|h| u16::try_from(h).ok()),
-            weight: u16::try_from(int(&r[7])?).ok()?,
-            counted: boolean(&r[8])?,
-            description: text(&r[9])?,
-            corrected: boolean(&r[10])?,
-            annulled: text(&r[11]),
+            id: r[0].uuid()?,
+            subject: r[1].text()?,
+            date: r[2].text()?,
+            kind: r[3].text()?,
+            scale: r[4].text()?,
+            mark: r[5].text()?,
+            hundredths: r[6].int().and_then(|h| u16::try_from(h).ok()),
+            weight: u16::try_from(r[7].int()?).ok()?,
+            counted: r[8].bool()?,
+            description: r[9].text()?,
+            corrected: r[10].bool()?,
+            annulled: r[11].text(),
         })
     })
 }
@@ -372,16 +333,16 @@ pub async fn attendance(
     let rows = store
         .query_projection(school, &sql, &params, &columns)
         .await?;
-    decode("attendance", &rows, |r| {
+    decode_rows("attendance", &rows, |r| {
         Some(AttendanceRow {
-            id: uuid(&r[0])?,
-            date: text(&r[1])?,
-            kind: text(&r[2])?,
-            at: text(&r[3]),
-            hours: u32::try_from(int(&r[4])?).ok()?,
-            cancelled: text(&r[5]),
-            justification: text(&r[6])?,
-            justifier: text(&r[7]),
+            id: r[0].uuid()?,
+            date: r[1].text()?,
+            kind: r[2].text()?,
+            at: r[3].text(),
+            hours: u32::try_from(r[4].int()?).ok()?,
+            cancelled: r[5].text(),
+            justification: r[6].text()?,
+            justifier: r[7].text(),
         })
     })
 }
@@ -417,14 +378,14 @@ pub async fn notes(
     let rows = store
         .query_projection(school, &sql, &params, &columns)
         .await?;
-    decode("note", &rows, |r| {
+    decode_rows("note", &rows, |r| {
         Some(NoteRow {
-            id: uuid(&r[0])?,
-            date: text(&r[1])?,
-            kind: text(&r[2])?,
-            text: text(&r[3])?,
+            id: r[0].uuid()?,
+            date: r[1].text()?,
+            kind: r[2].text()?,
+            text: r[3].text()?,
             whole_class: r[4] == Cell::Null,
-            annulled: text(&r[5]),
+            annulled: r[5].text(),
         })
     })
 }
@@ -456,14 +417,14 @@ pub async fn agenda(
     let rows = store
         .query_projection(school, &sql, &params, &columns)
         .await?;
-    decode("agenda", &rows, |r| {
+    decode_rows("agenda", &rows, |r| {
         Some(AgendaRow {
-            id: uuid(&r[0])?,
-            kind: text(&r[1])?,
-            date: text(&r[2])?,
-            assigned_on: text(&r[3]),
-            subject: text(&r[4])?,
-            text: text(&r[5])?,
+            id: r[0].uuid()?,
+            kind: r[1].text()?,
+            date: r[2].text()?,
+            assigned_on: r[3].text(),
+            subject: r[4].text()?,
+            text: r[5].text()?,
         })
     })
 }
@@ -525,17 +486,17 @@ pub async fn communications(
     for r in &rows {
         let row = (|| {
             Some(CommunicationRow {
-                id: uuid(&r[0])?,
-                kind: text(&r[1])?,
-                number: int(&r[2]).and_then(|n| u32::try_from(n).ok()),
-                title: text(&r[3])?,
-                body: text(&r[4])?,
-                date: text(&r[5])?,
-                groups: serde_json::from_value(json(&r[6])?).ok()?,
-                classes: serde_json::from_value(json(&r[7])?).ok()?,
-                consent_deadline: text(&r[8]),
-                attachments: json(&r[9])?,
-                withdrawn: text(&r[10]),
+                id: r[0].uuid()?,
+                kind: r[1].text()?,
+                number: r[2].int().and_then(|n| u32::try_from(n).ok()),
+                title: r[3].text()?,
+                body: r[4].text()?,
+                date: r[5].text()?,
+                groups: serde_json::from_value(r[6].json()?).ok()?,
+                classes: serde_json::from_value(r[7].json()?).ok()?,
+                consent_deadline: r[8].text(),
+                attachments: r[9].json()?,
+                withdrawn: r[10].text(),
                 receipts: Vec::new(),
                 consent: None,
             })
@@ -579,7 +540,7 @@ pub async fn communications(
             .query_projection(school, &sql, &receipt_params, &[T::Uuid, T::Uuid, T::Time])
             .await?
         {
-            let (Some(c), Some(p), Cell::Time(at)) = (uuid(&r[0]), uuid(&r[1]), &r[2]) else {
+            let (Some(c), Some(p), Cell::Time(at)) = (r[0].uuid(), r[1].uuid(), &r[2]) else {
                 return Err(shape("receipt", &r));
             };
             if let Some(row) = found.iter_mut().find(|x| x.id == c) {
@@ -598,7 +559,7 @@ pub async fn communications(
         .await?
     {
         let (Some(c), Some(consent), Some(by), Cell::Time(at)) =
-            (uuid(&r[0]), text(&r[1]), uuid(&r[2]), &r[3])
+            (r[0].uuid(), r[1].text(), r[2].uuid(), &r[3])
         else {
             return Err(shape("consent", &r));
         };
@@ -611,13 +572,6 @@ pub async fn communications(
         }
     }
     Ok(found)
-}
-
-fn json(c: &Cell) -> Option<Value> {
-    match c {
-        Cell::Json(v) => Some(v.clone()),
-        _ => None,
-    }
 }
 
 /// The meetings booked for the student in the school year (`year` its first calendar year),
@@ -656,16 +610,16 @@ pub async fn bookings(
     let rows = store
         .query_projection(school, sql, &params, &columns)
         .await?;
-    decode("booking", &rows, |r| {
+    decode_rows("booking", &rows, |r| {
         Some(BookingRow {
-            slot: uuid(&r[0])?,
-            teacher: uuid(&r[1]),
-            date: text(&r[2])?,
-            start: text(&r[3])?,
-            end: text(&r[4])?,
-            place: text(&r[5])?,
-            guardian: uuid(&r[6])?,
-            cancelled: text(&r[7]),
+            slot: r[0].uuid()?,
+            teacher: r[1].uuid(),
+            date: r[2].text()?,
+            start: r[3].text()?,
+            end: r[4].text()?,
+            place: r[5].text()?,
+            guardian: r[6].uuid()?,
+            cancelled: r[7].text(),
         })
     })
 }
@@ -728,19 +682,20 @@ pub async fn report_cards(
     let rows = store
         .query_projection(school, sql, &params, &columns)
         .await?;
-    decode("report card", &rows, |r| {
+    decode_rows("report card", &rows, |r| {
         Some(ReportCardRow {
-            class: uuid(&r[0])?,
-            term: u8::try_from(int(&r[1])?).ok()?,
-            is_final: boolean(&r[2])?,
-            grades: serde_json::from_value(json(&r[3])?).ok()?,
-            conduct: int(&r[4]).and_then(|c| u8::try_from(c).ok()),
-            outcome: text(&r[5]),
-            subjects_to_recover: json(&r[6])
+            class: r[0].uuid()?,
+            term: u8::try_from(r[1].int()?).ok()?,
+            is_final: r[2].bool()?,
+            grades: serde_json::from_value(r[3].json()?).ok()?,
+            conduct: r[4].int().and_then(|c| u8::try_from(c).ok()),
+            outcome: r[5].text(),
+            subjects_to_recover: r[6]
+                .json()
                 .and_then(|v| serde_json::from_value(v).ok())
                 .unwrap_or_default(),
-            citizenship: boolean(&r[7]).unwrap_or(false),
-            resolved: text(&r[8]),
+            citizenship: r[7].bool().unwrap_or(false),
+            resolved: r[8].text(),
         })
     })
 }
@@ -762,11 +717,11 @@ pub async fn exemptions(
         .query_projection(school, sql, &params, &[T::Text, T::Text, T::Text])
         .await?;
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    decode("exemption", &rows, |r| {
+    decode_rows("exemption", &rows, |r| {
         Some(registro_domain::attendance::Exemption {
-            from: Date::parse(&text(&r[0])?, format).ok()?,
-            to: Date::parse(&text(&r[1])?, format).ok()?,
-            reason: serde_json::from_value(Value::String(text(&r[2])?)).ok()?,
+            from: Date::parse(&r[0].text()?, format).ok()?,
+            to: Date::parse(&r[1].text()?, format).ok()?,
+            reason: serde_json::from_value(Value::String(r[2].text()?)).ok()?,
         })
     })
 }

@@ -8,45 +8,17 @@
 
 use std::sync::Arc;
 
-use registro_domain::{PersonId, Role, SchoolId};
+use registro_domain::SchoolId;
 use registro_projection_family::{
     Addressees, Cursor, FamilyView, Page, agenda, attendance, bookings, communications, grades,
     notes, report_cards,
 };
-use registro_projector::Projector;
-use registro_store::sqlite::SqliteStore;
-use registro_store::{
-    AppendRequest, CommandMetadata, EventStore, EventType, ExpectedVersion, NewEvent, StreamId,
-};
-use registro_testkit::TempDir;
+use registro_projector::{Projection as _, Projector};
+use registro_store::EventStore;
 use registro_testkit::pg::TestDb;
+use registro_testkit::{append_json, sqlite_store};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 use uuid::Uuid;
-
-async fn append(store: &dyn EventStore, school: SchoolId, stream: &str, events: &[(&str, Value)]) {
-    store
-        .append(AppendRequest {
-            school,
-            stream: StreamId::parse(stream).unwrap(),
-            expected: ExpectedVersion::Any,
-            events: events
-                .iter()
-                .map(|(t, data)| {
-                    NewEvent::new(
-                        EventType::parse(*t).unwrap(),
-                        data.clone(),
-                        OffsetDateTime::now_utc(),
-                    )
-                })
-                .collect(),
-            metadata: CommandMetadata::by(PersonId::new(), Role::Teacher),
-            idempotency_key: None,
-            command_digest: None,
-        })
-        .await
-        .unwrap();
-}
 
 fn grade(id: Uuid, class: Uuid, subject: &str, date: &str, value: u16) -> (&'static str, Value) {
     (
@@ -108,7 +80,7 @@ fn ids() -> Ids {
 
 async fn write_school(store: &dyn EventStore, a: SchoolId, i: &Ids) {
     let x_record = format!("student-{}-2025", i.x);
-    append(
+    append_json(
         store,
         a,
         &x_record,
@@ -156,7 +128,7 @@ async fn write_school(store: &dyn EventStore, a: SchoolId, i: &Ids) {
         ],
     )
     .await;
-    append(
+    append_json(
         store,
         a,
         &format!("student-{}-2025", i.y),
@@ -169,7 +141,7 @@ async fn write_school(store: &dyn EventStore, a: SchoolId, i: &Ids) {
         )],
     )
     .await;
-    append(
+    append_json(
         store,
         a,
         &format!("class-{}", i.class),
@@ -208,7 +180,7 @@ async fn write_school(store: &dyn EventStore, a: SchoolId, i: &Ids) {
                 "author": i.teacher}),
         )
     };
-    append(
+    append_json(
         store,
         a,
         "communications",
@@ -229,7 +201,7 @@ async fn write_school(store: &dyn EventStore, a: SchoolId, i: &Ids) {
         ],
     )
     .await;
-    append(
+    append_json(
         store,
         a,
         &format!("communication-{}", i.to_class),
@@ -258,7 +230,7 @@ async fn write_school(store: &dyn EventStore, a: SchoolId, i: &Ids) {
                 "capacity": 3, "place": "Aula 12"}),
         )
     };
-    append(
+    append_json(
         store,
         a,
         &format!("meetings-{}", i.teacher),
@@ -318,7 +290,7 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
     let i = ids();
     write_school(s, a, &i).await;
     // The same student id in another school: never seen from the first.
-    append(
+    append_json(
         s,
         b,
         &format!("student-{}-2025", i.x),
@@ -502,22 +474,9 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
     assert_eq!(grades(s, a, i.x, 2025, None).await.unwrap(), g);
 }
 
-/// A migrated store on a SQLite file of its own, kept while the directory lives.
-async fn sqlite() -> (TempDir, Arc<dyn EventStore>) {
-    let dir = TempDir::new();
-    let store = SqliteStore::open(
-        &dir.path().join("registro.db"),
-        registro_testkit::master_key(),
-    )
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
-    (dir, Arc::new(store))
-}
-
 #[tokio::test]
 async fn sqlite_the_view_follows_the_events() {
-    let (_dir, store) = sqlite().await;
+    let (_dir, store) = sqlite_store().await;
     the_view_follows_the_events(store).await;
 }
 
@@ -526,21 +485,7 @@ async fn postgres_the_view_follows_the_events() {
     let db = TestDb::new().await;
     // The ordinary test role may not create tables: the administrator prepares them and
     // grants them, as in production.
-    let admin = db.store().await;
-    Projector::new(Arc::new(admin), Arc::new(FamilyView))
-        .prepare()
-        .await
-        .unwrap();
-    db.client()
-        .await
-        .batch_execute(&format!(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}",
-            registro_projection_family::TABLES.join(", "),
-            registro_testkit::pg::APP_ROLE
-        ))
-        .await
-        .unwrap();
-    let store = db.app_store_with_key(registro_testkit::master_key()).await;
+    let store = db.app_store_with_projection(&FamilyView.schema()).await;
     assert_eq!(store.row_security().await.unwrap(), Some(true));
     the_view_follows_the_events(Arc::new(store)).await;
 }
@@ -552,7 +497,7 @@ async fn report_cards_follow_their_publication(store: Arc<dyn EventStore>) {
     let school = SchoolId::new();
     let (x, class, teacher) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let stream = format!("scrutiny-{class}-2025");
-    append(
+    append_json(
         s,
         school,
         &stream,
@@ -615,7 +560,7 @@ async fn report_cards_follow_their_publication(store: Arc<dyn EventStore>) {
             time::macros::date!(2026 - 03 - 03)
         )
     );
-    append(
+    append_json(
         s,
         school,
         &stream,
@@ -630,7 +575,7 @@ async fn report_cards_follow_their_publication(store: Arc<dyn EventStore>) {
     assert_eq!(card.conduct, Some(8));
     assert_eq!(card.outcome.as_deref(), Some("judgement_suspended"));
     assert_eq!(card.subjects_to_recover, ["Matematica"]);
-    append(
+    append_json(
         s,
         school,
         &stream,
@@ -652,7 +597,7 @@ async fn report_cards_follow_their_publication(store: Arc<dyn EventStore>) {
     }
     let cards = report_cards(s, school, x, 2025).await.unwrap();
     assert_eq!(cards[0].resolved.as_deref(), Some("admitted"));
-    append(
+    append_json(
         s,
         school,
         &stream,
@@ -664,7 +609,7 @@ async fn report_cards_follow_their_publication(store: Arc<dyn EventStore>) {
     .await;
     assert!(until(0).await.is_empty(), "withdrawn while reopened");
     // Decided again and published again: the earlier integration no longer stands.
-    append(
+    append_json(
         s,
         school,
         &stream,
@@ -689,28 +634,14 @@ async fn report_cards_follow_their_publication(store: Arc<dyn EventStore>) {
 
 #[tokio::test]
 async fn sqlite_report_cards_follow_their_publication() {
-    let (_dir, store) = sqlite().await;
+    let (_dir, store) = sqlite_store().await;
     report_cards_follow_their_publication(store).await;
 }
 
 #[tokio::test]
 async fn postgres_report_cards_follow_their_publication() {
     let db = TestDb::new().await;
-    let admin: Arc<dyn EventStore> = Arc::new(db.store().await);
-    Projector::new(Arc::clone(&admin), Arc::new(FamilyView))
-        .prepare()
-        .await
-        .unwrap();
-    db.client()
-        .await
-        .batch_execute(&format!(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}",
-            registro_projection_family::TABLES.join(", "),
-            registro_testkit::pg::APP_ROLE
-        ))
-        .await
-        .unwrap();
-    let store = db.app_store_with_key(registro_testkit::master_key()).await;
+    let store = db.app_store_with_projection(&FamilyView.schema()).await;
     report_cards_follow_their_publication(Arc::new(store)).await;
 }
 
@@ -718,18 +649,18 @@ async fn postgres_report_cards_follow_their_publication() {
 /// (a poison event), after the events before it; events of other types change nothing.
 #[tokio::test]
 async fn an_unreadable_event_stops_the_view_there() {
-    let (_dir, store) = sqlite().await;
+    let (_dir, store) = sqlite_store().await;
     let school = SchoolId::new();
     let student = Uuid::now_v7();
     let record = format!("student-{student}-2025");
-    append(
+    append_json(
         store.as_ref(),
         school,
         "directory",
         &[("RoleGranted", json!({"person": student, "role": "student"}))],
     )
     .await;
-    append(
+    append_json(
         store.as_ref(),
         school,
         &record,
@@ -742,7 +673,7 @@ async fn an_unreadable_event_stops_the_view_there() {
         )],
     )
     .await;
-    append(
+    append_json(
         store.as_ref(),
         school,
         &record,

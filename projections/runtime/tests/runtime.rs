@@ -10,12 +10,10 @@ use std::time::Duration;
 
 use registro_domain::SchoolId;
 use registro_projector::{Progress, Projection, Projector, ProjectorError, Stage};
-use registro_store::sqlite::SqliteStore;
 use registro_store::{
     AppendRequest, Cell, CellType, CommandMetadata, EventStore, EventType, ExpectedVersion,
     NewEvent, Position, ProjectionSchema, RecordedEvent, RowOp, Sealed, StoreError, StreamId,
 };
-use registro_testkit::TempDir;
 use registro_testkit::pg::TestDb;
 use time::OffsetDateTime;
 
@@ -534,18 +532,6 @@ async fn a_projector_running_through_a_rebuild_loses_no_event(
     running.await.unwrap().unwrap();
 }
 
-async fn sqlite() -> (TempDir, Arc<dyn EventStore>) {
-    let dir = TempDir::new();
-    let store = SqliteStore::open(
-        &dir.path().join("registro.db"),
-        registro_testkit::master_key(),
-    )
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
-    (dir, Arc::new(store))
-}
-
 /// A PostgreSQL store as the ordinary role row-level security holds, with the test
 /// projections' tables made by the administrator (the ordinary test role may not create
 /// tables) and granted to it.
@@ -578,7 +564,7 @@ async fn postgres_with_owner() -> (TestDb, Arc<dyn EventStore>, Arc<dyn EventSto
 
 #[tokio::test]
 async fn sqlite_a_rebuild_swaps_in_the_rows_the_live_projector_built() {
-    let (_dir, store) = sqlite().await;
+    let (_dir, store) = registro_testkit::sqlite_store().await;
     a_rebuild_swaps_in_the_rows_the_live_projector_built(Arc::clone(&store), store).await;
 }
 
@@ -590,7 +576,7 @@ async fn postgres_a_rebuild_swaps_in_the_rows_the_live_projector_built() {
 
 #[tokio::test]
 async fn sqlite_a_poison_event_stops_a_rebuild_and_leaves_the_live_view_untouched() {
-    let (_dir, store) = sqlite().await;
+    let (_dir, store) = registro_testkit::sqlite_store().await;
     a_poison_event_stops_a_rebuild_and_leaves_the_live_view_untouched(Arc::clone(&store), store)
         .await;
 }
@@ -603,7 +589,7 @@ async fn postgres_a_poison_event_stops_a_rebuild_and_leaves_the_live_view_untouc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_projector_running_through_a_rebuild_loses_no_event() {
-    let (_dir, store) = sqlite().await;
+    let (_dir, store) = registro_testkit::sqlite_store().await;
     a_projector_running_through_a_rebuild_loses_no_event(Arc::clone(&store), store).await;
 }
 
@@ -615,7 +601,7 @@ async fn postgres_a_projector_running_through_a_rebuild_loses_no_event() {
 
 #[tokio::test]
 async fn sqlite_a_poison_event_stops_its_projector_there_and_is_never_skipped() {
-    let (_dir, store) = sqlite().await;
+    let (_dir, store) = registro_testkit::sqlite_store().await;
     a_poison_event_stops_its_projector_there_and_is_never_skipped(store).await;
 }
 
@@ -627,7 +613,7 @@ async fn postgres_a_poison_event_stops_its_projector_there_and_is_never_skipped(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_standby_takes_over_when_the_active_instance_stops() {
-    let (_dir, store) = sqlite().await;
+    let (_dir, store) = registro_testkit::sqlite_store().await;
     a_standby_takes_over_when_the_active_instance_stops(store).await;
 }
 

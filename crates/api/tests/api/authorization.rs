@@ -222,6 +222,11 @@ async fn prepare(w: &World, row: &Row, target: Target, role: Role) -> (String, O
         ("GET", "/schools/{school}/settings/justifications") => {
             (format!("{s}/settings/justifications"), None)
         }
+        ("PUT", "/schools/{school}/settings/scrutini") => (
+            format!("{s}/settings/scrutini"),
+            Some(json!({"max_subjects_to_recover": 3})),
+        ),
+        ("GET", "/schools/{school}/settings/scrutini") => (format!("{s}/settings/scrutini"), None),
         ("POST", "/schools/{school}/classes/{class}/lessons") => (
             format!("{s}/classes/{class}/lessons"),
             Some(json!({"date": next_school_day().to_string(), "hour": 1, "topic": "Frazioni"})),
@@ -490,6 +495,7 @@ async fn prepare(w: &World, row: &Row, target: Target, role: Role) -> (String, O
         }
         ("GET", "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}") => {
             let year = scrutiny_at(w, target, role, class, student, Stage::Open(1)).await;
+            scrutiny_report_caught_up(w).await;
             (format!("{s}/classes/{class}/years/{year}/scrutini/1"), None)
         }
         ("POST", "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/proposals") => {
@@ -669,6 +675,32 @@ async fn published_report_card(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the report card of {year} did not reach the family view");
+}
+
+/// Waits until the scrutiny report holds everything school A wrote.
+async fn scrutiny_report_caught_up(w: &World) {
+    let projector = registro_projector::Projector::new(
+        std::sync::Arc::clone(&w.store),
+        std::sync::Arc::new(registro_projection_scrutiny::ScrutinyReport),
+    );
+    let head = w
+        .store
+        .school_head(w.a)
+        .await
+        .unwrap()
+        .map_or(0, |h| h.last_seq);
+    for _ in 0..200 {
+        projector.catch_up().await.unwrap();
+        if w.store
+            .projection_reached(registro_projection_scrutiny::NAME, w.a, head)
+            .await
+            .unwrap()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the scrutiny report did not catch up");
 }
 
 /// The council of one member, the principal: a member of every class.

@@ -10,6 +10,7 @@ use registro_api::ratelimit::RateLimit;
 use registro_domain::Role;
 use registro_domain::directory::DirectoryCommand;
 use registro_projection_family::FamilyView;
+use registro_projection_scrutiny::ScrutinyReport;
 use registro_projector::Projector;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -43,19 +44,29 @@ async fn a_class_goes_through_its_scrutini(w: World) {
                 .await
         }
     };
+    // The scrutiny report, built by its projector as the API writes: a read names the
+    // position of the last write it must include.
+    let projector = Projector::new(Arc::clone(&w.store), Arc::new(ScrutinyReport));
+    let running = tokio::spawn(async move { projector.run(std::future::pending()).await });
+    let report = |term: u8, token: &str, position: u64| {
+        let path = format!("{scrutini}/{term}?min_position={position}");
+        let (w, token) = (&w, token.to_owned());
+        async move { body(w.call(Method::GET, &path, Some(&token), None).await, 200).await }
+    };
+    let position = |response: Value| response["position"].as_u64().unwrap();
 
     // Term 1: opened by the coordinator; the proposal is pre-filled from the average (7.00).
     let open = json!({"term": 1, "level": "upper_secondary"});
     let r = post(scrutini.clone(), teacher.clone(), open.clone()).await;
-    body(r, 201).await;
+    let opened = position(body(r, 201).await);
     let r = post(scrutini.clone(), principal.clone(), open).await;
     body(r, 409).await;
-    let view = body(
-        w.call(Method::GET, &format!("{scrutini}/1"), Some(&teacher), None)
-            .await,
-        200,
-    )
-    .await;
+    let view = report(1, &teacher, opened).await;
+    assert_eq!(
+        (&view["level"], &view["status"], &view["published"]),
+        (&json!("upper_secondary"), &json!("open"), &json!(false)),
+        "{view}"
+    );
     let line = &view["students"][0];
     assert_eq!(line["student"], json!(w.x), "{view}");
     assert_eq!(
@@ -84,19 +95,11 @@ async fn a_class_goes_through_its_scrutini(w: World) {
         teacher.clone(),
         json!(null),
     );
-    body(r.await, 201).await;
-    let view = body(
-        w.call(
-            Method::GET,
-            &format!("{scrutini}/1"),
-            Some(&principal),
-            None,
-        )
-        .await,
-        200,
-    )
-    .await;
+    let closed = position(body(r.await, 201).await);
+    let view = report(1, &principal, closed).await;
     assert_eq!(view["status"], "closed", "{view}");
+    assert_eq!(view["session_date"], "2025-12-22", "{view}");
+    assert_eq!(view["students"][0]["deliberated"], true, "{view}");
     assert_eq!(
         view["students"][0]["subjects"][0]["proposal"], "7½",
         "{view}"
@@ -137,7 +140,17 @@ async fn a_class_goes_through_its_scrutini(w: World) {
     );
     body(r.await, 403).await;
     let r = post(format!("{scrutini}/1/reopening"), principal.clone(), reason);
-    body(r.await, 201).await;
+    let reopened = position(body(r.await, 201).await);
+    let view = report(1, &teacher, reopened).await;
+    assert_eq!(
+        (&view["status"], &view["published"], &view["reopened"]),
+        (
+            &json!("open"),
+            &json!(false),
+            &json!(["errore materiale nel voto"])
+        ),
+        "{view}"
+    );
     let r = w.call(Method::POST, &grades, Some(&teacher), Some(&late));
     body(r.await, 201).await;
 
@@ -172,18 +185,8 @@ async fn a_class_goes_through_its_scrutini(w: World) {
     body(r.await, 422).await;
     let refused = json!({"student": w.x, "outcome": "not_admitted"});
     let r = post(format!("{scrutini}/2/outcomes"), teacher.clone(), refused);
-    body(r.await, 201).await;
-    let view = body(
-        w.call(
-            Method::GET,
-            &format!("{scrutini}/2"),
-            Some(&principal),
-            None,
-        )
-        .await,
-        200,
-    )
-    .await;
+    let decided = position(body(r.await, 201).await);
+    let view = report(2, &principal, decided).await;
     assert_eq!(view["is_final"], true);
     assert_eq!(view["students"][0]["proposed_outcome"], "not_admitted");
     assert_eq!(view["students"][0]["outcome"], "not_admitted");
@@ -302,6 +305,57 @@ async fn a_class_goes_through_its_scrutini(w: World) {
         )
         .await;
     assert_eq!(unpublished.status(), 404);
+    running.abort();
+}
+
+/// The school's most subjects to recover (rule 4): 3 until the principal or the office sets
+/// it, within 1 to 6; every member reads it.
+async fn the_school_sets_its_scrutiny_rules(w: World) {
+    let rules = format!("/schools/{}/settings/scrutini", w.a);
+    let teacher = w.token(Role::Teacher);
+    let principal = w.token(Role::Principal);
+    let read = body(w.call(Method::GET, &rules, Some(&teacher), None).await, 200).await;
+    assert_eq!(read, json!({"max_subjects_to_recover": 3}));
+    for bad in [
+        json!({"max_subjects_to_recover": 0}),
+        json!({"max_subjects_to_recover": 7}),
+    ] {
+        let problem = body(
+            w.call(Method::PUT, &rules, Some(&principal), Some(&bad))
+                .await,
+            422,
+        )
+        .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("da 1 a 6"),
+            "{problem}"
+        );
+    }
+    let four = json!({"max_subjects_to_recover": 4});
+    body(
+        w.call(Method::PUT, &rules, Some(&teacher), Some(&four))
+            .await,
+        403,
+    )
+    .await;
+    body(
+        w.call(Method::PUT, &rules, Some(&principal), Some(&four))
+            .await,
+        200,
+    )
+    .await;
+    let read = body(w.call(Method::GET, &rules, Some(&teacher), None).await, 200).await;
+    assert_eq!(read, four);
+}
+
+#[tokio::test]
+async fn sqlite_the_school_sets_its_scrutiny_rules() {
+    the_school_sets_its_scrutiny_rules(World::sqlite(RateLimit::default()).await).await;
+}
+
+#[tokio::test]
+async fn postgres_the_school_sets_its_scrutiny_rules() {
+    the_school_sets_its_scrutiny_rules(World::postgres(RateLimit::default()).await).await;
 }
 
 #[tokio::test]

@@ -61,10 +61,11 @@ pub struct World {
 }
 
 /// The projections the API reads, whose tables every world prepares.
-fn projections() -> [ProjectionSchema; 2] {
+fn projections() -> [ProjectionSchema; 3] {
     [
         registro_projection_audit::AuditTrail.schema(),
         registro_projection_family::FamilyView.schema(),
+        registro_projection_scrutiny::ScrutinyReport.schema(),
     ]
 }
 
