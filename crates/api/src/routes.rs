@@ -48,7 +48,8 @@ use crate::{
         scrutiny::open, scrutiny::view, scrutiny::propose, scrutiny::session,
         scrutiny::deliberate, scrutiny::exempt, scrutiny::decide_outcome, scrutiny::close,
         scrutiny::reopen, scrutiny::integrate, scrutiny::publish, family::report_card, scrutiny::minutes,
-        scrutiny::set_scrutiny_rules, scrutiny::scrutiny_rules,
+        scrutiny::set_scrutiny_rules, scrutiny::scrutiny_rules, scrutiny::integration_session,
+        scrutiny::withdraw_outcome,
         register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
@@ -480,6 +481,18 @@ pub fn routes() -> Routes {
             "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/integration",
             member(P::RunScrutiny, R::Class),
             scrutiny::integrate,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/integration-session",
+            member(P::RunScrutiny, R::Class),
+            scrutiny::integration_session,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/outcomes/withdrawal",
+            member(P::RunScrutiny, R::Class),
+            scrutiny::withdraw_outcome,
         )
         .add(
             Method::POST,

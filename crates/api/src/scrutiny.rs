@@ -71,6 +71,8 @@ impl From<command::CommandError<ScrutinyError>> for ApiError {
                     | S::NothingSuspended
                     | S::AlreadyPublished
                     | S::NoSession
+                    | S::NoIntegrationSession
+                    | S::NoOutcome
                     | S::Incomplete(_)
                     | S::OutcomeDecided => ApiError::Conflict(detail),
                     S::NotInClass
@@ -88,6 +90,7 @@ impl From<command::CommandError<ScrutinyError>> for ApiError {
                     | S::ReasonsRequired
                     | S::LevelChanged
                     | S::Text
+                    | S::IntegrationTooEarly
                     | S::BadExemption => ApiError::Unprocessable(detail),
                 }
             }
@@ -334,6 +337,23 @@ pub struct RecordSession {
     pub substitutes: BTreeMap<Uuid, Uuid>,
 }
 
+impl RecordSession {
+    /// The day, the members present and absent member → substitute, as the domain takes them.
+    fn members(self) -> (Date, BTreeSet<PersonId>, BTreeMap<PersonId, PersonId>) {
+        (
+            self.date,
+            self.attendees
+                .into_iter()
+                .map(PersonId::from_uuid)
+                .collect(),
+            self.substitutes
+                .into_iter()
+                .map(|(a, s)| (PersonId::from_uuid(a), PersonId::from_uuid(s)))
+                .collect(),
+        )
+    }
+}
+
 /// Records the council's session (seduta): who sat, and who substituted an absent member.
 /// Recording it again replaces it.
 #[utoipa::path(post, path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/session",
@@ -353,19 +373,12 @@ pub async fn session(
 ) -> Result<Response, ApiError> {
     let (_, class, year, term) = ids;
     known_class(&caller, class)?;
+    let (date, attendees, substitutes) = body.members();
     let cmd = ScrutinyCommand::RecordSession {
         term,
-        date: body.date,
-        attendees: body
-            .attendees
-            .into_iter()
-            .map(PersonId::from_uuid)
-            .collect(),
-        substitutes: body
-            .substitutes
-            .into_iter()
-            .map(|(a, s)| (PersonId::from_uuid(a), PersonId::from_uuid(s)))
-            .collect(),
+        date,
+        attendees,
+        substitutes,
     };
     run(
         &state,
@@ -774,6 +787,82 @@ pub async fn integrate(
     run(&state, &caller, &headers, (class, year), cmd, vec![]).await
 }
 
+/// Records the integration scrutinio's session (seduta dello scrutinio integrativo), once the
+/// final scrutinio is closed with suspended judgements to resolve: its day (after the final
+/// one), who sat, and who substituted an absent member. Its votes are checked against these
+/// members. Recording it again replaces it.
+#[utoipa::path(post,
+    path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/integration-session",
+    tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("term" = u8, Path, description = "The final term's number")),
+    request_body = RecordSession,
+    responses((status = 201, description = "Recorded", body = Written)))]
+pub async fn integration_session(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): TermPath,
+    headers: HeaderMap,
+    Json(body): Json<RecordSession>,
+) -> Result<Response, ApiError> {
+    let (_, class, year, term) = ids;
+    known_class(&caller, class)?;
+    let year = school_year(year)?;
+    final_term(&caller, year, term)?;
+    let (date, attendees, substitutes) = body.members();
+    let cmd = ScrutinyCommand::RecordIntegrationSession {
+        date,
+        attendees,
+        substitutes,
+    };
+    run(&state, &caller, &headers, (class, year), cmd, vec![]).await
+}
+
+/// The withdrawal of an outcome.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawOutcome {
+    /// The student.
+    #[schema(example = "0199b3a4-7c1e-7d2a-9f00-3b5c2e8d4a10")]
+    pub student: Uuid,
+    /// Why.
+    #[schema(example = "voto di Italiano trascritto male")]
+    pub reason: String,
+}
+
+/// Withdraws a student's year-end outcome at the final scrutinio while it is open (a closed one
+/// is reopened by the principal first), with the reason: the council can then correct the
+/// grades it was decided on and decide the outcome again, before closing. The minutes list the
+/// withdrawal.
+#[utoipa::path(post,
+    path = "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/outcomes/withdrawal",
+    tag = "scrutini",
+    params(("school" = Uuid, Path, description = "The school"),
+        ("class" = Uuid, Path, description = "The class"),
+        ("year" = i32, Path, description = "The year the school year starts in"),
+        ("term" = u8, Path, description = "The final term's number")),
+    request_body = WithdrawOutcome,
+    responses((status = 201, description = "Withdrawn", body = Written)))]
+pub async fn withdraw_outcome(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    PathIds(ids): TermPath,
+    headers: HeaderMap,
+    Json(body): Json<WithdrawOutcome>,
+) -> Result<Response, ApiError> {
+    let (_, class, year, term) = ids;
+    known_class(&caller, class)?;
+    let year = school_year(year)?;
+    final_term(&caller, year, term)?;
+    let cmd = ScrutinyCommand::WithdrawOutcome {
+        student: PersonId::from_uuid(body.student),
+        reason: body.reason,
+    };
+    run(&state, &caller, &headers, (class, year), cmd, vec![]).await
+}
+
 /// A subject's line for one student in the scrutinio.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubjectLine {
@@ -1091,9 +1180,64 @@ pub struct Minutes {
     /// The reasons the scrutinio was reopened for, in order.
     #[schema(example = json!([]))]
     pub reopened: Vec<String>,
+    /// The outcomes withdrawn at the reopened final scrutinio, in order.
+    pub withdrawn_outcomes: Vec<Withdrawal>,
+    /// The integration scrutinio, at the final one once it sat.
+    pub integration: Option<IntegrationMinutes>,
     /// Whether the report cards are published.
     #[schema(example = false)]
     pub published: bool,
+}
+
+/// An outcome withdrawn, as the minutes record it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Withdrawal {
+    /// The student.
+    pub student: Member,
+    /// Why.
+    #[schema(example = "voto di Italiano trascritto male")]
+    pub reason: String,
+}
+
+/// The integration scrutinio (scrutinio integrativo), as the minutes record it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntegrationMinutes {
+    /// The day the council sat.
+    #[schema(example = "2026-08-31", format = Date)]
+    pub date: String,
+    /// Who was present.
+    pub present: Vec<Member>,
+    /// Who substituted an absent member.
+    pub substitutes: Vec<Substitution>,
+    /// Its decisions, student by student.
+    pub resolutions: Vec<Resolution>,
+}
+
+/// A suspended judgement resolved at the integration scrutinio.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Resolution {
+    /// The student.
+    pub student: Member,
+    /// admitted or not_admitted.
+    #[schema(example = "admitted")]
+    pub outcome: String,
+    /// The vote.
+    pub vote: VoteRecord,
+}
+
+/// Who sat at a session, and who substituted whom.
+fn sitting(dir: &Directory, session: &scrutiny::Session) -> (Vec<Member>, Vec<Substitution>) {
+    (
+        session.attendees.iter().map(|p| member(dir, *p)).collect(),
+        session
+            .substitutes
+            .iter()
+            .map(|(a, b)| Substitution {
+                absent: member(dir, *a),
+                substitute: member(dir, *b),
+            })
+            .collect(),
+    )
 }
 
 fn member(dir: &Directory, id: PersonId) -> Member {
@@ -1188,6 +1332,41 @@ pub async fn minutes(
         })
         .collect();
     let session = t.session.as_ref();
+    let integration = scrutiny.integration().filter(|_| t.is_final).map(|s| {
+        let (present, substitutes) = sitting(dir, s);
+        IntegrationMinutes {
+            date: s.date.to_string(),
+            present,
+            substitutes,
+            resolutions: t
+                .deliberations
+                .keys()
+                .filter_map(|student| {
+                    let o = scrutiny.outcome(*student)?;
+                    Some(Resolution {
+                        student: member(dir, *student),
+                        outcome: if o.resolved? {
+                            "admitted"
+                        } else {
+                            "not_admitted"
+                        }
+                        .to_owned(),
+                        vote: vote_record(dir, o.resolution_vote.as_ref()?),
+                    })
+                })
+                .collect(),
+        }
+    });
+    let withdrawn_outcomes = scrutiny
+        .withdrawn_outcomes()
+        .iter()
+        .filter(|_| t.is_final)
+        .map(|(student, reason)| Withdrawal {
+            student: member(dir, *student),
+            reason: reason.clone(),
+        })
+        .collect();
+    let (present, substitutes) = session.map(|s| sitting(dir, s)).unwrap_or_default();
     record_read(
         &state,
         &caller,
@@ -1202,22 +1381,12 @@ pub async fn minutes(
         is_final: t.is_final,
         status: t.status.name().to_owned(),
         date: session.map(|s| s.date.to_string()),
-        present: session
-            .map(|s| s.attendees.iter().map(|p| member(dir, *p)).collect())
-            .unwrap_or_default(),
-        substitutes: session
-            .map(|s| {
-                s.substitutes
-                    .iter()
-                    .map(|(a, b)| Substitution {
-                        absent: member(dir, *a),
-                        substitute: member(dir, *b),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        present,
+        substitutes,
         deliberations,
         reopened: t.reopened.clone(),
+        withdrawn_outcomes,
+        integration,
         published: t.published,
     }))
 }

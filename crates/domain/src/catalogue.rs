@@ -1358,6 +1358,52 @@ pub const CATALOGUE: &[EventDoc] = &[
             })
         },
     },
+    EventDoc {
+        name: "OutcomeWithdrawn",
+        stream: SCRUTINY,
+        italian: "ritiro dell'esito (scrutinio finale riaperto)",
+        meaning: "A student's deliberated outcome was withdrawn at the reopened final scrutinio, \
+                  with the reason, so that the council can correct the grades it was decided on \
+                  and decide it again.",
+        who: "the principal; the class coordinator, while the final scrutinio is open",
+        schema_version: 1,
+        fields: &[
+            ("student", "uuid", "the student"),
+            ("reason", "string", "why"),
+        ],
+        sample: || {
+            scrutiny(&ScrutinyEvent::OutcomeWithdrawn {
+                student: person(),
+                reason: "voto trascritto male".into(),
+            })
+        },
+    },
+    EventDoc {
+        name: "IntegrationConvened",
+        stream: SCRUTINY,
+        italian: "seduta dello scrutinio integrativo (presenti e sostituti)",
+        meaning: "The class council sat for the integration scrutinio, after the final one, to \
+                  resolve the suspended judgements: who was present, and who substituted an \
+                  absent member. Its votes are checked against these members.",
+        who: "the principal; the class coordinator, once the final scrutinio is closed",
+        schema_version: 1,
+        fields: &[
+            ("date", "date", "the day (ISO 8601)"),
+            ("attendees", "array of uuid", "the members present"),
+            (
+                "substitutes",
+                "object",
+                "absent member's id → the id of their substitute (who is present)",
+            ),
+        ],
+        sample: || {
+            scrutiny(&ScrutinyEvent::IntegrationConvened {
+                date: date!(2026 - 08 - 31),
+                attendees: [person()].into(),
+                substitutes: std::collections::BTreeMap::new(),
+            })
+        },
+    },
 ];
 
 /// `docs/events.md`, generated from [`CATALOGUE`].

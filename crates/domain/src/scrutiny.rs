@@ -201,6 +201,27 @@ pub enum ScrutinyCommand {
         /// The term.
         term: u8,
     },
+    /// Withdraws a student's year-end outcome at the final scrutinio while it is open (once
+    /// reopened, after closing), with the reason: the council can then correct the grades it
+    /// was decided on and decide it again.
+    WithdrawOutcome {
+        /// The student.
+        student: PersonId,
+        /// Why.
+        reason: String,
+    },
+    /// Records the integration scrutinio's session (the council that resolves the suspended
+    /// judgements before the new year): who sat, and who substituted an absent member.
+    /// Recording it again replaces it.
+    RecordIntegrationSession {
+        /// The day.
+        #[serde(with = "crate::iso_date")]
+        date: Date,
+        /// The members present.
+        attendees: BTreeSet<PersonId>,
+        /// Absent member → their substitute.
+        substitutes: BTreeMap<PersonId, PersonId>,
+    },
     /// The integration scrutinio resolves a suspended judgement.
     ResolveSuspended {
         /// The student.
@@ -305,6 +326,23 @@ pub enum ScrutinyEvent {
         /// The term.
         term: u8,
     },
+    /// A deliberated outcome was withdrawn at the reopened final scrutinio.
+    OutcomeWithdrawn {
+        /// The student.
+        student: PersonId,
+        /// Why.
+        reason: String,
+    },
+    /// The integration scrutinio's council sat.
+    IntegrationConvened {
+        /// The day.
+        #[serde(with = "crate::iso_date")]
+        date: Date,
+        /// The members present.
+        attendees: BTreeSet<PersonId>,
+        /// Absent member → their substitute.
+        substitutes: BTreeMap<PersonId, PersonId>,
+    },
     /// The integration scrutinio resolved a suspended judgement.
     SuspensionResolved {
         /// The student.
@@ -320,7 +358,7 @@ impl crate::StoredEvent for ScrutinyEvent {}
 
 impl ScrutinyEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 10] = [
+    pub const TYPE_NAMES: [&'static str; 12] = [
         "ScrutinyOpened",
         "ProposalEntered",
         "CouncilConvened",
@@ -331,6 +369,8 @@ impl ScrutinyEvent {
         "ScrutinyReopened",
         "SuspensionResolved",
         "ReportCardsPublished",
+        "OutcomeWithdrawn",
+        "IntegrationConvened",
     ];
 
     /// The event's type name, as stored.
@@ -347,6 +387,8 @@ impl ScrutinyEvent {
             Self::ScrutinyReopened { .. } => Self::TYPE_NAMES[7],
             Self::SuspensionResolved { .. } => Self::TYPE_NAMES[8],
             Self::ReportCardsPublished { .. } => Self::TYPE_NAMES[9],
+            Self::OutcomeWithdrawn { .. } => Self::TYPE_NAMES[10],
+            Self::IntegrationConvened { .. } => Self::TYPE_NAMES[11],
         }
     }
 }
@@ -443,6 +485,15 @@ pub enum ScrutinyError {
     /// No suspended judgement to resolve, or resolved already.
     #[error("nessun giudizio sospeso da risolvere per lo studente")]
     NothingSuspended,
+    /// The integration scrutinio's session is not recorded.
+    #[error("registrare prima la seduta dello scrutinio integrativo (presenti e sostituti)")]
+    NoIntegrationSession,
+    /// The integration scrutinio sits after the final one.
+    #[error("lo scrutinio integrativo si tiene dopo lo scrutinio finale")]
+    IntegrationTooEarly,
+    /// No outcome to withdraw.
+    #[error("lo studente non ha un esito deliberato")]
+    NoOutcome,
     /// A reason is required, or a text is too long.
     #[error("testo mancante o troppo lungo")]
     Text,
@@ -598,6 +649,8 @@ pub struct OutcomeRecord {
     pub reasons: String,
     /// The integration scrutinio's decision on a suspended judgement: admitted or not.
     pub resolved: Option<bool>,
+    /// The integration scrutinio's vote on it.
+    pub resolution_vote: Option<Vote>,
 }
 
 /// The state of a class's scrutini for a school year.
@@ -606,6 +659,8 @@ pub struct Scrutiny {
     terms: BTreeMap<u8, TermScrutiny>,
     exemptions: BTreeMap<PersonId, Vec<(u8, Exemption)>>,
     outcomes: BTreeMap<PersonId, OutcomeRecord>,
+    withdrawn: Vec<(PersonId, String)>,
+    integration: Option<Session>,
 }
 
 impl Scrutiny {
@@ -646,6 +701,18 @@ impl Scrutiny {
     #[must_use]
     pub fn outcome(&self, student: PersonId) -> Option<&OutcomeRecord> {
         self.outcomes.get(&student)
+    }
+
+    /// The outcomes withdrawn, each student with the reason, in order.
+    #[must_use]
+    pub fn withdrawn_outcomes(&self) -> &[(PersonId, String)] {
+        &self.withdrawn
+    }
+
+    /// The integration scrutinio's session, once recorded.
+    #[must_use]
+    pub const fn integration(&self) -> Option<&Session> {
+        self.integration.as_ref()
     }
 }
 
@@ -791,22 +858,7 @@ pub fn decide(
         } => {
             chair()?;
             open(*term)?;
-            let dir = ctx.directory;
-            let member = |p: &PersonId| {
-                dir.teaches_class(*p, ctx.class) || dir.has_role(*p, Role::Principal)
-            };
-            let substitutes_fit = substitutes.iter().all(|(absent, substitute)| {
-                dir.teaches_class(*absent, ctx.class)
-                    && !attendees.contains(absent)
-                    && attendees.contains(substitute)
-                    && dir.has_role(*substitute, Role::Teacher)
-            });
-            let members_fit = attendees
-                .iter()
-                .all(|p| member(p) || substitutes.values().any(|s| s == p));
-            if attendees.is_empty() || !members_fit || !substitutes_fit {
-                return Err(ScrutinyError::BadSession);
-            }
+            check_session(ctx, attendees, substitutes)?;
             E::CouncilConvened {
                 term: *term,
                 date: *date,
@@ -958,24 +1010,72 @@ pub fn decide(
             }
             E::ReportCardsPublished { term: *term }
         }
+        C::WithdrawOutcome { student, reason } => {
+            chair()?;
+            let (term, _) = state
+                .terms
+                .iter()
+                .find(|(_, t)| t.is_final)
+                .ok_or(ScrutinyError::NotFinal)?;
+            open(*term)?;
+            if !state.outcomes.contains_key(student) {
+                return Err(ScrutinyError::NoOutcome);
+            }
+            E::OutcomeWithdrawn {
+                student: *student,
+                reason: text(reason, true)?,
+            }
+        }
+        C::RecordIntegrationSession {
+            date,
+            attendees,
+            substitutes,
+        } => {
+            chair()?;
+            let t = state
+                .terms
+                .values()
+                .find(|t| t.is_final && t.status == Status::Closed)
+                .ok_or(ScrutinyError::NotClosed)?;
+            let pending = state.outcomes.values().any(|o| {
+                matches!(o.outcome, Outcome::JudgementSuspended { .. }) && o.resolved.is_none()
+            });
+            if !pending {
+                return Err(ScrutinyError::NothingSuspended);
+            }
+            if t.session.as_ref().is_some_and(|s| *date <= s.date) {
+                return Err(ScrutinyError::IntegrationTooEarly);
+            }
+            check_session(ctx, attendees, substitutes)?;
+            E::IntegrationConvened {
+                date: *date,
+                attendees: attendees.clone(),
+                substitutes: substitutes.clone(),
+            }
+        }
         C::ResolveSuspended {
             student,
             admitted,
             vote,
         } => {
             chair()?;
-            let (_, t) = state
+            if !state
                 .terms
-                .iter()
-                .find(|(_, t)| t.is_final && t.status == Status::Closed)
-                .ok_or(ScrutinyError::NothingSuspended)?;
+                .values()
+                .any(|t| t.is_final && t.status == Status::Closed)
+            {
+                return Err(ScrutinyError::NothingSuspended);
+            }
             let suspended = state.outcomes.get(student).is_some_and(|o| {
                 matches!(o.outcome, Outcome::JudgementSuspended { .. }) && o.resolved.is_none()
             });
             if !suspended {
                 return Err(ScrutinyError::NothingSuspended);
             }
-            let session = t.session.as_ref().ok_or(ScrutinyError::NoSession)?;
+            let session = state
+                .integration
+                .as_ref()
+                .ok_or(ScrutinyError::NoIntegrationSession)?;
             check_vote(vote, session)?;
             E::SuspensionResolved {
                 student: *student,
@@ -985,6 +1085,31 @@ pub fn decide(
         }
     };
     Ok(vec![event])
+}
+
+/// Refuses a council whose members are not the class's teachers or the principal, or whose
+/// substitutes do not stand for an absent teacher of the class.
+fn check_session(
+    ctx: &Context<'_>,
+    attendees: &BTreeSet<PersonId>,
+    substitutes: &BTreeMap<PersonId, PersonId>,
+) -> Result<(), ScrutinyError> {
+    let dir = ctx.directory;
+    let member =
+        |p: &PersonId| dir.teaches_class(*p, ctx.class) || dir.has_role(*p, Role::Principal);
+    let substitutes_fit = substitutes.iter().all(|(absent, substitute)| {
+        dir.teaches_class(*absent, ctx.class)
+            && !attendees.contains(absent)
+            && attendees.contains(substitute)
+            && dir.has_role(*substitute, Role::Teacher)
+    });
+    let members_fit = attendees
+        .iter()
+        .all(|p| member(p) || substitutes.values().any(|s| s == p));
+    if attendees.is_empty() || !members_fit || !substitutes_fit {
+        return Err(ScrutinyError::BadSession);
+    }
+    Ok(())
 }
 
 fn is_exempt(ctx: &Context<'_>, student: PersonId, subject: &str) -> bool {
@@ -1150,6 +1275,7 @@ pub fn evolve(state: &mut Scrutiny, event: &ScrutinyEvent) {
                     vote: vote.clone(),
                     reasons: reasons.clone(),
                     resolved: None,
+                    resolution_vote: None,
                 },
             );
         }
@@ -1171,11 +1297,29 @@ pub fn evolve(state: &mut Scrutiny, event: &ScrutinyEvent) {
             }
         }
         E::SuspensionResolved {
-            student, admitted, ..
+            student,
+            admitted,
+            vote,
         } => {
             if let Some(o) = state.outcomes.get_mut(student) {
                 o.resolved = Some(*admitted);
+                o.resolution_vote = Some(vote.clone());
             }
+        }
+        E::OutcomeWithdrawn { student, reason } => {
+            state.outcomes.remove(student);
+            state.withdrawn.push((*student, reason.clone()));
+        }
+        E::IntegrationConvened {
+            date,
+            attendees,
+            substitutes,
+        } => {
+            state.integration = Some(Session {
+                date: *date,
+                attendees: attendees.clone(),
+                substitutes: substitutes.clone(),
+            });
         }
     }
 }
@@ -1948,12 +2092,163 @@ mod tests {
             run(&w, &mut s, chair, resolve(w.other)),
             Err(ScrutinyError::NothingSuspended)
         );
+        // The integration scrutinio sits on its own day, after the final one, with its own
+        // members: its votes are checked against them.
+        assert_eq!(
+            run(&w, &mut s, chair, resolve(w.student)),
+            Err(ScrutinyError::NoIntegrationSession)
+        );
+        let integration =
+            |date, attendees: &[PersonId]| ScrutinyCommand::RecordIntegrationSession {
+                date,
+                attendees: attendees.iter().copied().collect(),
+                substitutes: BTreeMap::new(),
+            };
+        assert_eq!(
+            run(
+                &w,
+                &mut s,
+                chair,
+                integration(date!(2026 - 06 - 12), &[w.principal])
+            ),
+            Err(ScrutinyError::IntegrationTooEarly)
+        );
+        assert_eq!(
+            run(&w, &mut s, chair, integration(date!(2026 - 08 - 31), &[])),
+            Err(ScrutinyError::BadSession)
+        );
+        run(
+            &w,
+            &mut s,
+            chair,
+            integration(date!(2026 - 08 - 31), &[w.principal, w.coordinator]),
+        )
+        .unwrap();
+        assert_eq!(s.integration().unwrap().date, date!(2026 - 08 - 31));
+        let against_the_absent = ScrutinyCommand::ResolveSuspended {
+            student: w.student,
+            admitted: true,
+            vote: Vote::Majority {
+                dissenting: [w.teacher].into(),
+            },
+        };
+        assert_eq!(
+            run(&w, &mut s, chair, against_the_absent),
+            Err(ScrutinyError::BadVote),
+            "the teacher sat in June, not at the integration"
+        );
         run(&w, &mut s, chair, resolve(w.student)).unwrap();
         assert_eq!(s.outcome(w.student).unwrap().resolved, Some(true));
         assert_eq!(
             run(&w, &mut s, chair, resolve(w.student)),
             Err(ScrutinyError::NothingSuspended)
         );
+        assert_eq!(
+            run(
+                &w,
+                &mut s,
+                chair,
+                integration(date!(2026 - 09 - 01), &[w.principal])
+            ),
+            Err(ScrutinyError::NothingSuspended),
+            "nothing left to resolve"
+        );
+    }
+
+    #[test]
+    fn a_withdrawn_outcome_lets_the_reopened_council_correct_the_grades() {
+        let w = world();
+        let mut s = final_scrutiny(&w, 2, "8");
+        let chair = w.coordinator;
+        let suspended = Outcome::JudgementSuspended {
+            subjects: ["Matematica".to_owned(), "Italiano".to_owned()].into(),
+            citizenship: false,
+        };
+        let withdraw = |student| ScrutinyCommand::WithdrawOutcome {
+            student,
+            reason: "voto di Italiano trascritto male".into(),
+        };
+        assert_eq!(
+            run(&w, &mut s, chair, withdraw(w.student)),
+            Err(ScrutinyError::NoOutcome)
+        );
+        run(&w, &mut s, chair, decide_outcome(suspended, w.student)).unwrap();
+        let corrected = ScrutinyCommand::Deliberate {
+            term: 2,
+            student: w.student,
+            grades: grades(1),
+            conduct: Some(GradeValue::parse("8").unwrap()),
+            vote: Vote::Unanimous,
+        };
+        assert_eq!(
+            run(&w, &mut s, chair, corrected.clone()),
+            Err(ScrutinyError::OutcomeDecided)
+        );
+        let other = ScrutinyCommand::Deliberate {
+            term: 2,
+            student: w.other,
+            grades: grades(0),
+            conduct: Some(GradeValue::parse("9").unwrap()),
+            vote: Vote::Unanimous,
+        };
+        run(&w, &mut s, chair, other).unwrap();
+        run(
+            &w,
+            &mut s,
+            chair,
+            decide_outcome(Outcome::Admitted, w.other),
+        )
+        .unwrap();
+        run(&w, &mut s, chair, ScrutinyCommand::Close { term: 2 }).unwrap();
+        assert_eq!(
+            run(&w, &mut s, chair, withdraw(w.student)),
+            Err(ScrutinyError::NotOpen),
+            "a closed scrutinio is reopened first"
+        );
+        run(
+            &w,
+            &mut s,
+            w.principal,
+            ScrutinyCommand::Reopen {
+                term: 2,
+                reason: "errore materiale".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            run(&w, &mut s, w.teacher, withdraw(w.student)),
+            Err(ScrutinyError::NotTheChair)
+        );
+        let no_reason = ScrutinyCommand::WithdrawOutcome {
+            student: w.student,
+            reason: " ".into(),
+        };
+        assert_eq!(run(&w, &mut s, chair, no_reason), Err(ScrutinyError::Text));
+        run(&w, &mut s, chair, withdraw(w.student)).unwrap();
+        assert_eq!(s.outcome(w.student), None);
+        assert_eq!(
+            s.withdrawn_outcomes(),
+            [(w.student, "voto di Italiano trascritto male".to_owned())]
+        );
+        assert_eq!(
+            run(&w, &mut s, chair, ScrutinyCommand::Close { term: 2 }),
+            Err(ScrutinyError::Incomplete(1)),
+            "the outcome is decided again before closing"
+        );
+        run(&w, &mut s, chair, corrected).unwrap();
+        let one_below = Outcome::JudgementSuspended {
+            subjects: ["Matematica".to_owned()].into(),
+            citizenship: false,
+        };
+        run(
+            &w,
+            &mut s,
+            chair,
+            decide_outcome(one_below.clone(), w.student),
+        )
+        .unwrap();
+        assert_eq!(s.outcome(w.student).unwrap().outcome, one_below);
+        run(&w, &mut s, chair, ScrutinyCommand::Close { term: 2 }).unwrap();
     }
 
     #[test]

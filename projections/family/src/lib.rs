@@ -599,7 +599,15 @@ impl Facts<'_> {
                     ("reason", Cell::Text(name_of(&exemption.reason))),
                 ],
             },
-            E::ProposalEntered { .. } | E::CouncilConvened { .. } | E::ScrutinyClosed { .. } => {
+            // Until it is decided again, the report card shows no outcome.
+            E::OutcomeWithdrawn { student, .. } => RowOp::Delete {
+                table: "family_outcomes",
+                key: student_key(student),
+            },
+            E::ProposalEntered { .. }
+            | E::CouncilConvened { .. }
+            | E::IntegrationConvened { .. }
+            | E::ScrutinyClosed { .. } => {
                 return Ok(Vec::new());
             }
         };

@@ -630,6 +630,25 @@ async fn report_cards_follow_their_publication(store: Arc<dyn EventStore>) {
         (cards[0].outcome.as_deref(), cards[0].resolved.as_deref()),
         (Some("admitted"), None)
     );
+    // Withdrawn at the reopened final scrutinio: the report card shows no outcome until it is
+    // decided again.
+    append_json(
+        s,
+        school,
+        &stream,
+        &[
+            ("ScrutinyReopened", json!({"term": 2, "reason": "errore"})),
+            (
+                "OutcomeWithdrawn",
+                json!({"student": x, "reason": "errore"}),
+            ),
+            ("ScrutinyClosed", json!({"term": 2})),
+            ("ReportCardsPublished", json!({"term": 2})),
+        ],
+    )
+    .await;
+    let cards = until(1).await;
+    assert_eq!(cards[0].outcome, None);
 }
 
 #[tokio::test]

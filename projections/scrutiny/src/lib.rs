@@ -330,6 +330,13 @@ impl Facts {
                     ),
                 ]);
             }
+            // The outcome is decided again after the reopened council corrects the grades.
+            E::OutcomeWithdrawn { student, .. } => RowOp::Delete {
+                table: "scrutiny_outcomes",
+                key: key(None, Some(student.into())),
+            },
+            // The report shows the result of each integration, not its session.
+            E::IntegrationConvened { .. } => return Ok(Vec::new()),
             E::ReportCardsPublished { term } => upsert(
                 "scrutiny_terms",
                 key(Some(term), None),

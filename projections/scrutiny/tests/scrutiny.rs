@@ -320,6 +320,23 @@ async fn the_report_follows_the_events(store: Arc<dyn EventStore>) {
         strict.students[1].proposed_outcome,
         Some(Outcome::NotAdmitted)
     );
+    // Withdrawn at the reopened final scrutinio: no outcome until it is decided again, while
+    // registro's proposal stands.
+    append_json(
+        s,
+        c.school,
+        &stream,
+        &[(
+            "OutcomeWithdrawn",
+            json!({"student": c.y, "reason": "comportamento trascritto male"}),
+        )],
+    )
+    .await;
+    let withdrawn = read(s, &projector, &c, 2, 3).await.unwrap();
+    let y = &withdrawn.students[1];
+    assert_eq!((&y.outcome, &y.resolved), (&None, &None));
+    assert!(y.subjects_to_recover().is_empty());
+    assert_eq!(y.proposed_outcome.as_ref(), Some(&suspended));
     // Term 1 still stands as it was.
     assert_eq!(read(s, &projector, &c, 1, 3).await.unwrap(), reopened);
     // Caught up: nothing more to apply.

@@ -562,6 +562,26 @@ async fn prepare(w: &World, row: &Row, target: Target, role: Role) -> (String, O
                 Some(json!({"student": student, "admitted": true})),
             )
         }
+        (
+            "POST",
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/integration-session",
+        ) => {
+            let year = scrutiny_at(w, target, role, class, student, Stage::Suspended).await;
+            (
+                format!("{s}/classes/{class}/years/{year}/scrutini/2/integration-session"),
+                Some(integration_body(w, year)),
+            )
+        }
+        (
+            "POST",
+            "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/outcomes/withdrawal",
+        ) => {
+            let year = scrutiny_at(w, target, role, class, student, Stage::Reopened).await;
+            (
+                format!("{s}/classes/{class}/years/{year}/scrutini/2/outcomes/withdrawal"),
+                Some(json!({"student": student, "reason": "errore materiale"})),
+            )
+        }
         ("POST", "/schools/{school}/classes/{class}/years/{year}/scrutini/{term}/publication") => {
             let year = scrutiny_at(w, target, role, class, student, Stage::Closed(1)).await;
             (
@@ -622,8 +642,11 @@ enum Stage {
     Deliberated(u8),
     /// The term closed.
     Closed(u8),
-    /// The final scrutinio closed with the student's judgement suspended.
+    /// The final scrutinio closed with the student's judgement suspended, and the integration
+    /// scrutinio's session recorded.
     Suspended,
+    /// As `Suspended`, then the final scrutinio reopened by the principal.
+    Reopened,
 }
 
 /// The next school year no call has used: each scrutiny call gets a class's scrutini of its
@@ -701,6 +724,11 @@ async fn scrutiny_report_caught_up(w: &World) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the scrutiny report did not catch up");
+}
+
+/// The integration scrutinio's council of one member, the principal, at the end of August.
+fn integration_body(w: &World, year: i32) -> Value {
+    json!({"date": format!("{}-08-31", year + 1), "attendees": [w.person(Role::Principal)]})
 }
 
 /// The council of one member, the principal: a member of every class.
@@ -804,7 +832,7 @@ async fn scrutiny_at(
     let term = match stage {
         Stage::Planned => return year,
         Stage::Open(t) | Stage::Sitting(t) | Stage::Deliberated(t) | Stage::Closed(t) => t,
-        Stage::Suspended => 2,
+        Stage::Suspended | Stage::Reopened => 2,
     };
     call(
         Method::POST,
@@ -828,7 +856,7 @@ async fn scrutiny_at(
     let (_, students) = roster(w, class).await;
     // The student whose judgement is suspended fails mathematics in the own class; the other
     // class may have no mathematics, so there it is conduct 6 that suspends it.
-    let suspended = stage == Stage::Suspended;
+    let suspended = matches!(stage, Stage::Suspended | Stage::Reopened);
     let (fails, conduct) = match target {
         Target::Own => (suspended, "8"),
         _ => (false, if suspended { "6" } else { "8" }),
@@ -877,6 +905,22 @@ async fn scrutiny_at(
         json!(null),
     )
     .await;
+    if suspended {
+        call(
+            Method::POST,
+            format!("{scrutini}/{term}/integration-session"),
+            integration_body(w, year),
+        )
+        .await;
+    }
+    if stage == Stage::Reopened {
+        call(
+            Method::POST,
+            format!("{scrutini}/{term}/reopening"),
+            json!({"reason": "errore materiale"}),
+        )
+        .await;
+    }
     year
 }
 

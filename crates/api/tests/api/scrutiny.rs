@@ -305,6 +305,104 @@ async fn a_class_goes_through_its_scrutini(w: World) {
         )
         .await;
     assert_eq!(unpublished.status(), 404);
+
+    // The principal reopens the final scrutinio: the council withdraws the outcome, corrects
+    // conduct, and decides again; the integration scrutinio, on a day of its own, resolves
+    // the suspended judgement.
+    let reason = json!({"reason": "comportamento trascritto male"});
+    let r = post(
+        format!("{scrutini}/2/reopening"),
+        principal.clone(),
+        reason.clone(),
+    );
+    body(r.await, 201).await;
+    let deliberation = json!({"student": w.x, "grades": {"Matematica": "6"}, "conduct": "6"});
+    let r = post(
+        format!("{scrutini}/2/deliberations"),
+        teacher.clone(),
+        deliberation.clone(),
+    );
+    body(r.await, 409).await;
+    let withdrawal = json!({"student": w.x, "reason": "comportamento trascritto male"});
+    let r = post(
+        format!("{scrutini}/2/outcomes/withdrawal"),
+        teacher.clone(),
+        withdrawal.clone(),
+    );
+    body(r.await, 201).await;
+    let r = post(
+        format!("{scrutini}/2/outcomes/withdrawal"),
+        teacher.clone(),
+        withdrawal,
+    );
+    body(r.await, 409).await;
+    let r = post(
+        format!("{scrutini}/2/deliberations"),
+        teacher.clone(),
+        deliberation,
+    );
+    body(r.await, 201).await;
+    let suspended = json!({"student": w.x, "outcome": "judgement_suspended", "citizenship": true});
+    let r = post(format!("{scrutini}/2/outcomes"), teacher.clone(), suspended);
+    body(r.await, 201).await;
+    let r = post(
+        format!("{scrutini}/2/closure"),
+        teacher.clone(),
+        json!(null),
+    );
+    body(r.await, 201).await;
+    let admitted = json!({"student": w.x, "admitted": true});
+    let r = post(
+        format!("{scrutini}/2/integration"),
+        teacher.clone(),
+        admitted.clone(),
+    );
+    body(r.await, 409).await;
+    let early = json!({"date": "2026-06-12", "attendees": [w.person(Role::Principal)]});
+    let r = post(
+        format!("{scrutini}/2/integration-session"),
+        teacher.clone(),
+        early,
+    );
+    body(r.await, 422).await;
+    let sitting = json!({"date": "2026-08-31", "attendees": [w.person(Role::Principal)]});
+    let r = post(
+        format!("{scrutini}/2/integration-session"),
+        teacher.clone(),
+        sitting,
+    );
+    body(r.await, 201).await;
+    let r = post(
+        format!("{scrutini}/2/integration"),
+        teacher.clone(),
+        admitted,
+    );
+    let resolved = body(r.await, 201).await["position"].as_u64().unwrap();
+    let last = minutes(2).await;
+    assert_eq!(
+        last["withdrawn_outcomes"][0]["reason"], "comportamento trascritto male",
+        "{last}"
+    );
+    assert_eq!(last["deliberations"][0]["outcome"], "judgement_suspended");
+    let integration = &last["integration"];
+    assert_eq!(integration["date"], "2026-08-31", "{last}");
+    assert_eq!(
+        integration["present"][0]["id"],
+        json!(w.person(Role::Principal))
+    );
+    assert_eq!(integration["resolutions"][0]["outcome"], "admitted");
+    assert_eq!(integration["resolutions"][0]["vote"]["kind"], "unanimous");
+    let view = report(2, &principal, resolved).await;
+    let line = &view["students"][0];
+    assert_eq!(
+        (&line["outcome"], &line["resolved"], &line["conduct"]),
+        (
+            &json!("judgement_suspended"),
+            &json!("admitted"),
+            &json!("6")
+        ),
+        "{view}"
+    );
     running.abort();
 }
 
