@@ -340,6 +340,7 @@ async fn a_poison_event_stops_only_its_projector() {
     // have written): the view must stop there, the audit trail must go on.
     let outcome = store
         .append(AppendRequest {
+            guards: Vec::new(),
             school,
             stream: StreamId::parse(format!("student-{}-2025", PersonId::new())).unwrap(),
             expected: ExpectedVersion::Any,
@@ -1275,6 +1276,7 @@ impl School<'_> {
         self.appended += events.len();
         self.store
             .append(AppendRequest {
+                guards: Vec::new(),
                 school: self.id,
                 stream: StreamId::parse(stream).unwrap(),
                 expected: ExpectedVersion::Any,

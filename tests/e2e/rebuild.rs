@@ -64,6 +64,7 @@ async fn populate(store: &dyn EventStore) -> [SchoolId; 2] {
             .collect();
         store
             .append(AppendRequest {
+                guards: Vec::new(),
                 school,
                 stream: StreamId::parse(stream).unwrap(),
                 expected: ExpectedVersion::Any,

@@ -159,6 +159,7 @@ pub async fn school_with_events(store: &dyn EventStore, n: usize) -> SchoolId {
     for i in 0..n {
         store
             .append(AppendRequest {
+                guards: Vec::new(),
                 school,
                 stream: StreamId::parse("class-3a-2025").unwrap(),
                 expected: ExpectedVersion::Any,

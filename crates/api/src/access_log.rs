@@ -119,6 +119,7 @@ pub async fn record(
     .map_err(|e| StoreError::internal(e.to_string()))?;
     store
         .append(AppendRequest {
+            guards: Vec::new(),
             school,
             stream: StreamId::parse(access::STREAM)?,
             expected: ExpectedVersion::Any,

@@ -6,7 +6,7 @@
 use registro_domain::SchoolId;
 use registro_store::{
     AppendOutcome, AppendRequest, CommandMetadata, EventStore, EventType, ExpectedVersion,
-    IdempotencyKey, NewEvent, StoreError, StreamId, command_fingerprint,
+    IdempotencyKey, NewEvent, StoreError, StreamGuard, StreamId, command_fingerprint,
 };
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -26,11 +26,15 @@ pub enum CommandError<E> {
     Store(#[from] StoreError),
 }
 
-/// A decision: the stream's version it was made at, and the events to append.
+/// A decision: the stream's version it was made at, the other streams it read with their
+/// versions, and the events to append.
 #[derive(Debug)]
 pub struct Decision {
     /// The stream's version the state was at (0: no events).
     pub version: u64,
+    /// The other streams the decision read (the directory, a class's scrutini), at the versions
+    /// read: the append is a conflict, decided again, when one has moved.
+    pub guards: Vec<StreamGuard>,
     /// The events, possibly none (then nothing is appended).
     pub events: Vec<NewEvent>,
 }
@@ -92,6 +96,7 @@ where
             } else {
                 ExpectedVersion::Exact(decision.version)
             },
+            guards: decision.guards,
             events: decision.events,
             metadata: metadata.clone(),
             idempotency_key: key.clone(),

@@ -269,17 +269,18 @@ async fn catalogue_command(
     let (cmd, actor, role) = (&cmd, caller.person, caller.role);
     let decide = move || async move {
         let Snapshot { version, state } = cache.current(store, school).await?;
-        let directory = directory.current(store, school).await?.state;
+        let directory = directory.current(store, school).await?;
         let ctx = communications::Context {
             actor,
             role,
             today,
-            directory: &directory,
+            directory: &directory.state,
         };
         let events =
             communications::decide(&state, cmd, &ctx).map_err(command::CommandError::Refused)?;
         Ok(Decision {
             version,
+            guards: vec![crate::directory::guard(directory.version)],
             events: new_events(events.iter().map(|e| (e.type_name(), e.data())))?,
         })
     };
@@ -429,7 +430,10 @@ async fn reply_command(
         )?)
     };
     let digest = serde_json::to_value(&cmd).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(crate::register::stream_command(state, caller, key, &stream, &digest, decide).await?)
+    Ok(
+        crate::register::stream_command(state, caller, key, (&stream, &[]), &digest, decide)
+            .await?,
+    )
 }
 
 /// Records the caller's read receipt (presa visione) of a communication addressed to them.

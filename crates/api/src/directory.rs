@@ -107,6 +107,7 @@ pub async fn execute(
         let events = directory::decide(&state, command).map_err(CommandError::Refused)?;
         Ok(Decision {
             version,
+            guards: Vec::new(),
             events: new_events(events.iter().map(|e| (e.type_name(), e.data())))?,
         })
     };
@@ -144,6 +145,14 @@ pub async fn load(store: &dyn EventStore, school: SchoolId) -> Result<Arc<Direct
         .current(store, school)
         .await?
         .state)
+}
+
+/// The directory stream at `version`, for a decision on another stream that read it.
+pub(crate) fn guard(version: u64) -> registro_store::StreamGuard {
+    registro_store::StreamGuard {
+        stream: stream(),
+        version,
+    }
 }
 
 fn stream() -> StreamId {

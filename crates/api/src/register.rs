@@ -441,7 +441,7 @@ async fn record_command_keyed(
         caller.role == registro_domain::Role::Principal,
     );
     // The terms whose scrutinio is closed for the student's class are locked (rule 6).
-    let closed = crate::scrutiny::closed_terms(state, caller, student, year).await?;
+    let (closed, guards) = crate::scrutiny::closed_terms(state, caller, student, year).await?;
     // A justification's reason is sealed with the key of the student's record for the year
     // (crypto-shredding, one year at a time).
     let subject = record::sealing_subject(student, year);
@@ -469,7 +469,15 @@ async fn record_command_keyed(
                 .collect(),
         )
     };
-    Ok(stream_command(state, caller, key, &stream, &cmd.digest_form(), decide).await?)
+    Ok(stream_command(
+        state,
+        caller,
+        key,
+        (&stream, &guards),
+        &cmd.digest_form(),
+        decide,
+    )
+    .await?)
 }
 
 /// Runs a command on one stream for the caller: folds the stream into `S`, takes the school's
@@ -479,7 +487,7 @@ pub(crate) async fn stream_command<S, E, D>(
     state: &AppState,
     caller: &Caller,
     key: Option<registro_store::IdempotencyKey>,
-    stream: &StreamId,
+    (stream, guards): (&StreamId, &[registro_store::StreamGuard]),
     digest: &serde_json::Value,
     decide: D,
 ) -> Result<registro_store::AppendOutcome, command::CommandError<E>>
@@ -496,10 +504,13 @@ where
             version,
             state: current,
         } = fold_stream::<S>(store, school, stream, Snapshot::default()).await?;
-        let directory = directory.current(store, school).await?.state;
+        let directory = directory.current(store, school).await?;
+        let mut read = vec![crate::directory::guard(directory.version)];
+        read.extend_from_slice(guards);
         Ok(Decision {
             version,
-            events: decide(&current, &directory, today)?,
+            guards: read,
+            events: decide(&current, &directory.state, today)?,
         })
     };
     let metadata = CommandMetadata::by(caller.person, caller.role);
@@ -1311,12 +1322,25 @@ pub(crate) async fn record_of(
     student: PersonId,
     year: SchoolYear,
 ) -> Result<std::sync::Arc<Record>, ApiError> {
+    Ok(record_read_at(state, school, student, year).await?.0)
+}
+
+/// A student's record of `year` with its stream at the version read, for a decision on
+/// another stream that depends on it.
+pub(crate) async fn record_read_at(
+    state: &AppState,
+    school: SchoolId,
+    student: PersonId,
+    year: SchoolYear,
+) -> Result<(std::sync::Arc<Record>, registro_store::StreamGuard), ApiError> {
     let stream = StreamId::parse(record::stream(student, year))?;
-    Ok(
-        fold_stream::<Record>(state.store.as_ref(), school, &stream, Snapshot::default())
-            .await?
-            .state,
-    )
+    let found =
+        fold_stream::<Record>(state.store.as_ref(), school, &stream, Snapshot::default()).await?;
+    let guard = registro_store::StreamGuard {
+        stream,
+        version: found.version,
+    };
+    Ok((found.state, guard))
 }
 
 /// A justification.
@@ -1511,7 +1535,7 @@ async fn class_command(
         )?)
     };
     let digest = serde_json::to_value(&cmd).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(stream_command(state, caller, key, &stream, &digest, decide).await?)
+    Ok(stream_command(state, caller, key, (&stream, &[]), &digest, decide).await?)
 }
 
 /// A lesson hour to sign.
@@ -2237,7 +2261,7 @@ async fn meetings_command(
         )?)
     };
     let digest = serde_json::to_value(&cmd).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(stream_command(state, caller, key, &stream, &digest, decide).await?)
+    Ok(stream_command(state, caller, key, (&stream, &[]), &digest, decide).await?)
 }
 
 /// A slot to offer.

@@ -40,7 +40,7 @@ use crate::error::ApiError;
 use crate::error::Problem;
 use crate::json::{Json, PathIds, QueryOf};
 use crate::projections::read_projection;
-use crate::register::{mark, periods, record_of, school_year, stream_command, term_name};
+use crate::register::{mark, periods, record_read_at, school_year, stream_command, term_name};
 use crate::school::{Written, command_response, idempotency_key, record_read};
 
 impl Fold for Scrutiny {
@@ -110,32 +110,48 @@ pub(crate) async fn scrutiny_of(
 }
 
 /// The terms locked for a student's record of `year`: those whose scrutinio is closed for the
-/// student's class now (rule 6), as indexes in the year's terms.
+/// student's class now (rule 6), as indexes in the year's terms; with the class's scrutiny
+/// stream at the version read, for the record's append to be checked against (a term closed
+/// meanwhile makes it a conflict, not a write into a locked term).
 pub(crate) async fn closed_terms(
     state: &AppState,
     caller: &Caller,
     student: PersonId,
     year: SchoolYear,
-) -> Result<BTreeSet<usize>, ApiError> {
-    match caller.directory.class_of(student) {
-        Some(class) => Ok(scrutiny_of(state, caller.school, class, year)
-            .await?
-            .state
-            .closed_terms()),
-        None => Ok(BTreeSet::new()),
-    }
+) -> Result<(BTreeSet<usize>, Vec<registro_store::StreamGuard>), ApiError> {
+    let Some(class) = caller.directory.class_of(student) else {
+        return Ok((BTreeSet::new(), Vec::new()));
+    };
+    let stream = StreamId::parse(scrutiny::stream(class, year))?;
+    let found: Snapshot<Scrutiny> = fold_stream(
+        state.store.as_ref(),
+        caller.school,
+        &stream,
+        Snapshot::default(),
+    )
+    .await?;
+    let guard = registro_store::StreamGuard {
+        stream,
+        version: found.version,
+    };
+    Ok((found.state.closed_terms(), vec![guard]))
 }
 
-/// Runs a scrutiny command on the class's stream of `year`; `absences` are the hours a
-/// student missed this year, for an outcome.
+/// Runs a scrutiny command on the class's stream of `year`; for an outcome, `record` is the
+/// hours the student missed this year with the version of their record they were read at (the
+/// append is decided again if the record moves meanwhile).
 async fn run(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
     (class, year): (ClassId, SchoolYear),
     cmd: ScrutinyCommand,
-    absences: Vec<(Date, u32)>,
+    record: Option<(Vec<(Date, u32)>, registro_store::StreamGuard)>,
 ) -> Result<Response, ApiError> {
+    let (absences, guards) = match record {
+        Some((absences, guard)) => (absences, vec![guard]),
+        None => (Vec::new(), Vec::new()),
+    };
     let key = idempotency_key(headers, caller)?;
     let stream = StreamId::parse(scrutiny::stream(class, year))?;
     let actor = caller.person;
@@ -155,7 +171,7 @@ async fn run(
         )?)
     };
     let digest = serde_json::to_value(&cmd).map_err(|e| ApiError::Internal(e.into()))?;
-    let outcome = stream_command(state, caller, key, &stream, &digest, decide).await?;
+    let outcome = stream_command(state, caller, key, (&stream, &guards), &digest, decide).await?;
     Ok(command_response(StatusCode::CREATED, &outcome, None))
 }
 
@@ -255,7 +271,7 @@ pub async fn open(
         &headers,
         (class, school_year(year)?),
         cmd,
-        vec![],
+        None,
     )
     .await
 }
@@ -307,7 +323,7 @@ pub async fn propose(
         &headers,
         (class, school_year(year)?),
         cmd,
-        vec![],
+        None,
     )
     .await
 }
@@ -386,7 +402,7 @@ pub async fn session(
         &headers,
         (class, school_year(year)?),
         cmd,
-        vec![],
+        None,
     )
     .await
 }
@@ -480,7 +496,7 @@ pub async fn deliberate(
         &headers,
         (class, school_year(year)?),
         cmd,
-        vec![],
+        None,
     )
     .await
 }
@@ -543,7 +559,7 @@ pub async fn exempt(
         &headers,
         (class, school_year(year)?),
         cmd,
-        vec![],
+        None,
     )
     .await
 }
@@ -619,16 +635,15 @@ pub async fn decide_outcome(
             citizenship: body.citizenship,
         },
     };
-    let absences = record_of(&state, caller.school, student, year)
-        .await?
-        .missed_hours();
+    let (record, guard) = record_read_at(&state, caller.school, student, year).await?;
     let cmd = ScrutinyCommand::DecideOutcome {
         student,
         outcome,
         vote: body.vote.vote(),
         reasons: body.reasons,
     };
-    run(&state, &caller, &headers, (class, year), cmd, absences).await
+    let record = Some((record.missed_hours(), guard));
+    run(&state, &caller, &headers, (class, year), cmd, record).await
 }
 
 /// Refuses a term that is not the year's last: outcomes are the final scrutinio's.
@@ -665,7 +680,7 @@ pub async fn close(
         &headers,
         (class, school_year(year)?),
         cmd,
-        vec![],
+        None,
     )
     .await
 }
@@ -708,7 +723,7 @@ pub async fn reopen(
         &headers,
         (class, school_year(year)?),
         cmd,
-        vec![],
+        None,
     )
     .await
 }
@@ -738,7 +753,7 @@ pub async fn publish(
         &headers,
         (class, school_year(year)?),
         cmd,
-        vec![],
+        None,
     )
     .await
 }
@@ -784,7 +799,7 @@ pub async fn integrate(
         admitted: body.admitted,
         vote: body.vote.vote(),
     };
-    run(&state, &caller, &headers, (class, year), cmd, vec![]).await
+    run(&state, &caller, &headers, (class, year), cmd, None).await
 }
 
 /// Records the integration scrutinio's session (seduta dello scrutinio integrativo), once the
@@ -817,7 +832,7 @@ pub async fn integration_session(
         attendees,
         substitutes,
     };
-    run(&state, &caller, &headers, (class, year), cmd, vec![]).await
+    run(&state, &caller, &headers, (class, year), cmd, None).await
 }
 
 /// The withdrawal of an outcome.
@@ -860,7 +875,7 @@ pub async fn withdraw_outcome(
         student: PersonId::from_uuid(body.student),
         reason: body.reason,
     };
-    run(&state, &caller, &headers, (class, year), cmd, vec![]).await
+    run(&state, &caller, &headers, (class, year), cmd, None).await
 }
 
 /// A subject's line for one student in the scrutinio.

@@ -230,6 +230,12 @@ pub struct AppendRequest {
     pub stream: StreamId,
     /// The optimistic-concurrency expectation.
     pub expected: ExpectedVersion,
+    /// Other streams of the school the decision read, each at the version it read: the append
+    /// is refused with [`StoreError::Conflict`] (naming that stream) when one of them
+    /// has moved since, checked under the same lock as `expected`. Facts a decision takes from
+    /// other streams (the directory, a scrutinio's closed terms) are then as current as its own
+    /// stream's.
+    pub guards: Vec<StreamGuard>,
     /// The events, in order (at least one).
     pub events: Vec<NewEvent>,
     /// Who and why.
@@ -242,6 +248,33 @@ pub struct AppendRequest {
     /// the digest it is still recognised as the same request ([`crate::command_fingerprint`],
     /// [`crate::EventStore::replay_of`]).
     pub command_digest: Option<[u8; 32]>,
+}
+
+/// A stream a decision read, at the version it read (0: no events).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamGuard {
+    /// The stream.
+    pub stream: StreamId,
+    /// Its version when read.
+    pub version: u64,
+}
+
+impl StreamGuard {
+    /// The conflict when the guarded stream is at `actual` instead, if it is.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] naming the stream, when it moved.
+    pub fn check(&self, actual: u64) -> Result<(), StoreError> {
+        if actual == self.version {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                stream: self.stream.clone(),
+                expected: ExpectedVersion::Exact(self.version),
+                actual,
+            })
+        }
+    }
 }
 
 /// The result of a successful append.

@@ -46,7 +46,8 @@ use tokio::sync::watch;
 pub use attachment::{AttachmentMeta, MAX_MEDIA_TYPE_CHARS};
 pub use envelope::{
     AppendOutcome, AppendRequest, CommandMetadata, EventType, ExpectedVersion, Hash,
-    IdempotencyKey, NewEvent, Position, RecordedEvent, SchoolHead, SealedField, StreamId,
+    IdempotencyKey, NewEvent, Position, RecordedEvent, SchoolHead, SealedField, StreamGuard,
+    StreamId,
 };
 pub use error::StoreError;
 pub use migrate::MigrationStatus;

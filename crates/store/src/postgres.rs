@@ -295,6 +295,14 @@ impl PgStore {
                     actual: current,
                 });
             }
+            // Under the school's lock: no append to the guarded streams can commit meanwhile.
+            for guard in &r.guards {
+                let row = tx
+                    .query_one(&version_st, &[&school_uuid, &guard.stream.as_str()])
+                    .await
+                    .map_err(pg_err)?;
+                guard.check(to_u64(row.get(0)))?;
+            }
             // Keys inside the transaction, after the checks: a replay or a conflict creates
             // none, and `FOR SHARE` makes a concurrent erasure wait for this commit (or be seen
             // first).

@@ -262,6 +262,16 @@ fn append_in(
             actual: current,
         });
     }
+    for guard in &r.guards {
+        let version: i64 = tx
+            .query_row(
+                "SELECT coalesce(max(stream_version), 0) FROM events WHERE school_id = ?1 AND stream_id = ?2",
+                params![school, guard.stream.as_str()],
+                |row| row.get(0),
+            )
+            .map_err(sqlite_err)?;
+        guard.check(to_u64(version))?;
+    }
     let keys = keys_for_sealing(inner, tx, r.school, &plan.subjects)?;
     let stored = plan.seal(&keys)?;
     let head = tx

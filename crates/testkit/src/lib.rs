@@ -98,6 +98,7 @@ pub async fn append_json(
     let now = time::OffsetDateTime::now_utc();
     store
         .append(AppendRequest {
+            guards: Vec::new(),
             school,
             stream: StreamId::parse(stream).expect("a valid stream name"),
             expected: ExpectedVersion::Any,

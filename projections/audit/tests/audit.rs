@@ -30,6 +30,7 @@ async fn append(
 ) {
     store
         .append(AppendRequest {
+            guards: Vec::new(),
             school,
             stream: StreamId::parse(stream).unwrap(),
             expected: ExpectedVersion::Any,

@@ -103,6 +103,7 @@ impl Projection for Seen {
 async fn append(store: &dyn EventStore, school: SchoolId, event_type: &str) {
     store
         .append(AppendRequest {
+            guards: Vec::new(),
             school,
             stream: StreamId::parse("things").unwrap(),
             expected: ExpectedVersion::Any,

@@ -5,6 +5,7 @@
 mod audit;
 mod authorization;
 mod communications;
+mod executor;
 mod family;
 mod health;
 mod register;

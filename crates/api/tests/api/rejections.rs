@@ -1049,6 +1049,7 @@ async fn communication_refusals(w: World) {
     };
     w.store
         .append(AppendRequest {
+            guards: Vec::new(),
             school: w.a,
             stream: StreamId::parse(CATALOGUE_STREAM).unwrap(),
             expected: ExpectedVersion::Any,

@@ -12,7 +12,7 @@ use registro_store::{
     AppendOutcome, AppendRequest, AttachmentMeta, Backend, Cell, CellType, CommandMetadata,
     EventStore, EventType, ExpectedVersion, IdempotencyKey, MAX_MEDIA_TYPE_CHARS, MasterKey,
     NewEvent, Position, ProjectionLease, ProjectionSchema, RecordedEvent, RowOp, Sealed,
-    StoreError, StreamId,
+    StoreError, StreamGuard, StreamId,
 };
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -44,6 +44,7 @@ fn request(
     events: Vec<NewEvent>,
 ) -> AppendRequest {
     AppendRequest {
+        guards: Vec::new(),
         school,
         stream: stream(s),
         expected,
@@ -117,6 +118,7 @@ pub async fn appended_events_read_back_exactly(h: &Harness) {
         ),
     ];
     let req = AppendRequest {
+        guards: Vec::new(),
         school,
         stream: stream("student-s1-2025"),
         expected: ExpectedVersion::NoStream,
@@ -257,6 +259,62 @@ pub async fn a_wrong_expected_version_is_a_conflict_and_writes_nothing(h: &Harne
         .await
         .unwrap();
     assert_eq!((ok.stream_version, ok.last_seq), (3, 3));
+}
+
+/// A decision that read other streams appends only while they stand as it read them: a moved
+/// guard stream is a conflict naming it, and nothing is written; guards of streams with no
+/// events are at version 0.
+pub async fn a_moved_guard_stream_is_a_conflict_and_writes_nothing(h: &Harness) {
+    let school = SchoolId::new();
+    append_n(h, school, "lock", 2).await;
+    let guarded = |version: u64| {
+        let mut r = request(
+            school,
+            "record",
+            ExpectedVersion::Any,
+            vec![event("X", json!({}))],
+        );
+        r.guards = vec![
+            StreamGuard {
+                stream: stream("lock"),
+                version,
+            },
+            StreamGuard {
+                stream: stream("never-written"),
+                version: 0,
+            },
+        ];
+        r
+    };
+    for stale in [1, 3] {
+        match h.store.append(guarded(stale)).await {
+            Err(StoreError::Conflict {
+                stream: s,
+                expected,
+                actual,
+            }) => assert_eq!(
+                (s.as_str(), expected, actual),
+                ("lock", ExpectedVersion::Exact(stale), 2)
+            ),
+            other => panic!("expected a conflict on the guard, got {other:?}"),
+        }
+    }
+    assert_eq!(head_seq(h, school).await, 2, "nothing was written");
+    let ok = h.store.append(guarded(2)).await.unwrap();
+    assert_eq!((ok.stream_version, ok.last_seq), (1, 3));
+    // Another school's stream of the same name is not this school's.
+    let other = SchoolId::new();
+    let mut r = request(
+        other,
+        "record",
+        ExpectedVersion::Any,
+        vec![event("X", json!({}))],
+    );
+    r.guards = vec![StreamGuard {
+        stream: stream("lock"),
+        version: 0,
+    }];
+    h.store.append(r).await.unwrap();
 }
 
 pub async fn an_idempotent_retry_returns_the_first_result_and_appends_nothing(h: &Harness) {

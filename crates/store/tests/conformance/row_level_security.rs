@@ -57,6 +57,7 @@ fn sealed_append(school: SchoolId, n: usize) -> AppendRequest {
         })
         .collect();
     AppendRequest {
+        guards: Vec::new(),
         school,
         stream: StreamId::parse("student-1-2025").unwrap(),
         expected: ExpectedVersion::Any,
