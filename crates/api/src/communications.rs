@@ -430,10 +430,7 @@ async fn reply_command(
         )?)
     };
     let digest = serde_json::to_value(&cmd).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(
-        crate::register::stream_command(state, caller, key, (&stream, &[]), &digest, decide)
-            .await?,
-    )
+    Ok(crate::register::stream_command(state, caller, key, &stream, &digest, decide).await?)
 }
 
 /// Records the caller's read receipt (presa visione) of a communication addressed to them.

@@ -440,41 +440,48 @@ async fn record_command_keyed(
         caller.person,
         caller.role == registro_domain::Role::Principal,
     );
-    // The terms whose scrutinio is closed for the student's class are locked (rule 6).
-    let (closed, guards) = crate::scrutiny::closed_terms(state, caller, student, year).await?;
+    // The terms whose scrutinio is closed for the student's class are locked (rule 6): read
+    // with the directory each attempt decides with, and checked at the append.
+    let (store, school) = (state.store.as_ref(), caller.school);
+    let reads = |directory: std::sync::Arc<Directory>| async move {
+        crate::scrutiny::closed_terms(store, school, &directory, student, year).await
+    };
     // A justification's reason is sealed with the key of the student's record for the year
     // (crypto-shredding, one year at a time).
     let subject = record::sealing_subject(student, year);
-    let decide = |current: &Record, directory: &Directory, today: Date| {
-        let exempt_subjects = directory.exempt_subjects(student);
-        let ctx = record::Context {
-            student,
-            year,
-            teacher,
-            today,
-            as_principal,
-            exempt_subjects: &exempt_subjects,
-            directory,
-            closed_terms: &closed,
+    let decide =
+        |current: &Record, directory: &Directory, today: Date, closed: &BTreeSet<usize>| {
+            let exempt_subjects = directory.exempt_subjects(student);
+            let ctx = record::Context {
+                student,
+                year,
+                teacher,
+                today,
+                as_principal,
+                exempt_subjects: &exempt_subjects,
+                directory,
+                closed_terms: closed,
+            };
+            let events =
+                record::decide(current, &cmd, &ctx).map_err(command::CommandError::Refused)?;
+            Ok(
+                new_events(events.iter().map(|e| (e.type_name(), e.data())))?
+                    .into_iter()
+                    .zip(&events)
+                    .map(|(new, e)| match e.sealed_field() {
+                        Some(pointer) => new.seal(pointer, subject),
+                        None => new,
+                    })
+                    .collect(),
+            )
         };
-        let events = record::decide(current, &cmd, &ctx).map_err(command::CommandError::Refused)?;
-        Ok(
-            new_events(events.iter().map(|e| (e.type_name(), e.data())))?
-                .into_iter()
-                .zip(&events)
-                .map(|(new, e)| match e.sealed_field() {
-                    Some(pointer) => new.seal(pointer, subject),
-                    None => new,
-                })
-                .collect(),
-        )
-    };
-    Ok(stream_command(
+    Ok(stream_command_with(
         state,
         caller,
         key,
-        (&stream, &guards),
+        &stream,
         &cmd.digest_form(),
+        reads,
         decide,
     )
     .await?)
@@ -487,7 +494,7 @@ pub(crate) async fn stream_command<S, E, D>(
     state: &AppState,
     caller: &Caller,
     key: Option<registro_store::IdempotencyKey>,
-    (stream, guards): (&StreamId, &[registro_store::StreamGuard]),
+    stream: &StreamId,
     digest: &serde_json::Value,
     decide: D,
 ) -> Result<registro_store::AppendOutcome, command::CommandError<E>>
@@ -495,22 +502,54 @@ where
     S: Fold,
     D: Fn(&S, &Directory, Date) -> Result<Vec<registro_store::NewEvent>, command::CommandError<E>>,
 {
+    let no_reads = |_: std::sync::Arc<Directory>| std::future::ready(Ok(((), Vec::new())));
+    let decide = |current: &S, directory: &Directory, today: Date, (): &()| {
+        decide(current, directory, today)
+    };
+    stream_command_with(state, caller, key, stream, digest, no_reads, decide).await
+}
+
+/// As [`stream_command`], for a decision that also reads other streams: `reads` takes them
+/// from the directory the attempt decides with and gives the facts with the streams' versions.
+/// Every attempt reads them again, and the append is checked against those versions and the
+/// directory's ([ADR 0026](../../../docs/decisions/0026-stream-guards.md)): a fact that moved
+/// meanwhile makes the command decided again on what it reads now.
+pub(crate) async fn stream_command_with<S, E, T, R, F, D>(
+    state: &AppState,
+    caller: &Caller,
+    key: Option<registro_store::IdempotencyKey>,
+    stream: &StreamId,
+    digest: &serde_json::Value,
+    reads: R,
+    decide: D,
+) -> Result<registro_store::AppendOutcome, command::CommandError<E>>
+where
+    S: Fold,
+    R: Fn(std::sync::Arc<Directory>) -> F,
+    F: Future<Output = Result<(T, Vec<registro_store::StreamGuard>), registro_store::StoreError>>,
+    D: Fn(
+        &S,
+        &Directory,
+        Date,
+        &T,
+    ) -> Result<Vec<registro_store::NewEvent>, command::CommandError<E>>,
+{
     let store = state.store.as_ref();
     let (directory, school) = (&state.directory, caller.school);
     let today = italian_today(state);
-    let decide = &decide;
+    let (decide, reads) = (&decide, &reads);
     let attempt = move || async move {
         let Snapshot {
             version,
             state: current,
         } = fold_stream::<S>(store, school, stream, Snapshot::default()).await?;
         let directory = directory.current(store, school).await?;
-        let mut read = vec![crate::directory::guard(directory.version)];
-        read.extend_from_slice(guards);
+        let (facts, mut guards) = reads(std::sync::Arc::clone(&directory.state)).await?;
+        guards.push(crate::directory::guard(directory.version));
         Ok(Decision {
             version,
-            guards: read,
-            events: decide(&current, &directory.state, today)?,
+            guards,
+            events: decide(&current, &directory.state, today, &facts)?,
         })
     };
     let metadata = CommandMetadata::by(caller.person, caller.role);
@@ -1322,20 +1361,21 @@ pub(crate) async fn record_of(
     student: PersonId,
     year: SchoolYear,
 ) -> Result<std::sync::Arc<Record>, ApiError> {
-    Ok(record_read_at(state, school, student, year).await?.0)
+    Ok(read_record_at(state.store.as_ref(), school, student, year)
+        .await?
+        .0)
 }
 
 /// A student's record of `year` with its stream at the version read, for a decision on
 /// another stream that depends on it.
-pub(crate) async fn record_read_at(
-    state: &AppState,
+pub(crate) async fn read_record_at(
+    store: &dyn registro_store::EventStore,
     school: SchoolId,
     student: PersonId,
     year: SchoolYear,
-) -> Result<(std::sync::Arc<Record>, registro_store::StreamGuard), ApiError> {
+) -> Result<(std::sync::Arc<Record>, registro_store::StreamGuard), registro_store::StoreError> {
     let stream = StreamId::parse(record::stream(student, year))?;
-    let found =
-        fold_stream::<Record>(state.store.as_ref(), school, &stream, Snapshot::default()).await?;
+    let found = fold_stream::<Record>(store, school, &stream, Snapshot::default()).await?;
     let guard = registro_store::StreamGuard {
         stream,
         version: found.version,
@@ -1535,7 +1575,7 @@ async fn class_command(
         )?)
     };
     let digest = serde_json::to_value(&cmd).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(stream_command(state, caller, key, (&stream, &[]), &digest, decide).await?)
+    Ok(stream_command(state, caller, key, &stream, &digest, decide).await?)
 }
 
 /// A lesson hour to sign.
@@ -2261,7 +2301,7 @@ async fn meetings_command(
         )?)
     };
     let digest = serde_json::to_value(&cmd).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(stream_command(state, caller, key, (&stream, &[]), &digest, decide).await?)
+    Ok(stream_command(state, caller, key, &stream, &digest, decide).await?)
 }
 
 /// A slot to offer.

@@ -40,7 +40,7 @@ use crate::error::ApiError;
 use crate::error::Problem;
 use crate::json::{Json, PathIds, QueryOf};
 use crate::projections::read_projection;
-use crate::register::{mark, periods, record_read_at, school_year, stream_command, term_name};
+use crate::register::{mark, periods, read_record_at, school_year, stream_command_with, term_name};
 use crate::school::{Written, command_response, idempotency_key, record_read};
 
 impl Fold for Scrutiny {
@@ -72,6 +72,7 @@ impl From<command::CommandError<ScrutinyError>> for ApiError {
                     | S::AlreadyPublished
                     | S::NoSession
                     | S::NoIntegrationSession
+                    | S::IntegrationDecided
                     | S::NoOutcome
                     | S::Incomplete(_)
                     | S::OutcomeDecided => ApiError::Conflict(detail),
@@ -110,26 +111,22 @@ pub(crate) async fn scrutiny_of(
 }
 
 /// The terms locked for a student's record of `year`: those whose scrutinio is closed for the
-/// student's class now (rule 6), as indexes in the year's terms; with the class's scrutiny
-/// stream at the version read, for the record's append to be checked against (a term closed
-/// meanwhile makes it a conflict, not a write into a locked term).
+/// student's class in `directory` (rule 6), as indexes in the year's terms; with the class's
+/// scrutiny stream at the version read, for the record's append to be checked against (a term
+/// closed meanwhile makes it decided again, and refused).
 pub(crate) async fn closed_terms(
-    state: &AppState,
-    caller: &Caller,
+    store: &dyn registro_store::EventStore,
+    school: SchoolId,
+    directory: &Directory,
     student: PersonId,
     year: SchoolYear,
-) -> Result<(BTreeSet<usize>, Vec<registro_store::StreamGuard>), ApiError> {
-    let Some(class) = caller.directory.class_of(student) else {
+) -> Result<(BTreeSet<usize>, Vec<registro_store::StreamGuard>), registro_store::StoreError> {
+    let Some(class) = directory.class_of(student) else {
         return Ok((BTreeSet::new(), Vec::new()));
     };
     let stream = StreamId::parse(scrutiny::stream(class, year))?;
-    let found: Snapshot<Scrutiny> = fold_stream(
-        state.store.as_ref(),
-        caller.school,
-        &stream,
-        Snapshot::default(),
-    )
-    .await?;
+    let found: Snapshot<Scrutiny> =
+        fold_stream(store, school, &stream, Snapshot::default()).await?;
     let guard = registro_store::StreamGuard {
         stream,
         version: found.version,
@@ -137,41 +134,48 @@ pub(crate) async fn closed_terms(
     Ok((found.state.closed_terms(), vec![guard]))
 }
 
-/// Runs a scrutiny command on the class's stream of `year`; for an outcome, `record` is the
-/// hours the student missed this year with the version of their record they were read at (the
-/// append is decided again if the record moves meanwhile).
+/// Runs a scrutiny command on the class's stream of `year`; for an outcome, `record_of` is the
+/// student whose record gives the hours missed this year, read by every attempt and checked at
+/// the append (an absence recorded meanwhile makes the outcome decided again).
 async fn run(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
     (class, year): (ClassId, SchoolYear),
     cmd: ScrutinyCommand,
-    record: Option<(Vec<(Date, u32)>, registro_store::StreamGuard)>,
+    record_of: Option<PersonId>,
 ) -> Result<Response, ApiError> {
-    let (absences, guards) = match record {
-        Some((absences, guard)) => (absences, vec![guard]),
-        None => (Vec::new(), Vec::new()),
+    let (store, school) = (state.store.as_ref(), caller.school);
+    let reads = |_: std::sync::Arc<Directory>| async move {
+        match record_of {
+            Some(student) => {
+                let (record, guard) = read_record_at(store, school, student, year).await?;
+                Ok((record.missed_hours(), vec![guard]))
+            }
+            None => Ok((Vec::new(), Vec::new())),
+        }
     };
     let key = idempotency_key(headers, caller)?;
     let stream = StreamId::parse(scrutiny::stream(class, year))?;
     let actor = caller.person;
-    let decide = |current: &Scrutiny, directory: &Directory, _today: Date| {
-        let ctx = scrutiny::Context {
-            class,
-            year,
-            actor,
-            directory,
-            settings: directory.scrutiny_settings(),
-            absences: &absences,
+    let decide =
+        |current: &Scrutiny, directory: &Directory, _today: Date, absences: &Vec<(Date, u32)>| {
+            let ctx = scrutiny::Context {
+                class,
+                year,
+                actor,
+                directory,
+                settings: directory.scrutiny_settings(),
+                absences,
+            };
+            let events =
+                scrutiny::decide(current, &cmd, &ctx).map_err(command::CommandError::Refused)?;
+            Ok(new_events(
+                events.iter().map(|e| (e.type_name(), e.data())),
+            )?)
         };
-        let events =
-            scrutiny::decide(current, &cmd, &ctx).map_err(command::CommandError::Refused)?;
-        Ok(new_events(
-            events.iter().map(|e| (e.type_name(), e.data())),
-        )?)
-    };
     let digest = serde_json::to_value(&cmd).map_err(|e| ApiError::Internal(e.into()))?;
-    let outcome = stream_command(state, caller, key, (&stream, &guards), &digest, decide).await?;
+    let outcome = stream_command_with(state, caller, key, &stream, &digest, reads, decide).await?;
     Ok(command_response(StatusCode::CREATED, &outcome, None))
 }
 
@@ -635,15 +639,13 @@ pub async fn decide_outcome(
             citizenship: body.citizenship,
         },
     };
-    let (record, guard) = record_read_at(&state, caller.school, student, year).await?;
     let cmd = ScrutinyCommand::DecideOutcome {
         student,
         outcome,
         vote: body.vote.vote(),
         reasons: body.reasons,
     };
-    let record = Some((record.missed_hours(), guard));
-    run(&state, &caller, &headers, (class, year), cmd, record).await
+    run(&state, &caller, &headers, (class, year), cmd, Some(student)).await
 }
 
 /// Refuses a term that is not the year's last: outcomes are the final scrutinio's.

@@ -491,6 +491,9 @@ pub enum ScrutinyError {
     /// The integration scrutinio sits after the final one.
     #[error("lo scrutinio integrativo si tiene dopo lo scrutinio finale")]
     IntegrationTooEarly,
+    /// The integration scrutinio's session has resolutions voted by its members.
+    #[error("lo scrutinio integrativo ha già deliberato: la sua seduta non si sostituisce")]
+    IntegrationDecided,
     /// No outcome to withdraw.
     #[error("lo studente non ha un esito deliberato")]
     NoOutcome,
@@ -1045,6 +1048,11 @@ pub fn decide(
             }
             if t.session.as_ref().is_some_and(|s| *date <= s.date) {
                 return Err(ScrutinyError::IntegrationTooEarly);
+            }
+            // Its resolutions were voted by its members: the sitting stays as recorded.
+            if state.integration.is_some() && state.outcomes.values().any(|o| o.resolved.is_some())
+            {
+                return Err(ScrutinyError::IntegrationDecided);
             }
             check_session(ctx, attendees, substitutes)?;
             E::IntegrationConvened {
@@ -2067,11 +2075,12 @@ mod tests {
             Err(ScrutinyError::NothingSuspended),
             "not before the final scrutinio is closed"
         );
+        // The other student: conduct 6, the citizenship assignment alone.
         let other = ScrutinyCommand::Deliberate {
             term: 2,
             student: w.other,
             grades: grades(0),
-            conduct: Some(GradeValue::parse("9").unwrap()),
+            conduct: Some(GradeValue::parse("6").unwrap()),
             vote: Vote::Unanimous,
         };
         run(&w, &mut s, chair, other).unwrap();
@@ -2080,18 +2089,12 @@ mod tests {
             Err(ScrutinyError::Incomplete(1)),
             "every outcome first"
         );
-        run(
-            &w,
-            &mut s,
-            chair,
-            decide_outcome(Outcome::Admitted, w.other),
-        )
-        .unwrap();
+        let citizenship = Outcome::JudgementSuspended {
+            subjects: BTreeSet::new(),
+            citizenship: true,
+        };
+        run(&w, &mut s, chair, decide_outcome(citizenship, w.other)).unwrap();
         run(&w, &mut s, chair, ScrutinyCommand::Close { term: 2 }).unwrap();
-        assert_eq!(
-            run(&w, &mut s, chair, resolve(w.other)),
-            Err(ScrutinyError::NothingSuspended)
-        );
         // The integration scrutinio sits on its own day, after the final one, with its own
         // members: its votes are checked against them.
         assert_eq!(
@@ -2143,6 +2146,17 @@ mod tests {
             run(&w, &mut s, chair, resolve(w.student)),
             Err(ScrutinyError::NothingSuspended)
         );
+        assert_eq!(
+            run(
+                &w,
+                &mut s,
+                chair,
+                integration(date!(2026 - 09 - 01), &[w.principal])
+            ),
+            Err(ScrutinyError::IntegrationDecided),
+            "its members voted a resolution already"
+        );
+        run(&w, &mut s, chair, resolve(w.other)).unwrap();
         assert_eq!(
             run(
                 &w,

@@ -265,21 +265,22 @@ impl Facts {
                     ),
                 ],
             ),
+            // Each exemption of the class's council counts, as the domain counts them.
             E::AbsencesExempted {
                 student, exemption, ..
-            } => RowOp::Upsert {
-                table: "scrutiny_exemptions",
-                key: vec![
-                    ("school_id", self.school.clone()),
-                    ("student", id(student)),
-                    ("year", int(year)),
-                    ("from_date", date(exemption.from)),
-                ],
-                values: vec![
-                    ("to_date", date(exemption.to)),
-                    ("reason", read::name_of(&exemption.reason)?),
-                ],
-            },
+            } => {
+                let mut k = key(None, Some(student.into()));
+                k.push(("school_seq", int(i64::try_from(self.school_seq)?)));
+                upsert(
+                    "scrutiny_exemptions",
+                    k,
+                    vec![
+                        ("from_date", date(exemption.from)),
+                        ("to_date", date(exemption.to)),
+                        ("reason", read::name_of(&exemption.reason)?),
+                    ],
+                )
+            }
             E::OutcomeDeliberated {
                 student,
                 outcome,

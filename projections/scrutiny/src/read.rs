@@ -249,9 +249,12 @@ pub async fn term_rows(
         placeholders(3, students.len())
     );
 
+    // The class's council's exemptions (those the domain counts for its outcomes).
     let rows = query(
-        format!("SELECT student, from_date, to_date, reason FROM scrutiny_exemptions WHERE {of_students}"),
-        params.clone(),
+        "SELECT student, from_date, to_date, reason FROM scrutiny_exemptions \
+         WHERE school_id = $1 AND class_id = $2 AND year = $3 ORDER BY school_seq"
+            .to_owned(),
+        term_key[..3].to_vec(),
         vec![T::Uuid, T::Text, T::Text, T::Text],
     )
     .await?;

@@ -59,13 +59,15 @@ CREATE TABLE scrutiny_outcomes (
     PRIMARY KEY (school_id, class_id, year, student)
 );
 CREATE TABLE scrutiny_exemptions (
-    school_id uuid NOT NULL,
-    student   uuid NOT NULL,
-    year      integer NOT NULL,
-    from_date text NOT NULL,
-    to_date   text NOT NULL,
-    reason    text NOT NULL,
-    PRIMARY KEY (school_id, student, year, from_date)
+    school_id  uuid NOT NULL,
+    class_id   uuid NOT NULL,
+    year       integer NOT NULL,
+    student    uuid NOT NULL,
+    school_seq bigint NOT NULL,
+    from_date  text NOT NULL,
+    to_date    text NOT NULL,
+    reason     text NOT NULL,
+    PRIMARY KEY (school_id, class_id, year, student, school_seq)
 );
 CREATE TABLE scrutiny_grades (
     school_id  uuid NOT NULL,
@@ -165,13 +167,15 @@ CREATE TABLE scrutiny_outcomes (
     PRIMARY KEY (school_id, class_id, year, student)
 ) STRICT;
 CREATE TABLE scrutiny_exemptions (
-    school_id TEXT NOT NULL,
-    student   TEXT NOT NULL,
-    year      INTEGER NOT NULL,
-    from_date TEXT NOT NULL,
-    to_date   TEXT NOT NULL,
-    reason    TEXT NOT NULL,
-    PRIMARY KEY (school_id, student, year, from_date)
+    school_id  TEXT NOT NULL,
+    class_id   TEXT NOT NULL,
+    year       INTEGER NOT NULL,
+    student    TEXT NOT NULL,
+    school_seq INTEGER NOT NULL,
+    from_date  TEXT NOT NULL,
+    to_date    TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    PRIMARY KEY (school_id, class_id, year, student, school_seq)
 ) STRICT;
 CREATE TABLE scrutiny_grades (
     school_id  TEXT NOT NULL,
