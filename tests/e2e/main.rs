@@ -7,6 +7,7 @@ mod support;
 
 mod identity;
 mod migrate;
+mod portability;
 mod project;
 mod projector_faults;
 mod rebuild;

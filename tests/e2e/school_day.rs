@@ -75,8 +75,8 @@ fn latest_weekday_of_this_school_year() -> Option<time::Date> {
 }
 
 /// Runs the day against a server started with `storage` (the data directory holds the local
-/// token issuer's key in both cases).
-async fn a_school_day(storage: &[&str], dir: &str) {
+/// token issuer's key in both cases); the school's id.
+pub async fn a_school_day(storage: &[&str], dir: &str) -> SchoolId {
     let school = SchoolId::new();
     let s = format!("/schools/{school}");
     let school_text = school.to_string();
@@ -482,6 +482,7 @@ async fn a_school_day(storage: &[&str], dir: &str) {
         "{}",
         stdout(&verified)
     );
+    SchoolId::from_uuid(school.parse().unwrap())
 }
 
 #[tokio::test]

@@ -120,3 +120,64 @@ async fn verify_of_an_unknown_school_or_a_missing_database_fails_clearly() {
         stderr(&unknown)
     );
 }
+
+/// A head published earlier must still be in the log: found when the log only grew since, and
+/// refused (exit 1) when the log that verifies on its own does not hold it.
+#[tokio::test]
+async fn verify_checks_a_head_published_earlier() {
+    let data = TempDir::new();
+    let dir = data.path().to_str().unwrap();
+    let store = SqliteStore::open(&sqlite_file(data.path()), MasterKey::generate())
+        .await
+        .unwrap();
+    registro_store::EventStore::migrate(&store).await.unwrap();
+    let school = school_with_events(&store, 3).await;
+    let id = school.to_string();
+    let line = assert_intact(&id, &["--data-dir", dir], 3);
+    let published = line.rsplit(' ').next().unwrap().to_owned();
+    registro_testkit::append_json(&store, school, "more", &[("Later", serde_json::json!({}))])
+        .await;
+    let out = run(&[
+        "verify",
+        "--school",
+        &id,
+        "--data-dir",
+        dir,
+        "--head",
+        &published,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("the published head {published} is event 3")),
+        "{}",
+        stdout(&out)
+    );
+    let elsewhere = "ab".repeat(32);
+    let out = run(&[
+        "verify",
+        "--school",
+        &id,
+        "--data-dir",
+        dir,
+        "--head",
+        &elsewhere,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!(
+            "BROKEN: the published head {elsewhere} is not in the log"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&[
+        "verify",
+        "--school",
+        &id,
+        "--data-dir",
+        dir,
+        "--head",
+        "nothex",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

@@ -171,9 +171,10 @@ impl From<StoreError> for ApiError {
                  new request."
                     .into(),
             ),
-            StoreError::InvalidEvent(_) | StoreError::InvalidAttachment(_) => {
-                Self::Unprocessable(e.to_string())
-            }
+            StoreError::InvalidEvent(_)
+            | StoreError::InvalidAttachment(_)
+            | StoreError::ChainBroken { .. }
+            | StoreError::ImportRefused(_) => Self::Unprocessable(e.to_string()),
             StoreError::Unavailable(_) | StoreError::Migration(_) => {
                 tracing::warn!(error = %e, "store unavailable");
                 Self::Unavailable("The register's database is unavailable; retry shortly.".into())

@@ -23,6 +23,7 @@ mod family;
 mod json;
 mod metrics;
 pub mod policy;
+mod portability;
 mod projections;
 pub mod ratelimit;
 mod register;

@@ -82,11 +82,14 @@ pub enum Permission {
     ProposeGrades,
     /// Read a class's scrutinio: the principal and the class's teachers.
     ReadScrutiny,
+    /// Download the school's whole log and its key bundle, to move it to another instance: the
+    /// administrator.
+    ExportSchool,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 20] = [
+    pub const ALL: [Permission; 21] = [
         Permission::ReadOwnProfile,
         Permission::ManageDirectory,
         Permission::ReadStudent,
@@ -107,6 +110,7 @@ impl Permission {
         Permission::RunScrutiny,
         Permission::ProposeGrades,
         Permission::ReadScrutiny,
+        Permission::ExportSchool,
     ];
 
     /// Whether `role` holds this permission for some resource of its school.
@@ -139,6 +143,7 @@ impl Permission {
             P::ReadAccessLog => matches!(role, R::Principal | R::Auditor),
             P::RunScrutiny | P::ReadScrutiny => matches!(role, R::Principal | R::Teacher),
             P::ProposeGrades => role == R::Teacher,
+            P::ExportSchool => role == R::Admin,
         }
     }
 }
@@ -261,6 +266,7 @@ fn allows(
             Target::Class(c),
         ) => dir.teaches_class(caller, c),
         (P::SignLessons, R::Teacher, Target::Class(_)) => true,
+        (P::ExportSchool, R::Admin, Target::School) => true,
         (P::Meetings, R::Teacher, Target::Person(p)) => p == caller,
         (P::Meetings, R::Guardian, Target::Person(p)) => {
             dir.students_of(caller).any(|s| dir.teaches_student(p, s))

@@ -24,7 +24,8 @@ use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
 use crate::policy::{Access, Permission, ResourceKind, Rule};
 use crate::projections::{ProjectionReport, ProjectionState};
 use crate::{
-    AppState, audit, communications, docs, enrolment, family, metrics, register, school, scrutiny,
+    AppState, audit, communications, docs, enrolment, family, metrics, portability, register,
+    school, scrutiny,
 };
 
 /// The OpenAPI document of the API.
@@ -49,7 +50,7 @@ use crate::{
         scrutiny::deliberate, scrutiny::exempt, scrutiny::decide_outcome, scrutiny::close,
         scrutiny::reopen, scrutiny::integrate, scrutiny::publish, family::report_card, scrutiny::minutes,
         scrutiny::set_scrutiny_rules, scrutiny::scrutiny_rules, scrutiny::integration_session,
-        scrutiny::withdraw_outcome,
+        scrutiny::withdraw_outcome, portability::export, portability::key_bundle,
         register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
@@ -86,6 +87,8 @@ use crate::{
             and reopening"),
         (name = "family", description = "One student's school year as the family sees it, from \
             the family view's projection"),
+        (name = "portability", description = "The school's whole log and its key bundle, to \
+            move it to another instance (docs/export-format.md)"),
     )
 )]
 pub struct ApiDoc;
@@ -547,6 +550,18 @@ pub fn routes() -> Routes {
             "/schools/{school}/settings/justifications",
             member(P::ReadCalendar, R::School),
             register::justification_rules,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/export",
+            member(P::ExportSchool, R::School),
+            portability::export,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/export/keys",
+            member(P::ExportSchool, R::School),
+            portability::key_bundle,
         )
         .add(
             Method::PUT,

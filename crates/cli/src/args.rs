@@ -51,6 +51,69 @@ pub enum Command {
     /// terminal, a line every few seconds otherwise, and prints a summary of each rebuild.
     /// Needs the role that owns the database (on PostgreSQL it creates a schema for the build).
     Rebuild(RebuildArgs),
+    /// Export a school's whole log as CloudEvents NDJSON (docs/export-format.md), in constant
+    /// memory, with its data subjects' keys beside it in a bundle encrypted with a passphrase.
+    /// Shows its progress on a terminal.
+    Export(ExportArgs),
+    /// Import a school's export into this instance, which must not have the school: verifies the
+    /// hash chain while loading, in one transaction (a break stops it, naming its school_seq,
+    /// with nothing of the school written), then brings the projections up to it.
+    Import(ImportArgs),
+}
+
+/// `registro export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The school to export.
+    #[arg(long, env = "REGISTRO_SCHOOL")]
+    pub school: uuid::Uuid,
+    /// The NDJSON file to write (refused if it exists).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The key bundle to write, when the school has sealed data (default: the output's name
+    /// with `.keys` added).
+    #[arg(long)]
+    pub keys: Option<PathBuf>,
+    /// The bundle's passphrase (at least 12 characters); or `--passphrase-file`.
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+    /// Storage.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// `registro import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The NDJSON file of an export.
+    #[arg(long = "in")]
+    pub input: PathBuf,
+    /// The export's key bundle (needed when the school has sealed data).
+    #[arg(long)]
+    pub keys: Option<PathBuf>,
+    /// The bundle's passphrase.
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+    /// Storage.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// A key bundle's passphrase, from the environment or a file (never on the command line, where
+/// other users of the machine could read it).
+#[derive(Debug, Args)]
+pub struct PassphraseArgs {
+    /// The passphrase.
+    #[arg(
+        long = "passphrase",
+        env = "REGISTRO_BUNDLE_PASSPHRASE",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub passphrase: Option<Secret>,
+    /// A file whose first line is the passphrase.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// `registro rebuild`.
@@ -214,6 +277,10 @@ pub struct VerifyArgs {
     /// The school whose chain to verify.
     #[arg(long, env = "REGISTRO_SCHOOL")]
     pub school: uuid::Uuid,
+    /// A head published earlier (the hash an earlier `verify` printed, 64 hex digits): the log
+    /// must still hold it, so that nothing before it was removed or rewritten since.
+    #[arg(long)]
+    pub head: Option<String>,
     /// Storage.
     #[command(flatten)]
     pub storage: StorageArgs,

@@ -19,8 +19,8 @@ use registro_store::{EventStore, MasterKey, StoreConfig, StoreLocation};
 use tracing_subscriber::EnvFilter;
 
 use args::{
-    AddPersonArgs, Cli, Command, OidcArgs, ProjectArgs, RebuildArgs, ServeArgs, StorageArgs,
-    TokenArgs, VerifyArgs,
+    AddPersonArgs, Cli, Command, ExportArgs, ImportArgs, OidcArgs, PassphraseArgs, ProjectArgs,
+    RebuildArgs, ServeArgs, StorageArgs, TokenArgs, VerifyArgs,
 };
 use registro_api::auth::{HttpJwks, KeySet, LocalIssuer, TokenVerifier, VerifierConfig};
 use registro_api::ratelimit::RateLimit;
@@ -33,6 +33,8 @@ const ISSUER_FILE: &str = "issuer.pem";
 const SQLITE_FILE: &str = "registro.db";
 /// The embedded master key's file name in the data directory.
 const KEY_FILE: &str = "master.key";
+/// The software, as an export's manifest names it.
+const SOFTWARE: &str = concat!("registro ", env!("CARGO_PKG_VERSION"));
 
 /// Exit codes: 0 done, 1 a verification found a broken chain, 2 anything else went wrong.
 const BROKEN: u8 = 1;
@@ -57,6 +59,8 @@ fn main() -> ExitCode {
             Command::AddPerson(args) => add_person(args).await.map(|()| ExitCode::SUCCESS),
             Command::Project(args) => project(args).await.map(|()| ExitCode::SUCCESS),
             Command::Rebuild(args) => rebuild(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Export(args) => export(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Import(args) => import(args).await.map(|()| ExitCode::SUCCESS),
         }
     });
     result.unwrap_or_else(|e| fail(&e))
@@ -514,6 +518,228 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens an existing, migrated store with the real master key (subject keys are unwrapped).
+async fn open_existing(storage: &StorageArgs) -> anyhow::Result<Arc<dyn EventStore>> {
+    if storage.database_url.is_none() {
+        let path = storage.data_dir.join(SQLITE_FILE);
+        if !path.exists() {
+            bail!("there is no database at {}", path.display());
+        }
+    }
+    let store = open_for_serving(storage, false).await?;
+    let status = store.migration_status().await?;
+    if !status.is_current() {
+        bail!(
+            "the database is not migrated (pending: {:?}); run `registro migrate`",
+            status.pending
+        );
+    }
+    Ok(store)
+}
+
+/// The key bundle's passphrase, from `REGISTRO_BUNDLE_PASSPHRASE` or the file's first line.
+fn passphrase(args: &PassphraseArgs) -> anyhow::Result<Option<String>> {
+    if let Some(path) = &args.passphrase_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the passphrase from {}", path.display()))?;
+        return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
+    }
+    Ok(args.passphrase.as_ref().map(|p| p.expose().to_owned()))
+}
+
+/// A progress display of `name` fed with `done` of `total` events.
+fn show_progress(
+    display: &mut progress::Display<std::io::Stderr>,
+    done: u64,
+    total: u64,
+    started: std::time::Instant,
+    stage: registro_projector::Stage,
+) {
+    display.show(
+        &registro_projector::Progress {
+            stage,
+            done,
+            total: total.max(done),
+            elapsed: started.elapsed(),
+            position: registro_store::Position::START,
+        },
+        std::time::Instant::now(),
+    );
+}
+
+/// `registro export`: the school's log to an NDJSON file, its subject keys to a bundle.
+async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let store = open_existing(&args.storage).await?;
+    let school = SchoolId::from_uuid(args.school);
+    let keys = store.subject_keys(school).await?;
+    let keys_path = args.keys.clone().unwrap_or_else(|| {
+        let mut name = args.out.clone().into_os_string();
+        name.push(".keys");
+        std::path::PathBuf::from(name)
+    });
+    // Everything that can be refused is, before anything is written.
+    let bundle = if keys.is_empty() {
+        None
+    } else {
+        let Some(passphrase) = passphrase(&args.passphrase)? else {
+            bail!(
+                "school {school} has sealed data: its key bundle needs a passphrase \
+                 (REGISTRO_BUNDLE_PASSPHRASE or --passphrase-file)"
+            );
+        };
+        Some(registro_store::bundle::seal_bundle(
+            school,
+            &keys,
+            &passphrase,
+        )?)
+    };
+    let mut exporter =
+        registro_store::portable::Exporter::new(Arc::clone(&store), school, SOFTWARE).await?;
+    let total = exporter.manifest().events;
+    if total == 0 {
+        bail!("school {school} has no events");
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let terminal = std::io::stderr().is_terminal();
+    let mut display = progress::Display::transfer("export", terminal, std::io::stderr());
+    let started = std::time::Instant::now();
+    while let Some(chunk) = exporter.next_chunk().await? {
+        out.write_all(chunk.as_bytes())?;
+        show_progress(
+            &mut display,
+            exporter.events_written(),
+            total,
+            started,
+            registro_projector::Stage::Building,
+        );
+    }
+    out.flush()?;
+    out.into_inner()
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", args.out.display()))?
+        .sync_all()?;
+    show_progress(
+        &mut display,
+        total,
+        total,
+        started,
+        registro_projector::Stage::Done,
+    );
+    display.interrupt();
+    if let Some(bundle) = bundle {
+        write_private(&keys_path, &bundle)
+            .with_context(|| format!("writing the key bundle to {}", keys_path.display()))?;
+    }
+    let manifest = exporter.manifest();
+    let mut stdout = std::io::stdout();
+    writeln!(
+        stdout,
+        "exported school {school}: {} events, head {}, to {}",
+        manifest.events,
+        manifest.head.as_deref().unwrap_or("none"),
+        args.out.display()
+    )?;
+    if !keys.is_empty() {
+        writeln!(
+            stdout,
+            "the keys of {} data subjects are in {}, encrypted with the passphrase: keep them apart",
+            keys.len(),
+            keys_path.display()
+        )?;
+    }
+    Ok(())
+}
+
+/// `registro import`: an export into this instance, then the projections up to it.
+async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    use std::io::{BufRead as _, IsTerminal as _, Read as _};
+    let store = open_existing(&args.storage).await?;
+    let file = std::fs::File::open(&args.input)
+        .with_context(|| format!("opening {}", args.input.display()))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut first = String::new();
+    reader.read_line(&mut first)?;
+    let manifest = registro_store::portable::read_manifest(&first)?;
+    let school = manifest.school;
+    let keys = match &args.keys {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the key bundle {}", path.display()))?;
+            let Some(passphrase) = passphrase(&args.passphrase)? else {
+                bail!(
+                    "the key bundle needs its passphrase (REGISTRO_BUNDLE_PASSPHRASE or \
+                     --passphrase-file)"
+                );
+            };
+            let (bundled, keys) = registro_store::bundle::open_bundle(&text, &passphrase)?;
+            if bundled != school {
+                bail!("the key bundle is school {bundled}'s, the export school {school}'s");
+            }
+            keys
+        }
+    };
+    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let lines = std::io::Cursor::new(first).chain(reader);
+    let importing =
+        registro_store::portable::import(store.as_ref(), lines, keys, Arc::clone(&read));
+    tokio::pin!(importing);
+    let terminal = std::io::stderr().is_terminal();
+    let mut display = progress::Display::transfer("import", terminal, std::io::stderr());
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    let imported = loop {
+        tokio::select! {
+            done = &mut importing => break done,
+            _ = tick.tick() => show_progress(
+                &mut display,
+                read.load(std::sync::atomic::Ordering::Relaxed),
+                manifest.events,
+                started,
+                registro_projector::Stage::Building,
+            ),
+        }
+    };
+    display.interrupt();
+    let imported = imported.with_context(|| {
+        format!(
+            "importing {}: nothing of school {school} was written",
+            args.input.display()
+        )
+    })?;
+    let mut stdout = std::io::stdout();
+    writeln!(
+        stdout,
+        "imported school {school}: {} events, head {}, {} attachments",
+        imported.events,
+        imported.head.as_deref().unwrap_or("none"),
+        imported.attachments
+    )?;
+    // The read models of a school new to this instance: its events are after every
+    // projection's checkpoint, so bringing each up to the head builds the school's rows.
+    for projection in projections() {
+        let name = projection.schema().name;
+        let projector = registro_projector::Projector::new(Arc::clone(&store), projection);
+        let caught_up = async {
+            projector.prepare().await?;
+            projector.catch_up().await
+        };
+        match caught_up.await {
+            Ok(position) => writeln!(stdout, "projection {name}: up to {position}")?,
+            Err(e) => writeln!(
+                stdout,
+                "projection {name}: not brought up to date here ({e}); its projector will"
+            )?,
+        }
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
@@ -556,8 +782,31 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Verification::Intact { events: 0, .. } => bail!("school {school} has no events"),
         Verification::Intact { events, head } => {
             let head = head.map_or_else(|| "none".to_owned(), |h| h.to_hex());
-            writeln!(out, "OK {events} events, head {head}")?;
-            Ok(ExitCode::SUCCESS)
+            let Some(published) = &args.head else {
+                writeln!(out, "OK {events} events, head {head}")?;
+                return Ok(ExitCode::SUCCESS);
+            };
+            let published = registro_store::Hash::from_hex(published.trim())
+                .map_err(|e| anyhow::anyhow!("--head: {e}"))?;
+            match registro_store::verify::find_hash(store.as_ref(), school, &published).await? {
+                Some(at) => {
+                    writeln!(
+                        out,
+                        "OK {events} events, head {head}; the published head {published} is \
+                         event {at}"
+                    )?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    writeln!(
+                        out,
+                        "BROKEN: the published head {published} is not in the log, which verifies \
+                         on its own ({events} events, head {head}): the log up to it was rewritten \
+                         or removed"
+                    )?;
+                    Ok(ExitCode::from(BROKEN))
+                }
+            }
         }
         Verification::Broken { school_seq, reason } => {
             writeln!(out, "BROKEN at school_seq {school_seq}: {reason}")?;

@@ -18,6 +18,9 @@ const BAR: u64 = 24;
 #[derive(Debug)]
 pub struct Display<W: Write> {
     name: String,
+    /// A transfer (export, import) rather than a rebuild: no "rebuild" and no swap in its
+    /// plain lines.
+    transfer: bool,
     terminal: bool,
     out: W,
     /// When the last line was written, and at which stage.
@@ -29,9 +32,18 @@ impl<W: Write> Display<W> {
     pub fn new(name: &str, terminal: bool, out: W) -> Self {
         Self {
             name: name.to_owned(),
+            transfer: false,
             terminal,
             out,
             last: None,
+        }
+    }
+
+    /// The display of an export or import of `name`.
+    pub fn transfer(name: &str, terminal: bool, out: W) -> Self {
+        Self {
+            transfer: true,
+            ..Self::new(name, terminal, out)
         }
     }
 
@@ -57,7 +69,12 @@ impl<W: Write> Display<W> {
             // Back to the start of the line, and clear it.
             write!(self.out, "\r\x1b[2K{}{end}", bar_line(&self.name, progress))
         } else {
-            writeln!(self.out, "{}", plain_line(&self.name, progress))
+            let line = if self.transfer {
+                transfer_line(&self.name, progress)
+            } else {
+                plain_line(&self.name, progress)
+            };
+            writeln!(self.out, "{line}")
         };
         let _ = written.and_then(|()| self.out.flush());
     }
@@ -122,6 +139,23 @@ pub fn plain_line(name: &str, p: &Progress) -> String {
     }
 }
 
+/// A plain line of an export or import: `export: 300/800 events (37.5%), 150 events/s, about
+/// 3s left`, and at the end `export: 800/800 events (100.0%), done in 5.4s`.
+pub fn transfer_line(name: &str, p: &Progress) -> String {
+    let line = plain_line(name, p);
+    let line = line.strip_prefix("rebuild ").unwrap_or(&line).to_owned();
+    match p.stage {
+        Stage::Done => format!(
+            "{name}: {}/{} events ({}), done in {}",
+            p.done,
+            p.total,
+            percent(p),
+            elapsed(p.elapsed)
+        ),
+        Stage::Building | Stage::Swapping => line,
+    }
+}
+
 /// `37.5%`, from the thousandths done.
 fn percent(p: &Progress) -> String {
     let permille = p.permille();
@@ -162,6 +196,18 @@ mod tests {
             elapsed: Duration::from_millis(ms),
             position: Position { tx: 0, id: done },
         }
+    }
+
+    #[test]
+    fn an_export_or_import_line_speaks_of_neither_rebuild_nor_swap() {
+        assert_eq!(
+            transfer_line("export", &at(Stage::Building, 200, 800, 1000)),
+            "export: 200/800 events (25.0%), 200 events/s, about 3s left"
+        );
+        assert_eq!(
+            transfer_line("import", &at(Stage::Done, 800, 800, 5432)),
+            "import: 800/800 events (100.0%), done in 5.4s"
+        );
     }
 
     #[test]

@@ -53,6 +53,19 @@ pub enum StoreError {
         /// The data subject.
         subject: PersonId,
     },
+    /// An imported log does not verify at `school_seq` (a changed byte, a missing or repeated
+    /// event, a broken link): nothing of the school was written.
+    #[error("the imported log does not verify at school_seq {school_seq}: {reason}")]
+    ChainBroken {
+        /// The first position that does not verify.
+        school_seq: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// An import cannot be done as asked (the school has events here already, the file is not
+    /// an export of it, or ends before its manifest says): nothing of the school was written.
+    #[error("import refused: {0}")]
+    ImportRefused(String),
     /// The database could not be reached or did not answer in time. Nothing was written, or, if
     /// the failure struck during commit, the caller cannot know: it retries with the same
     /// idempotency key (HTTP 503).

@@ -20,11 +20,13 @@
 //!   its checkpoint in one transaction ([`EventStore::begin_rebuild`]).
 
 pub mod attachment;
+pub mod bundle;
 pub mod canonical;
 pub mod envelope;
 pub mod error;
 pub mod migrate;
 mod plan;
+pub mod portable;
 pub mod postgres;
 pub mod projection;
 mod rows;
@@ -56,7 +58,7 @@ pub use projection::{
     Cell, CellType, MAX_REBUILT_NAME_CHARS, ProjectionLag, ProjectionLease, ProjectionSchema,
     ProjectionStop, RowOp, decode_rows,
 };
-pub use seal::MasterKey;
+pub use seal::{KeyState, MasterKey};
 
 /// The most events one read returns; larger `limit`s are lowered to this.
 pub const MAX_PAGE: usize = 10_000;
@@ -85,6 +87,24 @@ fn stored_replay(
         last_seq: rows::to_u64(last),
         replayed: true,
     }))
+}
+
+/// What an import delivers to [`EventStore::import_school`], in the file's order.
+#[derive(Debug)]
+pub enum ImportItem {
+    /// The next events, in `school_seq` order, as stored (their `stored_data` and hashes).
+    Events(Vec<RecordedEvent>),
+    /// An attachment the events name.
+    Attachment {
+        /// Its media type.
+        media_type: String,
+        /// When it was first stored (kept as it was).
+        stored_at: time::OffsetDateTime,
+        /// Its bytes.
+        content: Vec<u8>,
+    },
+    /// The reader failed (a line that is not an event of the export): roll back.
+    Failed(String),
 }
 
 /// What a read does with sealed fields.
@@ -207,6 +227,32 @@ pub trait EventStore: Send + Sync + fmt::Debug {
         school: SchoolId,
         subject: PersonId,
     ) -> Result<bool, StoreError>;
+
+    /// Every data subject key of the school, opened with the master key (destroyed ones as
+    /// [`KeyState::Erased`]), for a key bundle that travels beside an export
+    /// ([`bundle::seal_bundle`]).
+    async fn subject_keys(&self, school: SchoolId)
+    -> Result<Vec<(PersonId, KeyState)>, StoreError>;
+
+    /// Imports a school's whole log (an export of another instance) in ONE transaction: the
+    /// school must have no events here; `keys` are its subject keys (wrapped with this store's
+    /// master key as they are stored); then `items` as they arrive: events in `school_seq`
+    /// order, each checked by [`verify::ChainCheck`] and stored verbatim (ids, times, hashes),
+    /// and attachments. Commits when `items` ends, after checking that the log ends at
+    /// `expected` (the manifest's count and head); anything else rolls everything back.
+    ///
+    /// # Errors
+    /// [`StoreError::ChainBroken`] at the first event that does not verify;
+    /// [`StoreError::ImportRefused`] when the school has events here, an item is
+    /// [`ImportItem::Failed`] (the reader's error), or the log does not end at `expected`;
+    /// nothing of the school is written then.
+    async fn import_school(
+        &self,
+        school: SchoolId,
+        keys: Vec<(PersonId, KeyState)>,
+        expected: (u64, Option<Hash>),
+        items: tokio::sync::mpsc::Receiver<ImportItem>,
+    ) -> Result<u64, StoreError>;
 
     /// Stores an attachment's bytes under their SHA-256, once per school: storing the same bytes
     /// again returns the first record (its media type included) and writes nothing. Concurrent

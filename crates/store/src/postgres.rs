@@ -67,7 +67,8 @@ use crate::projection::{
 };
 use crate::rows::{open_school_events, page, subjects_by_school, to_i64, to_u64};
 use crate::seal::{KeyState, MasterKey, SubjectKey};
-use crate::{Backend, EventStore, Sealed};
+use crate::verify::ChainCheck;
+use crate::{Backend, EventStore, ImportItem, Sealed};
 
 /// The channel `NOTIFY`ed after every append.
 pub const NOTIFY_CHANNEL: &str = "registro_events";
@@ -500,13 +501,11 @@ impl PgStore {
         rows.iter()
             .map(|row| {
                 let subject = PersonId::from_uuid(row.get(0));
-                let state = match row.get::<_, Option<&[u8]>>(1) {
-                    Some(w) => {
-                        KeyState::Present(self.inner.master.unwrap_subject_key(school, subject, w)?)
-                    }
-                    None => KeyState::Erased,
-                };
-                Ok((subject, state))
+                let wrapped = row.get::<_, Option<&[u8]>>(1);
+                Ok((
+                    subject,
+                    self.inner.master.key_state(school, subject, wrapped)?,
+                ))
             })
             .collect()
     }
@@ -812,6 +811,223 @@ impl EventStore for PgStore {
             Ok(destroyed == 1)
         })
         .await
+    }
+
+    async fn subject_keys(
+        &self,
+        school: SchoolId,
+    ) -> Result<Vec<(PersonId, KeyState)>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT subject_id, wrapped_key FROM subject_keys WHERE school_id = $1 \
+                 ORDER BY subject_id",
+            )
+            .await
+            .map_err(pg_err)?;
+        let rows = in_scope(&client, Scope::School(school), End::ReadOnly, async |tx| {
+            tx.query(&stmt, &[school.as_uuid()]).await.map_err(pg_err)
+        })
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let subject = PersonId::from_uuid(row.get(0));
+                let wrapped = row.get::<_, Option<&[u8]>>(1);
+                Ok((
+                    subject,
+                    self.inner.master.key_state(school, subject, wrapped)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn import_school(
+        &self,
+        school: SchoolId,
+        keys: Vec<(PersonId, KeyState)>,
+        expected: (u64, Option<Hash>),
+        mut items: tokio::sync::mpsc::Receiver<ImportItem>,
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let school_uuid = *school.as_uuid();
+        let lock_key = school_lock_key(school);
+        let imported = in_scope(&client, Scope::School(school), End::Commit, async |tx| {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])
+                .await
+                .map_err(pg_err)?;
+            let exists = tx
+                .query_opt(
+                    "SELECT 1 FROM events WHERE school_id = $1 LIMIT 1",
+                    &[&school_uuid],
+                )
+                .await
+                .map_err(pg_err)?;
+            if exists.is_some() {
+                return Err(StoreError::ImportRefused(format!(
+                    "school {school} has events here already"
+                )));
+            }
+            let key_st = tx
+                .prepare_cached(
+                    "INSERT INTO subject_keys (school_id, subject_id, wrapped_key, erased_at) \
+                     VALUES ($1, $2, $3, CASE WHEN $3::bytea IS NULL THEN now() END)",
+                )
+                .await
+                .map_err(pg_err)?;
+            for (subject, state) in &keys {
+                let wrapped = match state {
+                    KeyState::Present(k) => {
+                        Some(self.inner.master.wrap_subject_key(school, *subject, k)?)
+                    }
+                    KeyState::Erased => None,
+                };
+                tx.execute(&key_st, &[&school_uuid, subject.as_uuid(), &wrapped])
+                    .await
+                    .map_err(|e| match e.code() {
+                        Some(&SqlState::UNIQUE_VIOLATION) => StoreError::ImportRefused(format!(
+                            "school {school} has subject keys here already"
+                        )),
+                        _ => pg_err(e),
+                    })?;
+            }
+            let insert_st = tx
+                .prepare_cached(
+                    "INSERT INTO events (school_id, school_seq, stream_id, stream_version, \
+                     event_id, event_type, schema_version, data, actor_id, actor_role, \
+                     correlation_id, causation_id, occurred_at, recorded_at, idempotency_key, \
+                     prev_hash, hash) \
+                     SELECT $1, u.* FROM unnest($2::bigint[], $3::text[], $4::bigint[], \
+                     $5::uuid[], $6::text[], $7::int[], $8::text[], $9::uuid[], $10::text[], \
+                     $11::uuid[], $12::uuid[], $13::timestamptz[], $14::timestamptz[], \
+                     $15::text[], $16::bytea[], $17::bytea[]) AS u",
+                )
+                .await
+                .map_err(pg_err)?;
+            let attachment_st = tx
+                .prepare_cached(
+                    "INSERT INTO attachments (school_id, hash, media_type, size, content, \
+                     stored_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (school_id, hash) DO NOTHING",
+                )
+                .await
+                .map_err(pg_err)?;
+            let mut chain = ChainCheck::new(school);
+            while let Some(item) = items.recv().await {
+                match item {
+                    ImportItem::Failed(reason) => return Err(StoreError::ImportRefused(reason)),
+                    ImportItem::Attachment {
+                        media_type,
+                        stored_at,
+                        content,
+                    } => {
+                        check_media_type(&media_type)?;
+                        let hash = content_hash(&content);
+                        let size = i64::try_from(content.len()).map_err(StoreError::internal)?;
+                        tx.execute(
+                            &attachment_st,
+                            &[
+                                &school_uuid,
+                                &hash.as_bytes().as_slice(),
+                                &media_type,
+                                &size,
+                                &content,
+                                &truncate_to_micros(stored_at),
+                            ],
+                        )
+                        .await
+                        .map_err(pg_err)?;
+                    }
+                    ImportItem::Events(batch) => {
+                        for e in &batch {
+                            chain.check(e)?;
+                        }
+                        let col = |f: fn(&RecordedEvent) -> i64| -> Vec<i64> {
+                            batch.iter().map(f).collect()
+                        };
+                        let seqs = col(|e| to_i64(e.school_seq));
+                        let versions = col(|e| to_i64(e.stream_version));
+                        let streams: Vec<&str> =
+                            batch.iter().map(|e| e.stream_id.as_str()).collect();
+                        let ids: Vec<Uuid> = batch.iter().map(|e| *e.event_id.as_uuid()).collect();
+                        let types: Vec<&str> =
+                            batch.iter().map(|e| e.event_type.as_str()).collect();
+                        let schemas: Vec<i32> = batch
+                            .iter()
+                            .map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX))
+                            .collect();
+                        let datas: Vec<&str> =
+                            batch.iter().map(|e| e.stored_data.as_str()).collect();
+                        let actors: Vec<Option<Uuid>> =
+                            batch.iter().map(|e| e.actor_id.map(Uuid::from)).collect();
+                        let roles: Vec<&str> =
+                            batch.iter().map(|e| e.actor_role.as_str()).collect();
+                        let correlations: Vec<Uuid> =
+                            batch.iter().map(|e| Uuid::from(e.correlation_id)).collect();
+                        let causations: Vec<Option<Uuid>> = batch
+                            .iter()
+                            .map(|e| e.causation_id.map(Uuid::from))
+                            .collect();
+                        let occurred: Vec<OffsetDateTime> =
+                            batch.iter().map(|e| e.occurred_at).collect();
+                        let recorded: Vec<OffsetDateTime> =
+                            batch.iter().map(|e| e.recorded_at).collect();
+                        let keys: Vec<Option<&str>> = batch
+                            .iter()
+                            .map(|e| e.idempotency_key.as_ref().map(IdempotencyKey::as_str))
+                            .collect();
+                        let prevs: Vec<&[u8]> =
+                            batch.iter().map(|e| e.prev_hash.0.as_slice()).collect();
+                        let hashes: Vec<&[u8]> =
+                            batch.iter().map(|e| e.hash.0.as_slice()).collect();
+                        tx.execute(
+                            &insert_st,
+                            &[
+                                &school_uuid,
+                                &seqs,
+                                &streams,
+                                &versions,
+                                &ids,
+                                &types,
+                                &schemas,
+                                &datas,
+                                &actors,
+                                &roles,
+                                &correlations,
+                                &causations,
+                                &occurred,
+                                &recorded,
+                                &keys,
+                                &prevs,
+                                &hashes,
+                            ],
+                        )
+                        .await
+                        .map_err(|e| match e.code() {
+                            Some(&SqlState::UNIQUE_VIOLATION) => StoreError::ImportRefused(
+                                "an event id appears twice in the log".into(),
+                            ),
+                            _ => pg_err(e),
+                        })?;
+                    }
+                }
+            }
+            let (events, head) = chain.finish(expected)?;
+            if let Some(head) = head {
+                tx.execute(
+                    "INSERT INTO school_heads (school_id, last_seq, last_hash) VALUES ($1, $2, $3)",
+                    &[&school_uuid, &to_i64(events), &head.0.as_slice()],
+                )
+                .await
+                .map_err(pg_err)?;
+                tx.execute("SELECT pg_notify($1, '')", &[&NOTIFY_CHANNEL])
+                    .await
+                    .map_err(pg_err)?;
+            }
+            Ok(events)
+        })
+        .await?;
+        self.inner.wake.send_modify(|v| *v = v.wrapping_add(1));
+        Ok(imported)
     }
 
     async fn put_attachment(

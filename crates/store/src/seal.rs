@@ -92,7 +92,19 @@ impl MasterKey {
         school: SchoolId,
         subject: PersonId,
     ) -> Result<(SubjectKey, Vec<u8>), StoreError> {
-        let key = Key::random();
+        let key = SubjectKey(Key::random());
+        let wrapped = self.wrap_subject_key(school, subject, &key)?;
+        Ok((key, wrapped))
+    }
+
+    /// The stored form of a subject key: `nonce || XChaCha20-Poly1305(master, key)` with
+    /// associated data `registro/key/v1|<school>|<subject>`.
+    pub(crate) fn wrap_subject_key(
+        &self,
+        school: SchoolId,
+        subject: PersonId,
+        key: &SubjectKey,
+    ) -> Result<Vec<u8>, StoreError> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let aad = wrap_aad(school, subject);
         let ct = self
@@ -101,14 +113,31 @@ impl MasterKey {
             .encrypt(
                 &nonce,
                 Payload {
-                    msg: &key.0,
+                    msg: &key.0.0,
                     aad: aad.as_bytes(),
                 },
             )
             .map_err(|_| StoreError::internal("wrapping a subject key failed"))?;
         let mut wrapped = nonce.to_vec();
         wrapped.extend_from_slice(&ct);
-        Ok((SubjectKey(key), wrapped))
+        Ok(wrapped)
+    }
+
+    /// The state of a subject's key from its stored form: present (unwrapped) or destroyed
+    /// (`None`).
+    ///
+    /// # Errors
+    /// As [`MasterKey::unwrap_subject_key`].
+    pub(crate) fn key_state(
+        &self,
+        school: SchoolId,
+        subject: PersonId,
+        wrapped: Option<&[u8]>,
+    ) -> Result<KeyState, StoreError> {
+        Ok(match wrapped {
+            Some(w) => KeyState::Present(self.unwrap_subject_key(school, subject, w)?),
+            None => KeyState::Erased,
+        })
     }
 
     /// Unwraps a stored subject key.
@@ -159,6 +188,18 @@ impl fmt::Debug for MasterKey {
 /// One data subject's key, unwrapped. Never printed.
 #[derive(Clone)]
 pub struct SubjectKey(Key);
+
+impl SubjectKey {
+    /// The key from its 32 bytes (a key bundle's).
+    pub(crate) const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Key(bytes))
+    }
+
+    /// Its 32 bytes, for a key bundle (encrypted before it leaves the process).
+    pub(crate) const fn bytes(&self) -> &[u8; 32] {
+        &self.0.0
+    }
+}
 
 impl fmt::Debug for SubjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -44,7 +44,8 @@ use crate::projection::{
 };
 use crate::rows::{open_school_events, page, subjects_by_school, to_i64, to_u64};
 use crate::seal::{KeyState, MasterKey, SubjectKey};
-use crate::{Backend, EventStore, Sealed};
+use crate::verify::ChainCheck;
+use crate::{Backend, EventStore, ImportItem, Sealed};
 
 /// How long a statement waits for another process's write lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -616,6 +617,183 @@ impl EventStore for SqliteStore {
             Ok(destroyed == 1)
         })
         .await
+    }
+
+    async fn subject_keys(
+        &self,
+        school: SchoolId,
+    ) -> Result<Vec<(PersonId, KeyState)>, StoreError> {
+        self.read(move |inner, conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT subject_id, wrapped_key FROM subject_keys WHERE school_id = ?1 \
+                     ORDER BY subject_id",
+                )
+                .map_err(sqlite_err)?;
+            let rows = stmt
+                .query_map(params![school.to_string()], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, Option<Vec<u8>>>(1)?))
+                })
+                .map_err(sqlite_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sqlite_err)?;
+            rows.into_iter()
+                .map(|(subject, wrapped)| {
+                    let subject = PersonId::from_uuid(
+                        uuid::Uuid::parse_str(&subject).map_err(StoreError::internal)?,
+                    );
+                    let state = inner
+                        .master
+                        .key_state(school, subject, wrapped.as_deref())?;
+                    Ok((subject, state))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn import_school(
+        &self,
+        school: SchoolId,
+        keys: Vec<(PersonId, KeyState)>,
+        expected: (u64, Option<Hash>),
+        mut items: tokio::sync::mpsc::Receiver<ImportItem>,
+    ) -> Result<u64, StoreError> {
+        let imported = self
+            .write(move |inner, conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_err)?;
+                let id = school.to_string();
+                let exists: Option<i64> = tx
+                    .query_row(
+                        "SELECT 1 FROM events WHERE school_id = ?1 LIMIT 1",
+                        params![id],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(sqlite_err)?;
+                if exists.is_some() {
+                    return Err(StoreError::ImportRefused(format!(
+                        "school {school} has events here already"
+                    )));
+                }
+                let now = format_timestamp(OffsetDateTime::now_utc());
+                for (subject, state) in &keys {
+                    let (wrapped, erased_at) = match state {
+                        KeyState::Present(k) => {
+                            (Some(inner.master.wrap_subject_key(school, *subject, k)?), None)
+                        }
+                        KeyState::Erased => (None, Some(now.clone())),
+                    };
+                    tx.execute(
+                        "INSERT INTO subject_keys (school_id, subject_id, wrapped_key, created_at, \
+                         erased_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![id, subject.to_string(), wrapped, now, erased_at],
+                    )
+                    .map_err(|e| match &e {
+                        rusqlite::Error::SqliteFailure(f, _)
+                            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                        {
+                            StoreError::ImportRefused(format!(
+                                "school {school} has subject keys here already"
+                            ))
+                        }
+                        _ => sqlite_err(e),
+                    })?;
+                }
+                let mut chain = ChainCheck::new(school);
+                while let Some(item) = items.blocking_recv() {
+                    match item {
+                        ImportItem::Failed(reason) => {
+                            return Err(StoreError::ImportRefused(reason));
+                        }
+                        ImportItem::Attachment {
+                            media_type,
+                            stored_at,
+                            content,
+                        } => {
+                            check_media_type(&media_type)?;
+                            let hash = content_hash(&content);
+                            let size =
+                                i64::try_from(content.len()).map_err(StoreError::internal)?;
+                            tx.execute(
+                                "INSERT INTO attachments (school_id, hash, media_type, size, \
+                                 content, stored_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                                 ON CONFLICT (school_id, hash) DO NOTHING",
+                                params![
+                                    id,
+                                    hash.as_bytes().as_slice(),
+                                    media_type,
+                                    size,
+                                    content,
+                                    format_timestamp(stored_at)
+                                ],
+                            )
+                            .map_err(sqlite_err)?;
+                        }
+                        ImportItem::Events(batch) => {
+                            let mut insert = tx
+                                .prepare_cached(
+                                    "INSERT INTO events (school_id, school_seq, stream_id, \
+                                     stream_version, event_id, event_type, schema_version, data, \
+                                     actor_id, actor_role, correlation_id, causation_id, \
+                                     occurred_at, recorded_at, idempotency_key, prev_hash, hash) \
+                                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+                                     ?13, ?14, ?15, ?16, ?17)",
+                                )
+                                .map_err(sqlite_err)?;
+                            for e in &batch {
+                                chain.check(e)?;
+                                insert
+                                    .execute(params![
+                                        id,
+                                        to_i64(e.school_seq),
+                                        e.stream_id.as_str(),
+                                        to_i64(e.stream_version),
+                                        e.event_id.to_string(),
+                                        e.event_type.as_str(),
+                                        e.schema_version,
+                                        e.stored_data,
+                                        e.actor_id.map(|a| a.to_string()),
+                                        e.actor_role.as_str(),
+                                        e.correlation_id.to_string(),
+                                        e.causation_id.map(|c| c.to_string()),
+                                        format_timestamp(e.occurred_at),
+                                        format_timestamp(e.recorded_at),
+                                        e.idempotency_key.as_ref().map(IdempotencyKey::as_str),
+                                        e.prev_hash.0.as_slice(),
+                                        e.hash.0.as_slice(),
+                                    ])
+                                    .map_err(|err| match &err {
+                                        rusqlite::Error::SqliteFailure(f, _)
+                                            if f.extended_code
+                                                == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+                                        {
+                                            StoreError::ImportRefused(
+                                                "an event id appears twice in the log".into(),
+                                            )
+                                        }
+                                        _ => sqlite_err(err),
+                                    })?;
+                            }
+                        }
+                    }
+                }
+                let (events, head) = chain.finish(expected)?;
+                if let Some(head) = head {
+                    tx.execute(
+                        "INSERT INTO school_heads (school_id, last_seq, last_hash) VALUES (?1, ?2, ?3)",
+                        params![id, to_i64(events), head.0.as_slice()],
+                    )
+                    .map_err(sqlite_err)?;
+                }
+                tx.commit().map_err(sqlite_err)?;
+                Ok(events)
+            })
+            .await?;
+        self.inner.wake.send_modify(|v| *v = v.wrapping_add(1));
+        Ok(imported)
     }
 
     async fn put_attachment(

@@ -1,10 +1,12 @@
 //! Verification of a school's hash chain: recompute every hash from the stored fields and
 //! check the links, the density of `school_seq` and the recorded head.
 
+use std::collections::HashMap;
+
 use registro_domain::SchoolId;
 
 use crate::canonical::recompute_hash;
-use crate::envelope::Hash;
+use crate::envelope::{Hash, RecordedEvent, StreamId};
 use crate::error::StoreError;
 use crate::{EventStore, Sealed};
 
@@ -96,5 +98,127 @@ pub async fn verify_school(
             events,
             head: (events > 0).then_some(prev),
         }),
+    }
+}
+
+/// The `school_seq` of the school's event whose hash is `hash`, if any: a head published
+/// earlier is still in a verified log exactly when it is found here (the log before it was
+/// neither removed nor rewritten). Reads in pages, without opening sealed data.
+///
+/// # Errors
+/// Only storage failures.
+pub async fn find_hash(
+    store: &dyn EventStore,
+    school: SchoolId,
+    hash: &Hash,
+) -> Result<Option<u64>, StoreError> {
+    let mut from = 1;
+    loop {
+        let page = store
+            .read_school(school, from, VERIFY_PAGE, Sealed::Keep)
+            .await?;
+        if let Some(e) = page.iter().find(|e| e.hash == *hash) {
+            return Ok(Some(e.school_seq));
+        }
+        match page.last() {
+            Some(last) if page.len() == VERIFY_PAGE => from = last.school_seq + 1,
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// The checks of an import, event by event in `school_seq` order: dense positions from 1,
+/// each `prev_hash` the previous event's hash, each hash recomputed from the stored fields,
+/// each stream's versions dense from 1, every event of the school.
+#[derive(Debug)]
+pub struct ChainCheck {
+    school: SchoolId,
+    next_seq: u64,
+    prev: Hash,
+    streams: HashMap<StreamId, u64>,
+}
+
+impl ChainCheck {
+    /// The checks of a school's log from its first event.
+    #[must_use]
+    pub fn new(school: SchoolId) -> Self {
+        Self {
+            school,
+            next_seq: 1,
+            prev: Hash::GENESIS,
+            streams: HashMap::new(),
+        }
+    }
+
+    /// Checks the next event.
+    ///
+    /// # Errors
+    /// [`StoreError::ChainBroken`] naming its `school_seq` (or the one expected there).
+    pub fn check(&mut self, e: &RecordedEvent) -> Result<(), StoreError> {
+        let broken = |reason: String| StoreError::ChainBroken {
+            school_seq: self.next_seq,
+            reason,
+        };
+        if e.school_id != self.school {
+            return Err(broken(format!("the event is school {}'s", e.school_id)));
+        }
+        if e.school_seq != self.next_seq {
+            return Err(broken(format!(
+                "school_seq {} where {} was expected",
+                e.school_seq, self.next_seq
+            )));
+        }
+        if e.prev_hash != self.prev {
+            return Err(broken(format!(
+                "prev_hash {} does not match the previous event's hash {}",
+                e.prev_hash, self.prev
+            )));
+        }
+        let computed = recompute_hash(e)?;
+        if computed != e.hash {
+            return Err(broken(format!(
+                "hash {} but the fields hash to {computed}: the event was altered",
+                e.hash
+            )));
+        }
+        let version = self.streams.entry(e.stream_id.clone()).or_insert(0);
+        if e.stream_version != *version + 1 {
+            return Err(broken(format!(
+                "stream {} at version {} after {}",
+                e.stream_id, e.stream_version, version
+            )));
+        }
+        *version += 1;
+        self.prev = e.hash;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// The events checked so far, and the last one's hash.
+    #[must_use]
+    pub fn head(&self) -> (u64, Option<Hash>) {
+        let events = self.next_seq - 1;
+        (events, (events > 0).then_some(self.prev))
+    }
+
+    /// The events checked and the last one's hash, once every event is in: they must be
+    /// `expected` (an export's manifest).
+    ///
+    /// # Errors
+    /// [`StoreError::ImportRefused`] when the log ends elsewhere (a truncated file, or not the
+    /// export the manifest describes).
+    pub fn finish(&self, expected: (u64, Option<Hash>)) -> Result<(u64, Option<Hash>), StoreError> {
+        let (events, head) = self.head();
+        if (events, head) == expected {
+            return Ok((events, head));
+        }
+        let hex = |h: Option<Hash>| h.map_or_else(|| "none".to_owned(), |h| h.to_hex());
+        Err(StoreError::ImportRefused(format!(
+            "the file ends at event {events} with head {}, but its manifest says {} with head {}: \
+             it is truncated or not this export",
+            hex(head),
+            expected.0,
+            hex(expected.1),
+        )))
     }
 }

@@ -222,6 +222,11 @@ async fn prepare(w: &World, row: &Row, target: Target, role: Role) -> (String, O
         ("GET", "/schools/{school}/settings/justifications") => {
             (format!("{s}/settings/justifications"), None)
         }
+        ("GET", "/schools/{school}/export") => (format!("{s}/export"), None),
+        ("POST", "/schools/{school}/export/keys") => (
+            format!("{s}/export/keys"),
+            Some(json!({"passphrase": "una passphrase abbastanza lunga"})),
+        ),
         ("PUT", "/schools/{school}/settings/scrutini") => (
             format!("{s}/settings/scrutini"),
             Some(json!({"max_subjects_to_recover": 3})),

@@ -8,6 +8,7 @@ mod communications;
 mod executor;
 mod family;
 mod health;
+mod portability;
 mod register;
 mod rejections;
 mod scrutiny;

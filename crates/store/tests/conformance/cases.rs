@@ -317,6 +317,188 @@ pub async fn a_moved_guard_stream_is_a_conflict_and_writes_nothing(h: &Harness) 
     h.store.append(r).await.unwrap();
 }
 
+/// Exports a school's log from a SQLite instance of its own (with sealed data, an erased
+/// subject and an attachment) and imports it here: a changed byte stops the import at its
+/// `school_seq`, a truncated file, sealed data without its key and an existing school are
+/// refused, and each time nothing of the school is left; the import that succeeds verifies
+/// with the same head, opens the sealed data with the bundle's keys and keeps the erasure.
+pub async fn an_export_imported_elsewhere_verifies_with_the_same_head(h: &Harness) {
+    use registro_store::portable::{Exporter, import};
+    let (_dir, source) = registro_testkit::sqlite_store().await;
+    let school = SchoolId::new();
+    let (anna, marco) = (PersonId::new(), PersonId::new());
+    let pdf = b"%PDF-1.4 circolare".to_vec();
+    let attachment = source
+        .put_attachment(school, "application/pdf", &pdf)
+        .await
+        .unwrap();
+    let sealed = event("JustificationSubmitted", json!({"text": "visita"})).seal("/text", anna);
+    let erased = event("NoteRecorded", json!({"plan": {"pei": true}})).seal("/plan", marco);
+    source
+        .append(request(
+            school,
+            "record-a",
+            ExpectedVersion::Any,
+            vec![sealed, erased],
+        ))
+        .await
+        .unwrap();
+    let published =
+        json!({"attachments": [{"hash": attachment.hash.to_string(), "name": "c.pdf"}]});
+    source
+        .append(request(
+            school,
+            "communications",
+            ExpectedVersion::Any,
+            vec![event("CommunicationPublished", published)],
+        ))
+        .await
+        .unwrap();
+    for n in 0..3 {
+        source
+            .append(request(
+                school,
+                "record-a",
+                ExpectedVersion::Any,
+                vec![event("X", json!({"n": n}))],
+            ))
+            .await
+            .unwrap();
+    }
+    assert!(source.destroy_subject_key(school, marco).await.unwrap());
+    let mut exporter = Exporter::new(Arc::clone(&source), school, "test")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while let Some(chunk) = exporter.next_chunk().await.unwrap() {
+        text.push_str(&chunk);
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1 + 6 + 1,
+        "manifest, events, attachment: {text}"
+    );
+    let source_head = source.school_head(school).await.unwrap().unwrap();
+    let keys = || async { source.subject_keys(school).await.unwrap() };
+    let run = |file: String, keys: Vec<_>| async move {
+        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        import(h.store.as_ref(), std::io::Cursor::new(file), keys, read).await
+    };
+    let nothing_left = || async {
+        assert_eq!(h.store.school_head(school).await.unwrap(), None);
+        assert!(h.store.subject_keys(school).await.unwrap().is_empty());
+        assert_eq!(
+            h.store
+                .attachment_meta(school, &attachment.hash)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            h.store
+                .read_school(school, 1, 10, Sealed::Keep)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    };
+    // A changed byte in event 3's data: the chain breaks there.
+    let changed = text.replacen("\"n\":0", "\"n\":7", 1);
+    assert_ne!(changed, text);
+    match run(changed, keys().await).await {
+        Err(StoreError::ChainBroken { school_seq, .. }) => assert_eq!(school_seq, 4),
+        other => panic!("expected a broken chain, got {other:?}"),
+    }
+    nothing_left().await;
+    // Truncated: the last event is missing.
+    let truncated: String = lines[..6]
+        .iter()
+        .chain(&lines[7..])
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(matches!(
+        run(truncated, keys().await).await,
+        Err(StoreError::ImportRefused(_))
+    ));
+    nothing_left().await;
+    // Sealed data without its key bundle.
+    match run(text.clone(), Vec::new()).await {
+        Err(StoreError::ImportRefused(why)) => assert!(why.contains("key bundle"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    nothing_left().await;
+
+    let imported = run(text.clone(), keys().await).await.unwrap();
+    assert_eq!((imported.events, imported.attachments), (6, 1));
+    assert_eq!(
+        verify_school(h.store.as_ref(), school).await.unwrap(),
+        Verification::Intact {
+            events: 6,
+            head: Some(source_head.hash)
+        }
+    );
+    let here = whole_stream(h, school, "record-a").await;
+    assert_eq!(
+        here[0].data,
+        json!({"text": "visita"}),
+        "opened with the bundle's key"
+    );
+    assert!(is_erased(&here[1].data["plan"]), "still erased");
+    let there = source
+        .read_school(school, 1, 10, Sealed::Keep)
+        .await
+        .unwrap();
+    let kept = h
+        .store
+        .read_school(school, 1, 10, Sealed::Keep)
+        .await
+        .unwrap();
+    let envelope = |e: &RecordedEvent| {
+        (
+            e.event_id,
+            e.school_seq,
+            e.stream_id.clone(),
+            e.stream_version,
+            e.stored_data.clone(),
+            e.recorded_at,
+            e.hash,
+        )
+    };
+    assert_eq!(
+        kept.iter().map(envelope).collect::<Vec<_>>(),
+        there.iter().map(envelope).collect::<Vec<_>>()
+    );
+    let (_, bytes) = h
+        .store
+        .attachment(school, &attachment.hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bytes, pdf);
+    // Appends go on from the imported head.
+    let next = h
+        .store
+        .append(request(
+            school,
+            "record-a",
+            ExpectedVersion::Exact(5),
+            vec![event("X", json!({}))],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next.last_seq, 7);
+    assert!(matches!(
+        verify_school(h.store.as_ref(), school).await.unwrap(),
+        Verification::Intact { events: 7, .. }
+    ));
+    // A school that is here already is not imported again.
+    match run(text, keys().await).await {
+        Err(StoreError::ImportRefused(why)) => assert!(why.contains("already"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
 pub async fn an_idempotent_retry_returns_the_first_result_and_appends_nothing(h: &Harness) {
     let school = SchoolId::new();
     append_n(h, school, "s", 1).await;

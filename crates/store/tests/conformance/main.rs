@@ -51,6 +51,7 @@ conformance!(
     two_writers_with_the_same_expected_version_exactly_one_wins,
     a_wrong_expected_version_is_a_conflict_and_writes_nothing,
     a_moved_guard_stream_is_a_conflict_and_writes_nothing,
+    an_export_imported_elsewhere_verifies_with_the_same_head,
     an_idempotent_retry_returns_the_first_result_and_appends_nothing,
     a_command_digest_makes_a_re_decided_retry_a_replay,
     an_append_is_atomic,
