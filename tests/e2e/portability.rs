@@ -171,11 +171,13 @@ async fn a_school_moves_from_sqlite_to_postgresql_and_on_with_the_same_chain_and
     // The real file: the same head, the same views.
     let imported = import(&first, &pg);
     assert!(imported.status.success(), "{}", stderr(&imported));
-    assert!(
-        stdout(&imported).contains("projection scrutiny: up to"),
-        "{}",
-        stdout(&imported)
-    );
+    for name in ["audit", "family", "scrutiny"] {
+        assert!(
+            stdout(&imported).contains(&format!("projection {name}: up to")),
+            "{}",
+            stdout(&imported)
+        );
+    }
     assert_eq!(verified(school, &pg), head);
     let columns = projection_columns(&target).await;
     let sqlite_store = SqliteStore::open(
@@ -223,5 +225,104 @@ async fn a_school_moves_from_sqlite_to_postgresql_and_on_with_the_same_chain_and
     assert_eq!(
         body(&std::fs::read_to_string(&second).unwrap()),
         body(&text)
+    );
+}
+
+/// `registro retention run`: a student's justification reason of 2020/21, sealed with the
+/// record's key, is past its retention today; the run erases it, records the erasure on the
+/// record, and `registro verify` still passes; a second run erases nothing.
+#[tokio::test]
+async fn the_retention_run_erases_an_old_reason_and_the_chain_still_verifies() {
+    use registro_domain::FiscalCode;
+    use registro_store::{AppendRequest, CommandMetadata, ExpectedVersion, NewEvent, StreamId};
+    let data = TempDir::new();
+    let dir = data.path().to_str().unwrap().to_owned();
+    let school = SchoolId::new();
+    let id = school.to_string();
+    let code = FiscalCode::with_check_character("XXXYYY10A41Z999").unwrap();
+    let added = crate::support::run(&[
+        "add-person",
+        "--school",
+        &id,
+        "--fiscal-code",
+        code.as_str(),
+        "--family-name",
+        "Studente",
+        "--given-name",
+        "Uno",
+        "--role",
+        "student",
+        "--data-dir",
+        &dir,
+    ]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let student: registro_domain::PersonId = stdout(&added)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let key = std::fs::read_to_string(data.path().join("master.key")).unwrap();
+    let store = SqliteStore::open(
+        &data.path().join("registro.db"),
+        MasterKey::parse(key.trim()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let year = registro_domain::calendar::SchoolYear::starting(2020);
+    let subject = registro_domain::record::sealing_subject(student, year);
+    let reason = serde_json::json!({"entry": uuid::Uuid::now_v7(), "justifier": "guardian",
+        "reason": {"category": "health", "text": "terapia riservata"}});
+    store
+        .append(AppendRequest {
+            school,
+            stream: StreamId::parse(registro_domain::record::stream(student, year)).unwrap(),
+            expected: ExpectedVersion::Any,
+            guards: Vec::new(),
+            events: vec![
+                NewEvent::new(
+                    registro_store::EventType::parse("JustificationSubmitted").unwrap(),
+                    reason,
+                    time::OffsetDateTime::now_utc(),
+                )
+                .seal("/reason", subject),
+            ],
+            metadata: CommandMetadata::system(),
+            idempotency_key: None,
+            command_digest: None,
+        })
+        .await
+        .unwrap();
+    drop(store);
+
+    let ran = crate::support::run(&["retention", "run", "--school", &id, "--data-dir", &dir]);
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    assert!(
+        stdout(&ran).contains(&format!("student {student} in 2020/21")),
+        "{}",
+        stdout(&ran)
+    );
+    assert!(verified(school, &["--data-dir", &dir]).starts_with("OK 3 events"));
+    let store = SqliteStore::open(
+        &data.path().join("registro.db"),
+        MasterKey::parse(key.trim()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let events = store
+        .read_school(school, 1, 100, registro_store::Sealed::Open)
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.data.to_string().contains("riservata"))
+    );
+    assert_eq!(events[2].event_type.as_str(), "SealedDataErased");
+    let again = crate::support::run(&["retention", "run", "--school", &id, "--data-dir", &dir]);
+    assert!(
+        stdout(&again).contains(": 0 records erased"),
+        "{}",
+        stdout(&again)
     );
 }

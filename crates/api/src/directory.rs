@@ -79,6 +79,7 @@ impl From<CommandError> for ApiError {
                     | D::Timetable(_)
                     | D::BadDueDays
                     | D::BadMaxSubjects
+                    | D::BadRetention
                     | D::UnknownSubject(_) => ApiError::Unprocessable(detail),
                 }
             }

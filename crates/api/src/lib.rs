@@ -27,6 +27,7 @@ mod portability;
 mod projections;
 pub mod ratelimit;
 mod register;
+pub mod retention;
 mod routes;
 mod school;
 mod scrutiny;

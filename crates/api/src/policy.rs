@@ -85,11 +85,14 @@ pub enum Permission {
     /// Download the school's whole log and its key bundle, to move it to another instance: the
     /// administrator.
     ExportSchool,
+    /// Run the retention now (erase the special-category details whose retention ended): the
+    /// administrator.
+    RunRetention,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 21] = [
+    pub const ALL: [Permission; 22] = [
         Permission::ReadOwnProfile,
         Permission::ManageDirectory,
         Permission::ReadStudent,
@@ -111,6 +114,7 @@ impl Permission {
         Permission::ProposeGrades,
         Permission::ReadScrutiny,
         Permission::ExportSchool,
+        Permission::RunRetention,
     ];
 
     /// Whether `role` holds this permission for some resource of its school.
@@ -143,7 +147,7 @@ impl Permission {
             P::ReadAccessLog => matches!(role, R::Principal | R::Auditor),
             P::RunScrutiny | P::ReadScrutiny => matches!(role, R::Principal | R::Teacher),
             P::ProposeGrades => role == R::Teacher,
-            P::ExportSchool => role == R::Admin,
+            P::ExportSchool | P::RunRetention => role == R::Admin,
         }
     }
 }
@@ -266,7 +270,7 @@ fn allows(
             Target::Class(c),
         ) => dir.teaches_class(caller, c),
         (P::SignLessons, R::Teacher, Target::Class(_)) => true,
-        (P::ExportSchool, R::Admin, Target::School) => true,
+        (P::ExportSchool | P::RunRetention, R::Admin, Target::School) => true,
         (P::Meetings, R::Teacher, Target::Person(p)) => p == caller,
         (P::Meetings, R::Guardian, Target::Person(p)) => {
             dir.students_of(caller).any(|s| dir.teaches_student(p, s))

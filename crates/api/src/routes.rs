@@ -25,7 +25,7 @@ use crate::policy::{Access, Permission, ResourceKind, Rule};
 use crate::projections::{ProjectionReport, ProjectionState};
 use crate::{
     AppState, audit, communications, docs, enrolment, family, metrics, portability, register,
-    school, scrutiny,
+    retention, school, scrutiny,
 };
 
 /// The OpenAPI document of the API.
@@ -50,7 +50,8 @@ use crate::{
         scrutiny::deliberate, scrutiny::exempt, scrutiny::decide_outcome, scrutiny::close,
         scrutiny::reopen, scrutiny::integrate, scrutiny::publish, family::report_card, scrutiny::minutes,
         scrutiny::set_scrutiny_rules, scrutiny::scrutiny_rules, scrutiny::integration_session,
-        scrutiny::withdraw_outcome, portability::export, portability::key_bundle,
+        scrutiny::withdraw_outcome, portability::export, portability::key_bundle, retention::run_now,
+        retention::set_rules, retention::rules,
         register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
@@ -550,6 +551,24 @@ pub fn routes() -> Routes {
             "/schools/{school}/settings/justifications",
             member(P::ReadCalendar, R::School),
             register::justification_rules,
+        )
+        .add(
+            Method::POST,
+            "/schools/{school}/retention/run",
+            member(P::RunRetention, R::School),
+            retention::run_now,
+        )
+        .add(
+            Method::PUT,
+            "/schools/{school}/settings/retention",
+            manage(R::School),
+            retention::set_rules,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/settings/retention",
+            member(P::ReadCalendar, R::School),
+            retention::rules,
         )
         .add(
             Method::GET,

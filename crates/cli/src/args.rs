@@ -59,6 +59,29 @@ pub enum Command {
     /// hash chain while loading, in one transaction (a break stops it, naming its school_seq,
     /// with nothing of the school written), then brings the projections up to it.
     Import(ImportArgs),
+    /// Retention (rules.md section 7): `registro retention run --school <id>` erases the
+    /// special-category details whose retention ended, by destroying their keys, and records
+    /// each erasure; the history stays verifiable.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+/// `registro retention`.
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Erase now what the school no longer keeps.
+    Run(RetentionArgs),
+}
+
+/// `registro retention run`.
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// The school.
+    #[arg(long, env = "REGISTRO_SCHOOL")]
+    pub school: uuid::Uuid,
+    /// Storage.
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 /// `registro export`.

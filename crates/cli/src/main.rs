@@ -20,7 +20,7 @@ use tracing_subscriber::EnvFilter;
 
 use args::{
     AddPersonArgs, Cli, Command, ExportArgs, ImportArgs, OidcArgs, PassphraseArgs, ProjectArgs,
-    RebuildArgs, ServeArgs, StorageArgs, TokenArgs, VerifyArgs,
+    RebuildArgs, RetentionArgs, RetentionCommand, ServeArgs, StorageArgs, TokenArgs, VerifyArgs,
 };
 use registro_api::auth::{HttpJwks, KeySet, LocalIssuer, TokenVerifier, VerifierConfig};
 use registro_api::ratelimit::RateLimit;
@@ -33,6 +33,8 @@ const ISSUER_FILE: &str = "issuer.pem";
 const SQLITE_FILE: &str = "registro.db";
 /// The embedded master key's file name in the data directory.
 const KEY_FILE: &str = "master.key";
+/// How long `import` waits for each projection to hold the imported events.
+const IMPORT_PROJECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// The software, as an export's manifest names it.
 const SOFTWARE: &str = concat!("registro ", env!("CARGO_PKG_VERSION"));
 
@@ -61,6 +63,9 @@ fn main() -> ExitCode {
             Command::Rebuild(args) => rebuild(args).await.map(|()| ExitCode::SUCCESS),
             Command::Export(args) => export(args).await.map(|()| ExitCode::SUCCESS),
             Command::Import(args) => import(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Retention(RetentionCommand::Run(args)) => {
+                retention(args).await.map(|()| ExitCode::SUCCESS)
+            }
         }
     });
     result.unwrap_or_else(|e| fail(&e))
@@ -722,21 +727,82 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     )?;
     // The read models of a school new to this instance: its events are after every
     // projection's checkpoint, so bringing each up to the head builds the school's rows.
+    // On PostgreSQL an event reaches the projectors once the transactions older than it have
+    // ended: each is caught up until it holds the school's last event, for a bounded time.
     for projection in projections() {
         let name = projection.schema().name;
         let projector = registro_projector::Projector::new(Arc::clone(&store), projection);
+        let deadline = std::time::Instant::now() + IMPORT_PROJECTION_WAIT;
         let caught_up = async {
             projector.prepare().await?;
-            projector.catch_up().await
+            loop {
+                let position = projector.catch_up().await?;
+                if store
+                    .projection_reached(name, school, imported.events)
+                    .await?
+                    || std::time::Instant::now() >= deadline
+                {
+                    return Ok::<_, anyhow::Error>(position);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
         };
         match caught_up.await {
-            Ok(position) => writeln!(stdout, "projection {name}: up to {position}")?,
+            Ok(position)
+                if store
+                    .projection_reached(name, school, imported.events)
+                    .await? =>
+            {
+                writeln!(stdout, "projection {name}: up to {position}")?;
+            }
+            Ok(_) => writeln!(
+                stdout,
+                "projection {name}: not up to the imported events yet; its projector will be"
+            )?,
             Err(e) => writeln!(
                 stdout,
                 "projection {name}: not brought up to date here ({e}); its projector will"
             )?,
         }
     }
+    Ok(())
+}
+
+/// `registro retention run`: erases the school's special-category details whose retention
+/// ended (today in Italy), as the software itself.
+async fn retention(args: RetentionArgs) -> anyhow::Result<()> {
+    let store = open_existing(&args.storage).await?;
+    let school = SchoolId::from_uuid(args.school);
+    let directory = registro_api::SchoolCache::<registro_domain::directory::Directory>::default()
+        .current(store.as_ref(), school)
+        .await?
+        .state;
+    let today = registro_domain::calendar::italian_date(time::OffsetDateTime::now_utc());
+    let erased = registro_api::retention::run(
+        store.as_ref(),
+        school,
+        &directory,
+        today,
+        &registro_store::CommandMetadata::system(),
+    )
+    .await?;
+    let mut out = std::io::stdout();
+    for e in &erased {
+        writeln!(
+            out,
+            "erased the special-category details of student {} in {}/{}",
+            e.student,
+            e.year,
+            (e.year + 1) % 100
+        )?;
+    }
+    writeln!(
+        out,
+        "retention of school {school}: {} records erased now (kept {} school years after their \
+         own)",
+        erased.len(),
+        directory.retention_settings().years_after
+    )?;
     Ok(())
 }
 

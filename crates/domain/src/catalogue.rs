@@ -478,6 +478,22 @@ pub const CATALOGUE: &[EventDoc] = &[
         },
     },
     EventDoc {
+        name: "RetentionSettingsSet",
+        stream: DIRECTORY,
+        italian: "tempi di conservazione dei dati particolari",
+        meaning: "The school set how long it keeps special-category details (`rules.md` section \
+                  7), from now on.",
+        who: "principal; secretary",
+        schema_version: 1,
+        fields: &[(
+            "years_after",
+            "integer",
+            "the school years (0 to 10) after a record's own during which its special-category \
+             details are kept; default 2 (to the end of the school year after next)",
+        )],
+        sample: || directory(&DirectoryEvent::RetentionSettingsSet { years_after: 2 }),
+    },
+    EventDoc {
         name: "GradeRecorded",
         stream: RECORD,
         italian: "voto",
@@ -717,6 +733,30 @@ pub const CATALOGUE: &[EventDoc] = &[
             record(&RecordEvent::NoteAnnulled {
                 note: NoteId::from_uuid(uuid::Uuid::nil()),
                 reason: "scritta per errore".into(),
+            })
+        },
+    },
+    EventDoc {
+        name: "SealedDataErased",
+        stream: RECORD,
+        italian: "cancellazione dei dati particolari (fine della conservazione)",
+        meaning: "The record's special-category details (the sealed reasons of its \
+                  justifications) were erased by destroying their key (`rules.md` section 7); \
+                  the history stays intact and verifiable, the reasons read as erased.",
+        who: "the software (`registro retention run`), or the school's administrator",
+        schema_version: 1,
+        fields: &[
+            (
+                "subject",
+                "uuid",
+                "the data subject whose key was destroyed: the record's own",
+            ),
+            ("reason", "string", "why: `retention`"),
+        ],
+        sample: || {
+            record(&RecordEvent::SealedDataErased {
+                subject: person(),
+                reason: "retention".into(),
             })
         },
     },

@@ -20,6 +20,7 @@ use time::Date;
 use crate::calendar::{CalendarError, SchoolYear, Term, Terms};
 use crate::grade::Scale;
 use crate::justification::JustificationSettings;
+use crate::retention::{MAX_YEARS_AFTER, RetentionSettings};
 use crate::scrutiny::Settings as ScrutinySettings;
 use crate::timetable::{LessonHour, Timetable, TimetableError};
 use crate::{ClassId, FiscalCode, PersonId, Role};
@@ -177,6 +178,11 @@ pub enum DirectoryCommand {
     SetScrutinySettings {
         /// The settings.
         settings: ScrutinySettings,
+    },
+    /// Sets how long the school keeps special-category details (`rules.md` section 7).
+    SetRetentionSettings {
+        /// The settings.
+        settings: RetentionSettings,
     },
 }
 
@@ -364,13 +370,18 @@ pub enum DirectoryEvent {
         /// The most subjects a suspended judgement may leave to recover.
         max_subjects_to_recover: u8,
     },
+    /// The school's retention of special-category details was set.
+    RetentionSettingsSet {
+        /// The school years after a record's own during which its details are kept.
+        years_after: u8,
+    },
 }
 
 impl crate::StoredEvent for DirectoryEvent {}
 
 impl DirectoryEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 18] = [
+    pub const TYPE_NAMES: [&'static str; 19] = [
         "PersonRegistered",
         "RoleGranted",
         "RoleRevoked",
@@ -389,6 +400,7 @@ impl DirectoryEvent {
         "JustificationSettingsSet",
         "SubjectDefined",
         "ScrutinySettingsSet",
+        "RetentionSettingsSet",
     ];
 
     /// The event's type name, as stored.
@@ -413,6 +425,7 @@ impl DirectoryEvent {
             Self::JustificationSettingsSet { .. } => 15,
             Self::SubjectDefined { .. } => 16,
             Self::ScrutinySettingsSet { .. } => 17,
+            Self::RetentionSettingsSet { .. } => 18,
         };
         Self::TYPE_NAMES[i]
     }
@@ -519,6 +532,11 @@ pub enum DirectoryError {
         "il numero massimo di materie con giudizio sospeso va da 1 a {MAX_SUBJECTS_TO_RECOVER}"
     )]
     BadMaxSubjects,
+    /// The retention is out of range.
+    #[error(
+        "i dati particolari si conservano da 0 a {MAX_YEARS_AFTER} anni scolastici dopo il loro"
+    )]
+    BadRetention,
 }
 
 /// The longest a school may give families to justify, in school days.
@@ -575,6 +593,7 @@ pub struct Directory {
     /// The school's rules for justifications.
     justification_settings: JustificationSettings,
     scrutiny_settings: ScrutinySettings,
+    retention_settings: RetentionSettings,
     /// The subjects, with the scale of their grades.
     subjects: BTreeMap<String, Scale>,
 }
@@ -645,6 +664,13 @@ impl Directory {
     #[must_use]
     pub const fn scrutiny_settings(&self) -> ScrutinySettings {
         self.scrutiny_settings
+    }
+
+    /// The school's retention of special-category details (the default of `rules.md` until
+    /// set).
+    #[must_use]
+    pub const fn retention_settings(&self) -> RetentionSettings {
+        self.retention_settings
     }
 
     /// The scale of a defined subject's grades; `None` for a subject not defined.
@@ -1018,6 +1044,14 @@ pub fn decide(
                 _ => return Err(Error::BadMaxSubjects),
             }
         }
+        C::SetRetentionSettings { settings } => {
+            if settings.years_after > MAX_YEARS_AFTER {
+                return Err(Error::BadRetention);
+            }
+            E::RetentionSettingsSet {
+                years_after: settings.years_after,
+            }
+        }
     };
     Ok(vec![event])
 }
@@ -1217,6 +1251,11 @@ pub fn evolve(state: &mut Directory, event: &DirectoryEvent) {
         } => {
             state.scrutiny_settings = ScrutinySettings {
                 max_subjects_to_recover: usize::from(*max_subjects_to_recover),
+            };
+        }
+        E::RetentionSettingsSet { years_after } => {
+            state.retention_settings = RetentionSettings {
+                years_after: *years_after,
             };
         }
     }
@@ -1691,6 +1730,7 @@ mod tests {
             DirectoryEvent::ScrutinySettingsSet {
                 max_subjects_to_recover: 4,
             },
+            DirectoryEvent::RetentionSettingsSet { years_after: 3 },
         ];
         assert_eq!(events.len(), DirectoryEvent::TYPE_NAMES.len());
         for (e, name) in events.iter().zip(DirectoryEvent::TYPE_NAMES) {
@@ -2007,5 +2047,22 @@ mod tests {
             evolve(&mut dir, &e);
         }
         assert_eq!(dir.scrutiny_settings().max_subjects_to_recover, 4);
+    }
+
+    #[test]
+    fn rule_7_the_school_sets_how_long_it_keeps_special_category_details() {
+        let mut dir = Directory::default();
+        assert_eq!(dir.retention_settings().years_after, 2);
+        let set = |years_after| DirectoryCommand::SetRetentionSettings {
+            settings: RetentionSettings { years_after },
+        };
+        assert_eq!(
+            decide(&dir, &set(MAX_YEARS_AFTER + 1)).unwrap_err(),
+            DirectoryError::BadRetention
+        );
+        for e in decide(&dir, &set(0)).unwrap() {
+            evolve(&mut dir, &e);
+        }
+        assert_eq!(dir.retention_settings().years_after, 0);
     }
 }

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod justification;
 pub mod meetings;
 pub mod record;
+pub mod retention;
 pub mod role;
 pub mod scrutiny;
 pub mod timetable;

@@ -355,13 +355,21 @@ pub enum RecordEvent {
         /// Why.
         reason: String,
     },
+    /// The record's special-category details (the sealed reasons of its justifications) were
+    /// erased: their key was destroyed (rules.md section 7). Recorded by the software.
+    SealedDataErased {
+        /// The data subject whose key was destroyed ([`sealing_subject`] of the record).
+        subject: PersonId,
+        /// Why: `retention`, when the retention period ended.
+        reason: String,
+    },
 }
 
 impl crate::StoredEvent for RecordEvent {}
 
 impl RecordEvent {
     /// Every event type name, as stored.
-    pub const TYPE_NAMES: [&'static str; 10] = [
+    pub const TYPE_NAMES: [&'static str; 11] = [
         "GradeRecorded",
         "GradeCorrected",
         "GradeAnnulled",
@@ -372,6 +380,7 @@ impl RecordEvent {
         "JustificationRejected",
         "NoteRecorded",
         "NoteAnnulled",
+        "SealedDataErased",
     ];
 
     /// The event's type name, as stored.
@@ -388,6 +397,7 @@ impl RecordEvent {
             Self::JustificationRejected { .. } => Self::TYPE_NAMES[7],
             Self::NoteRecorded { .. } => Self::TYPE_NAMES[8],
             Self::NoteAnnulled { .. } => Self::TYPE_NAMES[9],
+            Self::SealedDataErased { .. } => Self::TYPE_NAMES[10],
         }
     }
 
@@ -1111,6 +1121,8 @@ pub fn evolve(state: &mut Record, event: &RecordEvent) {
                 n.annulled = Some(reason.clone());
             }
         }
+        // The store shows the sealed reasons as erased from now on; nothing else changes.
+        E::SealedDataErased { .. } => {}
         E::JustificationAccepted { entry, reason } | E::JustificationRejected { entry, reason } => {
             if let Some(a) = state.attendance.get_mut(entry) {
                 a.justification.state = if matches!(event, E::JustificationAccepted { .. }) {

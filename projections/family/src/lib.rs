@@ -307,6 +307,8 @@ impl Facts<'_> {
                 ("note_id", id(note)),
                 vec![("annulled", Cell::Text(reason))],
             ),
+            // The view never copies the sealed reasons: nothing to erase here.
+            E::SealedDataErased { .. } => return Vec::new(),
         };
         vec![op]
     }

@@ -189,7 +189,8 @@ impl Facts {
             | E::JustificationAccepted { .. }
             | E::JustificationRejected { .. }
             | E::NoteRecorded { .. }
-            | E::NoteAnnulled { .. } => return Ok(Vec::new()),
+            | E::NoteAnnulled { .. }
+            | E::SealedDataErased { .. } => return Ok(Vec::new()),
         };
         Ok(vec![op])
     }

@@ -222,6 +222,14 @@ async fn prepare(w: &World, row: &Row, target: Target, role: Role) -> (String, O
         ("GET", "/schools/{school}/settings/justifications") => {
             (format!("{s}/settings/justifications"), None)
         }
+        ("POST", "/schools/{school}/retention/run") => (format!("{s}/retention/run"), None),
+        ("PUT", "/schools/{school}/settings/retention") => (
+            format!("{s}/settings/retention"),
+            Some(json!({"years_after": 2})),
+        ),
+        ("GET", "/schools/{school}/settings/retention") => {
+            (format!("{s}/settings/retention"), None)
+        }
         ("GET", "/schools/{school}/export") => (format!("{s}/export"), None),
         ("POST", "/schools/{school}/export/keys") => (
             format!("{s}/export/keys"),

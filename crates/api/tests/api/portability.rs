@@ -91,3 +91,113 @@ async fn sqlite_the_administrator_downloads_the_school() {
 async fn postgres_the_administrator_downloads_the_school() {
     the_administrator_downloads_the_school(World::postgres(RateLimit::default()).await).await;
 }
+
+/// Rule 7: with the tests' "today" (30 June 2026), the details of 2022/23 are past their
+/// retention (the end of 2024/25) and those of 2025/26 are not. The administrator's run erases
+/// the old year's sealed reason, records it on the record, and leaves the chain verifiable; no
+/// read shows the reason any more; a second run erases nothing.
+async fn the_retention_erases_what_it_no_longer_keeps(w: World) {
+    let s = format!("/schools/{}", w.a);
+    let teacher = w.token(Role::Teacher);
+    let guardian = w.token(Role::Guardian);
+    let justified = |year: i32, date: &'static str, text: &'static str| {
+        let attendance = format!("{s}/students/{}/years/{year}/attendance", w.x);
+        let (w, teacher, guardian) = (&w, teacher.clone(), guardian.clone());
+        async move {
+            let absence = json!({"date": date, "kind": "absence"});
+            let r = w.call(Method::POST, &attendance, Some(&teacher), Some(&absence));
+            let id = body(r.await, 201).await["id"].as_str().unwrap().to_owned();
+            let reason = json!({"category": "health", "text": text});
+            let justification = format!("{attendance}/{id}/justification");
+            let r = w.call(Method::POST, &justification, Some(&guardian), Some(&reason));
+            body(r.await, 201).await;
+            attendance
+        }
+    };
+    let old = justified(2022, "2022-10-10", "ricovero in ospedale").await;
+    let recent = justified(2025, "2025-10-10", "visita cardiologica").await;
+    let read = |path: String| {
+        let (w, guardian) = (&w, guardian.clone());
+        async move { body(w.call(Method::GET, &path, Some(&guardian), None).await, 200).await }
+    };
+    assert!(
+        read(old.clone())
+            .await
+            .to_string()
+            .contains("ricovero in ospedale")
+    );
+
+    let admin = w.token(Role::Admin);
+    let run = format!("{s}/retention/run");
+    let done = body(w.call(Method::POST, &run, Some(&admin), None).await, 200).await;
+    assert_eq!(
+        done["erased"],
+        json!([{"student": w.x, "year": 2022}]),
+        "{done}"
+    );
+    let view = read(old.clone()).await;
+    assert!(!view.to_string().contains("ricovero"), "{view}");
+    assert_eq!(
+        view["entries"][0]["justification"]["state"], "submitted",
+        "{view}"
+    );
+    assert!(
+        read(recent)
+            .await
+            .to_string()
+            .contains("visita cardiologica")
+    );
+    let events = w
+        .store
+        .read_school(w.a, 1, 100_000, registro_store::Sealed::Open)
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.data.to_string().contains("ricovero")),
+        "no read of the log shows it either"
+    );
+    let erasure = events
+        .iter()
+        .find(|e| e.event_type.as_str() == "SealedDataErased")
+        .unwrap();
+    assert_eq!(erasure.stream_id.as_str(), format!("student-{}-2022", w.x));
+    assert!(matches!(
+        registro_store::verify::verify_school(w.store.as_ref(), w.a)
+            .await
+            .unwrap(),
+        registro_store::verify::Verification::Intact { .. }
+    ));
+    let again = body(w.call(Method::POST, &run, Some(&admin), None).await, 200).await;
+    assert_eq!(again["erased"], json!([]));
+    // A school that keeps its details longer: nothing of 2025/26 goes before its time.
+    let rules = format!("{s}/settings/retention");
+    let principal = w.token(Role::Principal);
+    let keep = json!({"years_after": 11});
+    body(
+        w.call(Method::PUT, &rules, Some(&principal), Some(&keep))
+            .await,
+        422,
+    )
+    .await;
+    let keep = json!({"years_after": 5});
+    body(
+        w.call(Method::PUT, &rules, Some(&principal), Some(&keep))
+            .await,
+        200,
+    )
+    .await;
+    let read_rules = body(w.call(Method::GET, &rules, Some(&teacher), None).await, 200).await;
+    assert_eq!(read_rules, json!({"years_after": 5}));
+}
+
+#[tokio::test]
+async fn sqlite_the_retention_erases_what_it_no_longer_keeps() {
+    the_retention_erases_what_it_no_longer_keeps(World::sqlite(RateLimit::default()).await).await;
+}
+
+#[tokio::test]
+async fn postgres_the_retention_erases_what_it_no_longer_keeps() {
+    the_retention_erases_what_it_no_longer_keeps(World::postgres(RateLimit::default()).await).await;
+}
