@@ -10,6 +10,7 @@
 
 mod access_log;
 mod audit;
+mod auditor;
 pub mod auth;
 mod cache;
 pub mod command;
@@ -31,6 +32,7 @@ pub mod retention;
 mod routes;
 mod school;
 mod scrutiny;
+mod subject_access;
 
 use std::future::Future;
 use std::net::SocketAddr;

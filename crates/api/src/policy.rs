@@ -88,11 +88,17 @@ pub enum Permission {
     /// Run the retention now (erase the special-category details whose retention ended): the
     /// administrator.
     RunRetention,
+    /// Read the log itself (events as stored, a stream's history) and check the chain: the
+    /// principal and the auditors.
+    AuditLog,
+    /// Download everything the school holds about a student (GDPR art. 15 and 20): the
+    /// principal, the student's guardians and the student (once of age, which the route checks).
+    SubjectAccess,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 22] = [
+    pub const ALL: [Permission; 24] = [
         Permission::ReadOwnProfile,
         Permission::ManageDirectory,
         Permission::ReadStudent,
@@ -115,6 +121,8 @@ impl Permission {
         Permission::ReadScrutiny,
         Permission::ExportSchool,
         Permission::RunRetention,
+        Permission::AuditLog,
+        Permission::SubjectAccess,
     ];
 
     /// Whether `role` holds this permission for some resource of its school.
@@ -148,6 +156,8 @@ impl Permission {
             P::RunScrutiny | P::ReadScrutiny => matches!(role, R::Principal | R::Teacher),
             P::ProposeGrades => role == R::Teacher,
             P::ExportSchool | P::RunRetention => role == R::Admin,
+            P::AuditLog => matches!(role, R::Principal | R::Auditor),
+            P::SubjectAccess => matches!(role, R::Principal | R::Guardian | R::Student),
         }
     }
 }
@@ -270,18 +280,27 @@ fn allows(
             Target::Class(c),
         ) => dir.teaches_class(caller, c),
         (P::SignLessons, R::Teacher, Target::Class(_)) => true,
-        (P::ExportSchool | P::RunRetention, R::Admin, Target::School) => true,
+        (P::ExportSchool | P::RunRetention, R::Admin, Target::School)
+        | (P::AuditLog, R::Auditor, Target::School) => true,
         (P::Meetings, R::Teacher, Target::Person(p)) => p == caller,
         (P::Meetings, R::Guardian, Target::Person(p)) => {
             dir.students_of(caller).any(|s| dir.teaches_student(p, s))
         }
         (
-            P::ReadStudent | P::ReadStudentAccessLog | P::ReadRecord | P::Justify,
+            P::ReadStudent
+            | P::ReadStudentAccessLog
+            | P::ReadRecord
+            | P::Justify
+            | P::SubjectAccess,
             R::Guardian,
             Target::Student(s),
         ) => dir.is_linked(caller, s),
         (
-            P::ReadStudent | P::ReadStudentAccessLog | P::ReadRecord | P::Justify,
+            P::ReadStudent
+            | P::ReadStudentAccessLog
+            | P::ReadRecord
+            | P::Justify
+            | P::SubjectAccess,
             R::Student,
             Target::Student(s),
         ) => s == caller,

@@ -24,8 +24,8 @@ use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
 use crate::policy::{Access, Permission, ResourceKind, Rule};
 use crate::projections::{ProjectionReport, ProjectionState};
 use crate::{
-    AppState, audit, communications, docs, enrolment, family, metrics, portability, register,
-    retention, school, scrutiny,
+    AppState, audit, auditor, communications, docs, enrolment, family, metrics, portability,
+    register, retention, school, scrutiny, subject_access,
 };
 
 /// The OpenAPI document of the API.
@@ -51,7 +51,8 @@ use crate::{
         scrutiny::reopen, scrutiny::integrate, scrutiny::publish, family::report_card, scrutiny::minutes,
         scrutiny::set_scrutiny_rules, scrutiny::scrutiny_rules, scrutiny::integration_session,
         scrutiny::withdraw_outcome, portability::export, portability::key_bundle, retention::run_now,
-        retention::set_rules, retention::rules,
+        retention::set_rules, retention::rules, auditor::log, auditor::stream, auditor::chain,
+        subject_access::personal_data,
         register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
@@ -551,6 +552,30 @@ pub fn routes() -> Routes {
             "/schools/{school}/settings/justifications",
             member(P::ReadCalendar, R::School),
             register::justification_rules,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/students/{student}/personal-data",
+            member(P::SubjectAccess, R::Student),
+            subject_access::personal_data,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/log",
+            member(P::AuditLog, R::School),
+            auditor::log,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/log/streams/{stream}",
+            member(P::AuditLog, R::School),
+            auditor::stream,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/chain",
+            member(P::AuditLog, R::School),
+            auditor::chain,
         )
         .add(
             Method::POST,

@@ -797,7 +797,7 @@ pub async fn school_access_log(
     Ok(Json(records))
 }
 
-async fn access_records(
+pub(crate) async fn access_records(
     state: &AppState,
     caller: &Caller,
     q: &AccessQuery,

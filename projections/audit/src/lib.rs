@@ -145,7 +145,8 @@ fn summary(event: &RecordedEvent) -> String {
 
 /// The students an event concerns: the student of a student's record stream
 /// (`student-<id>-<year>`), and those its data names as `student` or `students`.
-fn students(event: &RecordedEvent) -> Vec<Uuid> {
+#[must_use]
+pub fn students(event: &RecordedEvent) -> Vec<Uuid> {
     let mut found = Vec::new();
     if let Some(rest) = event.stream_id.as_str().strip_prefix("student-")
         && let Some(id) = rest.get(..36).and_then(|s| Uuid::parse_str(s).ok())

@@ -205,6 +205,9 @@ async fn prepare(w: &World, row: &Row, target: Target, role: Role) -> (String, O
         ("GET", "/schools/{school}/students/{student}/access-log") => {
             (format!("{s}/students/{student}/access-log"), None)
         }
+        ("GET", "/schools/{school}/students/{student}/personal-data") => {
+            (format!("{s}/students/{student}/personal-data"), None)
+        }
         ("GET", "/schools/{school}/access-log") => (format!("{s}/access-log"), None),
         ("GET", "/schools/{school}/audit") => (format!("{s}/audit"), None),
         ("GET", "/schools/{school}/students/{student}/audit") => {
@@ -222,6 +225,11 @@ async fn prepare(w: &World, row: &Row, target: Target, role: Role) -> (String, O
         ("GET", "/schools/{school}/settings/justifications") => {
             (format!("{s}/settings/justifications"), None)
         }
+        ("GET", "/schools/{school}/log") => (format!("{s}/log?from=1&limit=5"), None),
+        ("GET", "/schools/{school}/log/streams/{stream}") => {
+            (format!("{s}/log/streams/directory"), None)
+        }
+        ("GET", "/schools/{school}/chain") => (format!("{s}/chain"), None),
         ("POST", "/schools/{school}/retention/run") => (format!("{s}/retention/run"), None),
         ("PUT", "/schools/{school}/settings/retention") => (
             format!("{s}/settings/retention"),
