@@ -21,6 +21,7 @@ mod docs;
 mod enrolment;
 mod error;
 mod family;
+mod history;
 mod json;
 mod metrics;
 pub mod policy;

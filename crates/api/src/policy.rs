@@ -281,7 +281,7 @@ fn allows(
         ) => dir.teaches_class(caller, c),
         (P::SignLessons, R::Teacher, Target::Class(_)) => true,
         (P::ExportSchool | P::RunRetention, R::Admin, Target::School)
-        | (P::AuditLog, R::Auditor, Target::School) => true,
+        | (P::AuditLog, R::Auditor, Target::School | Target::Student(_) | Target::Class(_)) => true,
         (P::Meetings, R::Teacher, Target::Person(p)) => p == caller,
         (P::Meetings, R::Guardian, Target::Person(p)) => {
             dir.students_of(caller).any(|s| dir.teaches_student(p, s))

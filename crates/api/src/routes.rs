@@ -24,8 +24,8 @@ use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
 use crate::policy::{Access, Permission, ResourceKind, Rule};
 use crate::projections::{ProjectionReport, ProjectionState};
 use crate::{
-    AppState, audit, auditor, communications, docs, enrolment, family, metrics, portability,
-    register, retention, school, scrutiny, subject_access,
+    AppState, audit, auditor, communications, docs, enrolment, family, history, metrics,
+    portability, register, retention, school, scrutiny, subject_access,
 };
 
 /// The OpenAPI document of the API.
@@ -52,7 +52,7 @@ use crate::{
         scrutiny::set_scrutiny_rules, scrutiny::scrutiny_rules, scrutiny::integration_session,
         scrutiny::withdraw_outcome, portability::export, portability::key_bundle, retention::run_now,
         retention::set_rules, retention::rules, auditor::log, auditor::stream, auditor::chain,
-        subject_access::personal_data,
+        subject_access::personal_data, history::family, history::scrutiny,
         register::give_grade, register::correct_grade,
         register::annul_grade, register::student_grades, register::set_timetable,
         register::timetable, register::record_attendance, register::cancel_attendance,
@@ -558,6 +558,18 @@ pub fn routes() -> Routes {
             "/schools/{school}/students/{student}/personal-data",
             member(P::SubjectAccess, R::Student),
             subject_access::personal_data,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/history/students/{student}/years/{year}/family",
+            member(P::AuditLog, R::Student),
+            history::family,
+        )
+        .add(
+            Method::GET,
+            "/schools/{school}/history/classes/{class}/years/{year}/scrutini/{term}",
+            member(P::AuditLog, R::Class),
+            history::scrutiny,
         )
         .add(
             Method::GET,

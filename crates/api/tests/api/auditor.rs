@@ -164,3 +164,99 @@ async fn postgres_a_guardian_downloads_everything_about_the_student() {
     a_guardian_downloads_everything_about_the_student(World::postgres(RateLimit::default()).await)
         .await;
 }
+
+/// Time travel: the family view and the scrutiny report as they stood at a past position,
+/// rebuilt from the events up to it; the live views are not touched.
+async fn the_views_as_they_stood(w: World) {
+    let s = format!("/schools/{}", w.a);
+    let teacher = w.token(Role::Teacher);
+    let principal = w.token(Role::Principal);
+    let auditor = w.token(Role::Auditor);
+    let grades = format!("{s}/students/{}/years/2025/grades", w.x);
+    let mut positions = Vec::new();
+    for (mark, date) in [("7", "2025-10-06"), ("9", "2025-10-13")] {
+        let mut grade = crate::world::grade_body(mark);
+        grade["date"] = json!(date);
+        let r = w.call(Method::POST, &grades, Some(&teacher), Some(&grade));
+        positions.push(body(r.await, 201).await["position"].as_u64().unwrap());
+    }
+    let family = format!("{s}/history/students/{}/years/2025/family", w.x);
+    let at = |query: String| {
+        let (w, auditor, family) = (&w, auditor.clone(), family.clone());
+        async move {
+            w.call(
+                Method::GET,
+                &format!("{family}?{query}"),
+                Some(&auditor),
+                None,
+            )
+            .await
+        }
+    };
+    let first = at(format!("school_seq={}", positions[0])).await;
+    assert_eq!(
+        first.headers()["x-registro-as-of"],
+        positions[0].to_string().as_str()
+    );
+    let first = body(first, 200).await;
+    assert_eq!(first["subjects"][0]["grades"], 1, "{first}");
+    assert_eq!(first["subjects"][0]["latest"], "7");
+    let both = body(at(format!("school_seq={}", positions[1])).await, 200).await;
+    assert_eq!(both["subjects"][0]["grades"], 2, "{both}");
+    assert_eq!(both["subjects"][0]["averages"][0]["average"], "8.00");
+    // Before the school existed the student was nobody; one point, not two.
+    body(at("date=2000-01-01".into()).await, 404).await;
+    body(
+        at(format!("date=2000-01-01&school_seq={}", positions[0])).await,
+        400,
+    )
+    .await;
+    body(at("school_seq=999999".into()).await, 422).await;
+
+    // The scrutinio of term 1, before and after it was opened.
+    w.run(
+        w.a,
+        registro_domain::directory::DirectoryCommand::AppointCoordinator {
+            class: w.c1,
+            teacher: w.person(Role::Teacher),
+        },
+    )
+    .await;
+    let scrutini = format!("{s}/classes/{}/years/2025/scrutini", w.c1);
+    let open = json!({"term": 1, "level": "upper_secondary"});
+    let r = w.call(Method::POST, &scrutini, Some(&principal), Some(&open));
+    let opened = body(r.await, 201).await["position"].as_u64().unwrap();
+    let history = format!("{s}/history/classes/{}/years/2025/scrutini/1", w.c1);
+    let before = format!("{history}?school_seq={}", opened - 1);
+    body(
+        w.call(Method::GET, &before, Some(&auditor), None).await,
+        404,
+    )
+    .await;
+    let after = format!("{history}?school_seq={opened}");
+    let view = body(
+        w.call(Method::GET, &after, Some(&principal), None).await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (&view["status"], &view["level"]),
+        (&json!("open"), &json!("upper_secondary"))
+    );
+    assert_eq!(
+        view["students"][0]["subjects"][0]["average"], "8.00",
+        "{view}"
+    );
+    let r = w.call(Method::GET, &after, Some(&teacher), None);
+    body(r.await, 403).await;
+}
+
+#[tokio::test]
+async fn sqlite_the_views_as_they_stood() {
+    the_views_as_they_stood(World::sqlite(RateLimit::default()).await).await;
+}
+
+#[tokio::test]
+async fn postgres_the_views_as_they_stood() {
+    the_views_as_they_stood(World::postgres(RateLimit::default()).await).await;
+}
