@@ -169,7 +169,8 @@ pub struct ChainStatus {
     /// What is wrong there.
     #[schema(example = json!(null))]
     pub reason: Option<String>,
-    /// With `head`: the position of the published head in the log, if the log holds it.
+    /// With `head`, when the chain is intact: the position of the published head in the log,
+    /// if the log holds it.
     #[schema(example = json!(null))]
     pub published_head_at: Option<u64>,
 }
@@ -215,7 +216,8 @@ pub async fn chain(
             published_head_at: None,
         },
     };
-    if let Some(published) = published {
+    // Only a log that verifies says anything about a head published earlier.
+    if let (Some(published), None) = (published, status.broken_at) {
         status.published_head_at = find_hash(store, caller.school, &published).await?;
     }
     Ok(axum::Json(status))

@@ -49,15 +49,30 @@ pub struct AsOf {
     pub date: Option<Date>,
 }
 
-/// The last `school_seq` of the point asked for.
-async fn position(state: &AppState, school: SchoolId, as_of: &AsOf) -> Result<u64, ApiError> {
+/// The last `school_seq` of the point asked for, and its day (the view's "today" then).
+async fn position(
+    state: &AppState,
+    school: SchoolId,
+    as_of: &AsOf,
+) -> Result<(u64, Date), ApiError> {
     let head = state
         .store
         .school_head(school)
         .await?
         .map_or(0, |h| h.last_seq);
     match (as_of.school_seq, as_of.date) {
-        (Some(seq), None) if seq <= head => Ok(seq),
+        (Some(0), None) => Err(ApiError::BadRequest("school_seq starts at 1".into())),
+        (Some(seq), None) if seq <= head => {
+            let page = state
+                .store
+                .read_school(school, seq, 1, Sealed::Keep)
+                .await?;
+            let day = page
+                .first()
+                .map(|e| italian_date(e.recorded_at))
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("event {seq} is missing")))?;
+            Ok((seq, day))
+        }
         (Some(seq), None) => Err(ApiError::Unprocessable(format!(
             "school_seq {seq} va oltre il registro della scuola ({head} eventi)"
         ))),
@@ -72,13 +87,13 @@ async fn position(state: &AppState, school: SchoolId, as_of: &AsOf) -> Result<u6
                     .await?;
                 for e in &page {
                     if italian_date(e.recorded_at) > day {
-                        return Ok(last);
+                        return Ok((last, day));
                     }
                     last = e.school_seq;
                 }
                 match page.last() {
                     Some(e) if page.len() == PAGE => from = e.school_seq + 1,
-                    _ => return Ok(last),
+                    _ => return Ok((last, day)),
                 }
             }
         }
@@ -108,8 +123,15 @@ async fn replay(
     upto: u64,
     projection: &dyn Projection,
 ) -> Result<Scratch, ApiError> {
+    // The replayed view holds personal data: a directory only this process's user can read.
     let dir = std::env::temp_dir().join(format!("registro-history-{}", Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).map_err(|e| ApiError::Internal(e.into()))?;
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| ApiError::Internal(e.into()))?;
+    }
     let store = SqliteStore::open(&dir.join("past.db"), MasterKey::generate()).await?;
     let scratch = Scratch {
         dir,
@@ -173,7 +195,7 @@ fn past(
     state: &AppState,
     caller: &Caller,
     scratch: &Scratch,
-    directory: Directory,
+    (directory, today): (Directory, Date),
 ) -> (AppState, Caller) {
     let store: Arc<dyn EventStore> = Arc::clone(&scratch.store) as Arc<dyn EventStore>;
     let state = AppState {
@@ -181,6 +203,7 @@ fn past(
         directory: Arc::default(),
         access_log: Arc::default(),
         communications: Arc::default(),
+        today: Some(today),
         ..state.clone()
     };
     let caller = Caller {
@@ -221,7 +244,7 @@ pub async fn family(
 ) -> Result<Response, ApiError> {
     let (school, student, year) = ids;
     crate::school::known_student(&caller, student)?;
-    let upto = position(&state, school, &query).await?;
+    let (upto, day) = position(&state, school, &query).await?;
     let scratch = replay(
         &state,
         school,
@@ -230,7 +253,7 @@ pub async fn family(
     )
     .await?;
     let directory = directory_at(&state, school, upto).await?;
-    let (past_state, past_caller) = past(&state, &caller, &scratch, directory);
+    let (past_state, past_caller) = past(&state, &caller, &scratch, (directory, day));
     let response = crate::family::overview(
         State(past_state),
         Extension(past_caller),
@@ -267,7 +290,7 @@ pub async fn scrutiny(
     QueryOf(query): QueryOf<AsOf>,
 ) -> Result<Response, ApiError> {
     let (school, class, year, term) = ids;
-    let upto = position(&state, school, &query).await?;
+    let (upto, day) = position(&state, school, &query).await?;
     let scratch = replay(
         &state,
         school,
@@ -280,7 +303,7 @@ pub async fn scrutiny(
         .class(class)
         .map(|c| c.students.clone())
         .unwrap_or_default();
-    let (past_state, past_caller) = past(&state, &caller, &scratch, directory);
+    let (past_state, past_caller) = past(&state, &caller, &scratch, (directory, day));
     let view = crate::scrutiny::view(
         State(past_state),
         Extension(past_caller),

@@ -21,6 +21,17 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::json::Json;
+use crate::school::record_read;
+
+/// Every student of the school's directory, whose data an export carries.
+fn students(caller: &Caller) -> Vec<registro_domain::PersonId> {
+    caller
+        .directory
+        .people()
+        .filter(|(_, p)| p.roles.contains(&registro_domain::Role::Student))
+        .map(|(id, _)| id)
+        .collect()
+}
 
 /// The software, as an export's manifest names it.
 const SOFTWARE: &str = concat!("registro ", env!("CARGO_PKG_VERSION"));
@@ -47,6 +58,8 @@ pub async fn export(
         return Err(ApiError::NotFound);
     }
     tracing::info!(%school, events = exporter.manifest().events, "export started");
+    // Every student's data leaves: the read is recorded for each of them.
+    record_read(&state, &caller, students(&caller), "school.export").await?;
     let chunks = futures_util::stream::unfold(Some(exporter), |exporter| async move {
         let mut exporter = exporter?;
         match exporter.next_chunk().await {
@@ -102,6 +115,7 @@ pub async fn key_bundle(
         caller.school,
         state.store.subject_keys(caller.school).await?,
     );
+    record_read(&state, &caller, students(&caller), "school.export_keys").await?;
     let subjects = keys.len();
     // Argon2id takes 64 MiB and a fraction of a second: not on the request threads.
     let bundle = tokio::task::spawn_blocking(move || {

@@ -30,6 +30,14 @@ use crate::school::{AccessQuery, access_records, known_student, record_read};
 /// How many events a scan of the school's log reads at a time.
 const PAGE: usize = 1_000;
 
+/// Whether an event of `stream` goes into the download. Never the access log's own events (the
+/// document lists the reads apart, without the other students each read named). For the family,
+/// never the class council's (proposals, votes with the dissenting teachers, deliberations before
+/// they are published): the published report cards are in the family view.
+fn disclosed(stream: &str, family: bool) -> bool {
+    stream != "access-log" && !(family && stream.starts_with("scrutiny-"))
+}
+
 /// Everything about the student, as JSON (`application/json`, to keep or to take to another
 /// service): `person` (the directory's data: names, fiscal code, date of birth, class,
 /// guardians), `events` (every event about the student, opened, oldest first, each with its
@@ -61,6 +69,8 @@ pub async fn personal_data(
                 .into(),
         ));
     }
+    // The family gets what the family view shows them; the principal, every event.
+    let family = caller.role != Role::Principal;
     let mut events = Vec::new();
     let mut years = BTreeSet::new();
     let mut from = 1;
@@ -70,7 +80,9 @@ pub async fn personal_data(
             .read_school(school, from, PAGE, Sealed::Open)
             .await?;
         for e in &page {
-            if !registro_projection_audit::students(e).contains(student.as_uuid()) {
+            if !registro_projection_audit::students(e).contains(student.as_uuid())
+                || !disclosed(e.stream_id.as_str(), family)
+            {
                 continue;
             }
             let prefix = format!("student-{student}-");

@@ -122,19 +122,12 @@ pub struct ImportArgs {
     pub storage: StorageArgs,
 }
 
-/// A key bundle's passphrase, from the environment or a file (never on the command line, where
-/// other users of the machine could read it).
+/// A key bundle's passphrase: from a file, or else from the environment variable
+/// `REGISTRO_BUNDLE_PASSPHRASE` (never on the command line, where other users of the machine
+/// could read it).
 #[derive(Debug, Args)]
 pub struct PassphraseArgs {
-    /// The passphrase.
-    #[arg(
-        long = "passphrase",
-        env = "REGISTRO_BUNDLE_PASSPHRASE",
-        hide = true,
-        hide_env_values = true
-    )]
-    pub passphrase: Option<Secret>,
-    /// A file whose first line is the passphrase.
+    /// A file whose first line is the passphrase (else `REGISTRO_BUNDLE_PASSPHRASE`).
     #[arg(long)]
     pub passphrase_file: Option<PathBuf>,
 }

@@ -549,7 +549,7 @@ fn passphrase(args: &PassphraseArgs) -> anyhow::Result<Option<String>> {
             .with_context(|| format!("reading the passphrase from {}", path.display()))?;
         return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
     }
-    Ok(args.passphrase.as_ref().map(|p| p.expose().to_owned()))
+    Ok(std::env::var("REGISTRO_BUNDLE_PASSPHRASE").ok())
 }
 
 /// A progress display of `name` fed with `done` of `total` events.
@@ -577,6 +577,10 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal as _;
     let store = open_existing(&args.storage).await?;
     let school = SchoolId::from_uuid(args.school);
+    // The log's head first, then the keys: a key destroyed in between is recorded in the log,
+    // which the import applies over the bundle.
+    let mut exporter =
+        registro_store::portable::Exporter::new(Arc::clone(&store), school, SOFTWARE).await?;
     let keys = store.subject_keys(school).await?;
     let keys_path = args.keys.clone().unwrap_or_else(|| {
         let mut name = args.out.clone().into_os_string();
@@ -599,17 +603,20 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
             &passphrase,
         )?)
     };
-    let mut exporter =
-        registro_store::portable::Exporter::new(Arc::clone(&store), school, SOFTWARE).await?;
     let total = exporter.manifest().events;
     if total == 0 {
         bail!("school {school} has no events");
     }
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    if args.out.exists() {
+        bail!("{} exists: choose another name", args.out.display());
+    }
+    // Written beside it under another name, renamed once complete: a failed export leaves no
+    // file that looks like one.
+    let mut partial = args.out.clone().into_os_string();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let file = std::fs::File::create(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
     let mut out = std::io::BufWriter::new(file);
     let terminal = std::io::stderr().is_terminal();
     let mut display = progress::Display::transfer("export", terminal, std::io::stderr());
@@ -628,6 +635,8 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
     out.into_inner()
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", args.out.display()))?
         .sync_all()?;
+    std::fs::rename(&partial, &args.out)
+        .with_context(|| format!("renaming {} to {}", partial.display(), args.out.display()))?;
     show_progress(
         &mut display,
         total,

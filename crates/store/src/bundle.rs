@@ -1,5 +1,5 @@
 //! The subject-key bundle that travels beside an export
-//! ([docs/export-format.md](../../../docs/export-format.md), section 5): every data subject's
+//! ([docs/export-format.md](../../../docs/export-format.md), section 6): every data subject's
 //! key of one school (or the fact that it was destroyed), encrypted with a key derived from a
 //! passphrase by Argon2id, with XChaCha20-Poly1305. Sealed fields in the export open only with
 //! these keys; the export itself never holds a key, so the file alone discloses no special
@@ -27,6 +27,8 @@ const ITERATIONS: u32 = 3;
 /// The most memory a bundle may ask of its reader, in KiB (1 GiB): a file cannot make the
 /// reader exhaust memory.
 const MAX_MEMORY_KIB: u32 = 1024 * 1024;
+/// The most passes a bundle may ask of its reader.
+const MAX_ITERATIONS: u32 = 16;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,7 +70,11 @@ fn derive(passphrase: &str, kdf: &Kdf) -> Result<Zeroizing<[u8; 32]>, StoreError
     if kdf.algorithm != "argon2id" {
         return Err(refused(format!("unknown key derivation {}", kdf.algorithm)));
     }
-    if kdf.memory_kib > MAX_MEMORY_KIB || kdf.parallelism == 0 || kdf.parallelism > 16 {
+    if kdf.memory_kib > MAX_MEMORY_KIB
+        || kdf.iterations > MAX_ITERATIONS
+        || kdf.parallelism == 0
+        || kdf.parallelism > 16
+    {
         return Err(refused("key derivation parameters out of bounds"));
     }
     let salt = B64

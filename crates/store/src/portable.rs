@@ -78,7 +78,7 @@ fn line(m: Map<String, Value>) -> Result<String, StoreError> {
 /// Only if the manifest cannot be serialised (a bug).
 pub fn manifest_line(manifest: &Manifest) -> Result<String, StoreError> {
     let mut m = envelope(
-        &format!("manifest-{}", manifest.school),
+        &format!("manifest-{}-{}", manifest.school, manifest.exported_at),
         manifest.school,
         MANIFEST_TYPE,
     );
@@ -255,7 +255,9 @@ pub fn parse_line(school: SchoolId, text_line: &str) -> Result<Line, String> {
         return Err("`subject` differs from `streamid`".into());
     }
     let schema_version = u32::try_from(number(&m, "schemaversion")?)
-        .map_err(|_| "`schemaversion` is too large".to_owned())?;
+        .ok()
+        .filter(|v| (1..=i32::MAX.unsigned_abs()).contains(v))
+        .ok_or_else(|| "`schemaversion` is not from 1 to 2147483647".to_owned())?;
     Ok(Line::Event(Box::new(RecordedEvent {
         position: Position::START,
         event_id: uuid(text(&m, "id")?, "id")?.into(),
@@ -576,6 +578,11 @@ where
         .map_err(|e| StoreError::ImportRefused(format!("reading the file: {e}")))?;
     let manifest = read_manifest(&first)?;
     let school = manifest.school;
+    if manifest.events == 0 {
+        return Err(StoreError::ImportRefused(
+            "the export holds no events: there is no school to import".into(),
+        ));
+    }
     let head = manifest
         .head
         .as_deref()
@@ -646,6 +653,9 @@ fn send_lines<R: std::io::BufRead>(
     let send = |item| tx.blocking_send(item).is_ok();
     let mut batch = Vec::with_capacity(IMPORT_BATCH);
     let mut seen_attachment = false;
+    // The attachments the events name, and those the file holds: all of them must arrive.
+    let mut named = BTreeSet::new();
+    let mut arrived = BTreeSet::new();
     for (n, text_line) in reader.lines().enumerate() {
         let number = n + 2;
         let fail = |why: String| ImportItem::Failed(format!("line {number}: {why}"));
@@ -684,6 +694,7 @@ fn send_lines<R: std::io::BufRead>(
                     )));
                     return;
                 }
+                named_attachments(&e.data, &mut named);
                 batch.push(*e);
                 read.fetch_add(1, Ordering::Relaxed);
                 if batch.len() == IMPORT_BATCH
@@ -702,6 +713,7 @@ fn send_lines<R: std::io::BufRead>(
                     return;
                 }
                 attachments.fetch_add(1, Ordering::Relaxed);
+                arrived.insert(crate::attachment::content_hash(&content));
                 if !send(ImportItem::Attachment {
                     media_type,
                     stored_at,
@@ -712,7 +724,12 @@ fn send_lines<R: std::io::BufRead>(
             }
         }
     }
-    if !batch.is_empty() {
-        send(ImportItem::Events(batch));
+    if !batch.is_empty() && !send(ImportItem::Events(batch)) {
+        return;
+    }
+    if let Some(missing) = named.difference(&arrived).next() {
+        send(ImportItem::Failed(format!(
+            "the file ends without attachment {missing}, which its events name: it is truncated"
+        )));
     }
 }

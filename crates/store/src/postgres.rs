@@ -911,7 +911,11 @@ impl EventStore for PgStore {
                 )
                 .await
                 .map_err(pg_err)?;
+            if expected.0 == 0 {
+                return Err(StoreError::ImportRefused("the export holds no events".into()));
+            }
             let mut chain = ChainCheck::new(school);
+            let mut erased = Vec::new();
             while let Some(item) = items.recv().await {
                 match item {
                     ImportItem::Failed(reason) => return Err(StoreError::ImportRefused(reason)),
@@ -940,6 +944,7 @@ impl EventStore for PgStore {
                     ImportItem::Events(batch) => {
                         for e in &batch {
                             chain.check(e)?;
+                            erased.extend(crate::verify::erased_subject(e));
                         }
                         let col = |f: fn(&RecordedEvent) -> i64| -> Vec<i64> {
                             batch.iter().map(f).collect()
@@ -1012,6 +1017,17 @@ impl EventStore for PgStore {
                 }
             }
             let (events, head) = chain.finish(expected)?;
+            // A key the log records destroyed stays destroyed, whatever the bundle held.
+            for subject in &erased {
+                tx.execute(
+                    "INSERT INTO subject_keys (school_id, subject_id, wrapped_key, erased_at) \
+                     VALUES ($1, $2, NULL, now()) ON CONFLICT (school_id, subject_id) \
+                     DO UPDATE SET wrapped_key = NULL, erased_at = coalesce(subject_keys.erased_at, now())",
+                    &[&school_uuid, subject.as_uuid()],
+                )
+                .await
+                .map_err(pg_err)?;
+            }
             if let Some(head) = head {
                 tx.execute(
                     "INSERT INTO school_heads (school_id, last_seq, last_hash) VALUES ($1, $2, $3)",

@@ -702,7 +702,11 @@ impl EventStore for SqliteStore {
                         _ => sqlite_err(e),
                     })?;
                 }
+                if expected.0 == 0 {
+                    return Err(StoreError::ImportRefused("the export holds no events".into()));
+                }
                 let mut chain = ChainCheck::new(school);
+                let mut erased = Vec::new();
                 while let Some(item) = items.blocking_recv() {
                     match item {
                         ImportItem::Failed(reason) => {
@@ -745,6 +749,7 @@ impl EventStore for SqliteStore {
                                 .map_err(sqlite_err)?;
                             for e in &batch {
                                 chain.check(e)?;
+                                erased.extend(crate::verify::erased_subject(e));
                                 insert
                                     .execute(params![
                                         id,
@@ -781,6 +786,17 @@ impl EventStore for SqliteStore {
                     }
                 }
                 let (events, head) = chain.finish(expected)?;
+                // A key the log records destroyed stays destroyed, whatever the bundle held.
+                for subject in &erased {
+                    tx.execute(
+                        "INSERT INTO subject_keys (school_id, subject_id, wrapped_key, created_at, \
+                         erased_at) VALUES (?1, ?2, NULL, ?3, ?3) ON CONFLICT (school_id, \
+                         subject_id) DO UPDATE SET wrapped_key = NULL, \
+                         erased_at = coalesce(erased_at, ?3)",
+                        params![id, subject.to_string(), now],
+                    )
+                    .map_err(sqlite_err)?;
+                }
                 if let Some(head) = head {
                     tx.execute(
                         "INSERT INTO school_heads (school_id, last_seq, last_hash) VALUES (?1, ?2, ?3)",

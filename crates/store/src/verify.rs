@@ -127,6 +127,19 @@ pub async fn find_hash(
     }
 }
 
+/// The type of the event that records a subject key's destruction (the domain's
+/// `RecordEvent::SealedDataErased`, whose `subject` is the key's).
+pub const ERASURE_EVENT: &str = "SealedDataErased";
+
+/// The subject whose key `e` records destroyed, if it is an erasure: an import keeps such a key
+/// destroyed whatever a key bundle holds, so that a move never brings erased data back.
+#[must_use]
+pub fn erased_subject(e: &RecordedEvent) -> Option<registro_domain::PersonId> {
+    (e.event_type.as_str() == ERASURE_EVENT)
+        .then(|| e.data.get("subject")?.as_str()?.parse().ok())
+        .flatten()
+}
+
 /// The checks of an import, event by event in `school_seq` order: dense positions from 1,
 /// each `prev_hash` the previous event's hash, each hash recomputed from the stored fields,
 /// each stream's versions dense from 1, every event of the school.

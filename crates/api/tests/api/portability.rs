@@ -171,7 +171,7 @@ async fn the_retention_erases_what_it_no_longer_keeps(w: World) {
     ));
     let again = body(w.call(Method::POST, &run, Some(&admin), None).await, 200).await;
     assert_eq!(again["erased"], json!([]));
-    // A school that keeps its details longer: nothing of 2025/26 goes before its time.
+    // The school's setting: 0 to 10 years, read by every member.
     let rules = format!("{s}/settings/retention");
     let principal = w.token(Role::Principal);
     let keep = json!({"years_after": 11});

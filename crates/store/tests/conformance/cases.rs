@@ -366,6 +366,22 @@ pub async fn an_export_imported_elsewhere_verifies_with_the_same_head(h: &Harnes
             .unwrap();
     }
     assert!(source.destroy_subject_key(school, marco).await.unwrap());
+    // Luca's erasure is in the log, but the bundle below was taken while his key still lived.
+    let luca = PersonId::new();
+    let therapy = event("JustificationSubmitted", json!({"text": "terapia"})).seal("/text", luca);
+    let erasure = event(
+        "SealedDataErased",
+        json!({"subject": luca.to_string(), "reason": "retention"}),
+    );
+    source
+        .append(request(
+            school,
+            "record-b",
+            ExpectedVersion::Any,
+            vec![therapy, erasure],
+        ))
+        .await
+        .unwrap();
     let mut exporter = Exporter::new(Arc::clone(&source), school, "test")
         .await
         .unwrap();
@@ -376,7 +392,7 @@ pub async fn an_export_imported_elsewhere_verifies_with_the_same_head(h: &Harnes
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines.len(),
-        1 + 6 + 1,
+        1 + 8 + 1,
         "manifest, events, attachment: {text}"
     );
     let source_head = source.school_head(school).await.unwrap().unwrap();
@@ -412,15 +428,22 @@ pub async fn an_export_imported_elsewhere_verifies_with_the_same_head(h: &Harnes
     }
     nothing_left().await;
     // Truncated: the last event is missing.
-    let truncated: String = lines[..6]
+    let truncated: String = lines[..8]
         .iter()
-        .chain(&lines[7..])
+        .chain(&lines[9..])
         .map(|l| format!("{l}\n"))
         .collect();
     assert!(matches!(
         run(truncated, keys().await).await,
         Err(StoreError::ImportRefused(_))
     ));
+    nothing_left().await;
+    // Cut after the events: the attachment they name never came.
+    let without_attachment: String = lines[..9].iter().map(|l| format!("{l}\n")).collect();
+    match run(without_attachment, keys().await).await {
+        Err(StoreError::ImportRefused(why)) => assert!(why.contains("attachment"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
     nothing_left().await;
     // Sealed data without its key bundle.
     match run(text.clone(), Vec::new()).await {
@@ -430,11 +453,11 @@ pub async fn an_export_imported_elsewhere_verifies_with_the_same_head(h: &Harnes
     nothing_left().await;
 
     let imported = run(text.clone(), keys().await).await.unwrap();
-    assert_eq!((imported.events, imported.attachments), (6, 1));
+    assert_eq!((imported.events, imported.attachments), (8, 1));
     assert_eq!(
         verify_school(h.store.as_ref(), school).await.unwrap(),
         Verification::Intact {
-            events: 6,
+            events: 8,
             head: Some(source_head.hash)
         }
     );
@@ -445,6 +468,12 @@ pub async fn an_export_imported_elsewhere_verifies_with_the_same_head(h: &Harnes
         "opened with the bundle's key"
     );
     assert!(is_erased(&here[1].data["plan"]), "still erased");
+    let luca_here = whole_stream(h, school, "record-b").await;
+    assert!(
+        is_erased(&luca_here[0].data["text"]),
+        "the log's erasure wins over the bundle's live key: {}",
+        luca_here[0].data
+    );
     let there = source
         .read_school(school, 1, 10, Sealed::Keep)
         .await
@@ -487,10 +516,10 @@ pub async fn an_export_imported_elsewhere_verifies_with_the_same_head(h: &Harnes
         ))
         .await
         .unwrap();
-    assert_eq!(next.last_seq, 7);
+    assert_eq!(next.last_seq, 9);
     assert!(matches!(
         verify_school(h.store.as_ref(), school).await.unwrap(),
-        Verification::Intact { events: 7, .. }
+        Verification::Intact { events: 9, .. }
     ));
     // A school that is here already is not imported again.
     match run(text, keys().await).await {
