@@ -142,6 +142,10 @@ async fn a_guardian_downloads_everything_about_the_student(w: World) {
         "{document}"
     );
     assert!(
+        events.iter().all(|e| e["stream"] != "access-log"),
+        "the reads are listed apart, without the classmates they name: {document}"
+    );
+    assert!(
         document["access_log"]
             .as_array()
             .unwrap()
