@@ -78,6 +78,9 @@ pub struct ApiConfig {
     pub projections: ProjectionConfig,
 }
 
+/// The software and its version, as an export's manifest names it.
+pub const SOFTWARE: &str = concat!("registro ", env!("CARGO_PKG_VERSION"));
+
 /// What every handler can reach. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {

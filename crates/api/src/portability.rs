@@ -33,9 +33,6 @@ fn students(caller: &Caller) -> Vec<registro_domain::PersonId> {
         .collect()
 }
 
-/// The software, as an export's manifest names it.
-const SOFTWARE: &str = concat!("registro ", env!("CARGO_PKG_VERSION"));
-
 /// The school's whole log as CloudEvents 1.0 NDJSON (`application/x-ndjson`), streamed: the
 /// manifest first (its event count and chain head are the log's when the download began), then
 /// every event as stored (sealed fields as ciphertext), then the attachments the events name.
@@ -53,7 +50,7 @@ pub async fn export(
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
     let school = caller.school;
-    let exporter = Exporter::new(Arc::clone(&state.store), school, SOFTWARE).await?;
+    let exporter = Exporter::new(Arc::clone(&state.store), school, crate::SOFTWARE).await?;
     if exporter.manifest().events == 0 {
         return Err(ApiError::NotFound);
     }

@@ -2690,8 +2690,9 @@ pub async fn give_class_grades(
             .await?
             .state;
         // The class's closed terms are locked (rule 6).
-        let closed = crate::scrutiny::scrutiny_of(&state, caller.school, class, year)
+        let closed = crate::scrutiny::scrutiny_of(state.store.as_ref(), caller.school, class, year)
             .await?
+            .1
             .state
             .closed_terms();
         for (i, (student, _, student_key, cmd)) in commands.iter().enumerate() {

@@ -101,13 +101,14 @@ impl From<command::CommandError<ScrutinyError>> for ApiError {
 
 /// The class's scrutini of a school year as they stand.
 pub(crate) async fn scrutiny_of(
-    state: &AppState,
+    store: &dyn registro_store::EventStore,
     school: SchoolId,
     class: ClassId,
     year: SchoolYear,
-) -> Result<Snapshot<Scrutiny>, ApiError> {
+) -> Result<(StreamId, Snapshot<Scrutiny>), registro_store::StoreError> {
     let stream = StreamId::parse(scrutiny::stream(class, year))?;
-    Ok(fold_stream(state.store.as_ref(), school, &stream, Snapshot::default()).await?)
+    let found = fold_stream(store, school, &stream, Snapshot::default()).await?;
+    Ok((stream, found))
 }
 
 /// The terms locked for a student's record of `year`: those whose scrutinio is closed for the
@@ -124,9 +125,7 @@ pub(crate) async fn closed_terms(
     let Some(class) = directory.class_of(student) else {
         return Ok((BTreeSet::new(), Vec::new()));
     };
-    let stream = StreamId::parse(scrutiny::stream(class, year))?;
-    let found: Snapshot<Scrutiny> =
-        fold_stream(store, school, &stream, Snapshot::default()).await?;
+    let (stream, found) = scrutiny_of(store, school, class, year).await?;
     let guard = registro_store::StreamGuard {
         stream,
         version: found.version,
@@ -627,9 +626,7 @@ pub async fn decide_outcome(
     Json(body): Json<DecideOutcome>,
 ) -> Result<Response, ApiError> {
     let (_, class, year, term) = ids;
-    known_class(&caller, class)?;
-    let year = school_year(year)?;
-    final_term(&caller, year, term)?;
+    let year = final_scrutinio(&caller, class, year, term)?;
     let student = PersonId::from_uuid(body.student);
     let outcome = match body.outcome {
         OutcomeKind::Admitted => Outcome::Admitted,
@@ -646,6 +643,20 @@ pub async fn decide_outcome(
         reasons: body.reasons,
     };
     run(&state, &caller, &headers, (class, year), cmd, Some(student)).await
+}
+
+/// The school year of a command of the final scrutinio: the class must be the school's, the
+/// year a school year, and `term` the year's last.
+fn final_scrutinio(
+    caller: &Caller,
+    class: ClassId,
+    year: i32,
+    term: u8,
+) -> Result<SchoolYear, ApiError> {
+    known_class(caller, class)?;
+    let year = school_year(year)?;
+    final_term(caller, year, term)?;
+    Ok(year)
 }
 
 /// Refuses a term that is not the year's last: outcomes are the final scrutinio's.
@@ -793,9 +804,7 @@ pub async fn integrate(
     Json(body): Json<Resolve>,
 ) -> Result<Response, ApiError> {
     let (_, class, year, term) = ids;
-    known_class(&caller, class)?;
-    let year = school_year(year)?;
-    final_term(&caller, year, term)?;
+    let year = final_scrutinio(&caller, class, year, term)?;
     let cmd = ScrutinyCommand::ResolveSuspended {
         student: PersonId::from_uuid(body.student),
         admitted: body.admitted,
@@ -825,9 +834,7 @@ pub async fn integration_session(
     Json(body): Json<RecordSession>,
 ) -> Result<Response, ApiError> {
     let (_, class, year, term) = ids;
-    known_class(&caller, class)?;
-    let year = school_year(year)?;
-    final_term(&caller, year, term)?;
+    let year = final_scrutinio(&caller, class, year, term)?;
     let (date, attendees, substitutes) = body.members();
     let cmd = ScrutinyCommand::RecordIntegrationSession {
         date,
@@ -870,9 +877,7 @@ pub async fn withdraw_outcome(
     Json(body): Json<WithdrawOutcome>,
 ) -> Result<Response, ApiError> {
     let (_, class, year, term) = ids;
-    known_class(&caller, class)?;
-    let year = school_year(year)?;
-    final_term(&caller, year, term)?;
+    let year = final_scrutinio(&caller, class, year, term)?;
     let cmd = ScrutinyCommand::WithdrawOutcome {
         student: PersonId::from_uuid(body.student),
         reason: body.reason,
@@ -1301,7 +1306,8 @@ pub async fn minutes(
     let dir = &caller.directory;
     let roster = dir.class(class).ok_or(ApiError::NotFound)?;
     let year = school_year(year)?;
-    let scrutiny = scrutiny_of(&state, caller.school, class, year).await?.state;
+    let (_, scrutiny) = scrutiny_of(state.store.as_ref(), caller.school, class, year).await?;
+    let scrutiny = scrutiny.state;
     let t = scrutiny.term(term).ok_or_else(|| {
         ApiError::NotFoundDetail("lo scrutinio di questo periodo non è stato aperto".into())
     })?;

@@ -35,8 +35,6 @@ const SQLITE_FILE: &str = "registro.db";
 const KEY_FILE: &str = "master.key";
 /// How long `import` waits for each projection to hold the imported events.
 const IMPORT_PROJECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-/// The software, as an export's manifest names it.
-const SOFTWARE: &str = concat!("registro ", env!("CARGO_PKG_VERSION"));
 
 /// Exit codes: 0 done, 1 a verification found a broken chain, 2 anything else went wrong.
 const BROKEN: u8 = 1;
@@ -580,7 +578,8 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
     // The log's head first, then the keys: a key destroyed in between is recorded in the log,
     // which the import applies over the bundle.
     let mut exporter =
-        registro_store::portable::Exporter::new(Arc::clone(&store), school, SOFTWARE).await?;
+        registro_store::portable::Exporter::new(Arc::clone(&store), school, registro_api::SOFTWARE)
+            .await?;
     let keys = store.subject_keys(school).await?;
     let keys_path = args.keys.clone().unwrap_or_else(|| {
         let mut name = args.out.clone().into_os_string();
