@@ -5,6 +5,7 @@
 
 mod support;
 
+mod generate;
 mod identity;
 mod migrate;
 mod portability;

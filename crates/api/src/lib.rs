@@ -168,6 +168,39 @@ pub async fn build(config: ApiConfig, store: Arc<dyn EventStore>) -> anyhow::Res
     })
 }
 
+/// The API without a listener: the same routes, guard and middleware as [`build`]'s, called
+/// in-process (`tower::ServiceExt::oneshot`) with the requests a client would send. The
+/// generator of demo and benchmark schools drives it, one simulated school day after another.
+#[derive(Debug, Clone)]
+pub struct LocalApi {
+    routes: Router<AppState>,
+    state: AppState,
+}
+
+impl LocalApi {
+    /// The API over `store`, trusting the tokens `verifier` accepts, with no limit on reads.
+    ///
+    /// # Errors
+    /// When a mounted route and the OpenAPI document disagree (as [`build`]).
+    pub fn new(store: Arc<dyn EventStore>, verifier: TokenVerifier) -> anyhow::Result<Self> {
+        let (routes, rules) = routes().into_parts();
+        policy::check_documented(&rules, &ApiDoc::openapi()).map_err(anyhow::Error::msg)?;
+        let unlimited = RateLimit {
+            per_minute: 0,
+            burst: 0,
+        };
+        let state = AppState::new(store, verifier, unlimited, &rules);
+        Ok(Self { routes, state })
+    }
+
+    /// The API as it answers on `today` (a fixed date, as [`ApiConfig::today`]).
+    pub fn on(&self, today: time::Date) -> Router {
+        let mut state = self.state.clone();
+        state.today = Some(today);
+        with_middleware(self.routes.clone(), state)
+    }
+}
+
 /// `routes` with the fallbacks and the middleware, outermost first: request context (id, span,
 /// log line), metrics, panic catching, then the guard (authentication and authorisation).
 fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {

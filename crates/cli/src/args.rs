@@ -64,6 +64,70 @@ pub enum Command {
     /// each erasure; the history stays verifiable.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Generate a realistic school year into a new school, through the API's own commands (the
+    /// office, the daily register, grades, justifications, notes, circulars and their receipts,
+    /// meetings, the two terms' scrutini); the same seed gives the same school. Prints the new
+    /// school's id, then a summary of what it wrote.
+    Generate(GenerateArgs),
+    /// Measure registro against PostgreSQL itself on the same server in the same run (appends,
+    /// import, projection rebuilds, the family view over HTTP against `pgbench -S`, export) and
+    /// print a Markdown table of the medians (docs/performance.md). Works in scratch databases
+    /// of its own, dropped at the end.
+    Bench(BenchArgs),
+}
+
+/// `registro bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A PostgreSQL server where this role may create databases: the URL of any of its
+    /// databases.
+    #[arg(long, env = "REGISTRO_BENCH_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Secret,
+    /// `tiny` checks that every benchmark runs (seconds); `full` measures (minutes).
+    #[arg(long, value_enum, default_value = "full")]
+    pub size: crate::bench::Size,
+    /// Runs of each measurement; the median is shown.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// The data directory of a school made by `registro generate` (embedded store) to import,
+    /// rebuild, serve and export; without it a small school is generated first.
+    #[arg(long, requires = "school")]
+    pub source_data_dir: Option<PathBuf>,
+    /// That school's id.
+    #[arg(long, requires = "source_data_dir")]
+    pub school: Option<uuid::Uuid>,
+    /// Also write the table to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run only these benchmarks (repeatable); the import they need runs anyway.
+    #[arg(long, value_enum)]
+    pub only: Vec<crate::bench::Bench>,
+}
+
+/// `registro generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The school's name: with the seed, it gives the school's id.
+    #[arg(long)]
+    pub school: String,
+    /// Students, spread over the classes.
+    #[arg(long, default_value_t = 1000)]
+    pub students: u32,
+    /// Classes (1A..5A, 1B..5B, ...).
+    #[arg(long, default_value_t = 45)]
+    pub classes: u32,
+    /// School days simulated (at most 200), spread over the school year.
+    #[arg(long, default_value_t = 200)]
+    pub days: u32,
+    /// The seed every choice derives from.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The school year, by the year it starts in.
+    #[arg(long, default_value_t = 2025)]
+    pub year: i32,
+    /// Storage.
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 /// `registro retention`.

@@ -1,7 +1,9 @@
 //! The `registro` binary: it only wires configuration, the store and the API together.
 
 mod args;
+mod bench;
 mod demo;
+mod generate;
 mod progress;
 
 use std::io::Write as _;
@@ -19,8 +21,9 @@ use registro_store::{EventStore, MasterKey, StoreConfig, StoreLocation};
 use tracing_subscriber::EnvFilter;
 
 use args::{
-    AddPersonArgs, Cli, Command, ExportArgs, ImportArgs, OidcArgs, PassphraseArgs, ProjectArgs,
-    RebuildArgs, RetentionArgs, RetentionCommand, ServeArgs, StorageArgs, TokenArgs, VerifyArgs,
+    AddPersonArgs, BenchArgs, Cli, Command, ExportArgs, GenerateArgs, ImportArgs, OidcArgs,
+    PassphraseArgs, ProjectArgs, RebuildArgs, RetentionArgs, RetentionCommand, ServeArgs,
+    StorageArgs, TokenArgs, VerifyArgs,
 };
 use registro_api::auth::{HttpJwks, KeySet, LocalIssuer, TokenVerifier, VerifierConfig};
 use registro_api::ratelimit::RateLimit;
@@ -42,7 +45,10 @@ const FAILED: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    // The generator and the benchmarks send thousands of requests a second in-process: their
+    // request lines would drown what they print.
+    let quiet = matches!(cli.command, Command::Generate(_) | Command::Bench(_));
+    init_logging(cli.log_json, if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,6 +70,8 @@ fn main() -> ExitCode {
             Command::Retention(RetentionCommand::Run(args)) => {
                 retention(args).await.map(|()| ExitCode::SUCCESS)
             }
+            Command::Generate(args) => generate_school(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Bench(args) => run_bench(args).await.map(|()| ExitCode::SUCCESS),
         }
     });
     result.unwrap_or_else(|e| fail(&e))
@@ -89,8 +97,9 @@ fn message(e: &anyhow::Error) -> String {
     text
 }
 
-fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_env("REGISTRO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(json: bool, default: &str) {
+    let filter =
+        EnvFilter::try_from_env("REGISTRO_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -259,7 +268,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         let issuer =
             issuer.context("--demo needs the local token issuer: leave out --oidc-issuer")?;
-        print_demo(store.as_ref(), &issuer, app.port()).await?;
+        print_demo(Arc::clone(&store), &issuer, app.port()).await?;
     }
     if store.backend() != registro_store::Backend::Sqlite {
         // The projectors run as processes of their own; the read models' tables are made here
@@ -357,9 +366,13 @@ async fn identity(
 }
 
 /// Creates or finds the demo school and prints its tokens.
-async fn print_demo(store: &dyn EventStore, issuer: &LocalIssuer, port: u16) -> anyhow::Result<()> {
+async fn print_demo(
+    store: Arc<dyn EventStore>,
+    issuer: &LocalIssuer,
+    port: u16,
+) -> anyhow::Result<()> {
     let tokens = demo::ensure(store, issuer).await?;
-    let school = demo::SCHOOL;
+    let school = demo::school();
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -373,6 +386,67 @@ async fn print_demo(store: &dyn EventStore, issuer: &LocalIssuer, port: u16) -> 
         "\nTry: curl -H \"Authorization: Bearer <token>\" http://127.0.0.1:{port}/schools/{school}/me"
     )?;
     out.flush()?;
+    Ok(())
+}
+
+/// `registro generate`: a school year through the API's commands; prints the school's id
+/// first, then the summary (progress goes to standard error).
+async fn generate_school(args: GenerateArgs) -> anyhow::Result<()> {
+    let store = open_for_serving(&args.storage, true).await?;
+    let sizes = generate::Sizes {
+        students: args.students,
+        classes: args.classes,
+        days: args.days,
+        seed: args.seed,
+        year: args.year,
+    };
+    let started = std::time::Instant::now();
+    let generated = generate::generate(store, &args.school, sizes, |done, total| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "registro generate: day {done} of {total} ({:.0?})",
+            started.elapsed()
+        );
+    })
+    .await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "school {}", generated.school)?;
+    writeln!(out, "{}", generated.summary)?;
+    writeln!(out, "took {:.1?}", started.elapsed())?;
+    Ok(())
+}
+
+/// `registro bench`: every benchmark, its table on standard output (and in `--out`).
+async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    let scratch = std::env::temp_dir().join(format!("registro-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let options = bench::Options {
+        server_url: args.database_url.expose().to_owned(),
+        size: args.size,
+        runs: args.runs,
+        source: args
+            .source_data_dir
+            .zip(args.school.map(SchoolId::from_uuid)),
+        scratch: scratch.clone(),
+        only: args.only,
+    };
+    let result = bench::run(&options, |step| {
+        let _ = writeln!(std::io::stderr(), "registro bench: {step}");
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let rows = result?;
+    let text = format!(
+        "{}\n{}\n\n{}",
+        bench::machine(&options.server_url).await,
+        bench::sizes_line(args.size, args.runs),
+        bench::table(&rows)
+    );
+    if let Some(out) = &args.out {
+        std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    write!(stdout, "{text}")?;
     Ok(())
 }
 

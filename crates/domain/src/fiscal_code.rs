@@ -96,7 +96,7 @@ impl FiscalCode {
         let day_of_month = if day > 40 { day - 40 } else { day };
         // The century is not in the code, so 29 February is always allowed.
         const DAYS: [u8; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-        if day_of_month == 0 || day_of_month > DAYS[month] || (31..=40).contains(&day) {
+        if day_of_month == 0 || day_of_month > DAYS[month] || (32..=40).contains(&day) {
             return Err(FiscalCodeError::Day(day));
         }
         let expected = check_character(&bytes[..15]);
@@ -290,6 +290,14 @@ mod tests {
             FiscalCode::with_check_character("XXXYYY01A71Z999").is_ok(),
             "a woman born on the 31st"
         );
+        assert!(
+            FiscalCode::with_check_character("XXXYYY01A31Z999").is_ok(),
+            "a man born on the 31st"
+        );
+        assert!(matches!(
+            FiscalCode::with_check_character("XXXYYY01A32Z999"),
+            Err(FiscalCodeError::Day(32))
+        ));
         assert!(FiscalCode::parse("XXXYYY01A01Z999Ò").is_err());
         assert!(FiscalCode::parse("XXXYYY01A01Z999Q").is_ok());
     }

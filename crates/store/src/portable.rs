@@ -96,34 +96,63 @@ pub fn manifest_line(manifest: &Manifest) -> Result<String, StoreError> {
 /// # Errors
 /// When the stored data is not JSON (a bug).
 pub fn event_line(e: &RecordedEvent) -> Result<String, StoreError> {
-    let mut m = envelope(
-        &e.event_id.to_string(),
-        e.school_id,
-        &format!("{EVENT_TYPE_PREFIX}{}", e.event_type.as_str()),
-    );
-    m.insert("subject".into(), json!(e.stream_id.as_str()));
-    m.insert("time".into(), json!(format_timestamp(e.occurred_at)));
-    let data: Value = serde_json::from_str(&e.stored_data).map_err(StoreError::internal)?;
-    m.insert("data".into(), data);
-    m.insert("schoolseq".into(), json!(e.school_seq));
-    m.insert("streamid".into(), json!(e.stream_id.as_str()));
-    m.insert("streamversion".into(), json!(e.stream_version));
-    m.insert("prevhash".into(), json!(e.prev_hash.to_hex()));
-    m.insert("hash".into(), json!(e.hash.to_hex()));
-    if let Some(actor) = e.actor_id {
-        m.insert("actorid".into(), json!(actor.to_string()));
+    /// The line's members in the order a JSON object with sorted keys has them (as
+    /// [`line`] writes the other lines), so that serialising it needs no map and the event's
+    /// data, canonical JSON already, is copied as stored instead of parsed and written again.
+    #[derive(Serialize)]
+    struct Line<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        actorid: Option<String>,
+        actorrole: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        causationid: Option<String>,
+        correlationid: String,
+        data: &'a serde_json::value::RawValue,
+        datacontenttype: &'static str,
+        hash: String,
+        id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        idempotencykey: Option<&'a str>,
+        prevhash: String,
+        recordedat: String,
+        schemaversion: u32,
+        schoolseq: u64,
+        source: String,
+        specversion: &'static str,
+        streamid: &'a str,
+        streamversion: u64,
+        subject: &'a str,
+        time: String,
+        #[serde(rename = "type")]
+        kind: String,
     }
-    m.insert("actorrole".into(), json!(e.actor_role.as_str()));
-    m.insert("schemaversion".into(), json!(e.schema_version));
-    m.insert("correlationid".into(), json!(e.correlation_id.to_string()));
-    if let Some(causation) = e.causation_id {
-        m.insert("causationid".into(), json!(causation.to_string()));
-    }
-    m.insert("recordedat".into(), json!(format_timestamp(e.recorded_at)));
-    if let Some(key) = &e.idempotency_key {
-        m.insert("idempotencykey".into(), json!(key.as_str()));
-    }
-    line(m)
+    let data: &serde_json::value::RawValue =
+        serde_json::from_str(&e.stored_data).map_err(StoreError::internal)?;
+    let line = Line {
+        actorid: e.actor_id.map(|a| a.to_string()),
+        actorrole: e.actor_role.as_str(),
+        causationid: e.causation_id.map(|c| c.to_string()),
+        correlationid: e.correlation_id.to_string(),
+        data,
+        datacontenttype: "application/json",
+        hash: e.hash.to_hex(),
+        id: e.event_id.to_string(),
+        idempotencykey: e.idempotency_key.as_ref().map(IdempotencyKey::as_str),
+        prevhash: e.prev_hash.to_hex(),
+        recordedat: format_timestamp(e.recorded_at),
+        schemaversion: e.schema_version,
+        schoolseq: e.school_seq,
+        source: source(e.school_id),
+        specversion: "1.0",
+        streamid: e.stream_id.as_str(),
+        streamversion: e.stream_version,
+        subject: e.stream_id.as_str(),
+        time: format_timestamp(e.occurred_at),
+        kind: format!("{EVENT_TYPE_PREFIX}{}", e.event_type.as_str()),
+    };
+    let mut text = serde_json::to_string(&line).map_err(StoreError::internal)?;
+    text.push('\n');
+    Ok(text)
 }
 
 /// An attachment's line: its media type and bytes (base64), under its SHA-256.

@@ -63,7 +63,7 @@ use crate::plan::{AppendPlan, school_lock_key};
 use crate::projection::{
     self, Cell, CellType, Hold, ProjectionLag, ProjectionLease, ProjectionSchema, ProjectionStop,
     RenderedOp, RowOp, check_identifier, check_rebuilt_tables, pending_steps, rebuild_target,
-    render, render_in, step_checksum, step_number, stored_position,
+    step_checksum, step_number, stored_position,
 };
 use crate::rows::{open_school_events, page, subjects_by_school, to_i64, to_u64};
 use crate::seal::{KeyState, MasterKey, SubjectKey};
@@ -120,11 +120,38 @@ struct Inner {
     master: MasterKey,
     wake: watch::Sender<u64>,
     listener: JoinHandle<()>,
+    /// Asks the notifier to tell other processes' subscribers that events were committed.
+    notify: Arc<tokio::sync::Notify>,
+    notifier: JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.listener.abort();
+        self.notifier.abort();
+    }
+}
+
+/// Sends `NOTIFY` on the events' channel after appends commit, one at a time: the appends that
+/// commit while one is sent are told by the next. Outside the appends' transactions, because
+/// PostgreSQL serialises the commits of every transaction that notifies behind one lock (with
+/// its WAL flush), which would make concurrent appends of different schools queue behind each
+/// other; a notification is only a wake-up hint (subscribers also poll), so a late or coalesced
+/// one loses nothing.
+async fn notifier(pool: Pool, notify: Arc<tokio::sync::Notify>) {
+    loop {
+        notify.notified().await;
+        let sent = match pool.get().await {
+            Ok(client) => client
+                .execute("SELECT pg_notify($1, '')", &[&NOTIFY_CHANNEL])
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = sent {
+            tracing::debug!(%error, "cannot notify subscribers: they find the events by polling");
+        }
     }
 }
 
@@ -164,6 +191,8 @@ impl PgStore {
             .map_err(StoreError::internal)?;
         let (wake, _) = watch::channel(0);
         let listener = tokio::spawn(listen(config.clone(), wake.clone()));
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let notifier = tokio::spawn(notifier(pool.clone(), Arc::clone(&notify)));
         let store = Self {
             inner: Arc::new(Inner {
                 pool,
@@ -171,6 +200,8 @@ impl PgStore {
                 master,
                 wake,
                 listener,
+                notify,
+                notifier,
             }),
         };
         store.ping().await?;
@@ -222,7 +253,7 @@ impl PgStore {
         let idem_key = r.idempotency_key.as_ref().map(IdempotencyKey::as_str);
 
         let client = self.client().await?;
-        let (lock_st, idem_st, version_st, head_st, insert_st, head_up_st, idem_up_st, notify_st) =
+        let (lock_st, idem_st, version_st, head_st, insert_st, head_up_st, idem_up_st) =
             tokio::try_join!(
                 client.prepare_cached("SELECT pg_advisory_xact_lock($1)"),
                 client.prepare_cached(
@@ -254,7 +285,6 @@ impl PgStore {
                     "INSERT INTO idempotency_keys (school_id, key, fingerprint, stream_version, \
                      first_seq, last_seq) VALUES ($1, $2, $3, $4, $5, $6)"
                 ),
-                client.prepare_cached("SELECT pg_notify($1, '')"),
             )
             .map_err(pg_err)?;
 
@@ -354,7 +384,7 @@ impl PgStore {
             let fingerprint = plan.fingerprint.as_slice();
 
             // Second round trip: everything the append writes.
-            let (inserted, head_written, idem_written, notified) = tokio::join!(
+            let (inserted, head_written, idem_written) = tokio::join!(
                 async {
                     tx.execute(
                         &insert_st,
@@ -406,7 +436,6 @@ impl PgStore {
                         None => Ok(0),
                     }
                 },
-                async { tx.execute(&notify_st, &[&NOTIFY_CHANNEL]).await },
             );
             let unique_to_conflict = |e: tokio_postgres::Error| {
                 if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
@@ -422,7 +451,6 @@ impl PgStore {
             inserted.map_err(unique_to_conflict)?;
             head_written.map_err(unique_to_conflict)?;
             idem_written.map_err(unique_to_conflict)?;
-            notified.map_err(pg_err)?;
 
             #[cfg(feature = "testing")]
             if let Some(gate) = gate {
@@ -434,6 +462,7 @@ impl PgStore {
         .await?;
         if !outcome.replayed {
             self.inner.wake.send_modify(|v| *v = v.wrapping_add(1));
+            self.inner.notify.notify_one();
         }
         Ok(outcome)
     }
@@ -549,6 +578,21 @@ impl PgStore {
         })
         .await
     }
+}
+
+/// The subscription read: committed events after `($1, $2)` below the fence, `$3` at most, in
+/// `(tx, id)` order.
+///
+/// `events.tx`, qualified: a bare `tx` in `ORDER BY` names the output column
+/// `(tx::text)::bigint` (a cast keeps its argument's name), which no index orders, so every page
+/// sorted every event after the checkpoint (issue 8: a quadratic catch-up).
+pub(crate) fn subscription_sql() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM events \
+         WHERE (tx, id) > ($1::text::xid8, $2) \
+           AND tx < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY events.tx, events.id LIMIT $3"
+    )
 }
 
 /// Whose rows a transaction may see and write. Row-level security (migration 0002,
@@ -722,12 +766,7 @@ impl EventStore for PgStore {
         // The fence: only transactions older than every running one are final. See
         // docs/decisions/0003-subscription-fence.md. The one school-crossing read: it declares
         // so to row-level security.
-        let sql = format!(
-            "SELECT {COLUMNS} FROM events \
-             WHERE (tx, id) > ($1::text::xid8, $2) \
-               AND tx < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY tx, id LIMIT $3"
-        );
+        let sql = subscription_sql();
         self.select_events(
             Scope::AllSchools,
             &sql,
@@ -1252,7 +1291,7 @@ impl EventStore for PgStore {
         check_identifier("projection", name)?;
         // Everything is checked before anything is written: names, keys, and each value's type
         // against its column's.
-        let rendered = ops.iter().map(render).collect::<Result<Vec<_>, _>>()?;
+        let rendered = projection::render_batched(ops, None)?;
         let client = self.client().await?;
         let (at_start, moved_st, current_st, clear_st) = tokio::try_join!(
             client.prepare_cached(CHECKPOINT_AT_START),
@@ -1373,10 +1412,7 @@ impl EventStore for PgStore {
     async fn commit_rebuild(&self, name: &str, ops: &[RowOp]) -> Result<(), StoreError> {
         let target = rebuild_target(name)?;
         // The build schema's tables, named in full: never the live ones.
-        let rendered = ops
-            .iter()
-            .map(|op| render_in(op, Some(&target)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let rendered = projection::render_batched(ops, Some(&target))?;
         let client = self.client().await?;
         if !schema_exists(&client, &target).await? {
             return Err(no_rebuild(name));

@@ -495,6 +495,122 @@ pub(crate) fn render_in<'a>(
     Ok(RenderedOp { table, sql, params })
 }
 
+/// The most rows one batched upsert writes.
+const BATCH_ROWS: usize = 64;
+
+/// `ops` rendered as [`render_in`] does, with the upserts batched: per table, each run of
+/// consecutive upserts with the same columns becomes multi-row `INSERT ... VALUES (...), (...)
+/// ON CONFLICT` statements, in sizes that are powers of two (so that few distinct statements
+/// are prepared), never two rows with the same key in one statement (`ON CONFLICT DO UPDATE`
+/// refuses that). A delete, or an upsert with other columns, ends a run.
+///
+/// Tables are taken in the order they first appear, each table's operations in their order:
+/// row operations are blind writes to tables without foreign keys or triggers, so operations on
+/// different tables commute and only each table's order matters.
+pub(crate) fn render_batched<'a>(
+    ops: &'a [RowOp],
+    schema: Option<&str>,
+) -> Result<Vec<RenderedOp<'a>>, StoreError> {
+    let table_of = |op: &RowOp| match op {
+        RowOp::Upsert { table, .. } | RowOp::Delete { table, .. } => *table,
+    };
+    let mut tables: Vec<&'static str> = Vec::new();
+    for op in ops {
+        if !tables.contains(&table_of(op)) {
+            tables.push(table_of(op));
+        }
+    }
+    let mut out = Vec::new();
+    for table in tables {
+        let mut run: Vec<&'a RowOp> = Vec::new();
+        // The keys in the run (at most BATCH_ROWS, compared one by one: a JSON cell has no order).
+        let mut keys: Vec<Vec<&'a Cell>> = Vec::new();
+        for op in ops.iter().filter(|op| table_of(op) == table) {
+            let continues = match (run.first(), op) {
+                (
+                    Some(RowOp::Upsert {
+                        key: k0,
+                        values: v0,
+                        ..
+                    }),
+                    RowOp::Upsert { key, values, .. },
+                ) => {
+                    let same = |a: &[(&str, Cell)], b: &[(&str, Cell)]| {
+                        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0)
+                    };
+                    same(k0, key) && same(v0, values)
+                }
+                _ => false,
+            };
+            let key: Vec<&Cell> = match op {
+                RowOp::Upsert { key, .. } | RowOp::Delete { key, .. } => {
+                    key.iter().map(|(_, c)| c).collect()
+                }
+            };
+            if !continues || keys.contains(&key) || run.len() == BATCH_ROWS {
+                flush(&mut run, schema, &mut out)?;
+                keys.clear();
+            }
+            match op {
+                RowOp::Upsert { .. } => {
+                    keys.push(key);
+                    run.push(op);
+                }
+                RowOp::Delete { .. } => out.push(render_in(op, schema)?),
+            }
+        }
+        flush(&mut run, schema, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Renders a run of upserts of one shape as multi-row statements, largest powers of two first.
+fn flush<'a>(
+    run: &mut Vec<&'a RowOp>,
+    schema: Option<&str>,
+    out: &mut Vec<RenderedOp<'a>>,
+) -> Result<(), StoreError> {
+    let mut rest: &[&'a RowOp] = run;
+    while !rest.is_empty() {
+        let size = 1 << rest.len().ilog2();
+        let (chunk, next) = rest.split_at(size);
+        let first = render_in(chunk[0], schema)?;
+        if chunk.len() == 1 {
+            out.push(first);
+        } else {
+            let mut params = first.params;
+            let width = params.len();
+            for op in &chunk[1..] {
+                params.extend(render_in(op, schema)?.params);
+            }
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    let cells: Vec<String> =
+                        (1..=width).map(|c| format!("${}", r * width + c)).collect();
+                    format!("({})", cells.join(", "))
+                })
+                .collect();
+            // The single row's statement, with all the rows in place of its one.
+            let one_row = format!(
+                "({})",
+                (1..=width)
+                    .map(|c| format!("${c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let sql = first.sql.replacen(&one_row, &rows.join(", "), 1);
+            out.push(RenderedOp {
+                table: first.table,
+                sql,
+                params,
+            });
+        }
+        rest = next;
+    }
+    run.clear();
+    Ok(())
+}
+
 /// The position stored in a checkpoint row.
 pub(crate) fn stored_position(tx: i64, id: i64) -> Position {
     Position {
@@ -563,6 +679,80 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    fn row(table: &'static str, student: &str, grade: i64) -> RowOp {
+        RowOp::Upsert {
+            table,
+            key: vec![("student", Cell::Text(student.into()))],
+            values: vec![("grade", Cell::Int(grade))],
+        }
+    }
+
+    #[test]
+    fn batched_upserts_keep_each_tables_order_and_never_repeat_a_key() {
+        let ops = vec![
+            row("a", "s1", 1),
+            row("b", "s1", 2),
+            row("a", "s2", 3),
+            row("a", "s3", 4),
+            // The same key again: a new statement, after the first.
+            row("a", "s1", 5),
+            RowOp::Delete {
+                table: "a",
+                key: vec![("student", Cell::Text("s2".into()))],
+            },
+            row("a", "s4", 6),
+            row("b", "s2", 7),
+        ];
+        let r = render_batched(&ops, None).unwrap();
+        let shape: Vec<(&str, usize, &str)> = r
+            .iter()
+            .map(|op| (op.table, op.params.len(), &op.sql[..6]))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                // s1, s2, s3 of table a: two rows then one (powers of two).
+                ("a", 4, "INSERT"),
+                ("a", 2, "INSERT"),
+                ("a", 2, "INSERT"),
+                ("a", 1, "DELETE"),
+                ("a", 2, "INSERT"),
+                ("b", 4, "INSERT"),
+            ]
+        );
+        assert_eq!(
+            r[0].sql,
+            "INSERT INTO a (student, grade) VALUES ($1, $2), ($3, $4) \
+             ON CONFLICT (student) DO UPDATE SET grade = excluded.grade"
+        );
+        let values = |i: usize| -> Vec<&Cell> { r[i].params.clone() };
+        assert_eq!(
+            values(0),
+            [
+                &Cell::Text("s1".into()),
+                &Cell::Int(1),
+                &Cell::Text("s2".into()),
+                &Cell::Int(3)
+            ]
+        );
+        assert_eq!(values(1), [&Cell::Text("s3".into()), &Cell::Int(4)]);
+        assert_eq!(values(2), [&Cell::Text("s1".into()), &Cell::Int(5)]);
+        assert_eq!(values(4), [&Cell::Text("s4".into()), &Cell::Int(6)]);
+    }
+
+    #[test]
+    fn a_long_run_is_cut_at_the_batch_size() {
+        let ops: Vec<RowOp> = (0..(BATCH_ROWS + 3))
+            .map(|i| row("a", &format!("s{i}"), 1))
+            .collect();
+        let sizes: Vec<usize> = render_batched(&ops, Some("build"))
+            .unwrap()
+            .iter()
+            .map(|op| op.params.len() / 2)
+            .collect();
+        assert_eq!(sizes, [BATCH_ROWS, 2, 1]);
     }
 
     #[test]

@@ -81,3 +81,9 @@ pub trait HoldAppends {
     /// Appends in a transaction that stays open until [`HeldAppend::commit`].
     async fn append_held(&self, request: AppendRequest) -> HeldAppend;
 }
+
+/// The PostgreSQL adapter's subscription query, for the case that checks its plan.
+#[must_use]
+pub fn subscription_sql() -> String {
+    crate::postgres::subscription_sql()
+}

@@ -157,6 +157,12 @@ impl KeySet {
         }
     }
 
+    /// How long a fetched key set is trusted before it is fetched again: a withdrawn key
+    /// stops being trusted within it.
+    pub(crate) fn max_age(&self) -> Duration {
+        self.timing.max_age
+    }
+
     /// The key with id `kid`, fetching the set again when the key is unknown or the set is
     /// older than `max_age` (at most once every `min_refresh`).
     pub(crate) async fn get(&self, kid: &str) -> Lookup {

@@ -1,7 +1,8 @@
 //! Token verification.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
@@ -82,25 +83,70 @@ pub enum AuthError {
     KeysUnavailable,
 }
 
+/// How long a verified token is taken on trust without checking its signature again: a key the
+/// identity provider withdraws stops being trusted within this time.
+const TRUSTED_FOR: Duration = Duration::from_secs(60);
+/// The most verified tokens kept; beyond it the cache starts again empty.
+const MAX_TRUSTED: usize = 20_000;
+
+/// Tokens verified lately, by their SHA-256: who each names, and until when it is trusted.
+type Trusted = HashMap<[u8; 32], (Identity, Instant)>;
+
 /// Verifies bearer tokens of one issuer.
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
     config: VerifierConfig,
     keys: Arc<KeySet>,
+    /// Tokens verified lately (by their SHA-256), with who they name and until when they are
+    /// trusted: an app sends the same token with every request, and checking an ECDSA or RSA
+    /// signature costs more than the rest of a small read.
+    verified: Arc<Mutex<Trusted>>,
 }
 
 impl TokenVerifier {
     /// A verifier for `config`, with the issuer's keys from `keys`.
     #[must_use]
     pub fn new(config: VerifierConfig, keys: Arc<KeySet>) -> Self {
-        Self { config, keys }
+        Self {
+            config,
+            keys,
+            verified: Arc::default(),
+        }
     }
 
-    /// Verifies `token` and returns who it names.
+    /// Verifies `token` and returns who it names. A token verified in the last minute is
+    /// answered from memory until its expiry.
     ///
     /// # Errors
     /// [`AuthError`] saying why the token is refused.
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = Instant::now();
+        if let Ok(mut verified) = self.verified.lock() {
+            match verified.get(&digest) {
+                Some((identity, until)) if now < *until => return Ok(identity.clone()),
+                Some(_) => {
+                    verified.remove(&digest);
+                }
+                None => {}
+            }
+        }
+        let (identity, expires_in) = self.verify_signed(token).await?;
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= MAX_TRUSTED {
+                verified.clear();
+            }
+            // Never trusted longer than the key that signed it: a key withdrawn by the
+            // provider stops being trusted within the key set's maximum age.
+            let trusted = expires_in.min(TRUSTED_FOR).min(self.keys.max_age());
+            verified.insert(digest, (identity.clone(), now + trusted));
+        }
+        Ok(identity)
+    }
+
+    /// Verifies `token`'s signature and claims; who it names, and how long until it expires.
+    async fn verify_signed(&self, token: &str) -> Result<(Identity, Duration), AuthError> {
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
             return Err(AuthError::UnsupportedAlgorithm);
@@ -144,10 +190,17 @@ impl TokenVerifier {
             Some(s) => Some(s.parse().map_err(|_| AuthError::Malformed)?),
             None => None,
         };
-        Ok(Identity {
-            subject: text("sub").unwrap_or_default().to_owned(),
-            fiscal_code,
-            school,
-        })
+        // `exp` is required and was checked (with the leeway): the time left, never negative.
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
+        let expires_in = Duration::from_secs(u64::try_from(exp - now).unwrap_or(0));
+        Ok((
+            Identity {
+                subject: text("sub").unwrap_or_default().to_owned(),
+                fiscal_code,
+                school,
+            },
+            expires_in,
+        ))
     }
 }

@@ -11,6 +11,7 @@
 mod cases;
 mod harness;
 mod row_level_security;
+mod subscription_plan;
 
 /// Declares each case once per adapter: `postgres::<case>`, `postgres_rls::<case>` and
 /// `sqlite::<case>`.
