@@ -720,14 +720,14 @@ pub async fn generate(
         });
     }
 
-    // The days. Per class and subject and term: the days with the subject, of which some are
-    // the written tests (scheduled a few days ahead) and some the oral rounds.
+    // The days. Per class, subject and term, the assessment days among the days with the
+    // subject: `true` for a written test (announced a week ahead), `false` for an oral round.
     let terms = [
         (cal.days[0], cal.first_term_end),
         (cal.second_term_start, cal.second_term_end),
     ];
     let term_of = |d: Date| usize::from(d > cal.first_term_end);
-    let mut written: HashMap<(usize, usize, Date), bool> = HashMap::new();
+    let mut assessments: HashMap<(usize, usize, Date), bool> = HashMap::new();
     for (c, class) in classes.iter().enumerate() {
         for (subject, (_, _, judged)) in SUBJECTS.iter().enumerate() {
             for (start, end) in terms {
@@ -749,7 +749,7 @@ pub async fn generate(
                 for i in 0..k {
                     // Spread over the term, skipping the first lessons.
                     let day = with_subject[(i + 1) * with_subject.len() / (k + 1)];
-                    written.insert((c, subject, day), i % 2 == 0 && !*judged);
+                    assessments.insert((c, subject, day), i % 2 == 0 && !*judged);
                 }
             }
         }
@@ -882,7 +882,7 @@ pub async fn generate(
                 }
                 // A written test announced a week ahead.
                 if let Some(ahead) = cal.days.get(index + 6)
-                    && written.get(&(c, subject, *ahead)) == Some(&true)
+                    && assessments.get(&(c, subject, *ahead)) == Some(&true)
                 {
                     s.post(
                         "test scheduled",
@@ -893,7 +893,7 @@ pub async fn generate(
                     )
                     .await?;
                 }
-                let Some(&is_written) = written.get(&(c, subject, day)) else {
+                let Some(&is_written) = assessments.get(&(c, subject, day)) else {
                     continue;
                 };
                 let (subject_name, _, judged) = SUBJECTS[subject];

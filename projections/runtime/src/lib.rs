@@ -387,8 +387,8 @@ impl Projector {
         report: &mut Progress,
         progress: &mut impl FnMut(&Progress),
     ) -> Result<(), ProjectorError> {
+        let mut events = self.store.read_all(report.position, self.batch).await?;
         loop {
-            let events = self.store.read_all(report.position, self.batch).await?;
             let Some(last) = events.last() else {
                 return Ok(());
             };
@@ -400,7 +400,14 @@ impl Projector {
                         .map_err(|reason| ProjectorError::poison(name, event, &reason))?,
                 );
             }
-            self.store.commit_rebuild(name, &ops).await?;
+            // The next page is read while this one commits: the commit writes the build target,
+            // never the log, so the read cannot depend on it, and the database and the
+            // projector no longer wait for each other in turn.
+            let (committed, next) = tokio::join!(
+                self.store.commit_rebuild(name, &ops),
+                self.store.read_all(last.position, self.batch),
+            );
+            committed?;
             report.position = last.position;
             report.done += u64::try_from(events.len()).unwrap_or(u64::MAX);
             if report.done >= report.total {
@@ -409,6 +416,7 @@ impl Projector {
             }
             report.elapsed = started.elapsed();
             progress(report);
+            events = next?;
         }
     }
 
