@@ -102,6 +102,10 @@ pub struct BenchArgs {
     /// Run only these benchmarks (repeatable); the import they need runs anyway.
     #[arg(long, value_enum)]
     pub only: Vec<crate::bench::Bench>,
+    /// The school year the source school was generated for (its `--year`), whose family view
+    /// is read.
+    #[arg(long, default_value_t = 2025)]
+    pub year: i32,
 }
 
 /// `registro generate`.

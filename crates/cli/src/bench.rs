@@ -77,6 +77,8 @@ pub struct Options {
     pub scratch: PathBuf,
     /// The benchmarks to run; none: all.
     pub only: Vec<Bench>,
+    /// The school year whose family view is read (the one the school was generated for).
+    pub year: i32,
 }
 
 struct Params {
@@ -408,7 +410,13 @@ async fn school_benchmarks(
 
     if wanted(Bench::Http) {
         say("family view over HTTP, against pgbench -S");
-        let (rps, p50, p99) = family_over_http(&store, school, p).await?;
+        // The year of the school given, or of the one generated here.
+        let year = if options.source.is_some() {
+            options.year
+        } else {
+            p.generated.year
+        };
+        let (rps, p50, p99) = family_over_http(&store, school, year, p).await?;
         let pgbench_url = dbs.create("pgbench").await?;
         let tps = run_pgbench(pgbench, &pgbench_url, p).await?;
         rows.push(Row {
@@ -639,10 +647,10 @@ async fn export(
 async fn family_over_http(
     store: &Arc<dyn EventStore>,
     school: SchoolId,
+    year: i32,
     p: &Params,
 ) -> anyhow::Result<(f64, f64, f64)> {
     let directory = registro_api::directory::load(store.as_ref(), school).await?;
-    let year = p.generated.year;
     let issuer = LocalIssuer::generate();
     let mut targets = Vec::new();
     for (id, person) in directory.people() {
@@ -769,9 +777,22 @@ fn pgbench_binary() -> Option<PathBuf> {
 /// `pgbench -i` then `pgbench -S` with as many clients as the HTTP run's connections; its
 /// transactions a second.
 async fn run_pgbench(pgbench: &Path, url: &str, p: &Params) -> anyhow::Result<f64> {
+    // The password goes in the environment, not on the command line where others can read it.
+    let mut parsed = url::Url::parse(url)?;
+    let password = parsed.password().map(str::to_owned);
+    let _ = parsed.set_password(None);
+    let url = parsed.to_string();
+    let url = url.as_str();
     let run = |args: Vec<String>| {
         let pgbench = pgbench.to_owned();
-        tokio::task::spawn_blocking(move || std::process::Command::new(pgbench).args(args).output())
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut command = std::process::Command::new(pgbench);
+            if let Some(password) = password {
+                command.env("PGPASSWORD", password);
+            }
+            command.args(args).output()
+        })
     };
     let init = run(vec![
         "-i".into(),

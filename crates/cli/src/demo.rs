@@ -51,7 +51,13 @@ pub async fn ensure(
         generate::generate(Arc::clone(&store), NAME, sizes, |_, _| {}).await?;
     }
     let directory = load(store.as_ref(), school).await?;
-    people(&directory)?
+    people(&directory)
+        .map_err(|e| {
+            e.context(
+                "the demo school is incomplete (was its first start interrupted?): remove the \
+                 data directory, or run without --demo",
+            )
+        })?
         .into_iter()
         .map(|(label, id)| {
             let person = directory

@@ -495,10 +495,15 @@ pub async fn generate(
     if sizes.classes == 0 || sizes.students < sizes.classes {
         bail!("at least one class, and at least one student per class");
     }
+    // Class names run 1A..5Z; fiscal codes number people in four letters.
+    if sizes.classes > 5 * 26 || sizes.students > 100_000 {
+        bail!("at most 130 classes and 100000 students");
+    }
     let school = school_id(name, sizes.seed);
     if store.school_head(school).await?.is_some() {
         bail!(
-            "the school {school} ({name}, seed {}) exists already",
+            "the school {school} ({name}, seed {}) exists already: choose another name or \
+             seed, or another data directory",
             sizes.seed
         );
     }

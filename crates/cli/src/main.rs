@@ -429,6 +429,7 @@ async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
             .zip(args.school.map(SchoolId::from_uuid)),
         scratch: scratch.clone(),
         only: args.only,
+        year: args.year,
     };
     let result = bench::run(&options, |step| {
         let _ = writeln!(std::io::stderr(), "registro bench: {step}");

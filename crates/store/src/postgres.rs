@@ -12,8 +12,8 @@
 //!   setting are pipelined with the work's first statements, so they cost no round trip.
 //! * The statements of an append are pipelined: one round trip begins the transaction, names
 //!   the school, takes the lock and reads the idempotency record, the stream's version and the
-//!   school's head; a second inserts the events, the head, the idempotency record and the
-//!   notification; then `COMMIT`.
+//!   school's head; a second inserts the events, the head and the idempotency record; then
+//!   `COMMIT`. The notification follows the commit, from one task per process (ADR 0003).
 //! * Subscriptions read in `(tx, id)` order below the fence
 //!   `pg_snapshot_xmin(pg_current_snapshot())` (see [`crate::subscription`]); `NOTIFY
 //!   registro_events` wakes them, polling is the fallback.

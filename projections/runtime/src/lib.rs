@@ -417,6 +417,11 @@ impl Projector {
             report.elapsed = started.elapsed();
             progress(report);
             events = next?;
+            if events.is_empty() {
+                // Read again now that the commit is done: on PostgreSQL its transaction held
+                // the fence back while the page was read, hiding appends made meanwhile.
+                events = self.store.read_all(report.position, self.batch).await?;
+            }
         }
     }
 

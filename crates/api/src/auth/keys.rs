@@ -157,10 +157,16 @@ impl KeySet {
         }
     }
 
-    /// How long a fetched key set is trusted before it is fetched again: a withdrawn key
-    /// stops being trusted within it.
-    pub(crate) fn max_age(&self) -> Duration {
-        self.timing.max_age
+    /// Until when the key set fetched last is trusted without fetching it again (its fetch plus
+    /// the maximum age): a key the provider withdraws stops being trusted then. Now, when none
+    /// was fetched.
+    pub(crate) async fn fresh_until(&self) -> Instant {
+        let cache = self.cache.read().await;
+        let now = Instant::now();
+        cache
+            .fetched
+            .and_then(|t| t.checked_add(self.timing.max_age))
+            .unwrap_or(now)
     }
 
     /// The key with id `kid`, fetching the set again when the key is unknown or the set is

@@ -133,14 +133,15 @@ impl TokenVerifier {
             }
         }
         let (identity, expires_in) = self.verify_signed(token).await?;
+        // Never trusted past its expiry, nor past the moment the key set that vouched for it
+        // is due to be fetched again: a key the provider withdraws stops being trusted then,
+        // as without this cache.
+        let until = (now + expires_in.min(TRUSTED_FOR)).min(self.keys.fresh_until().await);
         if let Ok(mut verified) = self.verified.lock() {
             if verified.len() >= MAX_TRUSTED {
                 verified.clear();
             }
-            // Never trusted longer than the key that signed it: a key withdrawn by the
-            // provider stops being trusted within the key set's maximum age.
-            let trusted = expires_in.min(TRUSTED_FOR).min(self.keys.max_age());
-            verified.insert(digest, (identity.clone(), now + trusted));
+            verified.insert(digest, (identity.clone(), until));
         }
         Ok(identity)
     }
