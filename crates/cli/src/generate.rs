@@ -9,8 +9,9 @@
 //!
 //! Everything is derived from the seed: the people (synthetic names and fiscal codes with the
 //! place code `Z999`, which no municipality has), the timetables, who is absent on which day,
-//! every mark. Each request carries an idempotency key numbered in order, so the ids the API
-//! derives from it are the same for the same seed, and the same seed gives the same events.
+//! every mark. Each write carries an idempotency key numbered in order, so the ids the API
+//! derives from it are the same for the same seed, and each request an id numbered likewise
+//! (a staff read records it in the access log): the same seed gives the same events.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
