@@ -152,9 +152,7 @@ pub struct App {
 /// When the address cannot be bound, or when a mounted route and the OpenAPI document disagree
 /// (deny by default: nothing is served that the policy and the documentation do not both know).
 pub async fn build(config: ApiConfig, store: Arc<dyn EventStore>) -> anyhow::Result<App> {
-    let (routes, rules) = routes().into_parts();
-    policy::check_documented(&rules, &ApiDoc::openapi()).map_err(anyhow::Error::msg)?;
-    let mut state = AppState::new(store, config.verifier, config.read_limit, &rules);
+    let (routes, mut state) = documented_routes(store, config.verifier, config.read_limit)?;
     state.local_jwks = config.local_jwks.map(Arc::new);
     state.today = config.today;
     state.projections = Arc::new(config.projections);
@@ -166,6 +164,20 @@ pub async fn build(config: ApiConfig, store: Arc<dyn EventStore>) -> anyhow::Res
         router,
         local_addr,
     })
+}
+
+/// The routes and the state their policies and `verifier` decide with, once the mounted routes
+/// and the OpenAPI document are found to agree (deny by default: nothing is served that the
+/// policy and the documentation do not both know).
+fn documented_routes(
+    store: Arc<dyn EventStore>,
+    verifier: TokenVerifier,
+    read_limit: RateLimit,
+) -> anyhow::Result<(Router<AppState>, AppState)> {
+    let (routes, rules) = routes().into_parts();
+    policy::check_documented(&rules, &ApiDoc::openapi()).map_err(anyhow::Error::msg)?;
+    let state = AppState::new(store, verifier, read_limit, &rules);
+    Ok((routes, state))
 }
 
 /// The API without a listener: the same routes, guard and middleware as [`build`]'s, called
@@ -183,13 +195,7 @@ impl LocalApi {
     /// # Errors
     /// When a mounted route and the OpenAPI document disagree (as [`build`]).
     pub fn new(store: Arc<dyn EventStore>, verifier: TokenVerifier) -> anyhow::Result<Self> {
-        let (routes, rules) = routes().into_parts();
-        policy::check_documented(&rules, &ApiDoc::openapi()).map_err(anyhow::Error::msg)?;
-        let unlimited = RateLimit {
-            per_minute: 0,
-            burst: 0,
-        };
-        let state = AppState::new(store, verifier, unlimited, &rules);
+        let (routes, state) = documented_routes(store, verifier, RateLimit::OFF)?;
         Ok(Self { routes, state })
     }
 

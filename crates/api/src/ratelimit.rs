@@ -24,6 +24,14 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+impl RateLimit {
+    /// No limit (in-process callers: the generator, the benchmarks).
+    pub const OFF: Self = Self {
+        per_minute: 0,
+        burst: 0,
+    };
+}
+
 impl Default for RateLimit {
     /// 300 reads a minute (5 a second) with bursts of 60: far above what a person or a family
     /// app needs, low enough to stop scraping.

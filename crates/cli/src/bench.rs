@@ -169,10 +169,9 @@ struct Databases {
 
 impl Databases {
     async fn new(server_url: &str) -> anyhow::Result<Self> {
-        let (server, connection) = tokio_postgres::connect(server_url, tokio_postgres::NoTls)
+        let server = raw_client(server_url)
             .await
             .context("connecting to the PostgreSQL server")?;
-        tokio::spawn(connection);
         Ok(Self {
             server,
             server_url: server_url.to_owned(),
@@ -677,10 +676,7 @@ async fn family_over_http(
             listen: "127.0.0.1:0".parse()?,
             local_jwks: None,
             verifier,
-            read_limit: registro_api::ratelimit::RateLimit {
-                per_minute: 0,
-                burst: 0,
-            },
+            read_limit: registro_api::ratelimit::RateLimit::OFF,
             today: None,
             projections: registro_api::ProjectionConfig {
                 names: vec!["family".into(), "scrutiny".into(), "audit".into()],
