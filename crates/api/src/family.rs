@@ -18,6 +18,7 @@ use registro_domain::calendar::SchoolYear;
 use registro_domain::grade::{Average, GradeValue, Weight};
 use registro_domain::{PersonId, Role, SchoolId};
 use registro_projection_family as view;
+use registro_store::Batch;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -447,19 +448,30 @@ pub async fn overview(
     let today_iso = view::iso(today);
     let family = family_of(&caller, student);
     let to = addressees(&caller, student, class, &family);
+    // One snapshot, one round trip.
     let reads = async {
+        let mut batch = Batch::default();
+        let grades = batch.add(view::grades(school, id, y, None));
+        let entries = batch.add(view::attendance(school, id, y, None));
+        let notes = batch.add(view::notes(school, id, class, y, None));
+        let agenda = class.map(|c| batch.add(view::agenda(school, c, y, Some(today), None)));
+        let communications = batch.add(view::communications(school, y, to, None));
+        let meetings = batch.add(view::bookings(school, id, y));
+        let cards = batch.add(view::report_cards(school, id, y));
+        let exempted = batch.add(view::exemptions(school, id, y));
+        let answers = batch.run(store, school).await?;
         Ok(Rows {
-            grades: view::grades(store, school, id, y, None).await?,
-            entries: view::attendance(store, school, id, y, None).await?,
-            notes: view::notes(store, school, id, class, y, None).await?,
-            agenda: match class {
-                Some(c) => view::agenda(store, school, c, y, Some(today), None).await?,
+            grades: answers.take(grades)?,
+            entries: answers.take(entries)?,
+            notes: answers.take(notes)?,
+            agenda: match agenda {
+                Some(agenda) => answers.take(agenda)?,
                 None => Vec::new(),
             },
-            communications: view::communications(store, school, y, to, None).await?,
-            meetings: view::bookings(store, school, id, y).await?,
-            cards: view::report_cards(store, school, id, y).await?,
-            exempted: view::exemptions(store, school, id, y).await?,
+            communications: answers.take(communications)?,
+            meetings: answers.take(meetings)?,
+            cards: answers.take(cards)?,
+            exempted: answers.take(exempted)?,
         })
     };
     let Rows {
@@ -794,7 +806,8 @@ pub async fn list(
     // Each item with the cursor after it.
     let reads = async {
         Ok(match section {
-            Section::Grades => view::grades(store, school, id, y, Some(&page))
+            Section::Grades => view::grades(school, id, y, Some(&page))
+                .run(store, school)
                 .await?
                 .into_iter()
                 .map(|g| {
@@ -817,7 +830,8 @@ pub async fn list(
                     (FamilyItem::Grade(item), date, key)
                 })
                 .collect(),
-            Section::Attendance => view::attendance(store, school, id, y, Some(&page))
+            Section::Attendance => view::attendance(school, id, y, Some(&page))
+                .run(store, school)
                 .await?
                 .into_iter()
                 .map(|a| {
@@ -835,7 +849,8 @@ pub async fn list(
                     (FamilyItem::Attendance(item), date, key)
                 })
                 .collect(),
-            Section::Notes => view::notes(store, school, id, class, y, Some(&page))
+            Section::Notes => view::notes(school, id, class, y, Some(&page))
+                .run(store, school)
                 .await?
                 .into_iter()
                 .map(|n| {
@@ -852,7 +867,8 @@ pub async fn list(
                 })
                 .collect(),
             Section::Agenda => match class {
-                Some(c) => view::agenda(store, school, c, y, None, Some(&page))
+                Some(c) => view::agenda(school, c, y, None, Some(&page))
+                    .run(store, school)
                     .await?
                     .into_iter()
                     .map(|a| {
@@ -865,7 +881,8 @@ pub async fn list(
             Section::Communications => {
                 let family = family_of(&caller, student);
                 let to = addressees(&caller, student, class, &family);
-                view::communications(store, school, y, to, Some(&page))
+                view::communications(school, y, to, Some(&page))
+                    .run(store, school)
                     .await?
                     .into_iter()
                     .map(|c| {
@@ -888,7 +905,8 @@ pub async fn list(
                     })
                     .collect()
             }
-            Section::Meetings => view::bookings(store, school, id, y)
+            Section::Meetings => view::bookings(school, id, y)
+                .run(store, school)
                 .await?
                 .into_iter()
                 .map(|b| {
@@ -896,7 +914,8 @@ pub async fn list(
                     (FamilyItem::Meeting(meeting_item(b)), date, key)
                 })
                 .collect(),
-            Section::ReportCards => view::report_cards(store, school, id, y)
+            Section::ReportCards => view::report_cards(school, id, y)
+                .run(store, school)
                 .await?
                 .into_iter()
                 .map(|r| {
@@ -984,7 +1003,7 @@ pub async fn report_card(
         view::NAME,
         school,
         None,
-        view::report_cards(store, school, *student.as_uuid(), year.start_year()),
+        view::report_cards(school, *student.as_uuid(), year.start_year()).run(store, school),
     )
     .await?;
     let card = cards.into_iter().find(|c| c.term == term).ok_or_else(|| {

@@ -29,6 +29,7 @@ mod plan;
 pub mod portable;
 pub mod postgres;
 pub mod projection;
+pub mod reads;
 mod rows;
 pub mod seal;
 pub mod sqlite;
@@ -58,6 +59,7 @@ pub use projection::{
     Cell, CellType, MAX_REBUILT_NAME_CHARS, ProjectionLag, ProjectionLease, ProjectionSchema,
     ProjectionStop, RowOp, decode_rows,
 };
+pub use reads::{Answers, Batch, ProjectionQuery, Read, Ticket};
 pub use seal::{KeyState, MasterKey};
 
 /// The most events one read returns; larger `limit`s are lowered to this.
@@ -344,22 +346,41 @@ pub trait EventStore: Send + Sync + fmt::Debug {
 
     /// Reads a projection's rows for one school: `sql` is a SELECT written once for both
     /// backends with `$1`, `$2`... placeholders (SQLite accepts them too, in any order); each
-    /// row is decoded by `columns`, SQL `NULL` as [`Cell::Null`]. On PostgreSQL it runs in the
-    /// school's row-level-security scope, in a read-only transaction, so it sees only that
-    /// school's rows; SQLite has no row-level security, so the query names its school itself
-    /// (`WHERE school_id = $1`), as it should on both.
+    /// row is decoded by `columns`, SQL `NULL` as [`Cell::Null`]. One query of
+    /// [`EventStore::query_projections`], whose rules it follows.
     ///
     /// # Errors
-    /// [`StoreError::Internal`] when the query is invalid, `params` are not exactly its
-    /// placeholders, a parameter has the wrong type, `columns` are not as many as the query's,
-    /// or a column cannot be read as its [`CellType`].
+    /// As [`EventStore::query_projections`].
     async fn query_projection(
         &self,
         school: SchoolId,
         sql: &str,
         params: &[Cell],
         columns: &[CellType],
-    ) -> Result<Vec<Vec<Cell>>, StoreError>;
+    ) -> Result<Vec<Vec<Cell>>, StoreError> {
+        let query = ProjectionQuery::new(sql, params.to_vec(), columns);
+        let mut answers = self.query_projections(school, &[query]).await?;
+        answers
+            .pop()
+            .ok_or_else(|| StoreError::internal("a projection query went unanswered"))
+    }
+
+    /// Runs projection queries for one school in one read-only transaction, so that they all
+    /// see the same committed state (one snapshot), and answers the rows of each, in order. On
+    /// PostgreSQL they are sent together (one round trip) and run in the school's
+    /// row-level-security scope, so they see only that school's rows; SQLite has no row-level
+    /// security, so each query names its school itself (`WHERE school_id = $1`), as it should
+    /// on both.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] when a query is invalid, its `params` are not exactly its
+    /// placeholders, a parameter has the wrong type, its `columns` are not as many as the
+    /// query's, or a column cannot be read as its [`CellType`].
+    async fn query_projections(
+        &self,
+        school: SchoolId,
+        queries: &[ProjectionQuery],
+    ) -> Result<Vec<reads::Rows>, StoreError>;
 
     /// How many committed events [`EventStore::read_all`] would deliver after `after` if called
     /// now (across all schools; on PostgreSQL, below the same fence). For progress displays:

@@ -65,6 +65,7 @@ use crate::projection::{
     RenderedOp, RowOp, check_identifier, check_rebuilt_tables, pending_steps, rebuild_target,
     step_checksum, step_number, stored_position,
 };
+use crate::reads::{ProjectionQuery, Rows};
 use crate::rows::{open_school_events, page, subjects_by_school, to_i64, to_u64};
 use crate::seal::{KeyState, MasterKey, SubjectKey};
 use crate::verify::ChainCheck;
@@ -1502,6 +1503,12 @@ impl EventStore for PgStore {
                      SELECT {columns} FROM {target}.{table};\n"
                 ));
             }
+            // Statistics of the new rows, for the planner from the first read on (autovacuum
+            // would take them only later, and until then a read may take a plan for empty
+            // tables).
+            for table in schema.tables {
+                sql.push_str(&format!("ANALYZE {table};\n"));
+            }
             sql.push_str(&format!("DROP SCHEMA {target} CASCADE;"));
             tx.batch_execute(&sql).await.map_err(|e| {
                 let why = describe(&e);
@@ -1525,53 +1532,82 @@ impl EventStore for PgStore {
             .map_err(pg_err)
     }
 
-    async fn query_projection(
+    async fn query_projections(
         &self,
         school: SchoolId,
-        sql: &str,
-        params: &[Cell],
-        columns: &[CellType],
-    ) -> Result<Vec<Vec<Cell>>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(|e| {
-            let why = describe(&e);
-            match pg_err(e) {
-                StoreError::Internal(_) => {
-                    StoreError::internal(format!("projection query {sql:?} is invalid: {why}"))
-                }
-                transient => transient,
-            }
-        })?;
-        if stmt.columns().len() != columns.len() {
-            return Err(StoreError::internal(format!(
-                "projection query {sql:?} has {} columns, {} were expected",
-                stmt.columns().len(),
-                columns.len()
-            )));
+        queries: &[ProjectionQuery],
+    ) -> Result<Vec<Rows>, StoreError> {
+        if queries.is_empty() {
+            return Ok(Vec::new());
         }
-        let cells: Vec<&Cell> = params.iter().collect();
-        check_params(&stmt, &cells)
-            .map_err(|e| StoreError::internal(format!("projection query {sql:?}: {e}")))?;
-        let bound: Vec<PgCell<'_>> = params.iter().map(PgCell).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            bound.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-        let rows = in_scope(&client, Scope::School(school), End::ReadOnly, async |tx| {
-            // A read, whatever the query says.
-            let (read_only, rows) = tokio::join!(
+        let client = self.client().await?;
+        let statements = futures_util::future::try_join_all(queries.iter().map(|q| async {
+            let stmt = client.prepare_cached(&q.sql).await.map_err(|e| {
+                let why = describe(&e);
+                match pg_err(e) {
+                    StoreError::Internal(_) => StoreError::internal(format!(
+                        "projection query {:?} is invalid: {why}",
+                        q.sql
+                    )),
+                    transient => transient,
+                }
+            })?;
+            if stmt.columns().len() != q.columns.len() {
+                return Err(StoreError::internal(format!(
+                    "projection query {:?} has {} columns, {} were expected",
+                    q.sql,
+                    stmt.columns().len(),
+                    q.columns.len()
+                )));
+            }
+            let cells: Vec<&Cell> = q.params.iter().collect();
+            check_params(&stmt, &cells)
+                .map_err(|e| StoreError::internal(format!("projection query {:?}: {e}", q.sql)))?;
+            Ok(stmt)
+        }))
+        .await?;
+        let bound: Vec<Vec<PgCell<'_>>> = queries
+            .iter()
+            .map(|q| q.params.iter().map(PgCell).collect())
+            .collect();
+        let refs: Vec<Vec<&(dyn ToSql + Sync)>> = bound
+            .iter()
+            .map(|cells| cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect())
+            .collect();
+        let answers = in_scope(&client, Scope::School(school), End::ReadOnly, async |tx| {
+            // A read, whatever the queries say; all of them sent at once (statements run in
+            // order, so the transaction is read-only before the first SELECT).
+            let (read_only, answers) = tokio::join!(
                 biased;
                 tx.batch_execute("SET TRANSACTION READ ONLY"),
-                async { tx.query(&stmt, &refs).await },
+                futures_util::future::join_all(
+                    statements
+                        .iter()
+                        .zip(&refs)
+                        .map(|(stmt, params)| tx.query(stmt, params)),
+                ),
             );
+            // Errors in statement order: after the first one, the others only say
+            // "transaction aborted".
             read_only.map_err(pg_err)?;
-            rows.map_err(pg_err)
+            answers
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(pg_err)
         })
         .await?;
-        rows.iter()
-            .map(|row| {
-                columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, ty)| read_cell(row, i, *ty))
+        answers
+            .iter()
+            .zip(queries)
+            .map(|(rows, q)| {
+                rows.iter()
+                    .map(|row| {
+                        q.columns
+                            .iter()
+                            .enumerate()
+                            .map(|(i, ty)| read_cell(row, i, *ty))
+                            .collect()
+                    })
                     .collect()
             })
             .collect()

@@ -42,6 +42,7 @@ use crate::projection::{
     RowOp, check_identifier, check_rebuilt_tables, pending_steps, rebuild_target, render,
     step_checksum, step_number, stored_position,
 };
+use crate::reads::{ProjectionQuery, Rows};
 use crate::rows::{open_school_events, page, subjects_by_school, to_i64, to_u64};
 use crate::seal::{KeyState, MasterKey, SubjectKey};
 use crate::verify::ChainCheck;
@@ -1040,40 +1041,25 @@ impl EventStore for SqliteStore {
         .await
     }
 
-    async fn query_projection(
+    async fn query_projections(
         &self,
         _school: SchoolId,
-        sql: &str,
-        params: &[Cell],
-        columns: &[CellType],
-    ) -> Result<Vec<Vec<Cell>>, StoreError> {
-        // No row-level security here: the query names its school itself.
-        let (sql, params, columns) = (sql.to_owned(), params.to_vec(), columns.to_vec());
+        queries: &[ProjectionQuery],
+    ) -> Result<Vec<Rows>, StoreError> {
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        // No row-level security here: each query names its school itself.
+        let queries = queries.to_vec();
         self.read(move |_, conn| {
-            let mut stmt = conn.prepare_cached(&sql).map_err(|e| {
-                StoreError::internal(format!("projection query {sql:?} is invalid: {e}"))
-            })?;
-            if stmt.column_count() != columns.len() {
-                return Err(StoreError::internal(format!(
-                    "projection query {sql:?} has {} columns, {} were expected",
-                    stmt.column_count(),
-                    columns.len()
-                )));
-            }
-            let refs: Vec<&Cell> = params.iter().collect();
-            bind_cells(&mut stmt, &refs)?;
-            let mut rows = stmt.raw_query();
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(sqlite_err)? {
-                out.push(
-                    columns
-                        .iter()
-                        .enumerate()
-                        .map(|(i, ty)| read_cell(row, i, *ty))
-                        .collect::<Result<Vec<_>, _>>()?,
-                );
-            }
-            Ok(out)
+            // One snapshot for them all (WAL: a read transaction sees one state).
+            let tx = conn.unchecked_transaction().map_err(sqlite_err)?;
+            let answers = queries
+                .iter()
+                .map(|q| projection_rows(&tx, q))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.rollback().map_err(sqlite_err)?;
+            Ok(answers)
         })
         .await
     }
@@ -1704,4 +1690,33 @@ impl crate::testing::HoldAppends for SqliteStore {
             store.append_gated(request, Some(gate)).await
         })
     }
+}
+
+/// The rows of one projection query, each decoded by its columns.
+fn projection_rows(conn: &Connection, q: &ProjectionQuery) -> Result<Rows, StoreError> {
+    let sql = &q.sql;
+    let mut stmt = conn
+        .prepare_cached(sql)
+        .map_err(|e| StoreError::internal(format!("projection query {sql:?} is invalid: {e}")))?;
+    if stmt.column_count() != q.columns.len() {
+        return Err(StoreError::internal(format!(
+            "projection query {sql:?} has {} columns, {} were expected",
+            stmt.column_count(),
+            q.columns.len()
+        )));
+    }
+    let refs: Vec<&Cell> = q.params.iter().collect();
+    bind_cells(&mut stmt, &refs)?;
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sqlite_err)? {
+        out.push(
+            q.columns
+                .iter()
+                .enumerate()
+                .map(|(i, ty)| read_cell(row, i, *ty))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+    }
+    Ok(out)
 }

@@ -2,7 +2,7 @@
 //! newest first, a page at a time where lists grow long.
 
 use registro_domain::SchoolId;
-use registro_store::{Cell, CellType as T, EventStore, StoreError, decode_rows};
+use registro_store::{Cell, CellType as T, ProjectionQuery, Read, StoreError, decode_rows};
 use serde_json::Value;
 use time::{Date, OffsetDateTime, Time};
 use uuid::Uuid;
@@ -248,15 +248,14 @@ fn key(school: SchoolId, student: Uuid, year: i32) -> Vec<Cell> {
 /// The student's grades of the school year (`year` its first calendar year), newest first;
 /// all of them without a page.
 ///
-/// # Errors
-/// The store's.
-pub async fn grades(
-    store: &dyn EventStore,
+/// Read it alone with [`Read::run`], or with others from one snapshot in a
+/// [`registro_store::Batch`].
+pub fn grades(
     school: SchoolId,
     student: Uuid,
     year: i32,
     page: Option<&Page>,
-) -> Result<Vec<GradeRow>, StoreError> {
+) -> Read<Vec<GradeRow>> {
     let mut params = key(school, student, year);
     let sql = paged(
         "SELECT grade_id, subject, date, kind, scale, mark, hundredths, weight, counted, \
@@ -280,38 +279,36 @@ pub async fn grades(
         T::Bool,
         T::Text,
     ];
-    let rows = store
-        .query_projection(school, &sql, &params, &columns)
-        .await?;
-    decode_rows("grade", &rows, |r| {
-        Some(GradeRow {
-            id: r[0].uuid()?,
-            subject: r[1].text()?,
-            date: r[2].text()?,
-            kind: r[3].text()?,
-            scale: r[4].text()?,
-            mark: r[5].text()?,
-            hundredths: r[6].int().and_then(|h| u16::try_from(h).ok()),
-            weight: u16::try_from(r[7].int()?).ok()?,
-            counted: r[8].bool()?,
-            description: r[9].text()?,
-            corrected: r[10].bool()?,
-            annulled: r[11].text(),
+    Read::one(ProjectionQuery::new(sql, params, &columns), move |rows| {
+        decode_rows("grade", rows, |r| {
+            Some(GradeRow {
+                id: r[0].uuid()?,
+                subject: r[1].text()?,
+                date: r[2].text()?,
+                kind: r[3].text()?,
+                scale: r[4].text()?,
+                mark: r[5].text()?,
+                hundredths: r[6].int().and_then(|h| u16::try_from(h).ok()),
+                weight: u16::try_from(r[7].int()?).ok()?,
+                counted: r[8].bool()?,
+                description: r[9].text()?,
+                corrected: r[10].bool()?,
+                annulled: r[11].text(),
+            })
         })
     })
 }
 
 /// The student's absences, late entries and early exits of the school year, newest first.
 ///
-/// # Errors
-/// The store's.
-pub async fn attendance(
-    store: &dyn EventStore,
+/// Read it alone with [`Read::run`], or with others from one snapshot in a
+/// [`registro_store::Batch`].
+pub fn attendance(
     school: SchoolId,
     student: Uuid,
     year: i32,
     page: Option<&Page>,
-) -> Result<Vec<AttendanceRow>, StoreError> {
+) -> Read<Vec<AttendanceRow>> {
     let mut params = key(school, student, year);
     let sql = paged(
         "SELECT entry_id, date, kind, at, hours, cancelled, justification, justifier \
@@ -330,19 +327,18 @@ pub async fn attendance(
         T::Text,
         T::Text,
     ];
-    let rows = store
-        .query_projection(school, &sql, &params, &columns)
-        .await?;
-    decode_rows("attendance", &rows, |r| {
-        Some(AttendanceRow {
-            id: r[0].uuid()?,
-            date: r[1].text()?,
-            kind: r[2].text()?,
-            at: r[3].text(),
-            hours: u32::try_from(r[4].int()?).ok()?,
-            cancelled: r[5].text(),
-            justification: r[6].text()?,
-            justifier: r[7].text(),
+    Read::one(ProjectionQuery::new(sql, params, &columns), move |rows| {
+        decode_rows("attendance", rows, |r| {
+            Some(AttendanceRow {
+                id: r[0].uuid()?,
+                date: r[1].text()?,
+                kind: r[2].text()?,
+                at: r[3].text(),
+                hours: u32::try_from(r[4].int()?).ok()?,
+                cancelled: r[5].text(),
+                justification: r[6].text()?,
+                justifier: r[7].text(),
+            })
         })
     })
 }
@@ -350,16 +346,15 @@ pub async fn attendance(
 /// The notes of the school year to the student and, when `class` is given, to their whole
 /// class, newest first.
 ///
-/// # Errors
-/// The store's.
-pub async fn notes(
-    store: &dyn EventStore,
+/// Read it alone with [`Read::run`], or with others from one snapshot in a
+/// [`registro_store::Batch`].
+pub fn notes(
     school: SchoolId,
     student: Uuid,
     class: Option<Uuid>,
     year: i32,
     page: Option<&Page>,
-) -> Result<Vec<NoteRow>, StoreError> {
+) -> Read<Vec<NoteRow>> {
     let mut params = key(school, student, year);
     let mut base = String::from(
         "SELECT note_id, date, kind, text, student, annulled FROM family_notes \
@@ -375,17 +370,16 @@ pub async fn notes(
     base.push(')');
     let sql = paged(&base, &mut params, "note_id", page);
     let columns = [T::Uuid, T::Text, T::Text, T::Text, T::Uuid, T::Text];
-    let rows = store
-        .query_projection(school, &sql, &params, &columns)
-        .await?;
-    decode_rows("note", &rows, |r| {
-        Some(NoteRow {
-            id: r[0].uuid()?,
-            date: r[1].text()?,
-            kind: r[2].text()?,
-            text: r[3].text()?,
-            whole_class: r[4] == Cell::Null,
-            annulled: r[5].text(),
+    Read::one(ProjectionQuery::new(sql, params, &columns), move |rows| {
+        decode_rows("note", rows, |r| {
+            Some(NoteRow {
+                id: r[0].uuid()?,
+                date: r[1].text()?,
+                kind: r[2].text()?,
+                text: r[3].text()?,
+                whole_class: r[4] == Cell::Null,
+                annulled: r[5].text(),
+            })
         })
     })
 }
@@ -393,16 +387,15 @@ pub async fn notes(
 /// The class's homework and tests of the school year, newest first; with `from`, only those
 /// due on or after that day.
 ///
-/// # Errors
-/// The store's.
-pub async fn agenda(
-    store: &dyn EventStore,
+/// Read it alone with [`Read::run`], or with others from one snapshot in a
+/// [`registro_store::Batch`].
+pub fn agenda(
     school: SchoolId,
     class: Uuid,
     year: i32,
     from: Option<Date>,
     page: Option<&Page>,
-) -> Result<Vec<AgendaRow>, StoreError> {
+) -> Read<Vec<AgendaRow>> {
     let mut params = key(school, class, year);
     let mut base = String::from(
         "SELECT item_id, kind, date, assigned_on, subject, text FROM family_agenda \
@@ -414,17 +407,16 @@ pub async fn agenda(
     }
     let sql = paged(&base, &mut params, "item_id", page);
     let columns = [T::Uuid, T::Text, T::Text, T::Text, T::Text, T::Text];
-    let rows = store
-        .query_projection(school, &sql, &params, &columns)
-        .await?;
-    decode_rows("agenda", &rows, |r| {
-        Some(AgendaRow {
-            id: r[0].uuid()?,
-            kind: r[1].text()?,
-            date: r[2].text()?,
-            assigned_on: r[3].text(),
-            subject: r[4].text()?,
-            text: r[5].text()?,
+    Read::one(ProjectionQuery::new(sql, params, &columns), move |rows| {
+        decode_rows("agenda", rows, |r| {
+            Some(AgendaRow {
+                id: r[0].uuid()?,
+                kind: r[1].text()?,
+                date: r[2].text()?,
+                assigned_on: r[3].text(),
+                subject: r[4].text()?,
+                text: r[5].text()?,
+            })
         })
     })
 }
@@ -446,145 +438,151 @@ pub struct Addressees<'a> {
 /// The school's communications of the school year to `to`, newest first. A school publishes
 /// some hundreds a year: they are filtered here, then paged.
 ///
-/// # Errors
-/// The store's.
-pub async fn communications(
-    store: &dyn EventStore,
+/// Read it alone with [`Read::run`], or with others from one snapshot in a
+/// [`registro_store::Batch`].
+pub fn communications(
     school: SchoolId,
     year: i32,
     to: Addressees<'_>,
     page: Option<&Page>,
-) -> Result<Vec<CommunicationRow>, StoreError> {
+) -> Read<Vec<CommunicationRow>> {
     let Addressees {
         student,
         class,
         groups,
         readers,
     } = to;
-    let school_cell = Cell::Uuid(*school.as_uuid());
-    let params = vec![school_cell.clone(), Cell::Int(i64::from(year))];
-    let sql = "SELECT communication_id, kind, number, title, body, date, groups, classes, \
-               consent_deadline, attachments, withdrawn FROM family_communications \
-               WHERE school_id = $1 AND year = $2 ORDER BY date DESC, communication_id DESC";
-    let columns = [
-        T::Uuid,
-        T::Text,
-        T::Int,
-        T::Text,
-        T::Text,
-        T::Text,
-        T::Json,
-        T::Json,
-        T::Text,
-        T::Json,
-        T::Text,
-    ];
-    let rows = store
-        .query_projection(school, sql, &params, &columns)
-        .await?;
-    let mut found = Vec::new();
-    for r in &rows {
-        let row = (|| {
-            Some(CommunicationRow {
-                id: r[0].uuid()?,
-                kind: r[1].text()?,
-                number: r[2].int().and_then(|n| u32::try_from(n).ok()),
-                title: r[3].text()?,
-                body: r[4].text()?,
-                date: r[5].text()?,
-                groups: serde_json::from_value(r[6].json()?).ok()?,
-                classes: serde_json::from_value(r[7].json()?).ok()?,
-                consent_deadline: r[8].text(),
-                attachments: r[9].json()?,
-                withdrawn: r[10].text(),
-                receipts: Vec::new(),
-                consent: None,
-            })
-        })()
-        .ok_or_else(|| shape("communication", r))?;
-        let to_family = row.groups.iter().any(|g| groups.contains(&g.as_str()));
-        let reaches = row.classes.is_empty() || class.is_some_and(|c| row.classes.contains(&c));
-        let after = page
-            .and_then(|p| p.after.as_ref())
-            .is_none_or(|c| (row.date.as_str(), row.id) < (c.date.as_str(), c.id));
-        if to_family && reaches && after {
-            found.push(row);
-        }
-    }
-    found.truncate(page.map_or(usize::MAX, |p| {
-        usize::try_from(p.limit.clamp(1, 500)).unwrap_or(usize::MAX)
-    }));
-    if found.is_empty() {
-        return Ok(found);
-    }
-    // The receipts and consents of the page's communications.
-    let mut params = vec![school_cell];
-    let list = |params: &mut Vec<Cell>, ids: &mut dyn Iterator<Item = Uuid>| {
+    let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+    let page = page.cloned();
+    let school_year = vec![Cell::Uuid(*school.as_uuid()), Cell::Int(i64::from(year))];
+    let mut queries = vec![ProjectionQuery::new(
+        "SELECT communication_id, kind, number, title, body, date, groups, classes, \
+         consent_deadline, attachments, withdrawn FROM family_communications \
+         WHERE school_id = $1 AND year = $2 ORDER BY date DESC, communication_id DESC",
+        school_year.clone(),
+        &[
+            T::Uuid,
+            T::Text,
+            T::Int,
+            T::Text,
+            T::Text,
+            T::Text,
+            T::Json,
+            T::Json,
+            T::Text,
+            T::Json,
+            T::Text,
+        ],
+    )];
+    // The consents for the student and the readers' receipts, of the year's communications
+    // (read with them, from the same snapshot; those of the page are kept).
+    let mut params = school_year.clone();
+    params.push(Cell::Uuid(student));
+    queries.push(ProjectionQuery::new(
+        "SELECT s.communication_id, s.consent, s.answered_by, s.at FROM family_consents s \
+         JOIN family_communications c ON c.school_id = s.school_id \
+           AND c.communication_id = s.communication_id \
+         WHERE s.school_id = $1 AND c.year = $2 AND s.student = $3",
+        params,
+        &[T::Uuid, T::Text, T::Uuid, T::Time],
+    ));
+    if !readers.is_empty() {
+        let mut params = school_year;
         let mut marks = Vec::new();
-        for id in ids {
-            params.push(Cell::Uuid(id));
+        for person in readers {
+            params.push(Cell::Uuid(*person));
             marks.push(format!("${}", params.len()));
         }
-        marks.join(", ")
-    };
-    let communications = list(&mut params, &mut found.iter().map(|c| c.id));
-    if !readers.is_empty() {
-        let mut receipt_params = params.clone();
-        let people = list(&mut receipt_params, &mut readers.iter().copied());
-        let sql = format!(
-            "SELECT communication_id, person, at FROM family_receipts WHERE school_id = $1 \
-             AND communication_id IN ({communications}) AND person IN ({people}) \
-             ORDER BY at, person"
-        );
-        for r in store
-            .query_projection(school, &sql, &receipt_params, &[T::Uuid, T::Uuid, T::Time])
-            .await?
-        {
-            let (Some(c), Some(p), Cell::Time(at)) = (r[0].uuid(), r[1].uuid(), &r[2]) else {
-                return Err(shape("receipt", &r));
-            };
-            if let Some(row) = found.iter_mut().find(|x| x.id == c) {
-                row.receipts.push((p, *at));
+        queries.push(ProjectionQuery::new(
+            format!(
+                "SELECT r.communication_id, r.person, r.at FROM family_receipts r \
+                 JOIN family_communications c ON c.school_id = r.school_id \
+                   AND c.communication_id = r.communication_id \
+                 WHERE r.school_id = $1 AND c.year = $2 AND r.person IN ({}) \
+                 ORDER BY r.at, r.person",
+                marks.join(", ")
+            ),
+            params,
+            &[T::Uuid, T::Uuid, T::Time],
+        ));
+    }
+    Read::many(queries, move |answers| {
+        let (communications, consents, receipts) = match answers {
+            [c, s] => (c, s, None),
+            [c, s, r] => (c, s, Some(r)),
+            _ => {
+                return Err(StoreError::internal(
+                    "the communications' queries went unanswered",
+                ));
+            }
+        };
+        let mut found = Vec::new();
+        for r in communications {
+            let row = (|| {
+                Some(CommunicationRow {
+                    id: r[0].uuid()?,
+                    kind: r[1].text()?,
+                    number: r[2].int().and_then(|n| u32::try_from(n).ok()),
+                    title: r[3].text()?,
+                    body: r[4].text()?,
+                    date: r[5].text()?,
+                    groups: serde_json::from_value(r[6].json()?).ok()?,
+                    classes: serde_json::from_value(r[7].json()?).ok()?,
+                    consent_deadline: r[8].text(),
+                    attachments: r[9].json()?,
+                    withdrawn: r[10].text(),
+                    receipts: Vec::new(),
+                    consent: None,
+                })
+            })()
+            .ok_or_else(|| shape("communication", r))?;
+            let to_family = row.groups.iter().any(|g| groups.contains(g));
+            let reaches = row.classes.is_empty() || class.is_some_and(|c| row.classes.contains(&c));
+            let after = page
+                .as_ref()
+                .and_then(|p| p.after.as_ref())
+                .is_none_or(|c| (row.date.as_str(), row.id) < (c.date.as_str(), c.id));
+            if to_family && reaches && after {
+                found.push(row);
             }
         }
-    }
-    params.push(Cell::Uuid(student));
-    let sql = format!(
-        "SELECT communication_id, consent, answered_by, at FROM family_consents \
-         WHERE school_id = $1 AND communication_id IN ({communications}) AND student = ${}",
-        params.len()
-    );
-    for r in store
-        .query_projection(school, &sql, &params, &[T::Uuid, T::Text, T::Uuid, T::Time])
-        .await?
-    {
-        let (Some(c), Some(consent), Some(by), Cell::Time(at)) =
-            (r[0].uuid(), r[1].text(), r[2].uuid(), &r[3])
-        else {
-            return Err(shape("consent", &r));
-        };
-        if let Some(row) = found.iter_mut().find(|x| x.id == c) {
-            row.consent = Some(ConsentRow {
-                consent,
-                by,
-                at: *at,
-            });
+        found.truncate(page.as_ref().map_or(usize::MAX, |p| {
+            usize::try_from(p.limit.clamp(1, 500)).unwrap_or(usize::MAX)
+        }));
+        let at: std::collections::HashMap<Uuid, usize> =
+            found.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+        for r in receipts.into_iter().flatten() {
+            let (Some(c), Some(p), Cell::Time(when)) = (r[0].uuid(), r[1].uuid(), &r[2]) else {
+                return Err(shape("receipt", r));
+            };
+            if let Some(row) = at.get(&c).and_then(|i| found.get_mut(*i)) {
+                row.receipts.push((p, *when));
+            }
         }
-    }
-    Ok(found)
+        for r in consents {
+            let (Some(c), Some(consent), Some(by), Cell::Time(when)) =
+                (r[0].uuid(), r[1].text(), r[2].uuid(), &r[3])
+            else {
+                return Err(shape("consent", r));
+            };
+            if let Some(row) = at.get(&c).and_then(|i| found.get_mut(*i)) {
+                row.consent = Some(ConsentRow {
+                    consent,
+                    by,
+                    at: *when,
+                });
+            }
+        }
+        Ok(found)
+    })
 }
 
 /// The meetings booked for the student in the school year (`year` its first calendar year),
 /// newest first.
 ///
-/// # Errors
-/// The store's.
-pub async fn bookings(
-    store: &dyn EventStore,
-    school: SchoolId,
-    student: Uuid,
-    year: i32,
-) -> Result<Vec<BookingRow>, StoreError> {
+/// Read it alone with [`Read::run`], or with others from one snapshot in a
+/// [`registro_store::Batch`].
+pub fn bookings(school: SchoolId, student: Uuid, year: i32) -> Read<Vec<BookingRow>> {
     let span = registro_domain::calendar::SchoolYear::starting(year);
     let params = vec![
         Cell::Uuid(*school.as_uuid()),
@@ -607,19 +605,18 @@ pub async fn bookings(
         T::Uuid,
         T::Text,
     ];
-    let rows = store
-        .query_projection(school, sql, &params, &columns)
-        .await?;
-    decode_rows("booking", &rows, |r| {
-        Some(BookingRow {
-            slot: r[0].uuid()?,
-            teacher: r[1].uuid(),
-            date: r[2].text()?,
-            start: r[3].text()?,
-            end: r[4].text()?,
-            place: r[5].text()?,
-            guardian: r[6].uuid()?,
-            cancelled: r[7].text(),
+    Read::one(ProjectionQuery::new(sql, params, &columns), move |rows| {
+        decode_rows("booking", rows, |r| {
+            Some(BookingRow {
+                slot: r[0].uuid()?,
+                teacher: r[1].uuid(),
+                date: r[2].text()?,
+                start: r[3].text()?,
+                end: r[4].text()?,
+                place: r[5].text()?,
+                guardian: r[6].uuid()?,
+                cancelled: r[7].text(),
+            })
         })
     })
 }
@@ -650,14 +647,9 @@ pub struct ReportCardRow {
 /// The student's published report cards of the school year, latest term first. A term's
 /// report cards show once the principal publishes them, and no longer while it is reopened.
 ///
-/// # Errors
-/// The store's.
-pub async fn report_cards(
-    store: &dyn EventStore,
-    school: SchoolId,
-    student: Uuid,
-    year: i32,
-) -> Result<Vec<ReportCardRow>, StoreError> {
+/// Read it alone with [`Read::run`], or with others from one snapshot in a
+/// [`registro_store::Batch`].
+pub fn report_cards(school: SchoolId, student: Uuid, year: i32) -> Read<Vec<ReportCardRow>> {
     let params = key(school, student, year);
     let sql = "SELECT g.class_id, g.term, s.is_final, g.grades, g.conduct, o.outcome, \
                o.subjects, o.citizenship, o.resolved \
@@ -679,49 +671,49 @@ pub async fn report_cards(
         T::Bool,
         T::Text,
     ];
-    let rows = store
-        .query_projection(school, sql, &params, &columns)
-        .await?;
-    decode_rows("report card", &rows, |r| {
-        Some(ReportCardRow {
-            class: r[0].uuid()?,
-            term: u8::try_from(r[1].int()?).ok()?,
-            is_final: r[2].bool()?,
-            grades: serde_json::from_value(r[3].json()?).ok()?,
-            conduct: r[4].int().and_then(|c| u8::try_from(c).ok()),
-            outcome: r[5].text(),
-            subjects_to_recover: r[6]
-                .json()
-                .and_then(|v| serde_json::from_value(v).ok())
-                .unwrap_or_default(),
-            citizenship: r[7].bool().unwrap_or(false),
-            resolved: r[8].text(),
+    Read::one(ProjectionQuery::new(sql, params, &columns), move |rows| {
+        decode_rows("report card", rows, |r| {
+            Some(ReportCardRow {
+                class: r[0].uuid()?,
+                term: u8::try_from(r[1].int()?).ok()?,
+                is_final: r[2].bool()?,
+                grades: serde_json::from_value(r[3].json()?).ok()?,
+                conduct: r[4].int().and_then(|c| u8::try_from(c).ok()),
+                outcome: r[5].text(),
+                subjects_to_recover: r[6]
+                    .json()
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default(),
+                citizenship: r[7].bool().unwrap_or(false),
+                resolved: r[8].text(),
+            })
         })
     })
 }
 
 /// The council's exemptions of the student's absences from the limit in the school year.
 ///
-/// # Errors
-/// The store's.
-pub async fn exemptions(
-    store: &dyn EventStore,
+/// Read it alone with [`Read::run`], or with others from one snapshot in a
+/// [`registro_store::Batch`].
+pub fn exemptions(
     school: SchoolId,
     student: Uuid,
     year: i32,
-) -> Result<Vec<registro_domain::attendance::Exemption>, StoreError> {
+) -> Read<Vec<registro_domain::attendance::Exemption>> {
     let params = key(school, student, year);
     let sql = "SELECT from_date, to_date, reason FROM family_exemptions \
                WHERE school_id = $1 AND student = $2 AND year = $3 ORDER BY from_date";
-    let rows = store
-        .query_projection(school, sql, &params, &[T::Text, T::Text, T::Text])
-        .await?;
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    decode_rows("exemption", &rows, |r| {
-        Some(registro_domain::attendance::Exemption {
-            from: Date::parse(&r[0].text()?, format).ok()?,
-            to: Date::parse(&r[1].text()?, format).ok()?,
-            reason: serde_json::from_value(Value::String(r[2].text()?)).ok()?,
-        })
-    })
+    Read::one(
+        ProjectionQuery::new(sql, params, &[T::Text, T::Text, T::Text]),
+        move |rows| {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            decode_rows("exemption", rows, |r| {
+                Some(registro_domain::attendance::Exemption {
+                    from: Date::parse(&r[0].text()?, format).ok()?,
+                    to: Date::parse(&r[1].text()?, format).ok()?,
+                    reason: serde_json::from_value(Value::String(r[2].text()?)).ok()?,
+                })
+            })
+        },
+    )
 }

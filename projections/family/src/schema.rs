@@ -2,7 +2,8 @@
 //! upsert or a delete by key (ADR 0019). Non-key columns have defaults, so that an event that
 //! changes some columns of a row (a correction, an annulment) is an upsert of just those.
 //! Dates are ISO 8601 text (`YYYY-MM-DD`), times of day `HH:MM`, on both backends. The second
-//! step adds the report cards (issue 6): a released step is never edited.
+//! step adds the report cards (issue 6), the third the indexes by person and by student
+//! the overview's receipts and consents are read by: a released step is never edited.
 
 /// The PostgreSQL steps.
 pub const POSTGRES: &[&str] = &[
@@ -194,8 +195,13 @@ BEGIN
 END
 $$;
 ",
+    // Third step: a family's receipts and a student's consents are read by person, with the
+    // communications of the year (one snapshot with the rest of the overview).
+    r"
+CREATE INDEX family_receipts_by_person ON family_receipts (school_id, person);
+CREATE INDEX family_consents_by_student ON family_consents (school_id, student);
+",
 ];
-
 /// The SQLite steps.
 pub const SQLITE: &[&str] = &[
     r"
@@ -356,5 +362,11 @@ CREATE TABLE family_exemptions (
     reason    TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (school_id, student, year, from_date)
 ) STRICT;
+",
+    // Third step: a family's receipts and a student's consents are read by person, with the
+    // communications of the year (one snapshot with the rest of the overview).
+    r"
+CREATE INDEX family_receipts_by_person ON family_receipts (school_id, person);
+CREATE INDEX family_consents_by_student ON family_consents (school_id, student);
 ",
 ];

@@ -270,10 +270,10 @@ async fn catch_up(
 ) {
     for _ in 0..200 {
         projector.catch_up().await.unwrap();
-        let done = grades(store, a, x, 2025, None).await.unwrap().len() == 3
-            && grades(store, b, x, 2025, None).await.unwrap().len() == 1
-            && !bookings(store, a, x, 2025).await.unwrap().is_empty()
-            && bookings(store, a, x, 2025).await.unwrap()[0]
+        let done = grades(a, x, 2025, None).run(store, a).await.unwrap().len() == 3
+            && grades(b, x, 2025, None).run(store, b).await.unwrap().len() == 1
+            && !bookings(a, x, 2025).run(store, a).await.unwrap().is_empty()
+            && bookings(a, x, 2025).run(store, a).await.unwrap()[0]
                 .cancelled
                 .is_some();
         if done {
@@ -301,7 +301,7 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
     projector.prepare().await.unwrap();
     catch_up(&projector, s, a, b, i.x).await;
 
-    let g = grades(s, a, i.x, 2025, None).await.unwrap();
+    let g = grades(a, i.x, 2025, None).run(s, a).await.unwrap();
     let shown: Vec<_> = g
         .iter()
         .map(|g| {
@@ -324,17 +324,23 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
         "newest first; the correction and the annulment applied"
     );
     assert_eq!(
-        grades(s, b, i.x, 2025, None).await.unwrap()[0].subject,
+        grades(b, i.x, 2025, None).run(s, b).await.unwrap()[0].subject,
         "Storia"
     );
-    assert!(grades(s, a, i.x, 2024, None).await.unwrap().is_empty());
+    assert!(
+        grades(a, i.x, 2024, None)
+            .run(s, a)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Pages: one at a time, then after the cursor.
     let first = Page {
         after: None,
         limit: 1,
     };
-    let page1 = grades(s, a, i.x, 2025, Some(&first)).await.unwrap();
+    let page1 = grades(a, i.x, 2025, Some(&first)).run(s, a).await.unwrap();
     assert_eq!(page1.len(), 1);
     let cursor = Cursor::after(&page1[0].date, page1[0].id);
     assert_eq!(Cursor::parse(&cursor.to_string()), Some(cursor.clone()));
@@ -342,7 +348,8 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
         after: Some(cursor),
         limit: 5,
     };
-    let rest: Vec<_> = grades(s, a, i.x, 2025, Some(&next))
+    let rest: Vec<_> = grades(a, i.x, 2025, Some(&next))
+        .run(s, a)
         .await
         .unwrap()
         .into_iter()
@@ -350,7 +357,7 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
         .collect();
     assert_eq!(rest, [i.g3, i.g1]);
 
-    let entries = attendance(s, a, i.x, 2025, None).await.unwrap();
+    let entries = attendance(a, i.x, 2025, None).run(s, a).await.unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(
         (
@@ -371,7 +378,10 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
         (5, "accepted", Some("guardian"))
     );
 
-    let with_class = notes(s, a, i.x, Some(i.class), 2025, None).await.unwrap();
+    let with_class = notes(a, i.x, Some(i.class), 2025, None)
+        .run(s, a)
+        .await
+        .unwrap();
     assert_eq!(
         with_class
             .iter()
@@ -380,15 +390,26 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
         [(i.class_note, true), (i.note, false)]
     );
     assert_eq!(
-        notes(s, a, i.y, Some(i.class), 2025, None)
+        notes(a, i.y, Some(i.class), 2025, None)
+            .run(s, a)
             .await
             .unwrap()
             .len(),
         1
     );
-    assert_eq!(notes(s, a, i.x, None, 2025, None).await.unwrap().len(), 1);
+    assert_eq!(
+        notes(a, i.x, None, 2025, None)
+            .run(s, a)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
-    let items = agenda(s, a, i.class, 2025, None, None).await.unwrap();
+    let items = agenda(a, i.class, 2025, None, None)
+        .run(s, a)
+        .await
+        .unwrap();
     assert_eq!(
         items
             .iter()
@@ -398,7 +419,8 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
     );
     let from = time::macros::date!(2025 - 10 - 10);
     assert_eq!(
-        agenda(s, a, i.class, 2025, Some(from), None)
+        agenda(a, i.class, 2025, Some(from), None)
+            .run(s, a)
             .await
             .unwrap()
             .len(),
@@ -412,7 +434,6 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
         readers: &[],
     };
     let comms = communications(
-        s,
         a,
         2025,
         Addressees {
@@ -421,6 +442,7 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
         },
         None,
     )
+    .run(s, a)
     .await
     .unwrap();
     assert_eq!(comms.len(), 1, "only the one to the families of the class");
@@ -433,29 +455,25 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
         ("refused", i.guardian)
     );
     assert!(
-        communications(
-            s,
-            a,
-            2025,
-            to_family(i.y, i.other_class, &["families"]),
-            None
-        )
-        .await
-        .unwrap()
-        .iter()
-        .all(|c| c.id == i.to_other && c.consent.is_none())
+        communications(a, 2025, to_family(i.y, i.other_class, &["families"]), None)
+            .run(s, a)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.id == i.to_other && c.consent.is_none())
     );
     assert!(
-        communications(s, a, 2025, to_family(i.x, i.class, &["students"]), None)
+        communications(a, 2025, to_family(i.x, i.class, &["students"]), None)
+            .run(s, a)
             .await
             .unwrap()
             .is_empty(),
         "a notice to the families is not the students'"
     );
 
-    let booked = bookings(s, a, i.x, 2025).await.unwrap();
+    let booked = bookings(a, i.x, 2025).run(s, a).await.unwrap();
     assert!(
-        bookings(s, a, i.x, 2024).await.unwrap().is_empty(),
+        bookings(a, i.x, 2024).run(s, a).await.unwrap().is_empty(),
         "another year's"
     );
     assert_eq!(booked.len(), 1, "the cancelled booking is gone");
@@ -471,7 +489,7 @@ async fn the_view_follows_the_events(store: Arc<dyn EventStore>) {
     // Applying again changes nothing: the checkpoint holds.
     let at = projector.catch_up().await.unwrap();
     assert_eq!(projector.catch_up().await.unwrap(), at);
-    assert_eq!(grades(s, a, i.x, 2025, None).await.unwrap(), g);
+    assert_eq!(grades(a, i.x, 2025, None).run(s, a).await.unwrap(), g);
 }
 
 #[tokio::test]
@@ -539,7 +557,7 @@ async fn report_cards_follow_their_publication(store: Arc<dyn EventStore>) {
             for _ in 0..200 {
                 projector.catch_up().await.unwrap();
                 if s.projection_reached("family", school, head).await.unwrap() {
-                    let found = report_cards(s, school, x, 2025).await.unwrap();
+                    let found = report_cards(school, x, 2025).run(s, school).await.unwrap();
                     assert_eq!(found.len(), wanted, "{found:?}");
                     return found;
                 }
@@ -549,7 +567,8 @@ async fn report_cards_follow_their_publication(store: Arc<dyn EventStore>) {
         }
     };
     assert!(until(0).await.is_empty(), "not published yet");
-    let exempted = registro_projection_family::exemptions(s, school, x, 2025)
+    let exempted = registro_projection_family::exemptions(school, x, 2025)
+        .run(s, school)
         .await
         .unwrap();
     assert_eq!(exempted.len(), 1);
@@ -587,7 +606,7 @@ async fn report_cards_follow_their_publication(store: Arc<dyn EventStore>) {
     .await;
     for _ in 0..200 {
         projector.catch_up().await.unwrap();
-        if report_cards(s, school, x, 2025).await.unwrap()[0]
+        if report_cards(school, x, 2025).run(s, school).await.unwrap()[0]
             .resolved
             .is_some()
         {
@@ -595,7 +614,7 @@ async fn report_cards_follow_their_publication(store: Arc<dyn EventStore>) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let cards = report_cards(s, school, x, 2025).await.unwrap();
+    let cards = report_cards(school, x, 2025).run(s, school).await.unwrap();
     assert_eq!(cards[0].resolved.as_deref(), Some("admitted"));
     append_json(
         s,
@@ -707,7 +726,8 @@ async fn an_unreadable_event_stops_the_view_there() {
         "{error}"
     );
     assert_eq!(
-        grades(store.as_ref(), school, student, 2025, None)
+        grades(school, student, 2025, None)
+            .run(store.as_ref(), school)
             .await
             .unwrap()
             .len(),

@@ -9,7 +9,7 @@ use registro_domain::attendance::{AnnualLimit, Exemption, counted_hours};
 use registro_domain::grade::{Average, GradeValue, Weight};
 use registro_domain::record::Mark;
 use registro_domain::scrutiny::{Outcome, SchoolLevel, below_six, propose_outcome};
-use registro_store::{Cell, CellType as T, EventStore, StoreError, decode_rows};
+use registro_store::{Cell, CellType as T, EventStore, ProjectionQuery, StoreError, decode_rows};
 use serde_json::Value;
 use time::Date;
 use uuid::Uuid;
@@ -152,21 +152,76 @@ pub async fn term_rows(
         Cell::Int(i64::from(term)),
     ];
     let where_term = "WHERE school_id = $1 AND class_id = $2 AND year = $3 AND term = $4";
-    let query = |sql: String, params: Vec<Cell>, columns: Vec<T>| async move {
-        store
-            .query_projection(school, &sql, &params, &columns)
-            .await
-    };
-    let rows = query(
-        format!(
-            "SELECT level, is_final, status, session_date, attendees, published \
-             FROM scrutiny_terms {where_term}"
+    let class_year = term_key[..3].to_vec();
+    let mut queries = vec![
+        ProjectionQuery::new(
+            format!(
+                "SELECT level, is_final, status, session_date, attendees, published \
+                 FROM scrutiny_terms {where_term}"
+            ),
+            term_key.clone(),
+            &[T::Text, T::Bool, T::Text, T::Text, T::Json, T::Bool],
         ),
-        term_key.clone(),
-        vec![T::Text, T::Bool, T::Text, T::Text, T::Json, T::Bool],
-    )
-    .await?;
-    let Some(mut t) = decode_rows("scrutiny term", &rows, |r| {
+        ProjectionQuery::new(
+            format!("SELECT reason FROM scrutiny_reopenings {where_term} ORDER BY school_seq"),
+            term_key.clone(),
+            &[T::Text],
+        ),
+        ProjectionQuery::new(
+            format!("SELECT student, subject, mark, teacher FROM scrutiny_proposals {where_term}"),
+            term_key.clone(),
+            &[T::Uuid, T::Text, T::Json, T::Uuid],
+        ),
+        ProjectionQuery::new(
+            format!("SELECT student, grades, conduct FROM scrutiny_deliberations {where_term}"),
+            term_key,
+            &[T::Uuid, T::Json, T::Int],
+        ),
+        // Read for every term, kept for the final one.
+        ProjectionQuery::new(
+            "SELECT student, outcome, resolved FROM scrutiny_outcomes \
+             WHERE school_id = $1 AND class_id = $2 AND year = $3 AND outcome IS NOT NULL",
+            class_year.clone(),
+            &[T::Uuid, T::Json, T::Text],
+        ),
+        // The class's council's exemptions (those the domain counts for its outcomes).
+        ProjectionQuery::new(
+            "SELECT student, from_date, to_date, reason FROM scrutiny_exemptions \
+             WHERE school_id = $1 AND class_id = $2 AND year = $3 ORDER BY school_seq",
+            class_year,
+            &[T::Uuid, T::Text, T::Text, T::Text],
+        ),
+    ];
+    if !students.is_empty() {
+        let mut params = vec![school_cell, Cell::Int(i64::from(year))];
+        params.extend(students.iter().map(|s| Cell::Uuid(*s)));
+        let of_students = format!(
+            "school_id = $1 AND year = $2 AND student IN ({})",
+            placeholders(3, students.len())
+        );
+        queries.push(ProjectionQuery::new(
+            format!(
+                "SELECT student, subject, date, hundredths, weight FROM scrutiny_grades \
+                 WHERE {of_students} AND counted AND NOT annulled AND hundredths IS NOT NULL"
+            ),
+            params.clone(),
+            &[T::Uuid, T::Text, T::Text, T::Int, T::Int],
+        ));
+        queries.push(ProjectionQuery::new(
+            format!(
+                "SELECT student, date, hours FROM scrutiny_absences \
+                 WHERE {of_students} AND NOT cancelled"
+            ),
+            params,
+            &[T::Uuid, T::Text, T::Int],
+        ));
+    }
+    // One snapshot, one round trip.
+    let answers = store.query_projections(school, &queries).await?;
+    let empty = Vec::new();
+    let rows = |i: usize| answers.get(i).unwrap_or(&empty);
+
+    let Some(mut t) = decode_rows("scrutiny term", rows(0), |r| {
         Some(TermRows::new(
             named(&r[0])?,
             r[1].bool()?,
@@ -179,22 +234,8 @@ pub async fn term_rows(
     .pop() else {
         return Ok(None);
     };
-
-    let rows = query(
-        format!("SELECT reason FROM scrutiny_reopenings {where_term} ORDER BY school_seq"),
-        term_key.clone(),
-        vec![T::Text],
-    )
-    .await?;
-    t.reopened = decode_rows("reopening", &rows, |r| r[0].text())?;
-
-    let rows = query(
-        format!("SELECT student, subject, mark, teacher FROM scrutiny_proposals {where_term}"),
-        term_key.clone(),
-        vec![T::Uuid, T::Text, T::Json, T::Uuid],
-    )
-    .await?;
-    t.proposals = decode_rows("proposal", &rows, |r| {
+    t.reopened = decode_rows("reopening", rows(1), |r| r[0].text())?;
+    t.proposals = decode_rows("proposal", rows(2), |r| {
         Some((
             (r[0].uuid()?, r[1].text()?),
             (from_json(&r[2])?, r[3].uuid()?),
@@ -202,14 +243,7 @@ pub async fn term_rows(
     })?
     .into_iter()
     .collect();
-
-    let rows = query(
-        format!("SELECT student, grades, conduct FROM scrutiny_deliberations {where_term}"),
-        term_key.clone(),
-        vec![T::Uuid, T::Json, T::Int],
-    )
-    .await?;
-    t.deliberations = decode_rows("deliberation", &rows, |r| {
+    t.deliberations = decode_rows("deliberation", rows(3), |r| {
         let conduct = match &r[2] {
             Cell::Null => None,
             c => Some(GradeValue::from_hundredths(int(c)?).ok()?),
@@ -218,17 +252,8 @@ pub async fn term_rows(
     })?
     .into_iter()
     .collect();
-
     if t.is_final {
-        let rows = query(
-            "SELECT student, outcome, resolved FROM scrutiny_outcomes \
-             WHERE school_id = $1 AND class_id = $2 AND year = $3 AND outcome IS NOT NULL"
-                .to_owned(),
-            term_key[..3].to_vec(),
-            vec![T::Uuid, T::Json, T::Text],
-        )
-        .await?;
-        t.outcomes = decode_rows("outcome", &rows, |r| {
+        t.outcomes = decode_rows("outcome", rows(4), |r| {
             let outcome = OutcomeRow {
                 outcome: from_json(&r[1])?,
                 resolved: r[2].text(),
@@ -238,27 +263,10 @@ pub async fn term_rows(
         .into_iter()
         .collect();
     }
-
     if students.is_empty() {
         return Ok(Some(t));
     }
-    let mut params = vec![school_cell, Cell::Int(i64::from(year))];
-    params.extend(students.iter().map(|s| Cell::Uuid(*s)));
-    let of_students = format!(
-        "school_id = $1 AND year = $2 AND student IN ({})",
-        placeholders(3, students.len())
-    );
-
-    // The class's council's exemptions (those the domain counts for its outcomes).
-    let rows = query(
-        "SELECT student, from_date, to_date, reason FROM scrutiny_exemptions \
-         WHERE school_id = $1 AND class_id = $2 AND year = $3 ORDER BY school_seq"
-            .to_owned(),
-        term_key[..3].to_vec(),
-        vec![T::Uuid, T::Text, T::Text, T::Text],
-    )
-    .await?;
-    t.exemptions = by_student(decode_rows("exemption", &rows, |r| {
+    t.exemptions = by_student(decode_rows("exemption", rows(5), |r| {
         let exemption = Exemption {
             from: parse_date(&r[1].text()?)?,
             to: parse_date(&r[2].text()?)?,
@@ -266,17 +274,7 @@ pub async fn term_rows(
         };
         Some((r[0].uuid()?, exemption))
     })?);
-
-    let rows = query(
-        format!(
-            "SELECT student, subject, date, hundredths, weight FROM scrutiny_grades \
-             WHERE {of_students} AND counted AND NOT annulled AND hundredths IS NOT NULL"
-        ),
-        params.clone(),
-        vec![T::Uuid, T::Text, T::Text, T::Int, T::Int],
-    )
-    .await?;
-    t.grades = by_student(decode_rows("grade", &rows, |r| {
+    t.grades = by_student(decode_rows("grade", rows(6), |r| {
         let grade = Counted {
             subject: r[1].text()?,
             date: parse_date(&r[2].text()?)?,
@@ -285,14 +283,7 @@ pub async fn term_rows(
         };
         Some((r[0].uuid()?, grade))
     })?);
-
-    let rows = query(
-        format!("SELECT student, date, hours FROM scrutiny_absences WHERE {of_students} AND NOT cancelled"),
-        params,
-        vec![T::Uuid, T::Text, T::Int],
-    )
-    .await?;
-    t.absences = by_student(decode_rows("absence", &rows, |r| {
+    t.absences = by_student(decode_rows("absence", rows(7), |r| {
         Some((r[0].uuid()?, (parse_date(&r[1].text()?)?, int(&r[2])?)))
     })?);
     Ok(Some(t))

@@ -723,14 +723,10 @@ async fn published_report_card(
     );
     for _ in 0..200 {
         projector.catch_up().await.unwrap();
-        let cards = registro_projection_family::report_cards(
-            w.store.as_ref(),
-            w.a,
-            *student.as_uuid(),
-            year,
-        )
-        .await
-        .unwrap();
+        let cards = registro_projection_family::report_cards(w.a, *student.as_uuid(), year)
+            .run(w.store.as_ref(), w.a)
+            .await
+            .unwrap();
         if !cards.is_empty() {
             return year;
         }

@@ -9,10 +9,10 @@ use registro_store::seal::{ERASED_TAG, SEALED_TAG, is_erased};
 use registro_store::subscription::Subscription;
 use registro_store::verify::{Verification, verify_school};
 use registro_store::{
-    AppendOutcome, AppendRequest, AttachmentMeta, Backend, Cell, CellType, CommandMetadata,
+    AppendOutcome, AppendRequest, AttachmentMeta, Backend, Batch, Cell, CellType, CommandMetadata,
     EventStore, EventType, ExpectedVersion, IdempotencyKey, MAX_MEDIA_TYPE_CHARS, MasterKey,
-    NewEvent, Position, ProjectionLease, ProjectionSchema, RecordedEvent, RowOp, Sealed,
-    StoreError, StreamGuard, StreamId,
+    NewEvent, Position, ProjectionLease, ProjectionQuery, ProjectionSchema, Read, RecordedEvent,
+    RowOp, Sealed, StoreError, StreamGuard, StreamId,
 };
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -2198,6 +2198,72 @@ pub async fn a_name_that_is_not_a_plain_identifier_is_refused_and_nothing_is_wri
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+}
+
+/// Several reads in one batch answer each its own rows, in order, from one snapshot; one bad
+/// query fails the batch; a [`Batch`] hands each read its value.
+pub async fn projection_reads_are_batched_from_one_snapshot(h: &Harness) {
+    prepare_view(h).await;
+    let school = SchoolId::new();
+    h.store
+        .commit_projection(
+            VIEW,
+            Position::START,
+            at(1),
+            &[upsert_amount(school, "a", 1), upsert_amount(school, "b", 2)],
+        )
+        .await
+        .unwrap();
+    let uuid = Cell::Uuid(*school.as_uuid());
+    let items = ProjectionQuery::new(
+        "SELECT item FROM conformance_rows WHERE school_id = $1 ORDER BY item",
+        vec![uuid.clone()],
+        &[CellType::Text],
+    );
+    let total = ProjectionQuery::new(
+        "SELECT count(*) FROM conformance_rows WHERE school_id = $1",
+        vec![uuid.clone()],
+        &[CellType::Int],
+    );
+    let answers = h
+        .store
+        .query_projections(school, &[total.clone(), items.clone(), total.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        answers,
+        vec![
+            vec![vec![Cell::Int(2)]],
+            vec![vec![Cell::Text("a".into())], vec![Cell::Text("b".into())]],
+            vec![vec![Cell::Int(2)]],
+        ]
+    );
+    assert!(
+        h.store
+            .query_projections(school, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let bad = ProjectionQuery::new("SELEC 1", vec![], &[CellType::Int]);
+    let err = h
+        .store
+        .query_projections(school, &[items.clone(), bad])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+
+    let mut batch = Batch::default();
+    let names = batch.add(Read::one(items, |rows| {
+        Ok(rows.iter().map(|r| r[0].text()).collect::<Vec<_>>())
+    }));
+    let count = batch.add(Read::one(total, |rows| Ok(rows[0][0].int())));
+    let answers = batch.run(h.store.as_ref(), school).await.unwrap();
+    assert_eq!(answers.take(count).unwrap(), Some(2));
+    assert_eq!(
+        answers.take(names).unwrap(),
+        [Some("a".to_owned()), Some("b".to_owned())]
+    );
 }
 
 /// A row operation that the database refuses (here a CHECK constraint) fails the whole commit:

@@ -80,6 +80,7 @@ conformance!(
     row_operations_apply_in_order,
     every_cell_type_round_trips_through_a_projection,
     a_projection_query_sees_only_its_school,
+    projection_reads_are_batched_from_one_snapshot,
     a_name_that_is_not_a_plain_identifier_is_refused_and_nothing_is_written,
     a_failing_row_operation_rolls_back_the_whole_commit,
     one_instance_at_a_time_holds_a_projection_lease,
