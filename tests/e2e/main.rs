@@ -5,6 +5,7 @@
 
 mod support;
 
+mod database_restart;
 mod generate;
 mod identity;
 mod migrate;

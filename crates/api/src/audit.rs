@@ -42,14 +42,17 @@ pub struct AuditQuery {
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub to: Option<OffsetDateTime>,
     /// Only entries with a `school_seq` below this (the previous page's `next_before`).
+    #[serde(default, deserialize_with = "crate::json::position")]
     pub before: Option<u64>,
     /// At most this many entries (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Read your writes: answer only once the trail includes this position of the school's log
     /// (the `position` a command answered). The read waits briefly (2 s by default) for the
     /// trail to catch up, then answers 503 with `Retry-After: 1`; a position beyond the
     /// school's log is 422.
     #[param(example = 1042)]
+    #[serde(default, deserialize_with = "crate::json::position")]
     pub min_position: Option<u64>,
 }
 

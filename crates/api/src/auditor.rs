@@ -33,9 +33,11 @@ const MAX_LIMIT: usize = 1_000;
 pub struct LogQuery {
     /// The first position (`school_seq`, or the stream's version) to read; default 1.
     #[param(example = 1)]
+    #[serde(default, deserialize_with = "crate::json::position")]
     pub from: Option<u64>,
     /// How many events at most, 1 to 1000; default 100.
     #[param(example = 100)]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 

@@ -752,6 +752,7 @@ pub struct ListQuery {
     /// Only those published before this one (the last id of the previous page).
     pub before: Option<Uuid>,
     /// How many, newest first (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u8>,
 }
 

@@ -9,31 +9,15 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use registro_domain::directory::{self, DirectoryCommand, EnrolmentRow};
-use registro_domain::{FiscalCode, PersonId};
+use registro_domain::directory::{self, DirectoryCommand};
 use serde::{Deserialize, Serialize};
-use time::Date;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, LineError};
 use crate::json::{Json, QueryOf};
 use crate::school::idempotency_key;
-
-/// The most data lines one file may have (an append carries at most 10,000 events, two a
-/// student).
-pub const MAX_LINES: usize = 4000;
-
-/// The columns of the file's header, in order.
-pub const COLUMNS: [&str; 5] = [
-    "fiscal_code",
-    "family_name",
-    "given_name",
-    "birth_date",
-    "class",
-];
 
 /// Whether to only check the file.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -65,103 +49,6 @@ pub struct EnrolmentSummary {
     pub position: Option<u64>,
 }
 
-/// Parses the file into rows, or every line that cannot be read. A new student's id is derived
-/// from the idempotency key and the line when there is a key, so that a retried upload is the
-/// same command.
-fn parse(
-    text: &str,
-    caller: &Caller,
-    key: Option<&registro_store::IdempotencyKey>,
-) -> Result<Vec<EnrolmentRow>, Vec<LineError>> {
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
-    let bad = |line, reason: String| LineError { line, reason };
-    let Some((_, header)) = lines.next() else {
-        return Err(vec![bad(1, "il file è vuoto".into())]);
-    };
-    let delimiter = if header.contains(';') { ';' } else { ',' };
-    let names: Vec<String> = header
-        .trim_start_matches('\u{feff}')
-        .split(delimiter)
-        .map(|h| h.trim().to_lowercase())
-        .collect();
-    if names != COLUMNS {
-        return Err(vec![bad(
-            1,
-            format!(
-                "l'intestazione deve essere {}",
-                COLUMNS.join(&delimiter.to_string())
-            ),
-        )]);
-    }
-    let data_lines = text
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .count();
-    if data_lines == 0 {
-        return Err(vec![bad(2, "il file non ha righe di dati".into())]);
-    }
-    if data_lines > MAX_LINES {
-        return Err(vec![bad(
-            MAX_LINES + 2,
-            format!("il file ha {data_lines} righe: al più {MAX_LINES} per invio"),
-        )]);
-    }
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    let (mut rows, mut errors) = (Vec::new(), Vec::new());
-    for (line, text) in lines {
-        if text.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = text.split(delimiter).map(str::trim).collect();
-        let [fiscal_code, family_name, given_name, birth_date, class] = fields[..] else {
-            errors.push(bad(
-                line,
-                format!("servono {} campi, non {}", COLUMNS.len(), fields.len()),
-            ));
-            continue;
-        };
-        let fiscal_code = match FiscalCode::parse(fiscal_code) {
-            Ok(code) => code,
-            Err(e) => {
-                errors.push(bad(line, format!("fiscal_code: {e}")));
-                continue;
-            }
-        };
-        let birth_date = match birth_date {
-            "" => None,
-            text => match Date::parse(text, &format) {
-                Ok(d) => Some(d),
-                Err(_) => {
-                    errors.push(bad(line, "birth_date: si scrive AAAA-MM-GG".into()));
-                    continue;
-                }
-            },
-        };
-        let person = PersonId::from_uuid(match key {
-            Some(key) => Uuid::new_v5(
-                caller.school.as_uuid(),
-                format!("enrolment:{}:{line}", key.as_str()).as_bytes(),
-            ),
-            None => Uuid::now_v7(),
-        });
-        rows.push(EnrolmentRow {
-            line,
-            person,
-            fiscal_code,
-            family_name: family_name.to_owned(),
-            given_name: given_name.to_owned(),
-            birth_date,
-            class: class.to_owned(),
-        });
-    }
-    if errors.is_empty() {
-        Ok(rows)
-    } else {
-        Err(errors)
-    }
-}
-
 /// Registers and enrols the students of a CSV file (`text/csv` or `text/plain`, UTF-8, at most
 /// 4,000 data lines; header
 /// `fiscal_code;family_name;given_name;birth_date;class`, `;` or `,`). With `dry_run=true` it
@@ -181,7 +68,7 @@ pub async fn enrol_from_csv(
     Extension(caller): Extension<Caller>,
     QueryOf(query): QueryOf<EnrolmentQuery>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let csv = headers
         .get(header::CONTENT_TYPE)
@@ -192,6 +79,14 @@ pub async fn enrol_from_csv(
             "The file must be sent as text/csv (UTF-8).".into(),
         ));
     }
+    let body = axum::body::to_bytes(body, crate::hardening::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::PayloadTooLarge(format!(
+                "Il file può essere al massimo di {} KiB.",
+                crate::hardening::MAX_BODY_BYTES / 1024
+            ))
+        })?;
     let body = std::str::from_utf8(&body).map_err(|_| {
         ApiError::Unprocessable(
             "Il file deve essere in UTF-8 (dal foglio di calcolo: salva come \"CSV UTF-8\")."
@@ -199,7 +94,22 @@ pub async fn enrol_from_csv(
         )
     })?;
     let key = idempotency_key(&headers, &caller)?;
-    let rows = parse(body, &caller, key.as_ref()).map_err(ApiError::BadLines)?;
+    let rows = registro_domain::enrolment::parse(
+        body,
+        caller.school,
+        key.as_ref().map(registro_store::IdempotencyKey::as_str),
+    )
+    .map_err(|errors| {
+        ApiError::BadLines(
+            errors
+                .into_iter()
+                .map(|e| LineError {
+                    line: e.line,
+                    reason: e.reason,
+                })
+                .collect(),
+        )
+    })?;
     let lines = rows.len();
     let cmd = DirectoryCommand::EnrolList { rows };
     let count = |names: &mut dyn Iterator<Item = &str>| {

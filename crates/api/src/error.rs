@@ -83,6 +83,9 @@ pub enum ApiError {
     /// 413: the request's body is larger than the API accepts.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 431: the request's headers are too many or too large.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// 415: the request's body is not of a media type the route accepts.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -121,6 +124,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::BadLines(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -151,6 +155,7 @@ impl ApiError {
             | Self::NotFoundDetail(d)
             | Self::BadRequest(d)
             | Self::PayloadTooLarge(d)
+            | Self::HeadersTooLarge(d)
             | Self::UnsupportedMediaType(d)
             | Self::Conflict(d)
             | Self::Unprocessable(d)

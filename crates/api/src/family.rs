@@ -571,10 +571,12 @@ pub struct PageQuery {
     /// Where the page starts: the previous page's `next`.
     pub cursor: Option<String>,
     /// At most this many items (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Read your writes: answer only once the view includes this position of the school's
     /// log (the `position` a command answered); see the overview.
     #[param(example = 1042)]
+    #[serde(default, deserialize_with = "crate::json::position")]
     pub min_position: Option<u64>,
 }
 
@@ -588,6 +590,7 @@ pub struct OverviewQuery {
     /// the view to catch up, then answers 503 with `Retry-After: 1`; a position beyond the
     /// school's log is 422.
     #[param(example = 1042)]
+    #[serde(default, deserialize_with = "crate::json::position")]
     pub min_position: Option<u64>,
 }
 
@@ -703,7 +706,7 @@ pub struct CommunicationItem {
     #[schema(example = "2025-10-06", format = Date)]
     pub date: String,
     /// The attachments' names, hashes and sizes (download them from the communication).
-    #[schema(value_type = Object, example = json!([{"hash": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "name": "programma.pdf", "media_type": "application/pdf", "size": 48213}]))]
+    #[schema(value_type = Vec<crate::communications::AttachmentView>, example = json!([{"hash": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "name": "programma.pdf", "media_type": "application/pdf", "size": 48213}]))]
     pub attachments: serde_json::Value,
     /// Why it was withdrawn, if it was.
     #[schema(example = json!(null))]

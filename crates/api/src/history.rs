@@ -43,6 +43,7 @@ const PAGE: usize = 1_000;
 pub struct AsOf {
     /// As the view stood once this event of the school's log was recorded.
     #[param(example = 1042)]
+    #[serde(default, deserialize_with = "crate::json::position")]
     pub school_seq: Option<u64>,
     /// As the view stood at the end of this day (Italian time).
     #[param(value_type = Option<String>, format = Date, example = "2026-01-31")]
@@ -145,7 +146,7 @@ async fn replay(
     while from <= upto {
         let page = state
             .store
-            .read_school(school, from, PAGE, Sealed::Keep)
+            .read_school(school, from, PAGE, Sealed::Open)
             .await?;
         let mut ops = Vec::new();
         let mut to = checkpoint;

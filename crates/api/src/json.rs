@@ -27,6 +27,12 @@ where
         // whether a field is unknown, missing or of the wrong type.
         let axum::Json(value) =
             axum::Json::<serde_json::Value>::from_request(request, state).await?;
+        if crate::hardening::json_depth(&value) > crate::hardening::MAX_JSON_DEPTH {
+            return Err(ApiError::BadRequest(format!(
+                "The body nests arrays and objects deeper than {} levels.",
+                crate::hardening::MAX_JSON_DEPTH
+            )));
+        }
         serde_path_to_error::deserialize(value)
             .map(Self)
             .map_err(|e| {
@@ -89,5 +95,24 @@ where
                 .await
                 .map_err(|e| ApiError::BadRequest(e.body_text()))?;
         Ok(Self(value))
+    }
+}
+
+/// The largest position of a school's log a query may name: `school_seq` is a signed 64-bit
+/// integer in both stores, as the document's `int64` says.
+pub const MAX_POSITION: u64 = i64::MAX as u64;
+
+/// Deserializes an optional position of the school's log (`min_position`, `before`, `from`,
+/// `school_seq`), refusing one beyond [`MAX_POSITION`] as a malformed query (400).
+///
+/// # Errors
+/// A number that is not a position.
+pub fn position<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let value = <Option<u64> as serde::Deserialize>::deserialize(d)?;
+    match value {
+        Some(v) if v > MAX_POSITION => Err(serde::de::Error::custom(format_args!(
+            "a position of the log is at most {MAX_POSITION}"
+        ))),
+        v => Ok(v),
     }
 }

@@ -21,6 +21,7 @@ mod docs;
 mod enrolment;
 mod error;
 mod family;
+pub mod hardening;
 mod history;
 mod json;
 mod metrics;
@@ -76,6 +77,9 @@ pub struct ApiConfig {
     /// The read models: which there are (reported on `/metrics` and `/readyz`), and how long a
     /// read waits for one to include a position.
     pub projections: ProjectionConfig,
+    /// The origins browsers may call the API from (`https://app.example.it`); none: no
+    /// cross-origin calls.
+    pub cors_origins: Vec<String>,
 }
 
 /// The software and its version, as an export's manifest names it.
@@ -156,7 +160,11 @@ pub async fn build(config: ApiConfig, store: Arc<dyn EventStore>) -> anyhow::Res
     state.local_jwks = config.local_jwks.map(Arc::new);
     state.today = config.today;
     state.projections = Arc::new(config.projections);
-    let router = with_middleware(routes, state);
+    let mut router = with_middleware(routes, state);
+    // Outermost: a preflight is answered before the guard asks for a token.
+    if let Some(cors) = hardening::cors(&config.cors_origins)? {
+        router = router.layer(cors);
+    }
     let listener = TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
     Ok(App {
@@ -208,7 +216,8 @@ impl LocalApi {
 }
 
 /// `routes` with the fallbacks and the middleware, outermost first: request context (id, span,
-/// log line), metrics, panic catching, then the guard (authentication and authorisation).
+/// log line), limits and security headers, the body limit, metrics, panic catching, then the
+/// guard (authentication and authorisation).
 fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback(|| async { ApiError::NotFound })
@@ -222,6 +231,10 @@ fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
             state.clone(),
             metrics::track,
         ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            hardening::MAX_BODY_BYTES,
+        ))
+        .layer(axum::middleware::from_fn(hardening::harden))
         .layer(axum::middleware::from_fn(context::request_context))
         .with_state(state)
 }

@@ -14,7 +14,7 @@ use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{AnyOf, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -69,7 +69,7 @@ use crate::{
         communications::withdraw, communications::acknowledge, communications::answer_consent,
         communications::download_attachment),
     components(schemas(Problem, crate::error::LineError, Health, Readiness, Checks,
-        ProjectionReport, ProjectionState)),
+        ProjectionReport, ProjectionState, family::Section)),
     modifiers(&EveryOperation),
     tags(
         (name = "operations", description = "Health, readiness, metrics and the API's own description"),
@@ -103,6 +103,18 @@ struct EveryOperation;
 
 impl Modify for EveryOperation {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // A family list's item has the shape its section names; the shapes overlap (an item
+        // of one may also fit another), so "any of", not "exactly one of".
+        if let Some(components) = openapi.components.as_mut()
+            && let Some(RefOr::T(Schema::OneOf(one))) = components.schemas.get("FamilyItem")
+        {
+            let mut any = AnyOf::new();
+            any.items.clone_from(&one.items);
+            any.description.clone_from(&one.description);
+            components
+                .schemas
+                .insert("FamilyItem".to_owned(), RefOr::T(Schema::AnyOf(any)));
+        }
         let internal = ResponseBuilder::new()
             .description(
                 "Internal error: the cause is logged; the problem carries only the request id",
@@ -211,8 +223,19 @@ impl Modify for EveryOperation {
                         "Too many reads with this token; `Retry-After` says when to retry",
                     );
                     add("400", "A malformed query");
+                    add(
+                        "422",
+                        "A well-formed query that cannot be answered: a value out of its range, \
+                         a position beyond the school's log (the detail says which)",
+                    );
                 } else {
                     add("400", "A malformed body or `Idempotency-Key`");
+                    add(
+                        "409",
+                        "The command conflicts with the current state: a concurrent change to the \
+                         same records (retry it), or records not in the state it needs (the \
+                         detail says which, in Italian)",
+                    );
                     add(
                         "422",
                         "The body does not fit the schema, or the command breaks a rule (the \

@@ -253,8 +253,10 @@ pub struct AccessQuery {
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub to: Option<OffsetDateTime>,
     /// Only entries with a `school_seq` below this (the previous page's `next_before`).
+    #[serde(default, deserialize_with = "crate::json::position")]
     pub before: Option<u64>,
     /// At most this many entries (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -264,8 +266,10 @@ pub struct AccessQuery {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Only entries with a `school_seq` below this (the previous page's `next_before`).
+    #[serde(default, deserialize_with = "crate::json::position")]
     pub before: Option<u64>,
     /// At most this many entries (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -802,7 +806,12 @@ pub(crate) async fn access_records(
     caller: &Caller,
     q: &AccessQuery,
 ) -> Result<AccessRecords, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_ENTRIES);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_ENTRIES).contains(&limit) {
+        return Err(ApiError::Unprocessable(format!(
+            "limit: da 1 a {MAX_ENTRIES}"
+        )));
+    }
     let log = state
         .access_log
         .current(state.store.as_ref(), caller.school)

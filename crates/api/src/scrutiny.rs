@@ -988,6 +988,7 @@ pub struct ViewQuery {
     /// the report to catch up, then answers 503 with `Retry-After: 1`; a position beyond the
     /// school's log is 422.
     #[param(example = 1042)]
+    #[serde(default, deserialize_with = "crate::json::position")]
     pub min_position: Option<u64>,
 }
 

@@ -292,6 +292,14 @@ pub struct ServeArgs {
     /// Reads per token holder allowed at once above the sustained rate.
     #[arg(long, env = "REGISTRO_READ_BURST", default_value_t = 60)]
     pub read_burst: u32,
+    /// An origin browsers may call the API from (`https://app.example.it`), repeatable or
+    /// comma-separated; none: no cross-origin calls (CORS).
+    #[arg(
+        long = "cors-origin",
+        env = "REGISTRO_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
     /// How long a read of a read model with `min_position` waits for it to include that
     /// position before answering 503 (milliseconds).
     #[arg(long, env = "REGISTRO_READ_WAIT_MS", default_value_t = 2000)]

@@ -678,6 +678,7 @@ async fn family_over_http(
             verifier,
             read_limit: registro_api::ratelimit::RateLimit::OFF,
             today: None,
+            cors_origins: Vec::new(),
             projections: registro_api::ProjectionConfig {
                 names: vec!["family".into(), "scrutiny".into(), "audit".into()],
                 read_wait: Duration::from_secs(2),

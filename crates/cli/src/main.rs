@@ -250,6 +250,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 burst: args.read_burst,
             },
             today: None,
+            cors_origins: args.cors_origins.clone(),
             projections: registro_api::ProjectionConfig {
                 names: projections()
                     .iter()

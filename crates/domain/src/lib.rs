@@ -11,6 +11,7 @@ pub mod catalogue;
 pub mod class_register;
 pub mod communications;
 pub mod directory;
+pub mod enrolment;
 pub mod fiscal_code;
 pub mod grade;
 pub mod ids;

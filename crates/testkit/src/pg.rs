@@ -423,6 +423,9 @@ async fn template(admin_url: &str) -> anyhow::Result<String> {
     Ok(name)
 }
 
+/// How a test cluster is made: the superuser `postgres`, trusted on the local machine.
+const INITDB: [&str; 7] = ["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"];
+
 /// The private cluster's directory; `scripts/test` stops it after the suite.
 #[must_use]
 pub fn private_cluster_dir() -> PathBuf {
@@ -459,15 +462,7 @@ fn private_cluster() -> anyhow::Result<String> {
         }
     };
     if !data.join("PG_VERSION").exists() {
-        run(pg("initdb").arg("-D").arg(&data).args([
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ]))?;
+        run(pg("initdb").arg("-D").arg(&data).args(INITDB))?;
     }
     let running = pg("pg_ctl")
         .arg("status")
@@ -573,4 +568,129 @@ mod tests {
             "postgres://a:b@h?x=@"
         );
     }
+}
+
+/// A PostgreSQL cluster of one test's own, which the test may stop, crash and start again
+/// (fault tests); removed, stopped first, when dropped. Its server runs with the defaults that
+/// matter for durability (`fsync` and `synchronous_commit` on).
+#[derive(Debug)]
+pub struct OwnCluster {
+    dir: PathBuf,
+    port: u16,
+    as_root: bool,
+    bin: PathBuf,
+}
+
+impl OwnCluster {
+    /// Makes (`initdb`) and starts a new cluster on a free port.
+    ///
+    /// # Panics
+    /// When `initdb` or `pg_ctl` cannot be found or fail.
+    #[must_use]
+    pub fn start() -> Self {
+        let bin = pg_bin_dir().expect(HOW_TO_INSTALL);
+        let dir = std::env::temp_dir().join(format!("registro-own-pg-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).expect("creating the cluster's directory");
+        let as_root = std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false);
+        if as_root {
+            run(Command::new("chown").arg("postgres:postgres").arg(&dir))
+                .expect("giving the cluster's directory to postgres");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let cluster = Self {
+            dir,
+            port,
+            as_root,
+            bin,
+        };
+        run(cluster
+            .pg("initdb")
+            .arg("-D")
+            .arg(cluster.data())
+            .args(INITDB))
+        .expect("initdb");
+        cluster.start_server();
+        cluster
+    }
+
+    /// Its URL, as the superuser `postgres`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server as a crash would (`pg_ctl stop -m immediate`: no checkpoint; the next
+    /// start replays the write-ahead log).
+    ///
+    /// # Panics
+    /// When `pg_ctl` fails.
+    pub fn crash(&self) {
+        run(self
+            .pg("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w", "stop"]))
+        .expect("pg_ctl stop");
+    }
+
+    /// Starts the server again on the same port.
+    ///
+    /// # Panics
+    /// When `pg_ctl` fails.
+    pub fn start_server(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=100",
+            self.port,
+            self.dir.display()
+        );
+        run(self
+            .pg("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-o", &options, "-w", "start"]))
+        .expect("pg_ctl start");
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn pg(&self, tool: &str) -> Command {
+        let exe = self.bin.join(tool);
+        if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = self
+            .pg("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A name no other test process picks at the same time.
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}", std::process::id())
 }

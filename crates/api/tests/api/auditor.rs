@@ -177,6 +177,17 @@ async fn the_views_as_they_stood(w: World) {
     let principal = w.token(Role::Principal);
     let auditor = w.token(Role::Auditor);
     let grades = format!("{s}/students/{}/years/2025/grades", w.x);
+    // A justification sealed under the record's key, before both points: the replay opens it
+    // as the projector does.
+    let attendance = format!("{s}/students/{}/years/2025/attendance", w.x);
+    let absence = json!({"date": "2025-10-03", "kind": "absence"});
+    let r = w.call(Method::POST, &attendance, Some(&teacher), Some(&absence));
+    let id = body(r.await, 201).await["id"].as_str().unwrap().to_owned();
+    let reason = json!({"category": "health", "text": "visita oculistica"});
+    let justification = format!("{attendance}/{id}/justification");
+    let guardian = w.token(Role::Guardian);
+    let r = w.call(Method::POST, &justification, Some(&guardian), Some(&reason));
+    body(r.await, 201).await;
     let mut positions = Vec::new();
     for (mark, date) in [("7", "2025-10-06"), ("9", "2025-10-13")] {
         let mut grade = crate::world::grade_body(mark);
@@ -205,6 +216,7 @@ async fn the_views_as_they_stood(w: World) {
     let first = body(first, 200).await;
     assert_eq!(first["subjects"][0]["grades"], 1, "{first}");
     assert_eq!(first["subjects"][0]["latest"], "7");
+    assert_eq!(first["attendance"]["absences"], 1, "{first}");
     let both = body(at(format!("school_seq={}", positions[1])).await, 200).await;
     assert_eq!(both["subjects"][0]["grades"], 2, "{both}");
     assert_eq!(both["subjects"][0]["averages"][0]["average"], "8.00");

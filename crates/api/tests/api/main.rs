@@ -9,6 +9,7 @@ mod communications;
 mod executor;
 mod family;
 mod health;
+mod hostile;
 mod portability;
 mod register;
 mod rejections;
@@ -76,6 +77,7 @@ async fn spawn_with(
 ) -> (String, oneshot::Sender<()>) {
     let app = build(
         ApiConfig {
+            cors_origins: Vec::new(),
             listen: "127.0.0.1:0".parse().unwrap(),
             local_jwks: None,
             verifier: verifier_for(issuer),
@@ -461,6 +463,7 @@ async fn the_local_issuers_keys_are_published_only_when_it_is_in_use() {
     store.migrate().await.unwrap();
     let app = build(
         ApiConfig {
+            cors_origins: Vec::new(),
             listen: "127.0.0.1:0".parse().unwrap(),
             local_jwks: Some(issuer.jwks()),
             verifier: verifier_for(&issuer),

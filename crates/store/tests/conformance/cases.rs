@@ -261,6 +261,43 @@ pub async fn a_wrong_expected_version_is_a_conflict_and_writes_nothing(h: &Harne
     assert_eq!((ok.stream_version, ok.last_seq), (3, 3));
 }
 
+/// Fifty appends at once to one stream, all expecting the version they read: exactly one is
+/// written, the others are conflicts, and the stream has no duplicate.
+pub async fn fifty_writers_at_one_expected_version_one_wins(h: &Harness) {
+    let school = SchoolId::new();
+    append_n(h, school, "s", 3).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = Arc::clone(&h.store);
+            tokio::spawn(async move {
+                store
+                    .append(request(
+                        school,
+                        "s",
+                        ExpectedVersion::Exact(3),
+                        vec![event("Raced", json!({ "writer": i }))],
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    let (mut won, mut conflicts) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(outcome) => {
+                won += 1;
+                assert_eq!(outcome.stream_version, 4);
+            }
+            Err(StoreError::Conflict { actual: 4, .. }) => conflicts += 1,
+            Err(other) => panic!("neither written nor a conflict: {other:?}"),
+        }
+    }
+    assert_eq!((won, conflicts), (1, 49));
+    let events = whole_stream(h, school, "s").await;
+    assert_eq!(events.len(), 4, "one event more, no duplicate");
+    assert_eq!(head_seq(h, school).await, 4);
+}
+
 /// A decision that read other streams appends only while they stand as it read them: a moved
 /// guard stream is a conflict naming it, and nothing is written; guards of streams with no
 /// events are at version 0.

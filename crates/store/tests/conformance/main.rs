@@ -51,6 +51,7 @@ conformance!(
     appended_events_read_back_exactly,
     two_writers_with_the_same_expected_version_exactly_one_wins,
     a_wrong_expected_version_is_a_conflict_and_writes_nothing,
+    fifty_writers_at_one_expected_version_one_wins,
     a_moved_guard_stream_is_a_conflict_and_writes_nothing,
     an_export_imported_elsewhere_verifies_with_the_same_head,
     an_idempotent_retry_returns_the_first_result_and_appends_nothing,
