@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use registro_domain::SchoolId;
-use registro_store::{EventStore, MAX_PAGE, RecordedEvent, StoreError, StreamId};
+use registro_store::{EventStore, RecordedEvent, StoreError, StreamId};
 
 /// A state folded from the events of a stream.
 pub trait Fold: Default + Clone + Send + Sync + 'static {
@@ -151,7 +151,13 @@ impl<S: SchoolStream> SchoolCache<S> {
     }
 }
 
-/// `snapshot` brought up to date with the events of `stream` that follow its version.
+/// How many events a fold reads at a time: a command folds its whole stream, and a page is what
+/// it holds in memory besides the state (a long stream folded whole at once made each command's
+/// memory grow with the stream, times the commands running).
+pub const FOLD_PAGE: usize = 500;
+
+/// `snapshot` brought up to date with the events of `stream` that follow its version, a page of
+/// [`FOLD_PAGE`] events at a time.
 ///
 /// # Errors
 /// [`StoreError`] from the read, or [`StoreError::Internal`] for an unreadable event.
@@ -163,7 +169,7 @@ pub async fn fold_stream<S: Fold>(
 ) -> Result<Snapshot<S>, StoreError> {
     loop {
         let events = store
-            .read_stream(school, stream, snapshot.version + 1, MAX_PAGE)
+            .read_stream(school, stream, snapshot.version + 1, FOLD_PAGE)
             .await?;
         let Some(last) = events.last() else {
             return Ok(snapshot);
@@ -179,7 +185,7 @@ pub async fn fold_stream<S: Fold>(
             })?;
         }
         snapshot.version = last_version;
-        if events.len() < MAX_PAGE {
+        if events.len() < FOLD_PAGE {
             return Ok(snapshot);
         }
     }
