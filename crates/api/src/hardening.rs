@@ -6,7 +6,8 @@
 //! - A body taken whole (JSON, a CSV file): at most [`MAX_BODY_BYTES`], else 413; an
 //!   attachment has its own limit (10 MiB). JSON nested deeper than [`MAX_JSON_DEPTH`] is 400.
 //! - Every response: `X-Content-Type-Options: nosniff`, a `Content-Security-Policy` that lets
-//!   nothing load (HTML pages: their own inline style and script only) and nothing frame it,
+//!   nothing load (HTML pages: their own inline style; a route's own policy stands, as the
+//!   documentation page's, which runs its inline script) and nothing frame it,
 //!   `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer`, `Cross-Origin-Resource-Policy:
 //!   same-origin` (cross-origin readers go through CORS), HSTS, and `Cache-Control: no-store`
 //!   unless the route set its own (the register's pages are personal data).
@@ -56,17 +57,20 @@ pub async fn harden(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/html"));
     let h = response.headers_mut();
-    let csp = if html {
-        "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
-         img-src data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
-         form-action 'none'"
-    } else {
-        "default-src 'none'; frame-ancestors 'none'"
-    };
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(csp),
-    );
+    // A route's own policy stands (the documentation page allows its inline script); else
+    // nothing loads, and an HTML page only its inline style: no script runs.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        let csp = if html {
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; \
+             base-uri 'none'; form-action 'none'"
+        } else {
+            "default-src 'none'; frame-ancestors 'none'"
+        };
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(csp),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -102,9 +106,15 @@ pub fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     let origins = origins
         .iter()
         .map(|o| {
+            let host = o
+                .strip_prefix("https://")
+                .or_else(|| o.strip_prefix("http://"))
+                .map(|h| h.trim_end_matches('/'));
             anyhow::ensure!(
-                o != "*" && (o.starts_with("https://") || o.starts_with("http://")),
-                "a CORS origin is a scheme and host (https://app.example.it), not {o:?}"
+                host.is_some_and(|h| !h.is_empty()
+                    && !h.contains('/')
+                    && h == h.to_ascii_lowercase()),
+                "a CORS origin is a lowercase scheme and host (https://app.example.it), not {o:?}"
             );
             Ok(HeaderValue::from_str(o.trim_end_matches('/'))?)
         })
@@ -174,5 +184,8 @@ mod tests {
         assert!(cors(&["https://app.example.it".into()]).unwrap().is_some());
         assert!(cors(&["*".into()]).is_err());
         assert!(cors(&["app.example.it".into()]).is_err());
+        assert!(cors(&["https://".into()]).is_err());
+        assert!(cors(&["https://app.example.it/path".into()]).is_err());
+        assert!(cors(&["https://App.example.it".into()]).is_err());
     }
 }

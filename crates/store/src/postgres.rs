@@ -622,6 +622,10 @@ enum End {
     /// connection runs the `COMMIT` before anything it is asked later, so the pool can hand it
     /// out at once, and a read costs no round trip for ending its transaction.
     ReadOnly,
+    /// As [`End::ReadOnly`], in a `REPEATABLE READ, READ ONLY` transaction: every statement of
+    /// the work sees the one snapshot its first statement took (under the default `READ
+    /// COMMITTED` each statement takes its own).
+    Snapshot,
 }
 
 /// Runs `work` in a transaction limited to `scope`, the one way this adapter opens a
@@ -651,7 +655,10 @@ async fn in_scope<T>(
     };
     let (begun, scoped, result) = tokio::join!(
         biased;
-        client.batch_execute("BEGIN"),
+        client.batch_execute(match end {
+            End::Snapshot => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            End::Commit | End::ReadOnly => "BEGIN",
+        }),
         async { client.execute(&set_scope, &[&school, &all_schools]).await },
         work(client),
     );
@@ -675,7 +682,7 @@ impl OpenTransaction<'_> {
         self.done = true;
         match end {
             End::Commit => self.client.batch_execute("COMMIT").await.map_err(pg_err),
-            End::ReadOnly => {
+            End::ReadOnly | End::Snapshot => {
                 send_only(self.client, "COMMIT");
                 Ok(())
             }
@@ -1574,26 +1581,21 @@ impl EventStore for PgStore {
             .iter()
             .map(|cells| cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect())
             .collect();
-        let answers = in_scope(&client, Scope::School(school), End::ReadOnly, async |tx| {
-            // A read, whatever the queries say; all of them sent at once (statements run in
-            // order, so the transaction is read-only before the first SELECT).
-            let (read_only, answers) = tokio::join!(
-                biased;
-                tx.batch_execute("SET TRANSACTION READ ONLY"),
-                futures_util::future::join_all(
-                    statements
-                        .iter()
-                        .zip(&refs)
-                        .map(|(stmt, params)| tx.query(stmt, params)),
-                ),
-            );
+        // One snapshot, and a read whatever the queries say (`REPEATABLE READ, READ ONLY`);
+        // all of them sent at once.
+        let answers = in_scope(&client, Scope::School(school), End::Snapshot, async |tx| {
+            futures_util::future::join_all(
+                statements
+                    .iter()
+                    .zip(&refs)
+                    .map(|(stmt, params)| tx.query(stmt, params)),
+            )
+            .await
+            .into_iter()
             // Errors in statement order: after the first one, the others only say
             // "transaction aborted".
-            read_only.map_err(pg_err)?;
-            answers
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(pg_err)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(pg_err)
         })
         .await?;
         answers

@@ -588,7 +588,10 @@ impl OwnCluster {
     /// When `initdb` or `pg_ctl` cannot be found or fail.
     #[must_use]
     pub fn start() -> Self {
-        let bin = pg_bin_dir().expect(HOW_TO_INSTALL);
+        let bin = pg_bin_dir().expect(
+            "a test of its own cluster needs PostgreSQL's server tools (initdb, pg_ctl) on this \
+             machine, even when DATABASE_URL names a server: `sudo apt-get install postgresql`",
+        );
         let dir = std::env::temp_dir().join(format!("registro-own-pg-{}", uuid_like()));
         std::fs::create_dir_all(&dir).expect("creating the cluster's directory");
         let as_root = std::fs::metadata("/proc/self")

@@ -218,6 +218,13 @@ pub async fn term_rows(
     }
     // One snapshot, one round trip.
     let answers = store.query_projections(school, &queries).await?;
+    if answers.len() != queries.len() {
+        return Err(StoreError::internal(format!(
+            "{} scrutiny queries were asked, {} answered",
+            queries.len(),
+            answers.len()
+        )));
+    }
     let empty = Vec::new();
     let rows = |i: usize| answers.get(i).unwrap_or(&empty);
 

@@ -2290,6 +2290,40 @@ pub async fn projection_reads_are_batched_from_one_snapshot(h: &Harness) {
         .unwrap_err();
     assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
 
+    // On PostgreSQL, a commit landing while the batch runs is seen by none of its queries
+    // (SQLite's read transaction is one snapshot by nature; it has no sleep to race with).
+    if h.backend() == Backend::Postgres {
+        let racing = {
+            let store = Arc::clone(&h.store);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                store
+                    .commit_projection(VIEW, at(1), at(2), &[upsert_amount(school, "c", 3)])
+                    .await
+            })
+        };
+        let slow =
+            ProjectionQuery::new("SELECT count(*) FROM pg_sleep(1)", vec![], &[CellType::Int]);
+        let answers = h
+            .store
+            .query_projections(school, &[total.clone(), slow, total.clone()])
+            .await
+            .unwrap();
+        racing.await.unwrap().unwrap();
+        assert_eq!(answers[0], answers[2], "one snapshot");
+        assert_eq!(answers[2], vec![vec![Cell::Int(2)]]);
+        let now = h
+            .store
+            .query_projections(school, std::slice::from_ref(&total))
+            .await;
+        assert_eq!(now.unwrap()[0], vec![vec![Cell::Int(3)]]);
+        // Back to two rows for what follows.
+        h.store
+            .commit_projection(VIEW, at(2), at(3), &[delete(school, "c")])
+            .await
+            .unwrap();
+    }
+
     let mut batch = Batch::default();
     let names = batch.add(Read::one(items, |rows| {
         Ok(rows.iter().map(|r| r[0].text()).collect::<Vec<_>>())
