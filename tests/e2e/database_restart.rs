@@ -17,7 +17,7 @@ use registro_testkit::TempDir;
 use registro_testkit::pg::OwnCluster;
 use serde_json::json;
 
-use crate::support::{Server, run, stderr, stdout};
+use crate::support::{Server, add_principal, run, stderr, stdout};
 
 /// The clients, one school each.
 const WRITERS: usize = 4;
@@ -48,25 +48,8 @@ async fn a_database_crash_under_load_loses_no_acknowledged_write() {
     let schools: Vec<SchoolId> = (0..WRITERS).map(|_| SchoolId::new()).collect();
     let mut tokens = Vec::new();
     for school in &schools {
+        add_principal(*school, principal.as_str(), &dir, &storage);
         let school = school.to_string();
-        let mut args = vec![
-            "add-person",
-            "--school",
-            &school,
-            "--fiscal-code",
-            principal.as_str(),
-            "--family-name",
-            "Preside",
-            "--given-name",
-            "Paola",
-            "--role",
-            "principal",
-            "--data-dir",
-            &dir,
-        ];
-        args.extend(storage);
-        let added = run(&args);
-        assert!(added.status.success(), "{}", stderr(&added));
         let token = run(&[
             "token",
             "--school",

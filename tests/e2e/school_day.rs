@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{PATIENCE, Server, registro, run, stderr, stdout};
+use crate::support::{PATIENCE, Server, add_principal, registro, run, stderr, stdout};
 
 /// A synthetic fiscal code (surname XXX, name YYY, "born" in Z999, which does not exist).
 fn code(date: &str) -> FiscalCode {
@@ -79,25 +79,8 @@ fn latest_weekday_of_this_school_year() -> Option<time::Date> {
 pub async fn a_school_day(storage: &[&str], dir: &str) -> SchoolId {
     let school = SchoolId::new();
     let s = format!("/schools/{school}");
-    let school_text = school.to_string();
-    let mut args = vec!["add-person", "--school", school_text.as_str()];
     let principal_code = code("66A41");
-    let principal_code_text = principal_code.as_str().to_owned();
-    args.extend([
-        "--fiscal-code",
-        &principal_code_text,
-        "--family-name",
-        "Preside",
-        "--given-name",
-        "Paola",
-        "--role",
-        "principal",
-        "--data-dir",
-        dir,
-    ]);
-    args.extend(storage);
-    let added = run(&args);
-    assert!(added.status.success(), "{}", stderr(&added));
+    add_principal(school, principal_code.as_str(), dir, storage);
     let mut serve_args = vec!["--data-dir", dir];
     serve_args.extend(storage);
     let server = Server::start(&serve_args).await;

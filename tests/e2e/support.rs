@@ -35,6 +35,30 @@ pub fn run(args: &[&str]) -> Output {
         .expect("run registro")
 }
 
+/// Registers `code` as Paola Preside, principal of `school`, with `registro add-person` on the
+/// storage `storage` names (none: the SQLite file in `dir`).
+pub fn add_principal(school: SchoolId, code: &str, dir: &str, storage: &[&str]) {
+    let school = school.to_string();
+    let mut args = vec![
+        "add-person",
+        "--school",
+        &school,
+        "--fiscal-code",
+        code,
+        "--family-name",
+        "Preside",
+        "--given-name",
+        "Paola",
+        "--role",
+        "principal",
+        "--data-dir",
+        dir,
+    ];
+    args.extend(storage);
+    let added = run(&args);
+    assert!(added.status.success(), "{}", stderr(&added));
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
