@@ -9,8 +9,10 @@
 //! changes while a request still holds the previous snapshot is copied on write, so models
 //! that grow long keep their state in shared chunks (see [`crate::AccessLog`]).
 
-use std::collections::HashMap;
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use registro_domain::SchoolId;
 use registro_store::{EventStore, RecordedEvent, StoreError, StreamId};
@@ -165,8 +167,22 @@ pub async fn fold_stream<S: Fold>(
     store: &dyn EventStore,
     school: SchoolId,
     stream: &StreamId,
-    mut snapshot: Snapshot<S>,
+    snapshot: Snapshot<S>,
 ) -> Result<Snapshot<S>, StoreError> {
+    fold_stream_with(store, school, stream, snapshot, |_| {}).await
+}
+
+/// As [`fold_stream`]; `changing` is called with the state before the first event is applied
+/// to it (a caller sharing it may let go of its reference, so that it is changed in place
+/// rather than copied).
+async fn fold_stream_with<S: Fold>(
+    store: &dyn EventStore,
+    school: SchoolId,
+    stream: &StreamId,
+    mut snapshot: Snapshot<S>,
+    mut changing: impl FnMut(&Arc<S>),
+) -> Result<Snapshot<S>, StoreError> {
+    let mut first = true;
     loop {
         let events = store
             .read_stream(school, stream, snapshot.version + 1, FOLD_PAGE)
@@ -175,6 +191,9 @@ pub async fn fold_stream<S: Fold>(
             return Ok(snapshot);
         };
         let last_version = last.stream_version;
+        if std::mem::take(&mut first) {
+            changing(&snapshot.state);
+        }
         let state = Arc::make_mut(&mut snapshot.state);
         for event in &events {
             state.apply(event).map_err(|e| {
@@ -187,6 +206,193 @@ pub async fn fold_stream<S: Fold>(
         snapshot.version = last_version;
         if events.len() < FOLD_PAGE {
             return Ok(snapshot);
+        }
+    }
+}
+
+/// The states of the streams commands were decided on lately, so that the next command on a
+/// stream reads only the events that came since (usually none) instead of folding the stream
+/// from its first event. [ADR 0033](../../../docs/decisions/0033-stream-state-cache.md).
+///
+/// Bounded twice: by the events its states were folded from (a state's size grows with its
+/// stream; the least recently used states go first), and by time (a state unused for
+/// [`StreamCache::IDLE`] is dropped, so that data erased from the store does not linger here).
+/// A state is shared (`Arc`): a request that catches up copies it first, so the kept state
+/// never changes under another request. Correct with several instances of the API on one
+/// store: every use reads the stream from the kept version onwards.
+#[derive(Debug)]
+pub struct StreamCache {
+    budget: u64,
+    inner: Mutex<Streams>,
+}
+
+type StreamKey = (SchoolId, StreamId, TypeId);
+
+#[derive(Debug, Default)]
+struct Streams {
+    entries: HashMap<StreamKey, Kept>,
+    /// The keys by last use, oldest first (the tick is unique).
+    by_use: BTreeMap<u64, StreamKey>,
+    /// The events the kept states were folded from, together.
+    held: u64,
+    tick: u64,
+}
+
+#[derive(Debug)]
+struct Kept {
+    version: u64,
+    state: Arc<dyn Any + Send + Sync>,
+    tick: u64,
+    used: Instant,
+}
+
+impl Default for StreamCache {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_EVENTS)
+    }
+}
+
+impl StreamCache {
+    /// The default budget: the events the kept states may have been folded from, together
+    /// (a morning's class registers and the records being written, with room to spare).
+    pub const DEFAULT_EVENTS: u64 = 200_000;
+    /// How long a state unused is kept.
+    pub const IDLE: Duration = Duration::from_secs(600);
+
+    /// A cache keeping states folded from at most `budget` events (0: keeps nothing).
+    #[must_use]
+    pub fn new(budget: u64) -> Self {
+        Self {
+            budget,
+            inner: Mutex::new(Streams::default()),
+        }
+    }
+
+    /// `stream` of `school` folded into `S`, from the kept state onwards.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the read, or [`StoreError::Internal`] for an unreadable event.
+    pub async fn current<S: Fold>(
+        &self,
+        store: &dyn EventStore,
+        school: SchoolId,
+        stream: &StreamId,
+    ) -> Result<Snapshot<S>, StoreError> {
+        let key = (school, stream.clone(), TypeId::of::<S>());
+        let found = self.get::<S>(&key, Instant::now()).unwrap_or_default();
+        // With events to apply, the kept state is let go of first: unless another request
+        // still holds it, it is then brought up to date in place instead of copied (a copy of
+        // a long stream's state on every write was most of a command's allocations).
+        let release = |state: &Arc<S>| self.release(&key, state);
+        let fresh = fold_stream_with(store, school, stream, found, release).await?;
+        self.keep(key, &fresh, Instant::now());
+        Ok(fresh)
+    }
+
+    /// Lets go of the state kept for `key` if it is `state`.
+    fn release<S: Fold>(&self, key: &StreamKey, state: &Arc<S>) {
+        let mut inner = self.lock();
+        let same = inner
+            .entries
+            .get(key)
+            .is_some_and(|kept| std::ptr::addr_eq(Arc::as_ptr(&kept.state), Arc::as_ptr(state)));
+        if same {
+            inner.remove(key);
+        }
+    }
+
+    /// How many states are kept, and the events they were folded from.
+    #[must_use]
+    pub fn held(&self) -> (usize, u64) {
+        let inner = self.lock();
+        (inner.entries.len(), inner.held)
+    }
+
+    fn get<S: Fold>(&self, key: &StreamKey, now: Instant) -> Option<Snapshot<S>> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        inner.expire(now);
+        let tick = inner.next_tick();
+        let kept = inner.entries.get_mut(key)?;
+        let state = Arc::clone(&kept.state).downcast::<S>().ok()?;
+        let (old, version) = (kept.tick, kept.version);
+        kept.tick = tick;
+        kept.used = now;
+        inner.by_use.remove(&old);
+        inner.by_use.insert(tick, key.clone());
+        Some(Snapshot { version, state })
+    }
+
+    fn keep<S: Fold>(&self, key: StreamKey, fresh: &Snapshot<S>, now: Instant) {
+        if fresh.version == 0 || fresh.version > self.budget {
+            return;
+        }
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if inner
+            .entries
+            .get(&key)
+            .is_some_and(|kept| kept.version >= fresh.version)
+        {
+            return;
+        }
+        inner.remove(&key);
+        let tick = inner.next_tick();
+        inner.held += fresh.version;
+        inner.by_use.insert(tick, key.clone());
+        let state: Arc<dyn Any + Send + Sync> = Arc::clone(&fresh.state) as _;
+        inner.entries.insert(
+            key,
+            Kept {
+                version: fresh.version,
+                state,
+                tick,
+                used: now,
+            },
+        );
+        while inner.held > self.budget {
+            let Some((_, oldest)) = inner.by_use.pop_first() else {
+                break;
+            };
+            if let Some(gone) = inner.entries.remove(&oldest) {
+                inner.held -= gone.version;
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Streams> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Streams {
+    fn next_tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    fn remove(&mut self, key: &StreamKey) {
+        if let Some(gone) = self.entries.remove(key) {
+            self.held -= gone.version;
+            self.by_use.remove(&gone.tick);
+        }
+    }
+
+    /// Drops the states unused for [`StreamCache::IDLE`] (the oldest used come first).
+    fn expire(&mut self, now: Instant) {
+        while let Some((_, key)) = self.by_use.first_key_value() {
+            let idle = self
+                .entries
+                .get(key)
+                .is_none_or(|kept| now.duration_since(kept.used) >= StreamCache::IDLE);
+            if !idle {
+                break;
+            }
+            let key = key.clone();
+            self.by_use.pop_first();
+            if let Some(gone) = self.entries.remove(&key) {
+                self.held -= gone.version;
+            }
         }
     }
 }
@@ -241,5 +447,163 @@ mod tests {
         let code = FiscalCode::with_check_character("XXXYYY80A02Z999").unwrap();
         assert!(second.state.by_fiscal_code(&code).is_some());
         assert!(first.state.by_fiscal_code(&code).is_none());
+    }
+
+    /// Counts the events of a stream (any stream).
+    #[derive(Debug, Clone, Default)]
+    struct Count(u64);
+
+    impl Fold for Count {
+        fn apply(&mut self, _: &RecordedEvent) -> anyhow::Result<()> {
+            self.0 += 1;
+            Ok(())
+        }
+    }
+
+    async fn store() -> (TempDir, SqliteStore) {
+        let dir = TempDir::new();
+        let store = SqliteStore::open(&dir.path().join("registro.db"), MasterKey::generate())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        (dir, store)
+    }
+
+    /// Appends `n` reads to the school's access stream.
+    async fn read_n(store: &SqliteStore, school: SchoolId, n: usize) {
+        for _ in 0..n {
+            crate::access_log::record(
+                store,
+                school,
+                PersonId::new(),
+                Role::Teacher,
+                vec![PersonId::new()],
+                "student.record",
+                "r",
+            )
+            .await
+            .unwrap();
+        }
+    }
+
+    fn access() -> StreamId {
+        StreamId::parse(registro_domain::access::STREAM).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_kept_state_catches_up_and_is_never_changed_under_its_holder() {
+        let (_dir, store) = store().await;
+        let (school, cache) = (SchoolId::new(), StreamCache::default());
+        assert_eq!(
+            cache
+                .current::<Count>(&store, school, &access())
+                .await
+                .unwrap()
+                .version,
+            0
+        );
+        assert_eq!(cache.held(), (0, 0), "an empty stream is not kept");
+        read_n(&store, school, 3).await;
+        let first = cache
+            .current::<Count>(&store, school, &access())
+            .await
+            .unwrap();
+        assert_eq!((first.version, first.state.0), (3, 3));
+        assert_eq!(cache.held(), (1, 3));
+        // Written meanwhile by another instance: the next use reads it; the state handed out
+        // before stays as it was.
+        read_n(&store, school, 2).await;
+        let second = cache
+            .current::<Count>(&store, school, &access())
+            .await
+            .unwrap();
+        assert_eq!((second.version, second.state.0), (5, 5));
+        assert_eq!(first.state.0, 3);
+        assert_eq!(cache.held(), (1, 5));
+        // Nothing new: the kept state itself, not a copy.
+        let third = cache
+            .current::<Count>(&store, school, &access())
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&second.state, &third.state));
+        // Held by nobody else, the kept state is brought up to date in place.
+        let kept = Arc::as_ptr(&third.state);
+        drop((second, third));
+        read_n(&store, school, 1).await;
+        let fourth = cache
+            .current::<Count>(&store, school, &access())
+            .await
+            .unwrap();
+        assert_eq!(fourth.state.0, 6);
+        assert!(std::ptr::eq(Arc::as_ptr(&fourth.state), kept));
+        assert_eq!(cache.held(), (1, 6));
+        // Another state folded from the same stream is kept apart.
+        let log = cache
+            .current::<crate::AccessLog>(&store, school, &access())
+            .await
+            .unwrap();
+        assert_eq!(log.state.len(), 6);
+        assert_eq!(cache.held(), (2, 12));
+        // As is the same stream of another school.
+        let other = SchoolId::new();
+        read_n(&store, other, 1).await;
+        let theirs = cache
+            .current::<Count>(&store, other, &access())
+            .await
+            .unwrap();
+        assert_eq!(theirs.state.0, 1);
+        assert_eq!(
+            cache
+                .current::<Count>(&store, school, &access())
+                .await
+                .unwrap()
+                .state
+                .0,
+            6
+        );
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_used_states_go_past_the_budget_and_idle_ones_expire() {
+        let (_dir, store) = store().await;
+        let cache = StreamCache::new(10);
+        let schools: Vec<SchoolId> = (0..4).map(|_| SchoolId::new()).collect();
+        for school in &schools {
+            read_n(&store, *school, 4).await;
+        }
+        for school in &schools[..2] {
+            cache
+                .current::<Count>(&store, *school, &access())
+                .await
+                .unwrap();
+        }
+        assert_eq!(cache.held(), (2, 8));
+        // The first is used again, so the second is the least recently used.
+        cache
+            .current::<Count>(&store, schools[0], &access())
+            .await
+            .unwrap();
+        cache
+            .current::<Count>(&store, schools[2], &access())
+            .await
+            .unwrap();
+        assert_eq!(cache.held(), (2, 8), "one went to keep 10 events at most");
+        let key = |school: SchoolId| (school, access(), TypeId::of::<Count>());
+        let now = Instant::now();
+        assert!(cache.get::<Count>(&key(schools[0]), now).is_some());
+        assert!(cache.get::<Count>(&key(schools[1]), now).is_none());
+        assert!(cache.get::<Count>(&key(schools[2]), now).is_some());
+        // A stream longer than the whole budget is folded but not kept.
+        read_n(&store, schools[3], 7).await;
+        let long = cache
+            .current::<Count>(&store, schools[3], &access())
+            .await
+            .unwrap();
+        assert_eq!(long.state.0, 11);
+        assert_eq!(cache.held(), (2, 8));
+        // Unused for the idle time: dropped at the next use of the cache.
+        let later = now + StreamCache::IDLE + Duration::from_secs(1);
+        assert!(cache.get::<Count>(&key(schools[2]), later).is_none());
+        assert_eq!(cache.held(), (0, 0));
     }
 }

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::cache::{Fold, SchoolStream, Snapshot, fold_stream};
+use crate::cache::{Fold, SchoolStream, Snapshot};
 use crate::command::{self, Decision, new_events};
 use crate::error::ApiError;
 use crate::json::{Json, PathIds, QueryOf};
@@ -698,13 +698,10 @@ async fn replies(
     id: CommunicationId,
 ) -> Result<Replies, ApiError> {
     let stream = StreamId::parse(communications::replies_stream(id))?;
-    let snapshot = fold_stream::<Replies>(
-        state.store.as_ref(),
-        caller.school,
-        &stream,
-        Snapshot::default(),
-    )
-    .await?;
+    let snapshot = state
+        .streams
+        .current::<Replies>(state.store.as_ref(), caller.school, &stream)
+        .await?;
     Ok(std::sync::Arc::unwrap_or_clone(snapshot.state))
 }
 

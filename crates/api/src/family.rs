@@ -34,7 +34,7 @@ use crate::register::{italian_today, periods, school_year, term_name};
 use crate::school::{known_student, record_read};
 
 /// How many upcoming homework, tests and meetings the overview shows.
-const UPCOMING: usize = 10;
+const UPCOMING: u32 = 10;
 
 /// A term's weighted average of one subject.
 #[derive(Debug, Serialize, ToSchema)]
@@ -240,17 +240,10 @@ pub struct FamilyOverview {
     pub upcoming: Vec<AgendaItem>,
     /// Communications to the family.
     pub communications: CommunicationsSummary,
-    /// Booked meetings from today on, soonest first.
+    /// Booked meetings from today on, soonest first (at most ten).
     pub meetings: Vec<MeetingItem>,
     /// The year's published report cards, latest term first.
     pub report_cards: Vec<ReportCardItem>,
-}
-
-fn upcoming_first<T>(mut items: Vec<T>, date: impl Fn(&T) -> &str, today: &str) -> Vec<T> {
-    items.retain(|i| date(i) >= today);
-    items.reverse();
-    items.truncate(UPCOMING);
-    items
 }
 
 fn agenda_item(a: view::AgendaRow) -> AgendaItem {
@@ -454,9 +447,9 @@ pub async fn overview(
         let grades = batch.add(view::grades(school, id, y, None));
         let entries = batch.add(view::attendance(school, id, y, None));
         let notes = batch.add(view::notes(school, id, class, y, None));
-        let agenda = class.map(|c| batch.add(view::agenda(school, c, y, Some(today), None)));
+        let agenda = class.map(|c| batch.add(view::upcoming_agenda(school, c, y, today, UPCOMING)));
         let communications = batch.add(view::communications(school, y, to, None));
-        let meetings = batch.add(view::bookings(school, id, y));
+        let meetings = batch.add(view::upcoming_bookings(school, id, y, today, UPCOMING));
         let cards = batch.add(view::report_cards(school, id, y));
         let exempted = batch.add(view::exemptions(school, id, y));
         let answers = batch.run(store, school).await?;
@@ -497,10 +490,7 @@ pub async fn overview(
         subjects: subjects(&caller, year, &grades),
         attendance: attendance_summary(&caller, student, &entries, &exempted),
         notes: count(notes.iter().filter(|n| n.annulled.is_none()).count()),
-        upcoming: upcoming_first(agenda, |a| &a.date, &today_iso)
-            .into_iter()
-            .map(agenda_item)
-            .collect(),
+        upcoming: agenda.into_iter().map(agenda_item).collect(),
         communications: CommunicationsSummary {
             total: count(live.len()),
             unread: count(
@@ -519,10 +509,7 @@ pub async fn overview(
                     .count(),
             ),
         },
-        meetings: upcoming_first(meetings, |m| &m.date, &today_iso)
-            .into_iter()
-            .map(meeting_item)
-            .collect(),
+        meetings: meetings.into_iter().map(meeting_item).collect(),
         report_cards: cards.into_iter().map(report_card_item).collect(),
     };
     record_read(&state, &caller, [student], "family.overview").await?;

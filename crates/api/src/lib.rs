@@ -52,7 +52,7 @@ use crate::policy::Rule;
 use crate::ratelimit::{RateLimit, RateLimiter};
 
 pub use access_log::{AccessEntry, AccessLog};
-pub use cache::{SchoolCache, Snapshot};
+pub use cache::{SchoolCache, Snapshot, StreamCache};
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use json::Json;
 pub use metrics::Metrics;
@@ -104,6 +104,8 @@ pub struct AppState {
     pub access_log: Arc<SchoolCache<AccessLog>>,
     /// Each school's catalogue of communications.
     pub communications: Arc<SchoolCache<registro_domain::communications::Catalogue>>,
+    /// The states of the streams commands were decided on lately.
+    pub streams: Arc<StreamCache>,
     /// The rate limiter of reads.
     pub limiter: Arc<RateLimiter>,
     /// A fixed "today", for tests; `None`: the clock.
@@ -135,6 +137,7 @@ impl AppState {
             directory: Arc::default(),
             access_log: Arc::default(),
             communications: Arc::default(),
+            streams: Arc::default(),
             limiter: Arc::new(RateLimiter::new(read_limit)),
             today: None,
             projections: Arc::default(),

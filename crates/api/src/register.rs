@@ -442,9 +442,9 @@ async fn record_command_keyed(
     );
     // The terms whose scrutinio is closed for the student's class are locked (rule 6): read
     // with the directory each attempt decides with, and checked at the append.
-    let (store, school) = (state.store.as_ref(), caller.school);
+    let school = caller.school;
     let reads = |directory: std::sync::Arc<Directory>| async move {
-        crate::scrutiny::closed_terms(store, school, &directory, student, year).await
+        crate::scrutiny::closed_terms(state, school, &directory, student, year).await
     };
     // A justification's reason is sealed with the key of the student's record for the year
     // (crypto-shredding, one year at a time).
@@ -535,14 +535,14 @@ where
     ) -> Result<Vec<registro_store::NewEvent>, command::CommandError<E>>,
 {
     let store = state.store.as_ref();
-    let (directory, school) = (&state.directory, caller.school);
+    let (directory, streams, school) = (&state.directory, &state.streams, caller.school);
     let today = italian_today(state);
     let (decide, reads) = (&decide, &reads);
     let attempt = move || async move {
         let Snapshot {
             version,
             state: current,
-        } = fold_stream::<S>(store, school, stream, Snapshot::default()).await?;
+        } = streams.current::<S>(store, school, stream).await?;
         let directory = directory.current(store, school).await?;
         let (facts, mut guards) = reads(std::sync::Arc::clone(&directory.state)).await?;
         guards.push(crate::directory::guard(directory.version));
@@ -1354,28 +1354,39 @@ async fn student_record(
     record_of(state, caller.school, student, year).await
 }
 
-/// A student's record for a year as it stands (empty for anyone without one).
+/// A student's record for a year as it stands (empty for anyone without one), for a read.
+///
+/// Folded from the store every time, not from the states kept for commands: a read shows the
+/// justifications' sealed reasons, and one whose key was destroyed must read as erased at once,
+/// however it was destroyed ([ADR 0033](../../../docs/decisions/0033-stream-state-cache.md)).
 pub(crate) async fn record_of(
     state: &AppState,
     school: SchoolId,
     student: PersonId,
     year: SchoolYear,
 ) -> Result<std::sync::Arc<Record>, ApiError> {
-    Ok(read_record_at(state.store.as_ref(), school, student, year)
-        .await?
-        .0)
+    let stream = StreamId::parse(record::stream(student, year))?;
+    let store = state.store.as_ref();
+    Ok(
+        fold_stream::<Record>(store, school, &stream, Snapshot::default())
+            .await?
+            .state,
+    )
 }
 
 /// A student's record of `year` with its stream at the version read, for a decision on
 /// another stream that depends on it.
 pub(crate) async fn read_record_at(
-    store: &dyn registro_store::EventStore,
+    state: &AppState,
     school: SchoolId,
     student: PersonId,
     year: SchoolYear,
 ) -> Result<(std::sync::Arc<Record>, registro_store::StreamGuard), registro_store::StoreError> {
     let stream = StreamId::parse(record::stream(student, year))?;
-    let found = fold_stream::<Record>(store, school, &stream, Snapshot::default()).await?;
+    let found = state
+        .streams
+        .current::<Record>(state.store.as_ref(), school, &stream)
+        .await?;
     let guard = registro_store::StreamGuard {
         stream,
         version: found.version,
@@ -1544,7 +1555,10 @@ async fn class_register(
     class: registro_domain::ClassId,
 ) -> Result<Snapshot<registro_domain::class_register::ClassRegister>, ApiError> {
     let stream = StreamId::parse(registro_domain::class_register::stream(class))?;
-    Ok(fold_stream(state.store.as_ref(), school, &stream, Snapshot::default()).await?)
+    Ok(state
+        .streams
+        .current(state.store.as_ref(), school, &stream)
+        .await?)
 }
 
 /// Runs a class-register command for the caller.
@@ -2499,14 +2513,15 @@ pub async fn teacher_slots(
 ) -> Result<Json<Vec<SlotView>>, ApiError> {
     let (_, teacher) = ids;
     let stream = StreamId::parse(registro_domain::meetings::stream(teacher))?;
-    let meetings = fold_stream::<registro_domain::meetings::Meetings>(
-        state.store.as_ref(),
-        caller.school,
-        &stream,
-        Snapshot::default(),
-    )
-    .await?
-    .state;
+    let meetings = state
+        .streams
+        .current::<registro_domain::meetings::Meetings>(
+            state.store.as_ref(),
+            caller.school,
+            &stream,
+        )
+        .await?
+        .state;
     let sees_all = caller.role != registro_domain::Role::Guardian;
     Ok(Json(
         meetings
@@ -2690,21 +2705,18 @@ pub async fn give_class_grades(
             .await?
             .state;
         // The class's closed terms are locked (rule 6).
-        let closed = crate::scrutiny::scrutiny_of(state.store.as_ref(), caller.school, class, year)
+        let closed = crate::scrutiny::scrutiny_of(&state, caller.school, class, year)
             .await?
             .1
             .state
             .closed_terms();
         for (i, (student, _, student_key, cmd)) in commands.iter().enumerate() {
             let stream = StreamId::parse(record::stream(*student, year))?;
-            let current = fold_stream::<Record>(
-                state.store.as_ref(),
-                caller.school,
-                &stream,
-                Snapshot::default(),
-            )
-            .await?
-            .state;
+            let current = state
+                .streams
+                .current::<Record>(state.store.as_ref(), caller.school, &stream)
+                .await?
+                .state;
             let exempt = directory.exempt_subjects(*student);
             let ctx = record::Context {
                 student: *student,

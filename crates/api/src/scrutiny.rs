@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::cache::{Fold, Snapshot, fold_stream};
+use crate::cache::{Fold, Snapshot};
 use crate::command::{self, new_events};
 use crate::error::ApiError;
 use crate::error::Problem;
@@ -101,13 +101,16 @@ impl From<command::CommandError<ScrutinyError>> for ApiError {
 
 /// The class's scrutini of a school year as they stand.
 pub(crate) async fn scrutiny_of(
-    store: &dyn registro_store::EventStore,
+    state: &AppState,
     school: SchoolId,
     class: ClassId,
     year: SchoolYear,
 ) -> Result<(StreamId, Snapshot<Scrutiny>), registro_store::StoreError> {
     let stream = StreamId::parse(scrutiny::stream(class, year))?;
-    let found = fold_stream(store, school, &stream, Snapshot::default()).await?;
+    let found = state
+        .streams
+        .current(state.store.as_ref(), school, &stream)
+        .await?;
     Ok((stream, found))
 }
 
@@ -116,7 +119,7 @@ pub(crate) async fn scrutiny_of(
 /// scrutiny stream at the version read, for the record's append to be checked against (a term
 /// closed meanwhile makes it decided again, and refused).
 pub(crate) async fn closed_terms(
-    store: &dyn registro_store::EventStore,
+    state: &AppState,
     school: SchoolId,
     directory: &Directory,
     student: PersonId,
@@ -125,7 +128,7 @@ pub(crate) async fn closed_terms(
     let Some(class) = directory.class_of(student) else {
         return Ok((BTreeSet::new(), Vec::new()));
     };
-    let (stream, found) = scrutiny_of(store, school, class, year).await?;
+    let (stream, found) = scrutiny_of(state, school, class, year).await?;
     let guard = registro_store::StreamGuard {
         stream,
         version: found.version,
@@ -144,11 +147,11 @@ async fn run(
     cmd: ScrutinyCommand,
     record_of: Option<PersonId>,
 ) -> Result<Response, ApiError> {
-    let (store, school) = (state.store.as_ref(), caller.school);
+    let school = caller.school;
     let reads = |_: std::sync::Arc<Directory>| async move {
         match record_of {
             Some(student) => {
-                let (record, guard) = read_record_at(store, school, student, year).await?;
+                let (record, guard) = read_record_at(state, school, student, year).await?;
                 Ok((record.missed_hours(), vec![guard]))
             }
             None => Ok((Vec::new(), Vec::new())),
@@ -1307,7 +1310,7 @@ pub async fn minutes(
     let dir = &caller.directory;
     let roster = dir.class(class).ok_or(ApiError::NotFound)?;
     let year = school_year(year)?;
-    let (_, scrutiny) = scrutiny_of(state.store.as_ref(), caller.school, class, year).await?;
+    let (_, scrutiny) = scrutiny_of(&state, caller.school, class, year).await?;
     let scrutiny = scrutiny.state;
     let t = scrutiny.term(term).ok_or_else(|| {
         ApiError::NotFoundDetail("lo scrutinio di questo periodo non è stato aperto".into())

@@ -44,11 +44,18 @@ const BROKEN: u8 = 1;
 const FAILED: u8 = 2;
 
 fn main() -> ExitCode {
+    // Before any thread starts (ADR 0034).
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let tuned = registro_malloc::tune(cores);
     let cli = Cli::parse();
     // The generator and the benchmarks send thousands of requests a second in-process: their
     // request lines would drown what they print.
     let quiet = matches!(cli.command, Command::Generate(_) | Command::Bench(_));
     init_logging(cli.log_json, if quiet { "warn" } else { "info" });
+    match tuned {
+        Ok(tuned) => tracing::debug!(?tuned, "allocator"),
+        Err(e) => tracing::warn!(error = %e, "the allocator keeps its defaults"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

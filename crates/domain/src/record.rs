@@ -1121,8 +1121,20 @@ pub fn evolve(state: &mut Record, event: &RecordEvent) {
                 n.annulled = Some(reason.clone());
             }
         }
-        // The store shows the sealed reasons as erased from now on; nothing else changes.
-        E::SealedDataErased { .. } => {}
+        // The store shows the sealed reasons as erased from now on; so does a state folded
+        // before (kept in memory), as a fold from the first event would. Nothing else changes.
+        E::SealedDataErased { subject, .. } => {
+            let erased = || serde_json::json!({ "subject": subject });
+            for entry in state.attendance.values_mut() {
+                let j = &mut entry.justification;
+                if matches!(j.reason, Some(Sealable::Open(_))) {
+                    j.reason = Some(Sealable::Erased { erased: erased() });
+                }
+                if matches!(j.decision, Some(Sealable::Open(_))) {
+                    j.decision = Some(Sealable::Erased { erased: erased() });
+                }
+            }
+        }
         E::JustificationAccepted { entry, reason } | E::JustificationRejected { entry, reason } => {
             if let Some(a) = state.attendance.get_mut(entry) {
                 a.justification.state = if matches!(event, E::JustificationAccepted { .. }) {
@@ -2036,6 +2048,53 @@ mod tests {
             reason: "certificato medico mancante".into(),
         };
         assert!(!decision.digest_form().to_string().contains("certificato"));
+    }
+
+    #[test]
+    fn a_state_folded_before_the_erasure_forgets_the_sealed_reasons_with_it() {
+        let w = world();
+        let entry = AttendanceId::new();
+        let mut state = run_all(
+            &w,
+            w.student,
+            &[
+                attend(entry, date!(2025 - 10 - 06), Missed::WholeDay),
+                justify(entry, Justifier::Guardian, "febbre"),
+                RecordCommand::DecideJustification {
+                    entry,
+                    accept: false,
+                    reason: "manca il certificato".into(),
+                },
+            ],
+        )
+        .unwrap();
+        let before = state.attendance().next().unwrap().1.clone();
+        assert!(matches!(
+            before.justification.decision,
+            Some(Sealable::Open(_))
+        ));
+        let subject = PersonId::new();
+        evolve(
+            &mut state,
+            &RecordEvent::SealedDataErased {
+                subject,
+                reason: "retention".into(),
+            },
+        );
+        let after = state.attendance().next().unwrap().1;
+        let marker = serde_json::json!({ "subject": subject });
+        assert_eq!(
+            after.justification.reason,
+            Some(Sealable::Erased {
+                erased: marker.clone()
+            })
+        );
+        assert_eq!(
+            after.justification.decision,
+            Some(Sealable::Erased { erased: marker })
+        );
+        assert_eq!(after.justification.state, before.justification.state);
+        assert_eq!(after.date, before.date);
     }
 
     #[test]

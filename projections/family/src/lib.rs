@@ -17,7 +17,7 @@ mod schema;
 pub use read::{
     Addressees, AgendaRow, AttendanceRow, BookingRow, CommunicationRow, ConsentRow, Cursor,
     GradeRow, NoteRow, Page, ReportCardRow, agenda, attendance, bookings, communications,
-    exemptions, grades, iso, notes, report_cards,
+    exemptions, grades, iso, notes, report_cards, upcoming_agenda, upcoming_bookings,
 };
 
 use registro_domain::StoredEvent as _;

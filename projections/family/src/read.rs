@@ -397,15 +397,39 @@ pub fn agenda(
     page: Option<&Page>,
 ) -> Read<Vec<AgendaRow>> {
     let mut params = key(school, class, year);
-    let mut base = String::from(
-        "SELECT item_id, kind, date, assigned_on, subject, text FROM family_agenda \
-         WHERE school_id = $1 AND class_id = $2 AND year = $3",
-    );
+    let mut base = format!("{AGENDA} WHERE school_id = $1 AND class_id = $2 AND year = $3");
     if let Some(from) = from {
         params.push(Cell::Text(iso(from)));
         base.push_str(&format!(" AND date >= ${}", params.len()));
     }
     let sql = paged(&base, &mut params, "item_id", page);
+    agenda_rows(sql, params)
+}
+
+/// The class's homework and tests of the school year due on or after `from`, soonest first, at
+/// most `limit` of them: what is coming, read without the rest of the year.
+///
+/// Read it alone with [`Read::run`], or with others from one snapshot in a
+/// [`registro_store::Batch`].
+pub fn upcoming_agenda(
+    school: SchoolId,
+    class: Uuid,
+    year: i32,
+    from: Date,
+    limit: u32,
+) -> Read<Vec<AgendaRow>> {
+    let mut params = key(school, class, year);
+    params.push(Cell::Text(iso(from)));
+    let sql = format!(
+        "{AGENDA} WHERE school_id = $1 AND class_id = $2 AND year = $3 AND date >= $4 \
+         ORDER BY date, item_id LIMIT {limit}"
+    );
+    agenda_rows(sql, params)
+}
+
+const AGENDA: &str = "SELECT item_id, kind, date, assigned_on, subject, text FROM family_agenda";
+
+fn agenda_rows(sql: String, params: Vec<Cell>) -> Read<Vec<AgendaRow>> {
     let columns = [T::Uuid, T::Text, T::Text, T::Text, T::Text, T::Text];
     Read::one(ProjectionQuery::new(sql, params, &columns), move |rows| {
         decode_rows("agenda", rows, |r| {
@@ -584,17 +608,56 @@ pub fn communications(
 /// [`registro_store::Batch`].
 pub fn bookings(school: SchoolId, student: Uuid, year: i32) -> Read<Vec<BookingRow>> {
     let span = registro_domain::calendar::SchoolYear::starting(year);
+    booking_rows(
+        format!("{BOOKINGS} ORDER BY s.date DESC, s.start_at DESC, b.slot_id DESC"),
+        school,
+        student,
+        span.first_day(),
+        span.last_day(),
+    )
+}
+
+/// The meetings booked for the student in the school year from `from` on, soonest first, at
+/// most `limit` of them.
+///
+/// Read it alone with [`Read::run`], or with others from one snapshot in a
+/// [`registro_store::Batch`].
+pub fn upcoming_bookings(
+    school: SchoolId,
+    student: Uuid,
+    year: i32,
+    from: Date,
+    limit: u32,
+) -> Read<Vec<BookingRow>> {
+    let span = registro_domain::calendar::SchoolYear::starting(year);
+    booking_rows(
+        format!("{BOOKINGS} ORDER BY s.date, s.start_at, b.slot_id LIMIT {limit}"),
+        school,
+        student,
+        from.max(span.first_day()),
+        span.last_day(),
+    )
+}
+
+const BOOKINGS: &str = "SELECT b.slot_id, s.teacher, s.date, s.start_at, s.end_at, s.place, \
+                        b.guardian, s.cancelled FROM family_bookings b JOIN family_slots s \
+                        ON s.school_id = b.school_id AND s.slot_id = b.slot_id \
+                        WHERE b.school_id = $1 AND b.student = $2 AND s.date >= $3 \
+                        AND s.date <= $4";
+
+fn booking_rows(
+    sql: String,
+    school: SchoolId,
+    student: Uuid,
+    from: Date,
+    to: Date,
+) -> Read<Vec<BookingRow>> {
     let params = vec![
         Cell::Uuid(*school.as_uuid()),
         Cell::Uuid(student),
-        Cell::Text(iso(span.first_day())),
-        Cell::Text(iso(span.last_day())),
+        Cell::Text(iso(from)),
+        Cell::Text(iso(to)),
     ];
-    let sql = "SELECT b.slot_id, s.teacher, s.date, s.start_at, s.end_at, s.place, b.guardian, \
-               s.cancelled FROM family_bookings b JOIN family_slots s \
-               ON s.school_id = b.school_id AND s.slot_id = b.slot_id \
-               WHERE b.school_id = $1 AND b.student = $2 AND s.date >= $3 AND s.date <= $4 \
-               ORDER BY s.date DESC, s.start_at DESC, b.slot_id DESC";
     let columns = [
         T::Uuid,
         T::Uuid,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use registro_domain::SchoolId;
 use registro_projection_family::{
     Addressees, Cursor, FamilyView, Page, agenda, attendance, bookings, communications, grades,
-    notes, report_cards,
+    notes, report_cards, upcoming_agenda, upcoming_bookings,
 };
 use registro_projector::{Projection as _, Projector};
 use registro_store::EventStore;
@@ -506,6 +506,119 @@ async fn postgres_the_view_follows_the_events() {
     let store = db.app_store_with_projection(&FamilyView.schema()).await;
     assert_eq!(store.row_security().await.unwrap(), Some(true));
     the_view_follows_the_events(Arc::new(store)).await;
+}
+
+/// The overview's coming homework and meetings: from a day on, soonest first, as many as asked,
+/// read without the rest of the year (the soak piled thousands of them on one class).
+async fn upcoming_reads_take_the_soonest_only(store: Arc<dyn EventStore>) {
+    let s = store.as_ref();
+    let a = SchoolId::new();
+    let (class, teacher, x, guardian) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    // Homework due 1 to 12 October, written in no order; two due on the 5th.
+    let days = [9, 3, 12, 5, 1, 7, 5, 11, 2, 8, 4, 10, 6];
+    let homework: Vec<(Uuid, u8)> = days.iter().map(|d| (Uuid::now_v7(), *d)).collect();
+    let items: Vec<(&str, Value)> = homework
+        .iter()
+        .map(|(id, day)| {
+            (
+                "HomeworkAssigned",
+                json!({"homework": id, "subject": "Matematica", "text": "Esercizi",
+                    "assigned_on": "2025-09-20", "due": format!("2025-10-{day:02}")}),
+            )
+        })
+        .collect();
+    append_json(s, a, &format!("class-{class}"), &items).await;
+    // Meetings booked on 2 to 7 October, and one in the next school year.
+    let slots: Vec<(Uuid, String)> = ["2025-10-06", "2025-10-02", "2026-09-15", "2025-10-04"]
+        .iter()
+        .chain(&["2025-10-07", "2025-10-03", "2025-10-05"])
+        .map(|d| (Uuid::now_v7(), (*d).to_owned()))
+        .collect();
+    let mut meetings: Vec<(&str, Value)> = Vec::new();
+    for (slot, date) in &slots {
+        meetings.push((
+            "SlotOffered",
+            json!({"slot": slot, "date": date, "start": "16:00", "end": "16:30",
+                "capacity": 1, "place": "Aula 3"}),
+        ));
+        meetings.push((
+            "MeetingBooked",
+            json!({"slot": slot, "guardian": guardian, "student": x}),
+        ));
+    }
+    append_json(s, a, &format!("meetings-{teacher}"), &meetings).await;
+
+    let projector = Projector::new(Arc::clone(&store), Arc::new(FamilyView));
+    projector.prepare().await.unwrap();
+    for _ in 0..200 {
+        projector.catch_up().await.unwrap();
+        let agenda_done = agenda(a, class, 2025, None, None)
+            .run(s, a)
+            .await
+            .unwrap()
+            .len();
+        let booked = bookings(a, x, 2025).run(s, a).await.unwrap().len();
+        if (agenda_done, booked) == (homework.len(), 6) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let from = time::macros::date!(2025 - 10 - 04);
+    let coming = upcoming_agenda(a, class, 2025, from, 4)
+        .run(s, a)
+        .await
+        .unwrap();
+    let mut expected: Vec<&(Uuid, u8)> = homework.iter().filter(|(_, d)| *d >= 4).collect();
+    expected.sort_by_key(|(id, d)| (*d, *id));
+    assert_eq!(
+        coming.iter().map(|h| h.id).collect::<Vec<_>>(),
+        expected
+            .iter()
+            .take(4)
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        coming.iter().map(|h| h.date.as_str()).collect::<Vec<_>>(),
+        ["2025-10-04", "2025-10-05", "2025-10-05", "2025-10-06"]
+    );
+    let booked = upcoming_bookings(a, x, 2025, from, 2)
+        .run(s, a)
+        .await
+        .unwrap();
+    assert_eq!(
+        booked.iter().map(|b| b.date.as_str()).collect::<Vec<_>>(),
+        ["2025-10-04", "2025-10-05"]
+    );
+    // Past the year's last meeting: only the year's, never the next one's.
+    let late = time::macros::date!(2025 - 10 - 07);
+    let last = upcoming_bookings(a, x, 2025, late, 10)
+        .run(s, a)
+        .await
+        .unwrap();
+    assert_eq!(
+        last.iter().map(|b| b.date.as_str()).collect::<Vec<_>>(),
+        ["2025-10-07"]
+    );
+}
+
+#[tokio::test]
+async fn sqlite_upcoming_reads_take_the_soonest_only() {
+    let (_dir, store) = sqlite_store().await;
+    upcoming_reads_take_the_soonest_only(store).await;
+}
+
+#[tokio::test]
+async fn postgres_upcoming_reads_take_the_soonest_only() {
+    let db = TestDb::new().await;
+    let store = db.app_store_with_projection(&FamilyView.schema()).await;
+    upcoming_reads_take_the_soonest_only(Arc::new(store)).await;
 }
 
 /// A term's report cards show once the principal publishes them, with the final one's outcome,
