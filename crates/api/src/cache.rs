@@ -301,6 +301,28 @@ impl StreamCache {
         }
     }
 
+    /// Drops the states unused for [`Self::IDLE`] every minute, for as long as `cache` is
+    /// alive elsewhere: without it, an instance that gets no requests would keep them (and a
+    /// record's details erased meanwhile) until its next request.
+    pub fn sweep_idle(cache: &Arc<Self>) {
+        let cache = Arc::downgrade(cache);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                let Some(cache) = cache.upgrade() else {
+                    return;
+                };
+                cache.expire_idle(Instant::now());
+            }
+        });
+    }
+
+    /// Drops the states unused for [`Self::IDLE`] as of `now`.
+    pub fn expire_idle(&self, now: Instant) {
+        self.lock().expire(now);
+    }
+
     /// How many states are kept, and the events they were folded from.
     #[must_use]
     pub fn held(&self) -> (usize, u64) {
@@ -601,9 +623,21 @@ mod tests {
             .unwrap();
         assert_eq!(long.state.0, 11);
         assert_eq!(cache.held(), (2, 8));
-        // Unused for the idle time: dropped at the next use of the cache.
+        // Unused for the idle time: dropped at the next use of the cache, or by the sweep.
         let later = now + StreamCache::IDLE + Duration::from_secs(1);
-        assert!(cache.get::<Count>(&key(schools[2]), later).is_none());
+        cache.expire_idle(now);
+        assert_eq!(cache.held(), (2, 8), "not idle yet");
+        cache.expire_idle(later);
+        assert_eq!(cache.held(), (0, 0));
+        cache
+            .current::<Count>(&store, schools[0], &access())
+            .await
+            .unwrap();
+        assert!(
+            cache
+                .get::<Count>(&key(schools[0]), later + StreamCache::IDLE)
+                .is_none()
+        );
         assert_eq!(cache.held(), (0, 0));
     }
 }

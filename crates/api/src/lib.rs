@@ -163,6 +163,7 @@ pub async fn build(config: ApiConfig, store: Arc<dyn EventStore>) -> anyhow::Res
     state.local_jwks = config.local_jwks.map(Arc::new);
     state.today = config.today;
     state.projections = Arc::new(config.projections);
+    StreamCache::sweep_idle(&state.streams);
     let mut router = with_middleware(routes, state);
     // Outermost: a preflight is answered before the guard asks for a token.
     if let Some(cors) = hardening::cors(&config.cors_origins)? {

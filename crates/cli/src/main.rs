@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_json, if quiet { "warn" } else { "info" });
     match tuned {
         Ok(tuned) => tracing::debug!(?tuned, "allocator"),
-        Err(e) => tracing::warn!(error = %e, "the allocator keeps its defaults"),
+        Err(e) => tracing::warn!(error = %e, "the allocator could not be tuned (fully)"),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
