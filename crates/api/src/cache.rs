@@ -372,14 +372,7 @@ impl StreamCache {
                 used: now,
             },
         );
-        while inner.held > self.budget {
-            let Some((_, oldest)) = inner.by_use.pop_first() else {
-                break;
-            };
-            if let Some(gone) = inner.entries.remove(&oldest) {
-                inner.held -= gone.version;
-            }
-        }
+        while inner.held > self.budget && inner.drop_least_recent() {}
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Streams> {
@@ -400,20 +393,24 @@ impl Streams {
         }
     }
 
-    /// Drops the states unused for [`StreamCache::IDLE`] (the oldest used come first).
+    /// Drops the least recently used state; false when none is kept.
+    fn drop_least_recent(&mut self) -> bool {
+        let Some((_, key)) = self.by_use.pop_first() else {
+            return false;
+        };
+        self.remove(&key);
+        true
+    }
+
+    /// Drops the states unused for [`StreamCache::IDLE`] (the least recently used come first).
     fn expire(&mut self, now: Instant) {
         while let Some((_, key)) = self.by_use.first_key_value() {
             let idle = self
                 .entries
                 .get(key)
                 .is_none_or(|kept| now.duration_since(kept.used) >= StreamCache::IDLE);
-            if !idle {
+            if !idle || !self.drop_least_recent() {
                 break;
-            }
-            let key = key.clone();
-            self.by_use.pop_first();
-            if let Some(gone) = self.entries.remove(&key) {
-                self.held -= gone.version;
             }
         }
     }
