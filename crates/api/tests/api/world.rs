@@ -118,6 +118,9 @@ impl World {
         for schema in projections() {
             admin.prepare_projection(&schema).await.unwrap();
         }
+        // The application's store first: it creates the role (on a fresh server, the first
+        // test to get here would otherwise grant to a role that does not exist yet).
+        let store = db.app_store_with_key(MasterKey::generate()).await;
         let tables = projections()
             .iter()
             .flat_map(|p| p.tables.iter().copied())
@@ -131,7 +134,6 @@ impl World {
             ))
             .await
             .unwrap();
-        let store = db.app_store_with_key(MasterKey::generate()).await;
         assert_eq!(store.row_security().await.unwrap(), Some(true));
         for schema in more {
             store.prepare_projection(schema).await.unwrap();
