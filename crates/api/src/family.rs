@@ -8,6 +8,8 @@
 #![allow(unused_qualifications)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Extension;
 use axum::extract::State;
@@ -28,6 +30,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::json::{PathIds, QueryOf};
+use crate::overview_cache::{OverviewCopy, OverviewKey};
 use crate::projections::read_projection;
 
 use crate::register::{italian_today, periods, school_year, term_name};
@@ -392,8 +395,9 @@ fn addressees<'a>(
     }
 }
 
-/// The family view's rows an overview is made of.
+/// The family view's rows an overview is made of, and the stamp they stand at.
 struct Rows {
+    stamp: u64,
     grades: Vec<view::GradeRow>,
     entries: Vec<view::AttendanceRow>,
     notes: Vec<view::NoteRow>,
@@ -441,9 +445,35 @@ pub async fn overview(
     let today_iso = view::iso(today);
     let family = family_of(&caller, student);
     let to = addressees(&caller, student, class, &family);
+    // The scopes whose stamps say whether a copy is current: every row the overview reads
+    // belongs to one of them (projections/family, `STAMPS`).
+    let mut scopes = vec![id, *school.as_uuid(), *caller.person.as_uuid()];
+    scopes.extend(class);
+    scopes.extend(family.iter().copied());
+    scopes.sort_unstable();
+    scopes.dedup();
+    let key = OverviewKey {
+        school,
+        student,
+        year: y,
+        reader: caller.person,
+        role: caller.role,
+        today,
+        directory: caller.directory_version,
+    };
+    if let Some(copy) = state.overview.get(&key, Instant::now()) {
+        let read = view::stamp(school, &scopes).run(store, school);
+        let stamp = read_projection(&state, view::NAME, school, query.min_position, read).await?;
+        if stamp == copy.stamp {
+            record_read(&state, &caller, [student], "family.overview").await?;
+            state.metrics.overview(true);
+            return tagged_bytes(&headers, &copy.etag, copy.body.to_vec());
+        }
+    }
     // One snapshot, one round trip.
     let reads = async {
         let mut batch = Batch::default();
+        let stamp = batch.add(view::stamp(school, &scopes));
         let grades = batch.add(view::grades(school, id, y, None));
         let entries = batch.add(view::attendance(school, id, y, None));
         let notes = batch.add(view::notes(school, id, class, y, None));
@@ -454,6 +484,7 @@ pub async fn overview(
         let exempted = batch.add(view::exemptions(school, id, y));
         let answers = batch.run(store, school).await?;
         Ok(Rows {
+            stamp: answers.take(stamp)?,
             grades: answers.take(grades)?,
             entries: answers.take(entries)?,
             notes: answers.take(notes)?,
@@ -468,6 +499,7 @@ pub async fn overview(
         })
     };
     let Rows {
+        stamp,
         grades,
         entries,
         notes,
@@ -513,7 +545,16 @@ pub async fn overview(
         report_cards: cards.into_iter().map(report_card_item).collect(),
     };
     record_read(&state, &caller, [student], "family.overview").await?;
-    tagged(&headers, &body)
+    let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.into()))?;
+    let etag = etag_of(&bytes);
+    let copy = OverviewCopy {
+        stamp,
+        body: Arc::from(bytes.as_slice()),
+        etag: Arc::from(etag.as_str()),
+    };
+    state.overview.put(key, copy, Instant::now());
+    state.metrics.overview(false);
+    tagged_bytes(&headers, &etag, bytes)
 }
 
 /// A list of the family view.
@@ -1082,8 +1123,18 @@ pub async fn report_card(
 /// request's `If-None-Match` names it.
 fn tagged<T: Serialize>(headers: &HeaderMap, body: &T) -> Result<Response, ApiError> {
     let bytes = serde_json::to_vec(body).map_err(|e| ApiError::Internal(e.into()))?;
-    let digest = Sha256::digest(&bytes);
-    let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+    let etag = etag_of(&bytes);
+    tagged_bytes(headers, &etag, bytes)
+}
+
+/// The strong `ETag` of a body, quoted: the first half of its SHA-256.
+fn etag_of(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
+/// JSON `bytes` with their `etag` (see [`tagged`]).
+fn tagged_bytes(headers: &HeaderMap, etag: &str, bytes: Vec<u8>) -> Result<Response, ApiError> {
     let matches = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -1091,7 +1142,7 @@ fn tagged<T: Serialize>(headers: &HeaderMap, body: &T) -> Result<Response, ApiEr
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag);
-    let etag = HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.into()))?;
+    let etag = HeaderValue::from_str(etag).map_err(|e| ApiError::Internal(e.into()))?;
     let mut response = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {

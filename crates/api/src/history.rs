@@ -204,6 +204,7 @@ fn past(
         directory: Arc::default(),
         access_log: Arc::default(),
         communications: Arc::default(),
+        overview: Arc::default(),
         today: Some(today),
         ..state.clone()
     };

@@ -25,6 +25,7 @@ pub mod hardening;
 mod history;
 mod json;
 mod metrics;
+pub mod overview_cache;
 pub mod policy;
 mod portability;
 mod projections;
@@ -80,6 +81,9 @@ pub struct ApiConfig {
     /// The origins browsers may call the API from (`https://app.example.it`); none: no
     /// cross-origin calls.
     pub cors_origins: Vec<String>,
+    /// The most bytes of family overviews kept to answer reads whose rows have not changed
+    /// ([`overview_cache::OverviewCache`]); 0 keeps none.
+    pub overview_cache_bytes: usize,
 }
 
 /// The software and its version, as an export's manifest names it.
@@ -106,6 +110,8 @@ pub struct AppState {
     pub communications: Arc<SchoolCache<registro_domain::communications::Catalogue>>,
     /// The states of the streams commands were decided on lately.
     pub streams: Arc<StreamCache>,
+    /// Copies of family overviews, used while their stamp stands.
+    pub overview: Arc<overview_cache::OverviewCache>,
     /// The rate limiter of reads.
     pub limiter: Arc<RateLimiter>,
     /// A fixed "today", for tests; `None`: the clock.
@@ -138,6 +144,7 @@ impl AppState {
             access_log: Arc::default(),
             communications: Arc::default(),
             streams: Arc::default(),
+            overview: Arc::default(),
             limiter: Arc::new(RateLimiter::new(read_limit)),
             today: None,
             projections: Arc::default(),
@@ -163,6 +170,9 @@ pub async fn build(config: ApiConfig, store: Arc<dyn EventStore>) -> anyhow::Res
     state.local_jwks = config.local_jwks.map(Arc::new);
     state.today = config.today;
     state.projections = Arc::new(config.projections);
+    state.overview = Arc::new(overview_cache::OverviewCache::new(
+        config.overview_cache_bytes,
+    ));
     StreamCache::sweep_idle(&state.streams);
     let mut router = with_middleware(routes, state);
     // Outermost: a preflight is answered before the guard asks for a token.

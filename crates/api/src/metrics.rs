@@ -39,6 +39,11 @@ struct ProjectionLabels {
     projection: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CopyLabels {
+    outcome: &'static str,
+}
+
 /// The registry and the metrics the middleware updates.
 #[derive(Debug)]
 pub struct Metrics {
@@ -48,6 +53,7 @@ pub struct Metrics {
     lag_events: Family<ProjectionLabels, Gauge>,
     lag_seconds: Family<ProjectionLabels, Gauge<f64, AtomicU64>>,
     stopped: Family<ProjectionLabels, Gauge>,
+    overview_copies: Family<CopyLabels, Counter>,
 }
 
 impl Metrics {
@@ -89,6 +95,13 @@ impl Metrics {
             "1 when a projection's projector stopped at an event it cannot apply, else 0",
             stopped.clone(),
         );
+        let overview_copies = Family::<CopyLabels, Counter>::default();
+        registry.register(
+            "family_overviews",
+            "Family overviews answered, by outcome: used (a copy whose rows had not changed) or \
+             computed",
+            overview_copies.clone(),
+        );
         registry.register(
             "build",
             "The running version",
@@ -101,7 +114,16 @@ impl Metrics {
             lag_events,
             lag_seconds,
             stopped,
+            overview_copies,
         }
+    }
+
+    /// Counts a family overview answered from a copy (`used`) or computed.
+    pub(crate) fn overview(&self, used: bool) {
+        let outcome = if used { "used" } else { "computed" };
+        self.overview_copies
+            .get_or_create(&CopyLabels { outcome })
+            .inc();
     }
 
     /// Sets the projection metrics of `name` from its lag and seconds behind; `None` (its

@@ -300,6 +300,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+    /// The most mebibytes of family overviews kept to answer reads whose rows have not changed
+    /// since (ADR 0035); 0 keeps none and computes every read.
+    #[arg(long, env = "REGISTRO_OVERVIEW_CACHE_MIB", default_value_t = 16)]
+    pub overview_cache_mib: usize,
     /// How long a read of a read model with `min_position` waits for it to include that
     /// position before answering 503 (milliseconds).
     #[arg(long, env = "REGISTRO_READ_WAIT_MS", default_value_t = 2000)]

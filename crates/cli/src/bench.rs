@@ -3,12 +3,15 @@
 //! the database's, not one machine against another.
 //!
 //! - appends: single-event appends through the store, 16 writers on 16 schools, against a raw
-//!   single-row `INSERT` loop with 16 connections;
+//!   single-row `INSERT` loop with 16 connections, and against the floor: an append's writes
+//!   alone (the event's row in a copy of the store's table, the school's head) in one statement;
 //! - import: a generated school's export imported with chain verification, against the same
 //!   rows in raw 100-row `INSERT`s;
 //! - rebuild: the family view and the scrutiny report rebuilt from the imported log;
-//! - family view over HTTP: 32 connections against the API serving the imported school, against
-//!   `pgbench -S` with 32 clients on the same server;
+//! - family view over HTTP: 32 connections against the API serving the imported school, with
+//!   and without the copies of overviews, against `pgbench -S` with 32 clients on the same
+//!   server, and against the floor: a server doing one primary-key `SELECT` a request, read by
+//!   the same client;
 //! - export: the school's log written as NDJSON, from SQLite and from PostgreSQL.
 //!
 //! Every figure is the median of `--runs` runs. The benchmark works in databases of its own
@@ -248,7 +251,7 @@ async fn run_all(
     let wanted = |b: Bench| options.only.is_empty() || options.only.contains(&b);
     let mut rows = Vec::new();
     if wanted(Bench::Appends) {
-        rows.push(appends_against_inserts(p, runs, dbs, say).await?);
+        rows.extend(appends_against_inserts(p, runs, dbs, say).await?);
     }
     let on_the_school = [Bench::Import, Bench::Rebuild, Bench::Http, Bench::Export];
     if !on_the_school.into_iter().any(wanted) {
@@ -263,7 +266,7 @@ async fn appends_against_inserts(
     runs: usize,
     dbs: &mut Databases,
     say: &mut impl FnMut(&str),
-) -> anyhow::Result<Row> {
+) -> anyhow::Result<Vec<Row>> {
     say("appends: 16 writers on 16 schools, against raw single-row inserts");
     let url = dbs.create("appends").await?;
     let store = pg_store(&url, p.writers * 2).await?;
@@ -274,25 +277,104 @@ async fn appends_against_inserts(
          UNIQUE (stream, version))",
     )
     .await?;
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    raw.batch_execute(FLOOR_TABLES).await?;
+    let (mut ours, mut theirs, mut floor) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
         ours.push(appends(&store, p, run).await?);
         theirs.push(raw_appends(&url, p, run).await?);
+        floor.push(floor_appends(&url, p, run).await?);
     }
-    let (ours, theirs) = (median(ours), median(theirs));
-    Ok(Row {
-        what: format!(
-            "single-event appends, {} writers on {} schools",
-            p.writers, p.writers
-        ),
-        ours: format!("{ours:.0} events/s"),
-        reference: format!(
-            "{theirs:.0} rows/s (single-row INSERT, {} connections)",
-            p.writers
-        ),
-        ratio: Some(ratio(ours, theirs)),
-        target: ">= 0.8x raw inserts",
-    })
+    let (ours, theirs, floor) = (median(ours), median(theirs), median(floor));
+    let reference = format!(
+        "{theirs:.0} rows/s (single-row INSERT, {} connections)",
+        p.writers
+    );
+    Ok(vec![
+        Row {
+            what: format!(
+                "single-event appends, {} writers on {} schools",
+                p.writers, p.writers
+            ),
+            ours: format!("{ours:.0} events/s ({} of the floor)", ratio(ours, floor)),
+            reference: reference.clone(),
+            ratio: Some(ratio(ours, theirs)),
+            target: ">= 0.8x raw inserts",
+        },
+        Row {
+            what: format!(
+                "(floor: an append's writes alone, one statement each, {} writers)",
+                p.writers
+            ),
+            ours: format!("{floor:.0} events/s"),
+            reference,
+            ratio: Some(ratio(floor, theirs)),
+            target: "(what any append with this log's rows can reach)",
+        },
+    ])
+}
+
+/// Copies of the event store's tables for [`floor_appends`]: the same columns, defaults,
+/// constraints and indexes (`LIKE ... INCLUDING ALL`), none of the store's rows.
+const FLOOR_TABLES: &str = "CREATE TABLE bench_floor_events (LIKE events INCLUDING ALL); \
+     CREATE TABLE bench_floor_heads (LIKE school_heads INCLUDING ALL)";
+
+/// What an append writes, and nothing else: the event's row (every column and index of the
+/// store's table, its chain hash computed here as the store computes it) and its school's head,
+/// in one statement and one round trip a transaction, without the school's lock, the version
+/// and head reads, the checks or the idempotency record. No implementation that keeps the log's
+/// rows can append faster on this server: the floor of the appends' target.
+async fn floor_appends(url: &str, p: &Params, run: usize) -> anyhow::Result<f64> {
+    let clients = raw_clients(url, p.writers).await?;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (w, client) in clients.into_iter().enumerate() {
+        let n = p.appends_per_writer;
+        tasks.spawn(async move {
+            let append = client
+                .prepare(
+                    "WITH head AS (INSERT INTO bench_floor_heads (school_id, last_seq, last_hash) \
+                     VALUES ($1, $3, $13) ON CONFLICT (school_id) DO UPDATE \
+                     SET last_seq = excluded.last_seq, last_hash = excluded.last_hash) \
+                     INSERT INTO bench_floor_events (school_id, stream_id, school_seq, \
+                     stream_version, event_id, event_type, schema_version, data, actor_id, \
+                     actor_role, correlation_id, occurred_at, recorded_at, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $3, $4, $5, 1, $6, $7, $8, $9, $10, $10, $11, $12)",
+                )
+                .await?;
+            let school = uuid::Uuid::now_v7();
+            let stream = format!("floor-{run}-{w}");
+            let mut prev = registro_store::Hash([0; 32]);
+            for i in 0..n {
+                let data = registro_store::canonical::to_canonical_json(&payload(i))?;
+                let hash = registro_store::canonical::chain_hash(&prev, &data);
+                let seq = i64::try_from(i + 1)?;
+                let now = time::OffsetDateTime::now_utc();
+                client
+                    .execute(
+                        &append,
+                        &[
+                            &school,
+                            &stream,
+                            &seq,
+                            &uuid::Uuid::now_v7(),
+                            &"BenchEventAppended",
+                            &data,
+                            &uuid::Uuid::now_v7(),
+                            &"teacher",
+                            &uuid::Uuid::now_v7(),
+                            &now,
+                            &prev.0.as_slice(),
+                            &hash.0.as_slice(),
+                            &hash.0.as_slice(),
+                        ],
+                    )
+                    .await?;
+                prev = hash;
+            }
+            anyhow::Ok(())
+        });
+    }
+    finished(tasks, p, started).await
 }
 
 /// Import, rebuilds, the family view over HTTP and export, on one generated school.
@@ -415,9 +497,12 @@ async fn school_benchmarks(
         } else {
             p.generated.year
         };
-        let (rps, p50, p99) = family_over_http(&store, school, year, p).await?;
+        let default = registro_api::overview_cache::OverviewCache::DEFAULT_BYTES;
+        let (rps, p50, p99) = family_over_http(&store, school, year, p, default).await?;
+        let (cold_rps, cold_p50, cold_p99) = family_over_http(&store, school, year, p, 0).await?;
         let pgbench_url = dbs.create("pgbench").await?;
         let tps = run_pgbench(pgbench, &pgbench_url, p).await?;
+        let (floor_rps, floor_p50, floor_p99) = http_floor(&pgbench_url, p).await?;
         rows.push(Row {
             what: format!("family view over HTTP, {} connections", p.http_connections),
             ours: format!(
@@ -428,6 +513,34 @@ async fn school_benchmarks(
             reference: format!("{tps:.0} tps (pgbench -S, {} clients)", p.http_connections),
             ratio: Some(ratio(rps, tps)),
             target: ">= 0.3x pgbench -S; p99 <= 10 ms",
+        });
+        rows.push(Row {
+            what: format!(
+                "(the same, every overview computed: no copies kept, {} connections)",
+                p.http_connections
+            ),
+            ours: format!(
+                "{cold_rps:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
+                cold_p50 * 1e3,
+                cold_p99 * 1e3
+            ),
+            reference: format!("{tps:.0} tps (pgbench -S, {} clients)", p.http_connections),
+            ratio: Some(ratio(cold_rps, tps)),
+            target: "(no target)",
+        });
+        rows.push(Row {
+            what: format!(
+                "(floor: HTTP and one primary-key SELECT a request, {} connections)",
+                p.http_connections
+            ),
+            ours: format!(
+                "{floor_rps:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
+                floor_p50 * 1e3,
+                floor_p99 * 1e3
+            ),
+            reference: format!("{tps:.0} tps (pgbench -S, {} clients)", p.http_connections),
+            ratio: Some(ratio(floor_rps, tps)),
+            target: "(what any HTTP read can reach)",
         });
     }
     if !wanted(Bench::Export) {
@@ -518,10 +631,7 @@ fn payload(i: usize) -> serde_json::Value {
 
 /// The same number of single-row inserts, each its own transaction, `writers` connections.
 async fn raw_appends(url: &str, p: &Params, run: usize) -> anyhow::Result<f64> {
-    let mut clients = Vec::new();
-    for _ in 0..p.writers {
-        clients.push(raw_client(url).await?);
-    }
+    let clients = raw_clients(url, p.writers).await?;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (w, client) in clients.into_iter().enumerate() {
@@ -546,6 +656,15 @@ async fn raw_appends(url: &str, p: &Params, run: usize) -> anyhow::Result<f64> {
         });
     }
     finished(tasks, p, started).await
+}
+
+/// `n` plain connections to `url`.
+async fn raw_clients(url: &str, n: usize) -> anyhow::Result<Vec<tokio_postgres::Client>> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(raw_client(url).await?);
+    }
+    Ok(clients)
 }
 
 /// The export's event lines inserted in 100-row `INSERT`s (each its own transaction); rows a
@@ -648,6 +767,7 @@ async fn family_over_http(
     school: SchoolId,
     year: i32,
     p: &Params,
+    overview_cache_bytes: usize,
 ) -> anyhow::Result<(f64, f64, f64)> {
     let directory = registro_api::directory::load(store.as_ref(), school).await?;
     let issuer = LocalIssuer::generate();
@@ -679,6 +799,7 @@ async fn family_over_http(
             read_limit: registro_api::ratelimit::RateLimit::OFF,
             today: None,
             cors_origins: Vec::new(),
+            overview_cache_bytes,
             projections: registro_api::ProjectionConfig {
                 names: vec!["family".into(), "scrutiny".into(), "audit".into()],
                 read_wait: Duration::from_secs(2),
@@ -706,11 +827,24 @@ async fn family_over_http(
             bail!("GET {path}: {}", r.status());
         }
     }
+    let measured = load(&base, targets, p).await;
+    let _ = stop.send(());
+    server.await??;
+    measured
+}
+
+/// Reads `targets` (path and bearer token) round the list from `http_connections` connections
+/// for `http_seconds`: requests a second, p50 and p99 in seconds. Every answer must be a 2xx.
+async fn load(
+    base: &str,
+    targets: Arc<Vec<(String, String)>>,
+    p: &Params,
+) -> anyhow::Result<(f64, f64, f64)> {
     let until = Instant::now() + Duration::from_secs(p.http_seconds);
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..p.http_connections {
         let targets = Arc::clone(&targets);
-        let base = base.clone();
+        let base = base.to_owned();
         tasks.spawn(async move {
             let client = reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
@@ -742,8 +876,6 @@ async fn family_over_http(
         all.extend(done??);
     }
     let elapsed = started.elapsed();
-    let _ = stop.send(());
-    server.await??;
     all.sort_by(f64::total_cmp);
     let at = |q: usize| all.get((all.len() * q / 100).min(all.len().saturating_sub(1)));
     Ok((
@@ -751,6 +883,68 @@ async fn family_over_http(
         at(50).copied().unwrap_or(0.0),
         at(99).copied().unwrap_or(0.0),
     ))
+}
+
+/// The HTTP floor: a server doing for each request only what `pgbench -S` does (one
+/// primary-key `SELECT` of `pgbench_accounts`, on one of 16 connections as registro's pool
+/// has), answering its row as JSON, read by the same client as the family view with the same
+/// connections. What no HTTP read of this server's rows can beat on this machine, whatever it
+/// serves; `pgbench_url` is a database `pgbench -i` filled.
+async fn http_floor(pgbench_url: &str, p: &Params) -> anyhow::Result<(f64, f64, f64)> {
+    use axum::extract::{Path as UrlPath, State};
+
+    type Clients = Arc<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>>;
+    async fn account(
+        State((clients, next)): State<(Clients, Arc<AtomicU64>)>,
+        UrlPath(aid): UrlPath<i32>,
+    ) -> Result<axum::Json<serde_json::Value>, axum::http::StatusCode> {
+        let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (client, select) = usize::try_from(at)
+            .ok()
+            .and_then(|at| clients.get(at % clients.len()))
+            .ok_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)?;
+        let row = client
+            .query_one(select, &[&aid])
+            .await
+            .map_err(|_| axum::http::StatusCode::INTERNAL_SERVER_ERROR)?;
+        let balance: i32 = row.get(0);
+        Ok(axum::Json(json!({ "aid": aid, "abalance": balance })))
+    }
+
+    let mut clients = Vec::new();
+    for client in raw_clients(pgbench_url, 16).await? {
+        // As a pool's cached statement: parsed once per connection, one round trip a read.
+        let select = client
+            .prepare("SELECT abalance FROM pgbench_accounts WHERE aid = $1")
+            .await?;
+        clients.push((client, select));
+    }
+    let router = axum::Router::new()
+        .route("/accounts/{aid}", axum::routing::get(account))
+        .with_state((Arc::new(clients), Arc::new(AtomicU64::new(0))));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let accounts = 100_000 * u64::from(p.pgbench_scale);
+    let targets: Vec<(String, String)> = (0..10_000_u64)
+        .map(|i| {
+            (
+                format!("/accounts/{}", 1 + i * 7919 % accounts),
+                String::new(),
+            )
+        })
+        .collect();
+    let measured = load(&base, Arc::new(targets), p).await;
+    let _ = stop.send(());
+    server.await??;
+    measured
 }
 
 fn pgbench_binary() -> Option<PathBuf> {

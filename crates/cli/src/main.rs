@@ -258,6 +258,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
             today: None,
             cors_origins: args.cors_origins.clone(),
+            overview_cache_bytes: args.overview_cache_mib.saturating_mul(1 << 20),
             projections: registro_api::ProjectionConfig {
                 names: projections()
                     .iter()

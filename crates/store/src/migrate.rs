@@ -80,6 +80,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "0005_projection_stops.sql",
         sql: include_str!("../../../migrations/postgres/0005_projection_stops.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_predicted_append.sql",
+        sql: include_str!("../../../migrations/postgres/0006_predicted_append.sql"),
+    },
 ];
 
 /// The SQLite migrations.

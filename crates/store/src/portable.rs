@@ -343,6 +343,9 @@ enum Phase {
     Done,
 }
 
+/// A page of events being read.
+type PageRead = tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
+
 /// Writes a school's export a chunk at a time: the manifest, then the events up to the head
 /// the export began at (a page per chunk; events appended meanwhile are the next export's),
 /// then the attachments the events name, one per chunk.
@@ -355,9 +358,50 @@ pub struct Exporter {
     manifest: Manifest,
     attachments: BTreeSet<ContentHash>,
     phase: Phase,
+    /// The next page, read while this one is written: its first `school_seq` and the read.
+    ahead: Option<(u64, PageRead)>,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Some((_, read)) = self.ahead.take() {
+            read.abort();
+        }
+    }
 }
 
 impl Exporter {
+    /// The page of events from `from`: the one read ahead if it starts there, else read now.
+    async fn page(&mut self, from: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        match self.ahead.take() {
+            Some((at, read)) if at == from => read
+                .await
+                .map_err(|e| StoreError::internal(format!("the export's read ahead: {e}")))?,
+            other => {
+                if let Some((_, read)) = other {
+                    read.abort();
+                }
+                self.store
+                    .read_school(self.school, from, EXPORT_PAGE, Sealed::Keep)
+                    .await
+            }
+        }
+    }
+
+    /// Starts reading the page from `from`, if the export goes that far.
+    fn read_ahead(&mut self, from: u64) {
+        if from > self.last_seq {
+            return;
+        }
+        let (store, school) = (std::sync::Arc::clone(&self.store), self.school);
+        let read = tokio::spawn(async move {
+            store
+                .read_school(school, from, EXPORT_PAGE, Sealed::Keep)
+                .await
+        });
+        self.ahead = Some((from, read));
+    }
+
     /// An export of `school` as its log stands now.
     ///
     /// # Errors
@@ -384,6 +428,7 @@ impl Exporter {
             },
             attachments: BTreeSet::new(),
             phase: Phase::Manifest,
+            ahead: None,
         })
     }
 
@@ -416,10 +461,11 @@ impl Exporter {
                     self.phase = Phase::Attachments(names.into_iter().rev().collect());
                 }
                 Phase::Events => {
-                    let page = self
-                        .store
-                        .read_school(self.school, self.next_seq, EXPORT_PAGE, Sealed::Keep)
-                        .await?;
+                    let page = self.page(self.next_seq).await?;
+                    // The database reads the next page while this one is written.
+                    if page.len() == EXPORT_PAGE {
+                        self.read_ahead(self.next_seq + EXPORT_PAGE as u64);
+                    }
                     let mut out = String::new();
                     for e in page.iter().take_while(|e| e.school_seq <= self.last_seq) {
                         if e.school_seq != self.next_seq {

@@ -17,7 +17,7 @@ mod schema;
 pub use read::{
     Addressees, AgendaRow, AttendanceRow, BookingRow, CommunicationRow, ConsentRow, Cursor,
     GradeRow, NoteRow, Page, ReportCardRow, agenda, attendance, bookings, communications,
-    exemptions, grades, iso, notes, report_cards, upcoming_agenda, upcoming_bookings,
+    exemptions, grades, iso, notes, report_cards, stamp, upcoming_agenda, upcoming_bookings,
 };
 
 use registro_domain::StoredEvent as _;
@@ -52,7 +52,15 @@ pub const TABLES: &[&str] = &[
     "family_report_grades",
     "family_outcomes",
     "family_exemptions",
+    STAMPS,
 ];
+
+/// The table of stamps: per school and scope (a student, a person, a class or the school
+/// itself), the `school_seq` of the last event that changed a row the overview of a student
+/// reads through that scope. A copy of an overview made when the greatest stamp of its scopes
+/// was `s` is still what a read would compute while that greatest stamp is `s`
+/// ([`stamp`], ADR 0035).
+pub const STAMPS: &str = "family_stamps";
 
 /// The family view.
 #[derive(Debug, Clone, Copy, Default)]
@@ -69,39 +77,102 @@ impl Projection for FamilyView {
     }
 
     fn apply(&self, event: &RecordedEvent) -> anyhow::Result<Vec<RowOp>> {
-        let kind = event.event_type.as_str();
-        let stream = event.stream_id.as_str();
-        let school = Cell::Uuid(*event.school_id.as_uuid());
-        let facts = Facts { school, event };
-        if RecordEvent::TYPE_NAMES.contains(&kind) {
-            let (student, year) = record_stream(stream)?;
-            return Ok(facts.record(student, year, RecordEvent::from_stored(kind, &event.data)?));
-        }
-        // The class register's signatures and substitutions are not the family's: left
-        // unread, so that nothing about them can stop the view.
-        if matches!(kind, "LessonSigned" | "SubstituteAssigned") {
-            return Ok(Vec::new());
-        }
-        if ClassEvent::TYPE_NAMES.contains(&kind) {
-            let class = stream_id(stream, "class-")?;
-            return Ok(facts.class(class, ClassEvent::from_stored(kind, &event.data)?));
-        }
-        if MeetingEvent::TYPE_NAMES.contains(&kind) {
-            let teacher = stream_id(stream, "meetings-")?;
-            return Ok(facts.meeting(teacher, MeetingEvent::from_stored(kind, &event.data)?));
-        }
-        if CatalogueEvent::TYPE_NAMES.contains(&kind) {
-            return facts.catalogue(CatalogueEvent::from_stored(kind, &event.data)?);
-        }
-        if ReplyEvent::TYPE_NAMES.contains(&kind) {
-            return Ok(facts.reply(ReplyEvent::from_stored(kind, &event.data)?));
-        }
-        if ScrutinyEvent::TYPE_NAMES.contains(&kind) {
-            let (class, year) = class_year_stream(stream, "scrutiny-")?;
-            return facts.scrutiny(class, year, ScrutinyEvent::from_stored(kind, &event.data)?);
-        }
-        Ok(Vec::new())
+        let (mut ops, scope) = facts_of(event)?;
+        let stamps = stamps_of(event, &ops, scope)?;
+        ops.extend(stamps);
+        Ok(ops)
     }
+}
+
+/// What an event's rows concern when they do not say: the student of a record, the class of
+/// its register, else the whole school.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    Student(Uuid),
+    Class(Uuid),
+    School,
+}
+
+/// The stamps of the scopes `ops` change (see [`STAMPS`]): a row naming a student is the
+/// student's, one naming a person (a receipt) the person's; any other row is the scope the
+/// event's stream gives. Each scope once, in a stable order.
+fn stamps_of(event: &RecordedEvent, ops: &[RowOp], scope: Scope) -> anyhow::Result<Vec<RowOp>> {
+    let school = *event.school_id.as_uuid();
+    let seq = Cell::Int(i64::try_from(event.school_seq)?);
+    let mut scopes: Vec<Uuid> = Vec::new();
+    for op in ops {
+        let (key, values): (&[_], &[_]) = match op {
+            RowOp::Upsert { key, values, .. } => (key, values),
+            RowOp::Delete { key, .. } => (key, &[]),
+        };
+        let named = |column: &str| {
+            key.iter().chain(values).find_map(|(c, v)| match v {
+                Cell::Uuid(u) if *c == column => Some(*u),
+                _ => None,
+            })
+        };
+        let found = named("student")
+            .or_else(|| named("person"))
+            .unwrap_or(match scope {
+                Scope::Student(s) | Scope::Class(s) => s,
+                Scope::School => school,
+            });
+        if !scopes.contains(&found) {
+            scopes.push(found);
+        }
+    }
+    Ok(scopes
+        .into_iter()
+        .map(|s| RowOp::Upsert {
+            table: STAMPS,
+            key: vec![("school_id", Cell::Uuid(school)), ("scope", Cell::Uuid(s))],
+            values: vec![("seq", seq.clone())],
+        })
+        .collect())
+}
+
+/// The rows of an event, and the scope they concern when they do not name it.
+fn facts_of(event: &RecordedEvent) -> anyhow::Result<(Vec<RowOp>, Scope)> {
+    let kind = event.event_type.as_str();
+    let stream = event.stream_id.as_str();
+    let school = Cell::Uuid(*event.school_id.as_uuid());
+    let facts = Facts { school, event };
+    if RecordEvent::TYPE_NAMES.contains(&kind) {
+        let (student, year) = record_stream(stream)?;
+        let ops = facts.record(student, year, RecordEvent::from_stored(kind, &event.data)?);
+        return Ok((ops, Scope::Student(student)));
+    }
+    // The class register's signatures and substitutions are not the family's: left
+    // unread, so that nothing about them can stop the view.
+    if matches!(kind, "LessonSigned" | "SubstituteAssigned") {
+        return Ok((Vec::new(), Scope::School));
+    }
+    if ClassEvent::TYPE_NAMES.contains(&kind) {
+        let class = stream_id(stream, "class-")?;
+        let ops = facts.class(class, ClassEvent::from_stored(kind, &event.data)?);
+        return Ok((ops, Scope::Class(class)));
+    }
+    if MeetingEvent::TYPE_NAMES.contains(&kind) {
+        let teacher = stream_id(stream, "meetings-")?;
+        let ops = facts.meeting(teacher, MeetingEvent::from_stored(kind, &event.data)?);
+        return Ok((ops, Scope::School));
+    }
+    if CatalogueEvent::TYPE_NAMES.contains(&kind) {
+        let ops = facts.catalogue(CatalogueEvent::from_stored(kind, &event.data)?)?;
+        return Ok((ops, Scope::School));
+    }
+    if ReplyEvent::TYPE_NAMES.contains(&kind) {
+        let ops = facts.reply(ReplyEvent::from_stored(kind, &event.data)?);
+        return Ok((ops, Scope::School));
+    }
+    if ScrutinyEvent::TYPE_NAMES.contains(&kind) {
+        let (class, year) = class_year_stream(stream, "scrutiny-")?;
+        let ops = facts.scrutiny(class, year, ScrutinyEvent::from_stored(kind, &event.data)?)?;
+        // The council's rows that name no student (a term published) are the school's:
+        // a student who changed class still reads their old class's report cards.
+        return Ok((ops, Scope::School));
+    }
+    Ok((Vec::new(), Scope::School))
 }
 
 /// The student and school year of a record stream, `student-<student>-<year>`.

@@ -780,3 +780,33 @@ pub fn exemptions(
         },
     )
 }
+
+/// The greatest stamp of `scopes` in the school ([`crate::STAMPS`]): 0 when none changed yet.
+/// Every event that changes a row an overview reads raises the stamp of one of the overview's
+/// scopes (the student, the class, the family's people, the school) to its `school_seq`, so
+/// an overview computed when this was `s` is current while it is still `s`.
+///
+/// Read it alone with [`Read::run`], or with others from one snapshot in a
+/// [`registro_store::Batch`].
+pub fn stamp(school: SchoolId, scopes: &[Uuid]) -> Read<u64> {
+    let mut params = vec![Cell::Uuid(*school.as_uuid())];
+    params.extend(scopes.iter().map(|s| Cell::Uuid(*s)));
+    let placeholders: Vec<String> = (2..=params.len()).map(|i| format!("${i}")).collect();
+    let sql = if scopes.is_empty() {
+        "SELECT 0 FROM family_stamps WHERE school_id = $1 LIMIT 1".to_owned()
+    } else {
+        format!(
+            "SELECT coalesce(max(seq), 0) FROM family_stamps \
+             WHERE school_id = $1 AND scope IN ({})",
+            placeholders.join(", ")
+        )
+    };
+    Read::one(ProjectionQuery::new(sql, params, &[T::Int]), |rows| {
+        Ok(rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Cell::int)
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(0))
+    })
+}

@@ -3,7 +3,8 @@
 //! changes some columns of a row (a correction, an annulment) is an upsert of just those.
 //! Dates are ISO 8601 text (`YYYY-MM-DD`), times of day `HH:MM`, on both backends. The second
 //! step adds the report cards (issue 6), the third the indexes by person and by student
-//! the overview's receipts and consents are read by: a released step is never edited.
+//! the overview's receipts and consents are read by, the fourth the overviews' stamps: a
+//! released step is never edited.
 
 /// The PostgreSQL steps.
 pub const POSTGRES: &[&str] = &[
@@ -201,6 +202,21 @@ $$;
 CREATE INDEX family_receipts_by_person ON family_receipts (school_id, person);
 CREATE INDEX family_consents_by_student ON family_consents (school_id, student);
 ",
+    // Fourth step: the stamps by which the API knows a copy of an overview is still current
+    // (ADR 0035).
+    r"
+CREATE TABLE family_stamps (
+    school_id uuid NOT NULL,
+    scope     uuid NOT NULL,
+    seq       bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (school_id, scope)
+);
+ALTER TABLE family_stamps ENABLE ROW LEVEL SECURITY;
+ALTER TABLE family_stamps FORCE ROW LEVEL SECURITY;
+CREATE POLICY school_isolation ON family_stamps
+    USING (school_id = (SELECT registro_school()) OR (SELECT registro_all_schools()))
+    WITH CHECK (school_id = (SELECT registro_school()) OR (SELECT registro_all_schools()));
+",
 ];
 /// The SQLite steps.
 pub const SQLITE: &[&str] = &[
@@ -368,5 +384,15 @@ CREATE TABLE family_exemptions (
     r"
 CREATE INDEX family_receipts_by_person ON family_receipts (school_id, person);
 CREATE INDEX family_consents_by_student ON family_consents (school_id, student);
+",
+    // Fourth step: the stamps by which the API knows a copy of an overview is still current
+    // (ADR 0035).
+    r"
+CREATE TABLE family_stamps (
+    school_id TEXT NOT NULL,
+    scope     TEXT NOT NULL,
+    seq       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (school_id, scope)
+) STRICT;
 ",
 ];

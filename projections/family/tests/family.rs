@@ -11,7 +11,7 @@ use std::sync::Arc;
 use registro_domain::SchoolId;
 use registro_projection_family::{
     Addressees, Cursor, FamilyView, Page, agenda, attendance, bookings, communications, grades,
-    notes, report_cards, upcoming_agenda, upcoming_bookings,
+    notes, report_cards, stamp, upcoming_agenda, upcoming_bookings,
 };
 use registro_projector::{Projection as _, Projector};
 use registro_store::EventStore;
@@ -506,6 +506,71 @@ async fn postgres_the_view_follows_the_events() {
     let store = db.app_store_with_projection(&FamilyView.schema()).await;
     assert_eq!(store.row_security().await.unwrap(), Some(true));
     the_view_follows_the_events(Arc::new(store)).await;
+}
+
+/// Each scope's stamp is the `school_seq` of the last event that changed one of its rows: the
+/// student's (their record, consents and bookings), the class's (its register), a person's
+/// (their receipts), the school's (communications, meeting slots); per school.
+async fn stamps_follow_each_scope(store: Arc<dyn EventStore>) {
+    let s = store.as_ref();
+    let (a, b) = (SchoolId::new(), SchoolId::new());
+    let i = ids();
+    write_school(s, a, &i).await;
+    append_json(
+        s,
+        b,
+        &format!("student-{}-2025", i.x),
+        &[grade(Uuid::now_v7(), i.class, "Storia", "2025-10-06", 1000)],
+    )
+    .await;
+    let projector = Projector::new(Arc::clone(&store), Arc::new(FamilyView));
+    projector.prepare().await.unwrap();
+    catch_up(&projector, s, a, b, i.x).await;
+    let log = s
+        .read_school(a, 1, 1000, registro_store::Sealed::Keep)
+        .await
+        .unwrap();
+    // The last event of `kind` (or the only one) on a stream starting with `stream`.
+    let seq = |kind: &str, stream: &str| {
+        log.iter()
+            .rev()
+            .find(|e| e.event_type.as_str() == kind && e.stream_id.as_str().starts_with(stream))
+            .unwrap()
+            .school_seq
+    };
+    let at = |school: SchoolId, scopes: Vec<Uuid>| async move {
+        stamp(school, &scopes).run(s, school).await.unwrap()
+    };
+    let x = seq("BookingCancelled", "meetings-");
+    assert_eq!(at(a, vec![i.x]).await, x);
+    let y = seq("GradeRecorded", &format!("student-{}", i.y));
+    assert_eq!(at(a, vec![i.y]).await, y);
+    let class = seq("ClassNoteRecorded", "class-");
+    assert_eq!(at(a, vec![i.class]).await, class);
+    let guardian = seq("CommunicationAcknowledged", "communication-");
+    assert_eq!(at(a, vec![i.guardian]).await, guardian);
+    let school = seq("SlotCancelled", "meetings-");
+    assert_eq!(at(a, vec![*a.as_uuid()]).await, school);
+    // An overview's stamp is the greatest of its scopes'.
+    let all = vec![i.x, i.class, i.guardian, *a.as_uuid()];
+    assert_eq!(at(a, all).await, x.max(class).max(guardian).max(school));
+    assert_eq!(at(a, vec![Uuid::now_v7()]).await, 0);
+    // The other school's student of the same id: only their own school's event.
+    assert_eq!(at(b, vec![i.x]).await, 1);
+    assert_eq!(at(b, vec![i.class, *a.as_uuid()]).await, 0);
+}
+
+#[tokio::test]
+async fn sqlite_stamps_follow_each_scope() {
+    let (_dir, store) = sqlite_store().await;
+    stamps_follow_each_scope(store).await;
+}
+
+#[tokio::test]
+async fn postgres_stamps_follow_each_scope() {
+    let db = TestDb::new().await;
+    let store = db.app_store_with_projection(&FamilyView.schema()).await;
+    stamps_follow_each_scope(Arc::new(store)).await;
 }
 
 /// The overview's coming homework and meetings: from a day on, soonest first, as many as asked,

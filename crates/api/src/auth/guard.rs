@@ -40,6 +40,8 @@ pub struct Caller {
     pub roles: BTreeSet<Role>,
     /// The school's directory as authorisation saw it.
     pub directory: Arc<Directory>,
+    /// The version of the directory's stream that `directory` is folded to.
+    pub directory_version: u64,
 }
 
 impl Caller {
@@ -130,11 +132,11 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ApiError> 
     if identity.school.is_some_and(|s| s != school) {
         return Err(ApiError::NotFound);
     }
-    let directory = state
+    let current = state
         .directory
         .current(state.store.as_ref(), school)
-        .await?
-        .state;
+        .await?;
+    let (directory, directory_version) = (current.state, current.version);
     let person = directory
         .by_fiscal_code(&identity.fiscal_code)
         .ok_or(ApiError::NotFound)?;
@@ -166,6 +168,7 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ApiError> 
         role,
         roles,
         directory,
+        directory_version,
     });
     Ok(Request::from_parts(parts, body))
 }

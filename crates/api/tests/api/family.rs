@@ -232,3 +232,214 @@ async fn sqlite_the_family_sees_the_year_as_it_is_written() {
 async fn postgres_the_family_sees_the_year_as_it_is_written() {
     the_family_sees_the_year_as_it_is_written(World::postgres(RateLimit::default()).await).await;
 }
+
+/// The overview after the projector has applied `position`: read with `min_position`, the
+/// projector caught up before each try (on PostgreSQL events reach subscribers once older
+/// transactions have ended, so a try may find it short of the position: 503, tried again).
+async fn overview_at(
+    w: &World,
+    projector: &Projector,
+    path: &str,
+    token: &str,
+    position: u64,
+) -> Value {
+    for _ in 0..200 {
+        projector.catch_up().await.unwrap();
+        let r = w
+            .call(
+                Method::GET,
+                &format!("{path}?min_position={position}"),
+                Some(token),
+                None,
+            )
+            .await;
+        if r.status() != 503 {
+            return body(r, 200).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the family view never reached {position}");
+}
+
+/// The overviews the API answered from a copy, as `/metrics` counts them.
+async fn copies_used(w: &World) -> u64 {
+    let text = w
+        .call(Method::GET, "/metrics", None, None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("registro_family_overviews_total{outcome=\"used\"} "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// The API keeps a copy of each overview it computed and answers with it while no row the
+/// overview reads has changed (ADR 0035): a change in each of the overview's scopes (the
+/// student's record, the class's register, the school's communications, the reader's own
+/// receipts, the directory) gives the new overview at once.
+async fn a_copy_of_the_overview_lasts_until_what_it_shows_changes(w: World) {
+    let s = format!("/schools/{}", w.a);
+    let (secretary, teacher) = (w.token(Role::Secretary), w.token(Role::Teacher));
+    let guardian = w.token(Role::Guardian);
+    let projector = Projector::new(Arc::clone(&w.store), Arc::new(FamilyView));
+    let overview = format!("{s}/students/{}/years/2025/family", w.x);
+    let written = |r: Value| r["position"].as_u64().unwrap();
+
+    // The student's record.
+    let grade = body(
+        w.call(
+            Method::POST,
+            &format!("{s}/students/{}/years/2025/grades", w.x),
+            Some(&teacher),
+            Some(&grade_body("7")),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let first = overview_at(&w, &projector, &overview, &guardian, written(grade)).await;
+    assert_eq!(first["subjects"][0]["grades"], 1, "{first}");
+    // Nothing changed: the copy answers, the same bytes.
+    let used = copies_used(&w).await;
+    let again = w.call(Method::GET, &overview, Some(&guardian), None).await;
+    let etag = again.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(body(again, 200).await, first);
+    assert_eq!(copies_used(&w).await, used + 1);
+    let r = w.call(Method::GET, &overview, Some(&guardian), None).await;
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+
+    let mut second = grade_body("9");
+    second["date"] = json!("2025-10-07");
+    let grade = body(
+        w.call(
+            Method::POST,
+            &format!("{s}/students/{}/years/2025/grades", w.x),
+            Some(&teacher),
+            Some(&second),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let view = overview_at(&w, &projector, &overview, &guardian, written(grade)).await;
+    assert_eq!(view["subjects"][0]["latest"], "9", "{view}");
+
+    // The class's register.
+    assert_eq!(view["upcoming"], json!([]), "{view}");
+    let homework = json!({"subject": "Matematica", "text": "Esercizi", "due": "2026-07-10"});
+    let assigned = body(
+        w.call(
+            Method::POST,
+            &format!("{s}/classes/{}/homework", w.c1),
+            Some(&teacher),
+            Some(&homework),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let view = overview_at(&w, &projector, &overview, &guardian, written(assigned)).await;
+    assert_eq!(view["upcoming"][0]["date"], "2026-07-10", "{view}");
+
+    // The school's communications.
+    assert_eq!(view["communications"]["total"], 0, "{view}");
+    let notice = json!({"kind": "notice", "title": "Uscita", "body": "Testo",
+        "audience": {"groups": ["families"], "classes": [w.c1]}});
+    let published = body(
+        w.call(
+            Method::POST,
+            &format!("{s}/communications"),
+            Some(&teacher),
+            Some(&notice),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = published["id"].as_str().unwrap().to_owned();
+    let view = overview_at(&w, &projector, &overview, &guardian, written(published)).await;
+    assert_eq!(view["communications"]["total"], 1, "{view}");
+    assert_eq!(view["communications"]["unread"], 1, "{view}");
+
+    // The reader's own receipt.
+    let receipt = body(
+        w.call(
+            Method::POST,
+            &format!("{s}/communications/{id}/receipt"),
+            Some(&guardian),
+            None,
+        )
+        .await,
+        201,
+    )
+    .await;
+    let view = overview_at(&w, &projector, &overview, &guardian, written(receipt)).await;
+    assert_eq!(view["communications"]["unread"], 0, "{view}");
+
+    // The directory: a timetable of four hours a day instead of five.
+    assert_eq!(view["attendance"]["annual_hours"], 825, "{view}");
+    let mut shorter = timetable();
+    let hours: Vec<Value> = shorter["hours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["number"] != 5)
+        .cloned()
+        .collect();
+    shorter["hours"] = json!(hours);
+    let status = w
+        .call(
+            Method::PUT,
+            &format!("{s}/classes/{}/timetable", w.c1),
+            Some(&secretary),
+            Some(&shorter),
+        )
+        .await
+        .status();
+    assert_eq!(status, 200);
+    let view = body(
+        w.call(Method::GET, &overview, Some(&guardian), None).await,
+        200,
+    )
+    .await;
+    assert_eq!(view["attendance"]["annual_hours"], 660, "{view}");
+
+    // A staff read answered from a copy is recorded in the access log all the same.
+    for _ in 0..2 {
+        let before = w.store.school_head(w.a).await.unwrap().unwrap().last_seq;
+        body(
+            w.call(Method::GET, &overview, Some(&teacher), None).await,
+            200,
+        )
+        .await;
+        let events = w
+            .store
+            .read_school(w.a, before + 1, 10, registro_store::Sealed::Keep)
+            .await
+            .unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.event_type.as_str() == "StudentDataRead"
+                    && e.data["view"] == "family.overview"),
+            "{events:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_a_copy_of_the_overview_lasts_until_what_it_shows_changes() {
+    a_copy_of_the_overview_lasts_until_what_it_shows_changes(
+        World::sqlite(RateLimit::default()).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_a_copy_of_the_overview_lasts_until_what_it_shows_changes() {
+    a_copy_of_the_overview_lasts_until_what_it_shows_changes(
+        World::postgres(RateLimit::default()).await,
+    )
+    .await;
+}

@@ -248,6 +248,7 @@ async fn serve(
             today: None,
             projections: ProjectionConfig::default(),
             cors_origins: cors,
+            overview_cache_bytes: registro_api::overview_cache::OverviewCache::DEFAULT_BYTES,
         },
         store,
     )

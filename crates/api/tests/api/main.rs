@@ -78,6 +78,7 @@ async fn spawn_with(
     let app = build(
         ApiConfig {
             cors_origins: Vec::new(),
+            overview_cache_bytes: registro_api::overview_cache::OverviewCache::DEFAULT_BYTES,
             listen: "127.0.0.1:0".parse().unwrap(),
             local_jwks: None,
             verifier: verifier_for(issuer),
@@ -464,6 +465,7 @@ async fn the_local_issuers_keys_are_published_only_when_it_is_in_use() {
     let app = build(
         ApiConfig {
             cors_origins: Vec::new(),
+            overview_cache_bytes: registro_api::overview_cache::OverviewCache::DEFAULT_BYTES,
             listen: "127.0.0.1:0".parse().unwrap(),
             local_jwks: Some(issuer.jwks()),
             verifier: verifier_for(&issuer),

@@ -10,6 +10,7 @@
 
 mod cases;
 mod harness;
+mod predicted_append;
 mod row_level_security;
 mod subscription_plan;
 
