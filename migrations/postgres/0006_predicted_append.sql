@@ -41,6 +41,19 @@ DECLARE
     n       integer := cardinality(p_seqs);
     current bigint;
 BEGIN
+    -- The rows must chain from the head and version they were computed on: a caller's mistake
+    -- is an error, never a write.
+    IF n IS NULL OR n = 0
+        OR cardinality(p_versions) <> n OR cardinality(p_ids) <> n OR cardinality(p_types) <> n
+        OR cardinality(p_schemas) <> n OR cardinality(p_datas) <> n
+        OR cardinality(p_occurred) <> n OR cardinality(p_prevs) <> n
+        OR cardinality(p_hashes) <> n
+        OR coalesce(cardinality(p_guard_streams), 0) <> coalesce(cardinality(p_guard_versions), 0)
+        OR p_seqs[1] <> p_head_seq + 1 OR p_versions[1] <> p_version + 1
+        OR p_prevs[1] <> p_head_hash THEN
+        RAISE EXCEPTION 'registro_append_predicted: rows that do not chain from the head given'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     -- The request's school, for this transaction (as every scoped transaction of registro).
     PERFORM set_config('registro.school', p_school::text, true),
             set_config('registro.all_schools', 'off', true);

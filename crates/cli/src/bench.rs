@@ -319,7 +319,7 @@ const FLOOR_TABLES: &str = "CREATE TABLE bench_floor_events (LIKE events INCLUDI
      CREATE TABLE bench_floor_heads (LIKE school_heads INCLUDING ALL)";
 
 /// What an append writes, and nothing else: the event's row (every column and index of the
-/// store's table, its chain hash computed here as the store computes it) and its school's head,
+/// store's table, a chain hash over the previous hash and the data) and its school's head,
 /// in one statement and one round trip a transaction, without the school's lock, the version
 /// and head reads, the checks or the idempotency record. No implementation that keeps the log's
 /// rows can append faster on this server: the floor of the appends' target.
@@ -886,8 +886,9 @@ async fn load(
 }
 
 /// The HTTP floor: a server doing for each request only what `pgbench -S` does (one
-/// primary-key `SELECT` of `pgbench_accounts`, on one of 16 connections as registro's pool
-/// has), answering its row as JSON, read by the same client as the family view with the same
+/// primary-key `SELECT` of `pgbench_accounts`, on one of 16 connections, which the requests
+/// share by pipelining where registro's pool lends each to one request at a time), answering
+/// its row as JSON, read by the same client as the family view with the same
 /// connections. What no HTTP read of this server's rows can beat on this machine, whatever it
 /// serves; `pgbench_url` is a database `pgbench -i` filled.
 async fn http_floor(pgbench_url: &str, p: &Params) -> anyhow::Result<(f64, f64, f64)> {

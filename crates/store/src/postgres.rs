@@ -126,9 +126,19 @@ struct Inner {
     notifier: JoinHandle<()>,
     /// Each school's head as this process last appended it: the state a predicted append
     /// chains from (ADR 0036). Only a prediction: the database checks it under the lock.
-    heads: std::sync::Mutex<HashMap<SchoolId, SchoolHead>>,
+    /// Whether an append of the school is being predicted in this process: the next one then
+    /// goes the long way rather than predict the same head and fail behind it.
+    heads: std::sync::Mutex<HashMap<SchoolId, Remembered>>,
     /// The appends written by [`PgStore::append_predicted`].
     predicted: std::sync::atomic::AtomicU64,
+}
+
+/// A school's head as this process last appended it, and whether a predicted append of it is
+/// under way.
+#[derive(Debug, Clone, Copy)]
+struct Remembered {
+    head: SchoolHead,
+    predicting: bool,
 }
 
 /// The most schools whose heads a process remembers; past it, it forgets them all (the next
@@ -516,11 +526,44 @@ impl PgStore {
         if heads.len() >= REMEMBERED_HEADS && !heads.contains_key(&school) {
             heads.clear();
         }
-        match heads.get(&school) {
-            Some(kept) if kept.last_seq >= head.last_seq => {}
-            _ => {
-                heads.insert(school, head);
+        match heads.get_mut(&school) {
+            Some(kept) if kept.head.last_seq >= head.last_seq => {}
+            Some(kept) => kept.head = head,
+            None => {
+                heads.insert(
+                    school,
+                    Remembered {
+                        head,
+                        predicting: false,
+                    },
+                );
             }
+        }
+    }
+
+    /// The remembered head of `school` to predict an append on, unless none is remembered or
+    /// another append of the school is being predicted; marks it as being predicted.
+    fn take_prediction(&self, school: SchoolId) -> Option<SchoolHead> {
+        let mut heads = self
+            .inner
+            .heads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let kept = heads.get_mut(&school).filter(|k| !k.predicting)?;
+        kept.predicting = true;
+        Some(kept.head)
+    }
+
+    /// Ends the prediction `take_prediction` began.
+    fn end_prediction(&self, school: SchoolId) {
+        if let Some(kept) = self
+            .inner
+            .heads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(&school)
+        {
+            kept.predicting = false;
         }
     }
 
@@ -543,16 +586,22 @@ impl PgStore {
             return Ok(None);
         }
         let school = plan.school();
-        let head = self
-            .inner
-            .heads
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&school)
-            .copied();
-        let Some(head) = head else {
+        let Some(head) = self.take_prediction(school) else {
             return Ok(None);
         };
+        let predicted = self.predict_on(plan, head, current).await;
+        self.end_prediction(school);
+        predicted
+    }
+
+    /// The predicted append of `plan` on `head`, with its stream at `current`.
+    async fn predict_on(
+        &self,
+        plan: &AppendPlan,
+        head: SchoolHead,
+        current: u64,
+    ) -> Result<Option<(AppendOutcome, SchoolHead)>, StoreError> {
+        let (r, school) = (&plan.request, plan.school());
         let stored = plan.seal(&HashMap::new())?;
         let rows = plan.rows(stored, Some(head), current, OffsetDateTime::now_utc())?;
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
@@ -577,8 +626,11 @@ impl PgStore {
                 "SELECT registro_append_predicted($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
                  $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
             )
-            .await
-            .map_err(pg_err)?;
+            .await;
+        let statement = match statement {
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_FUNCTION) => return Ok(missing()),
+            statement => statement.map_err(pg_err)?,
+        };
         let written = client
             .query_one(
                 &statement,
@@ -609,8 +661,12 @@ impl PgStore {
                     &a.hashes,
                 ],
             )
-            .await
-            .map_err(conflict_on_unique(r, current))?;
+            .await;
+        let written = match written {
+            // A database without migration 0006 (a store opened without migrating): the long way.
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_FUNCTION) => return Ok(missing()),
+            written => written.map_err(conflict_on_unique(r, current))?,
+        };
         let written: bool = written.get(0);
         if written {
             self.inner
@@ -778,6 +834,13 @@ enum End {
     /// the work sees the one snapshot its first statement took (under the default `READ
     /// COMMITTED` each statement takes its own).
     Snapshot,
+}
+
+/// No prediction: the database lacks `registro_append_predicted` (a store opened without
+/// migrating to 0006), so appends take the long way.
+fn missing<T>() -> Option<T> {
+    tracing::warn!("registro_append_predicted is missing: migrate the database (registro migrate)");
+    None
 }
 
 /// An append's write error: a unique violation (a concurrent writer, or a reused event id) is a

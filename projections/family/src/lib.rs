@@ -85,12 +85,13 @@ impl Projection for FamilyView {
 }
 
 /// What an event's rows concern when they do not say: the student of a record, the class of
-/// its register, else the whole school.
+/// its register, else the whole school; or no overview at all.
 #[derive(Debug, Clone, Copy)]
 enum Scope {
     Student(Uuid),
     Class(Uuid),
     School,
+    Nothing,
 }
 
 /// The stamps of the scopes `ops` change (see [`STAMPS`]): a row naming a student is the
@@ -113,11 +114,14 @@ fn stamps_of(event: &RecordedEvent, ops: &[RowOp], scope: Scope) -> anyhow::Resu
         };
         let found = named("student")
             .or_else(|| named("person"))
-            .unwrap_or(match scope {
-                Scope::Student(s) | Scope::Class(s) => s,
-                Scope::School => school,
+            .or(match scope {
+                Scope::Student(s) | Scope::Class(s) => Some(s),
+                Scope::School => Some(school),
+                Scope::Nothing => None,
             });
-        if !scopes.contains(&found) {
+        if let Some(found) = found
+            && !scopes.contains(&found)
+        {
             scopes.push(found);
         }
     }
@@ -155,7 +159,14 @@ fn facts_of(event: &RecordedEvent) -> anyhow::Result<(Vec<RowOp>, Scope)> {
     if MeetingEvent::TYPE_NAMES.contains(&kind) {
         let teacher = stream_id(stream, "meetings-")?;
         let ops = facts.meeting(teacher, MeetingEvent::from_stored(kind, &event.data)?);
-        return Ok((ops, Scope::School));
+        // A slot just offered has no bookings, and overviews read slots only through their
+        // bookings: it changes no overview (teachers offer them by the dozen).
+        let scope = if kind == "SlotOffered" {
+            Scope::Nothing
+        } else {
+            Scope::School
+        };
+        return Ok((ops, scope));
     }
     if CatalogueEvent::TYPE_NAMES.contains(&kind) {
         let ops = facts.catalogue(CatalogueEvent::from_stored(kind, &event.data)?)?;

@@ -114,4 +114,42 @@ async fn a_predicted_append_is_written_only_when_every_prediction_holds() {
         matches!(verified, Verification::Intact { events: 7, .. }),
         "{verified:?}"
     );
+
+    // Rows that do not chain from the head they name are refused, whoever calls.
+    let admin = db.client().await;
+    let refused = admin
+        .execute(
+            "SELECT registro_append_predicted($1::uuid, 1::bigint, 's-1'::text, 5::bigint, \
+             '{}'::text[], '{}'::bigint[], 7::bigint, $2::bytea, NULL::text, $2::bytea, \
+             NULL::uuid, 'system'::text, gen_random_uuid(), NULL::uuid, now(), \
+             '{9}'::bigint[], '{6}'::bigint[], ARRAY[gen_random_uuid()], \
+             '{Numbered}'::text[], '{1}'::integer[], ARRAY['{}']::text[], ARRAY[now()], \
+             ARRAY[$2::bytea], ARRAY[$2::bytea])",
+            &[school.as_uuid(), &head.hash.0.as_slice()],
+        )
+        .await;
+    let refused = refused.expect_err("a seq that does not follow the head was accepted");
+    assert!(
+        format!("{refused:?}").contains("do not chain from the head"),
+        "{refused:?}"
+    );
+    assert_eq!(a.school_head(school).await.unwrap().unwrap().last_seq, 7);
+
+    // A database without the function (not migrated to 0006): appends take the long way.
+    admin
+        .batch_execute("DROP FUNCTION registro_append_predicted")
+        .await
+        .unwrap();
+    let (before, last) = (a.predicted_appends(), a.school_head(school).await.unwrap());
+    let version = results
+        .iter()
+        .find_map(|r| r.as_ref().ok())
+        .unwrap()
+        .stream_version;
+    let long_way = a
+        .append(request(school, "s-1", exact(version), 200))
+        .await
+        .unwrap();
+    assert_eq!(long_way.last_seq, last.unwrap().last_seq + 1);
+    assert_eq!(a.predicted_appends(), before);
 }
