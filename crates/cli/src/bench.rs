@@ -498,13 +498,13 @@ async fn school_benchmarks(
             p.generated.year
         };
         let default = registro_api::overview_cache::OverviewCache::DEFAULT_BYTES;
-        let (rps, p50, p99) = family_over_http(&store, school, year, p, default).await?;
-        let (cold_rps, cold_p50, cold_p99) = family_over_http(&store, school, year, p, 0).await?;
+        let served = family_over_http(&store, school, year, p, default).await?;
+        let cold = family_over_http(&store, school, year, p, 0).await?;
         let pgbench_url = dbs.create("pgbench").await?;
         let tps = run_pgbench(pgbench, &pgbench_url, p).await?;
-        let (floor_rps, floor_p50, floor_p99) = http_floor(&pgbench_url, p).await?;
-        rows.push(Row {
-            what: format!("family view over HTTP, {} connections", p.http_connections),
+        let floor = http_floor(&pgbench_url, p).await?;
+        let line = |what: &str, (rps, p50, p99): (f64, f64, f64), target: &'static str| Row {
+            what: format!("{what}, {} connections", p.http_connections),
             ours: format!(
                 "{rps:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
                 p50 * 1e3,
@@ -512,36 +512,23 @@ async fn school_benchmarks(
             ),
             reference: format!("{tps:.0} tps (pgbench -S, {} clients)", p.http_connections),
             ratio: Some(ratio(rps, tps)),
-            target: ">= 0.3x pgbench -S; p99 <= 10 ms",
-        });
-        rows.push(Row {
-            what: format!(
-                "(the same, every overview computed: no copies kept, {} connections)",
-                p.http_connections
-            ),
-            ours: format!(
-                "{cold_rps:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
-                cold_p50 * 1e3,
-                cold_p99 * 1e3
-            ),
-            reference: format!("{tps:.0} tps (pgbench -S, {} clients)", p.http_connections),
-            ratio: Some(ratio(cold_rps, tps)),
-            target: "(no target)",
-        });
-        rows.push(Row {
-            what: format!(
-                "(floor: HTTP and one primary-key SELECT a request, {} connections)",
-                p.http_connections
-            ),
-            ours: format!(
-                "{floor_rps:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
-                floor_p50 * 1e3,
-                floor_p99 * 1e3
-            ),
-            reference: format!("{tps:.0} tps (pgbench -S, {} clients)", p.http_connections),
-            ratio: Some(ratio(floor_rps, tps)),
-            target: "(what any HTTP read can reach)",
-        });
+            target,
+        };
+        rows.push(line(
+            "family view over HTTP",
+            served,
+            ">= 0.3x pgbench -S; p99 <= 10 ms",
+        ));
+        rows.push(line(
+            "(the same, every overview computed: no copies kept)",
+            cold,
+            "(no target)",
+        ));
+        rows.push(line(
+            "(floor: HTTP and one primary-key SELECT a request)",
+            floor,
+            "(what any HTTP read can reach)",
+        ));
     }
     if !wanted(Bench::Export) {
         return Ok(());

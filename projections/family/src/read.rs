@@ -792,15 +792,15 @@ pub fn stamp(school: SchoolId, scopes: &[Uuid]) -> Read<u64> {
     let mut params = vec![Cell::Uuid(*school.as_uuid())];
     params.extend(scopes.iter().map(|s| Cell::Uuid(*s)));
     let placeholders: Vec<String> = (2..=params.len()).map(|i| format!("${i}")).collect();
-    let sql = if scopes.is_empty() {
-        "SELECT 0 FROM family_stamps WHERE school_id = $1 LIMIT 1".to_owned()
-    } else {
-        format!(
-            "SELECT coalesce(max(seq), 0) FROM family_stamps \
-             WHERE school_id = $1 AND scope IN ({})",
+    // No scope is no stamp: `IN (NULL)` matches no row.
+    let sql = format!(
+        "SELECT coalesce(max(seq), 0) FROM family_stamps WHERE school_id = $1 AND scope IN ({})",
+        if scopes.is_empty() {
+            "NULL".to_owned()
+        } else {
             placeholders.join(", ")
-        )
-    };
+        }
+    );
     Read::one(ProjectionQuery::new(sql, params, &[T::Int]), |rows| {
         Ok(rows
             .first()
